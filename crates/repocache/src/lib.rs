@@ -1,1 +1,58 @@
-//! stub
+//! repocache keeps an always-current, lock-free, in-process cache of Kubernetes objects.
+//!
+//! It sits between the API server and the code that reads objects again and again (operators,
+//! their reconcilers, and the tools around them). A [`reflector`] task runs kube-runtime's
+//! `watcher` (LIST + WATCH, with backoff) and feeds a [`Writer`], which applies each event to
+//! persistent maps and publishes an immutable [`Snapshot`] through `arc-swap`. A [`Cache`] is the
+//! read handle: [`Cache::get`], [`Cache::list`] and [`Cache::snapshot`] cost one atomic load
+//! plus lookups, take no lock, do no I/O, and never reach the API server once the first sync is
+//! done.
+//!
+//! ```text
+//! API server ── LIST+WATCH ──▶ reflector ──▶ Writer ── ArcSwap::store ──▶ Snapshot ◀── Cache reads
+//! ```
+//!
+//! # Example
+//!
+//! ```no_run
+//! use glasskube_api::PackageRepository;
+//! use kube::{Api, Client, runtime::watcher};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::try_default().await?;
+//! let (repos, _handle) = repocache::reflector(
+//!     Api::<PackageRepository>::all(client),
+//!     watcher::Config::default(),
+//! );
+//! repos.wait_ready(std::time::Duration::from_secs(30)).await?;
+//! if let Some(repo) = repos.get("glasskube") {
+//!     println!("{}", repo.spec.url);
+//! }
+//! for repo in repos.snapshot().iter() {
+//!     println!("{}", repo.metadata.name.as_deref().unwrap_or_default());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod cache;
+mod clock;
+mod decoded;
+mod error;
+mod key;
+mod reflector;
+mod snapshot;
+mod stats;
+mod writer;
+
+pub use cache::Cache;
+pub use decoded::{Decoded, InvalidObject};
+pub use error::Error;
+pub use key::ObjectKey;
+pub use reflector::{ReflectorHandle, reflector};
+pub use snapshot::{Iter, Snapshot};
+pub use stats::Stats;
+pub use writer::{Applied, Writer};
+
+/// The watcher event type a [`Writer`] applies (re-exported from kube-runtime).
+pub use kube::runtime::watcher::Event;

@@ -1,0 +1,34 @@
+//! A cheap monotonic clock: instants stored as nanoseconds since an epoch, so that a snapshot's
+//! confirmation time fits in an atomic and can move forward without a lock.
+
+use std::time::{Duration, Instant};
+
+/// Converts between [`Instant`]s and nanoseconds since a fixed epoch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    /// A clock whose epoch is now.
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The current instant.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Nanoseconds from the epoch to `at` (0 for instants before the epoch; saturating).
+    pub(crate) fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant `nanos` after the epoch.
+    pub(crate) fn instant(&self, nanos: u64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos)
+    }
+}

@@ -1,0 +1,197 @@
+//! The immutable [`Snapshot`]: every object of one kind at one moment, with its indexes.
+//!
+//! A snapshot is built by the [`Writer`](crate::Writer) and published whole; readers get it with
+//! one atomic load and then only read. Its maps are persistent (`imbl`), so the writer derives
+//! the next snapshot from the previous one in O(log n) per event and both share almost all of
+//! their memory.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
+
+use kube::Resource;
+
+use crate::clock::Clock;
+use crate::key::{KeyView, ObjectKey};
+
+/// Objects by key, for O(1) expected-time lookups.
+pub(crate) type Index<K> = imbl::HashMap<ObjectKey, Arc<K>>;
+/// Objects sorted by (namespace, name), for deterministic iteration that does not allocate.
+pub(crate) type Ordered<K> = imbl::Vector<Arc<K>>;
+
+/// An immutable, consistent view of every cached object of kind `K` at one moment.
+///
+/// Several reads from one snapshot always see the same moment. Holding a snapshot keeps its
+/// objects alive; it never blocks the writer, which publishes newer snapshots beside it.
+///
+/// Lookups ([`get`](Self::get), [`get_namespaced`](Self::get_namespaced)) are hash lookups;
+/// [`iter`](Self::iter) walks the objects in (namespace, name) order without allocating.
+pub struct Snapshot<K> {
+    pub(crate) index: Index<K>,
+    pub(crate) ordered: Ordered<K>,
+    pub(crate) resource_version: Option<Arc<str>>,
+    pub(crate) generation: u64,
+    pub(crate) built_at: Instant,
+    /// Nanoseconds since the clock's epoch at which the watch last confirmed this snapshot.
+    /// The only field that changes after publication: it only moves forward.
+    pub(crate) confirmed: AtomicU64,
+    pub(crate) clock: Clock,
+}
+
+impl<K> Snapshot<K> {
+    /// The empty snapshot a cache starts with, before its first sync (generation 0).
+    pub(crate) fn empty(clock: Clock) -> Self {
+        let now = clock.now();
+        Self {
+            index: Index::default(),
+            ordered: Ordered::new(),
+            resource_version: None,
+            generation: 0,
+            built_at: now,
+            confirmed: AtomicU64::new(clock.nanos(now)),
+            clock,
+        }
+    }
+
+    /// The object with this name, for cluster-scoped kinds.
+    ///
+    /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced): a namespaced object is
+    /// never found without its namespace.
+    pub fn get(&self, name: &str) -> Option<&Arc<K>> {
+        self.index.get(&(None, name) as &dyn KeyView)
+    }
+
+    /// The object with this namespace and name, for namespaced kinds.
+    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<&Arc<K>> {
+        self.index.get(&(Some(namespace), name) as &dyn KeyView)
+    }
+
+    /// The object under this key.
+    pub fn get_key(&self, key: &ObjectKey) -> Option<&Arc<K>> {
+        self.index.get(key as &dyn KeyView)
+    }
+
+    /// Whether an object with this key is present.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        self.get_key(key).is_some()
+    }
+
+    /// All objects, ordered by namespace then name (cluster-scoped objects first).
+    ///
+    /// The iterator borrows the snapshot and allocates nothing.
+    pub fn iter(&self) -> Iter<'_, K> {
+        Iter {
+            inner: self.ordered.iter(),
+        }
+    }
+
+    /// The objects as an owned, ordered vector (one `Arc` clone per object).
+    pub fn to_vec(&self) -> Vec<Arc<K>> {
+        self.ordered.iter().cloned().collect()
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.ordered.len()
+    }
+
+    /// Whether the snapshot holds no objects.
+    pub fn is_empty(&self) -> bool {
+        self.ordered.is_empty()
+    }
+
+    /// The resourceVersion of the last event applied to this snapshot: the object's own version
+    /// for a watch event, the newest listed version for a relist. `None` before the first sync.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    /// A counter that increases with every published change; 0 is the empty snapshot a cache
+    /// starts with, before its first sync.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// When this snapshot was built.
+    pub fn built_at(&self) -> Instant {
+        self.built_at
+    }
+
+    /// When the watch last confirmed this snapshot: its build time, or later when an event that
+    /// changed nothing (a repeated object, a delete of an unknown object) arrived after it.
+    pub fn confirmed_at(&self) -> Instant {
+        self.clock
+            .instant(self.confirmed.load(AtomicOrdering::Relaxed))
+    }
+
+    /// How long ago this snapshot was built.
+    pub fn age(&self) -> Duration {
+        self.built_at.elapsed()
+    }
+
+    /// How long ago the watch last confirmed this snapshot.
+    pub fn since_confirmed(&self) -> Duration {
+        self.confirmed_at().elapsed()
+    }
+
+    /// Marks the snapshot as confirmed now (monotonic: an earlier time never overwrites a later).
+    pub(crate) fn confirm(&self, at: Instant) {
+        self.confirmed
+            .fetch_max(self.clock.nanos(at), AtomicOrdering::Relaxed);
+    }
+}
+
+impl<K> fmt::Debug for Snapshot<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("len", &self.len())
+            .field("generation", &self.generation)
+            .field("resource_version", &self.resource_version)
+            .field("age", &self.age())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, K> IntoIterator for &'a Snapshot<K> {
+    type Item = &'a Arc<K>;
+    type IntoIter = Iter<'a, K>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over a snapshot's objects in (namespace, name) order; see [`Snapshot::iter`].
+pub struct Iter<'a, K> {
+    inner: imbl::vector::Iter<'a, Arc<K>, imbl::shared_ptr::DefaultSharedPtr>,
+}
+
+impl<'a, K> Iterator for Iter<'a, K> {
+    type Item = &'a Arc<K>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<K> DoubleEndedIterator for Iter<'_, K> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.inner.next_back()
+    }
+}
+
+impl<K> ExactSizeIterator for Iter<'_, K> {}
+
+/// Compares an object's position in the (namespace, name) order with a key.
+pub(crate) fn cmp_object_key<K: Resource>(obj: &K, key: &ObjectKey) -> Ordering {
+    let meta = obj.meta();
+    let ns = meta.namespace.as_deref().filter(|ns| !ns.is_empty());
+    let name = meta.name.as_deref().unwrap_or_default();
+    (&(ns, name) as &dyn KeyView).cmp(key as &dyn KeyView)
+}

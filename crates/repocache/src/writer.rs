@@ -1,0 +1,326 @@
+//! The [`Writer`]: turns kube-runtime watcher events into published snapshots.
+//!
+//! The writer owns the working state (persistent maps shared with the last published snapshot)
+//! and is the only code that publishes. Watch events update the working state in O(log n);
+//! a relist (`Init` … `InitApply` … `InitDone`) fills a private buffer and replaces the working
+//! state in one publish, so readers never see a half-built relist.
+
+use std::sync::Arc;
+
+use kube::Resource;
+use kube::runtime::watcher::Event;
+use tracing::{debug, trace, warn};
+
+use crate::cache::{Cache, Shared};
+use crate::key::ObjectKey;
+use crate::snapshot::{Index, Ordered, Snapshot, cmp_object_key};
+
+/// Applies watcher events to a cache and publishes its snapshots.
+///
+/// Created with [`Writer::new`]; [`Writer::cache`] hands out read handles. The reflector
+/// (see [`reflector`](crate::reflector())) drives a writer from a live watch; tests and tools can
+/// drive one from any sequence of [`Event`]s.
+///
+/// Each call to [`apply`](Self::apply) that changes the cache publishes one new snapshot;
+/// [`apply_batch`](Self::apply_batch) coalesces a burst of events into one publish.
+pub struct Writer<K> {
+    shared: Arc<Shared<K>>,
+    index: Index<K>,
+    ordered: Ordered<K>,
+    resource_version: Option<Arc<str>>,
+    generation: u64,
+    /// `Some` between `Init` and `InitDone`: the objects of the relist in progress.
+    relist: Option<Vec<(ObjectKey, Arc<K>)>>,
+    /// The working state differs from the last published snapshot.
+    dirty: bool,
+}
+
+/// What one event did to the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The working state changed; the next publish carries the change.
+    Changed,
+    /// The event confirmed the cache without changing it (a repeated or stale object version,
+    /// a delete of an unknown object, an `InitDone` without a relist in progress).
+    Unchanged,
+    /// The event went into the buffer of a relist in progress (`Init`, `InitApply`).
+    Buffered,
+    /// A relist completed (`InitDone`): its objects replace the working state.
+    Relisted,
+    /// The object has no name and cannot be cached; it was skipped.
+    Skipped,
+}
+
+impl<K> Writer<K>
+where
+    K: Resource + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    /// A writer over an empty, not-yet-ready cache.
+    pub fn new() -> Self {
+        let shared = Arc::new(Shared::new(K::kind(&Default::default()).into_owned()));
+        Self {
+            shared,
+            index: Index::default(),
+            ordered: Ordered::new(),
+            resource_version: None,
+            generation: 0,
+            relist: None,
+            dirty: false,
+        }
+    }
+}
+
+impl<K> Drop for Writer<K> {
+    fn drop(&mut self) {
+        // Nobody can make the cache ready any more: wake readers waiting for it.
+        self.shared.mark_stopped();
+    }
+}
+
+impl<K> Default for Writer<K>
+where
+    K: Resource + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K> Writer<K>
+where
+    K: Resource + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    /// A read handle on the cache this writer publishes to.
+    pub fn cache(&self) -> Cache<K> {
+        Cache::from_shared(self.shared.clone())
+    }
+
+    /// Applies one event and publishes the result if it changed the cache.
+    pub fn apply(&mut self, event: Event<K>) -> Applied {
+        let applied = self.stage(event);
+        self.publish();
+        applied
+    }
+
+    /// Applies a burst of events and publishes once at the end (at most one new generation).
+    pub fn apply_batch(&mut self, events: impl IntoIterator<Item = Event<K>>) {
+        for event in events {
+            self.stage(event);
+        }
+        self.publish();
+    }
+
+    /// Applies one event to the working state without publishing.
+    pub(crate) fn stage(&mut self, event: Event<K>) -> Applied {
+        match event {
+            Event::Init => {
+                if self.relist.is_some() {
+                    debug!(kind = %self.shared.kind, "relist restarted before it completed");
+                }
+                self.relist = Some(Vec::new());
+                Applied::Buffered
+            }
+            Event::InitApply(obj) => {
+                let buffer = self.relist.get_or_insert_with(|| {
+                    warn!("InitApply without Init; starting a relist buffer");
+                    Vec::new()
+                });
+                let Some(key) = ObjectKey::of(&obj) else {
+                    warn!(kind = %self.shared.kind, "listed object without a name skipped");
+                    return Applied::Skipped;
+                };
+                buffer.push((key, Arc::new(obj)));
+                Applied::Buffered
+            }
+            Event::InitDone => self.finish_relist(),
+            Event::Apply(obj) => {
+                if self.relist.is_some() {
+                    // The watcher never interleaves these; if it did, the newest version wins.
+                    return self.stage(Event::InitApply(obj));
+                }
+                self.upsert(Arc::new(obj))
+            }
+            Event::Delete(obj) => {
+                let Some(key) = ObjectKey::of(&obj) else {
+                    warn!(kind = %self.shared.kind, "delete of an object without a name skipped");
+                    return Applied::Skipped;
+                };
+                let rv = obj.meta().resource_version.clone();
+                self.remove(&key, rv.as_deref())
+            }
+        }
+    }
+
+    /// Inserts or replaces one object in the working state.
+    fn upsert(&mut self, obj: Arc<K>) -> Applied {
+        let Some(key) = ObjectKey::of(obj.as_ref()) else {
+            warn!(kind = %self.shared.kind, "object without a name skipped");
+            return Applied::Skipped;
+        };
+        let new_rv = obj.meta().resource_version.clone();
+        if let Some(old) = self.index.get(&key)
+            && !is_newer(new_rv.as_deref(), old.meta().resource_version.as_deref())
+        {
+            trace!(kind = %self.shared.kind, %key, rv = ?new_rv, "repeated or stale version ignored");
+            self.confirm();
+            return Applied::Unchanged;
+        }
+        match self
+            .ordered
+            .binary_search_by(|o| cmp_object_key(o.as_ref(), &key))
+        {
+            Ok(pos) => {
+                self.ordered.set(pos, obj.clone());
+            }
+            Err(pos) => self.ordered.insert(pos, obj.clone()),
+        }
+        self.index.insert(key, obj);
+        self.note_version(new_rv);
+        self.dirty = true;
+        Applied::Changed
+    }
+
+    /// Removes one object from the working state (or the relist buffer in progress).
+    pub(crate) fn remove(&mut self, key: &ObjectKey, rv: Option<&str>) -> Applied {
+        if let Some(buffer) = &mut self.relist {
+            buffer.retain(|(k, _)| k != key);
+            return Applied::Buffered;
+        }
+        if self.index.remove(key).is_none() {
+            trace!(kind = %self.shared.kind, %key, "delete of an object the cache does not hold");
+            self.confirm();
+            return Applied::Unchanged;
+        }
+        if let Ok(pos) = self
+            .ordered
+            .binary_search_by(|o| cmp_object_key(o.as_ref(), key))
+        {
+            self.ordered.remove(pos);
+        }
+        self.note_version(rv.map(str::to_owned));
+        self.dirty = true;
+        Applied::Changed
+    }
+
+    /// Completes a relist: the buffered objects become the working state.
+    fn finish_relist(&mut self) -> Applied {
+        let Some(mut listed) = self.relist.take() else {
+            // A repeated InitDone: nothing was relisted, the cache stays as it is.
+            self.confirm();
+            self.shared.mark_ready();
+            return Applied::Unchanged;
+        };
+        // A stable sort by key: of duplicates, the last one listed (the newest) comes last.
+        listed.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let mut ordered = Ordered::new();
+        let mut index = Index::default();
+        let mut newest: Option<String> = None;
+        let mut previous_key: Option<ObjectKey> = None;
+        for (key, obj) in listed {
+            let rv = obj.meta().resource_version.clone();
+            if is_newer(rv.as_deref(), newest.as_deref()) {
+                newest = rv.clone();
+            }
+            // Keep sharing the previous version when the relist returned it unchanged.
+            let obj = match self.index.get(&key) {
+                Some(old) if rv.is_some() && old.meta().resource_version == rv => old.clone(),
+                _ => obj,
+            };
+            if previous_key.as_ref() == Some(&key) {
+                ordered.pop_back();
+            }
+            // (the index insert below replaces the duplicate's entry)
+            ordered.push_back(obj.clone());
+            index.insert(key.clone(), obj);
+            previous_key = Some(key);
+        }
+        debug!(kind = %self.shared.kind, objects = ordered.len(), rv = ?newest, "relist complete");
+        self.index = index;
+        self.ordered = ordered;
+        if newest.is_some() {
+            self.resource_version = newest.map(Arc::from);
+        }
+        self.dirty = true;
+        self.publish();
+        self.shared.mark_ready();
+        Applied::Relisted
+    }
+
+    /// Publishes the working state as a new snapshot if it changed; returns whether it did.
+    pub(crate) fn publish(&mut self) -> bool {
+        if !self.dirty {
+            return false;
+        }
+        self.generation += 1;
+        let clock = self.shared.clock;
+        let now = clock.now();
+        let snapshot = Snapshot {
+            index: self.index.clone(),
+            ordered: self.ordered.clone(),
+            resource_version: self.resource_version.clone(),
+            generation: self.generation,
+            built_at: now,
+            confirmed: clock.nanos(now).into(),
+            clock,
+        };
+        // The previous snapshot is released here, or by the last reader still holding it;
+        // no reader ever waits for it.
+        drop(self.shared.current.swap(Arc::new(snapshot)));
+        self.dirty = false;
+        true
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared<K>> {
+        self.shared.clone()
+    }
+
+    /// Whether a relist is in progress (between `Init` and `InitDone`).
+    pub fn relist_in_progress(&self) -> bool {
+        self.relist.is_some()
+    }
+
+    fn note_version(&mut self, rv: Option<String>) {
+        if let Some(rv) = rv {
+            self.resource_version = Some(Arc::from(rv));
+        }
+    }
+
+    fn confirm(&self) {
+        self.shared.current.load().confirm(self.shared.clock.now());
+    }
+}
+
+/// Whether resourceVersion `new` should replace `old`.
+///
+/// resourceVersions are opaque to clients; but when both parse as integers (as etcd's revisions
+/// do), an older version never replaces a newer one, and an equal one changes nothing. When
+/// either does not parse, the newer event wins.
+fn is_newer(new: Option<&str>, old: Option<&str>) -> bool {
+    match (new, old) {
+        (Some(new), Some(old)) => match (new.parse::<u64>(), old.parse::<u64>()) {
+            (Ok(n), Ok(o)) => n > o,
+            _ => new != old,
+        },
+        (_, None) => true,
+        (None, Some(_)) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_newer;
+
+    #[test]
+    fn resource_version_ordering() {
+        assert!(is_newer(Some("10"), Some("9")));
+        assert!(!is_newer(Some("9"), Some("10")));
+        assert!(!is_newer(Some("10"), Some("10")));
+        assert!(is_newer(Some("abc"), Some("10")));
+        assert!(!is_newer(Some("abc"), Some("abc")));
+        assert!(is_newer(Some("1"), None));
+        assert!(is_newer(None, Some("1")));
+    }
+}

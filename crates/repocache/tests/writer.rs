@@ -1,0 +1,289 @@
+//! The writer over hand-built event sequences: applies, deletes, relists and their edge cases.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{cm, contents, obj, relist, value};
+use k8s_openapi::api::core::v1::ConfigMap;
+use repocache::{Applied, Event, Writer};
+
+fn synced(objects: Vec<ConfigMap>) -> Writer<ConfigMap> {
+    let mut writer = Writer::new();
+    writer.apply_batch(relist(objects));
+    writer
+}
+
+#[test]
+fn starts_empty_and_not_ready() {
+    let writer = Writer::<ConfigMap>::new();
+    let cache = writer.cache();
+    assert!(!cache.is_ready());
+    let snap = cache.snapshot();
+    assert_eq!(snap.len(), 0);
+    assert_eq!(snap.generation(), 0);
+    assert_eq!(snap.resource_version(), None);
+    assert!(cache.get("a").is_none());
+}
+
+#[test]
+fn first_relist_publishes_everything_at_once() {
+    let mut writer = Writer::new();
+    let cache = writer.cache();
+    assert_eq!(writer.apply(Event::Init), Applied::Buffered);
+    assert_eq!(
+        writer.apply(Event::InitApply(obj("b", 2, "b1"))),
+        Applied::Buffered
+    );
+    assert_eq!(
+        writer.apply(Event::InitApply(obj("a", 3, "a1"))),
+        Applied::Buffered
+    );
+    // Nothing is visible before InitDone.
+    assert_eq!(cache.snapshot().len(), 0);
+    assert!(!cache.is_ready());
+    assert_eq!(writer.apply(Event::InitDone), Applied::Relisted);
+    let snap = cache.snapshot();
+    assert!(cache.is_ready());
+    assert_eq!(snap.generation(), 1);
+    assert_eq!(snap.resource_version(), Some("3"));
+    assert_eq!(
+        contents(&snap),
+        [
+            ("a".into(), "3".into(), "a1".into()),
+            ("b".into(), "2".into(), "b1".into())
+        ]
+    );
+}
+
+#[test]
+fn apply_and_delete_publish_one_generation_each() {
+    let mut writer = synced(vec![obj("a", 1, "a1")]);
+    let cache = writer.cache();
+    assert_eq!(
+        writer.apply(Event::Apply(obj("c", 5, "c1"))),
+        Applied::Changed
+    );
+    assert_eq!(cache.snapshot().generation(), 2);
+    assert_eq!(value(&cache.get("c").unwrap()), "c1");
+    assert_eq!(
+        writer.apply(Event::Apply(obj("a", 6, "a2"))),
+        Applied::Changed
+    );
+    assert_eq!(value(&cache.get("a").unwrap()), "a2");
+    assert_eq!(
+        writer.apply(Event::Delete(obj("c", 7, "c1"))),
+        Applied::Changed
+    );
+    let snap = cache.snapshot();
+    assert_eq!(snap.generation(), 4);
+    assert_eq!(snap.resource_version(), Some("7"));
+    assert!(cache.get("c").is_none());
+    assert_eq!(contents(&snap), [("a".into(), "6".into(), "a2".into())]);
+}
+
+#[test]
+fn relist_drops_objects_absent_from_it_in_one_swap() {
+    let mut writer = synced(vec![obj("a", 1, "a"), obj("b", 2, "b"), obj("c", 3, "c")]);
+    let cache = writer.cache();
+    let before = cache.snapshot();
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(obj("b", 9, "b2")));
+    // Mid-relist, readers still see the complete old snapshot.
+    assert_eq!(cache.snapshot().generation(), before.generation());
+    assert_eq!(cache.snapshot().len(), 3);
+    writer.apply(Event::InitDone);
+    let after = cache.snapshot();
+    assert_eq!(after.generation(), before.generation() + 1);
+    assert_eq!(contents(&after), [("b".into(), "9".into(), "b2".into())]);
+    assert!(cache.get("a").is_none() && cache.get("c").is_none());
+    // A snapshot taken earlier is unchanged.
+    assert_eq!(before.len(), 3);
+    assert_eq!(value(before.get("b").unwrap()), "b");
+}
+
+#[test]
+fn relist_during_updates_ends_in_the_relisted_state_plus_later_updates() {
+    let mut writer = synced(vec![obj("a", 1, "a"), obj("b", 2, "b")]);
+    let cache = writer.cache();
+    writer.apply(Event::Apply(obj("c", 3, "c")));
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(obj("a", 4, "a2")));
+    writer.apply(Event::InitApply(obj("d", 5, "d")));
+    // An update arriving inside a relist lands in the relist (newest wins).
+    writer.apply(Event::Apply(obj("d", 6, "d2")));
+    writer.apply(Event::InitDone);
+    writer.apply(Event::Apply(obj("e", 7, "e")));
+    writer.apply(Event::Delete(obj("a", 8, "a2")));
+    assert_eq!(
+        contents(&cache.snapshot()),
+        [
+            ("d".into(), "6".into(), "d2".into()),
+            ("e".into(), "7".into(), "e".into())
+        ]
+    );
+    assert_eq!(cache.snapshot().resource_version(), Some("8"));
+}
+
+#[test]
+fn delete_inside_a_relist_removes_from_the_buffer() {
+    let mut writer = synced(vec![obj("a", 1, "a")]);
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(obj("x", 2, "x")));
+    writer.apply(Event::Delete(obj("x", 3, "x")));
+    writer.apply(Event::InitDone);
+    assert_eq!(writer.cache().snapshot().len(), 0);
+}
+
+#[test]
+fn delete_of_an_unknown_object_changes_nothing() {
+    let mut writer = synced(vec![obj("a", 1, "a")]);
+    let cache = writer.cache();
+    let before = cache.snapshot();
+    assert_eq!(
+        writer.apply(Event::Delete(obj("nope", 5, ""))),
+        Applied::Unchanged
+    );
+    let after = cache.snapshot();
+    assert!(Arc::ptr_eq(&before, &after), "no new snapshot for a no-op");
+    assert!(after.confirmed_at() >= before.built_at());
+}
+
+#[test]
+fn repeated_init_done_keeps_the_cache_and_its_readiness() {
+    let mut writer = synced(vec![obj("a", 1, "a")]);
+    let cache = writer.cache();
+    let generation = cache.snapshot().generation();
+    assert_eq!(writer.apply(Event::InitDone), Applied::Unchanged);
+    assert_eq!(writer.apply(Event::InitDone), Applied::Unchanged);
+    assert_eq!(cache.snapshot().generation(), generation);
+    assert_eq!(cache.snapshot().len(), 1);
+    assert!(cache.is_ready());
+}
+
+#[test]
+fn an_older_or_repeated_version_does_not_replace_a_newer_one() {
+    let mut writer = synced(vec![obj("a", 10, "new")]);
+    let cache = writer.cache();
+    assert_eq!(
+        writer.apply(Event::Apply(obj("a", 9, "old"))),
+        Applied::Unchanged
+    );
+    assert_eq!(
+        writer.apply(Event::Apply(obj("a", 10, "same"))),
+        Applied::Unchanged
+    );
+    assert_eq!(value(&cache.get("a").unwrap()), "new");
+    assert_eq!(cache.snapshot().generation(), 1);
+}
+
+#[test]
+fn objects_without_a_name_are_skipped() {
+    let mut writer = synced(vec![obj("a", 1, "a")]);
+    let mut nameless = obj("x", 2, "x");
+    nameless.metadata.name = None;
+    assert_eq!(
+        writer.apply(Event::Apply(nameless.clone())),
+        Applied::Skipped
+    );
+    assert_eq!(writer.apply(Event::Delete(nameless)), Applied::Skipped);
+    assert_eq!(writer.cache().snapshot().len(), 1);
+}
+
+#[test]
+fn namespaced_lookups_and_deterministic_order() {
+    let writer = synced(vec![
+        cm(Some("b"), "x", 1, "bx"),
+        cm(Some("a"), "y", 2, "ay"),
+        cm(Some("a"), "x", 3, "ax"),
+        cm(None, "z", 4, "z"),
+    ]);
+    let cache = writer.cache();
+    assert_eq!(value(&cache.get_namespaced("a", "x").unwrap()), "ax");
+    assert_eq!(value(&cache.get_namespaced("b", "x").unwrap()), "bx");
+    assert!(cache.get_namespaced("c", "x").is_none());
+    assert!(
+        cache.get("x").is_none(),
+        "a namespaced object needs its namespace"
+    );
+    assert_eq!(value(&cache.get("z").unwrap()), "z");
+    let keys: Vec<String> = contents(&cache.snapshot())
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(keys, ["z", "a/x", "a/y", "b/x"]);
+    let listed: Vec<String> = cache.list().iter().map(|o| value(o).to_owned()).collect();
+    assert_eq!(listed, ["z", "ax", "ay", "bx"]);
+    // Inserting in the middle keeps the order.
+    let mut writer = writer;
+    writer.apply(Event::Apply(cm(Some("a"), "xx", 5, "axx")));
+    let keys: Vec<String> = contents(&cache.snapshot())
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(keys, ["z", "a/x", "a/xx", "a/y", "b/x"]);
+    assert_eq!(
+        cache
+            .snapshot()
+            .iter()
+            .next_back()
+            .map(|o| value(o).to_owned()),
+        Some("bx".into())
+    );
+}
+
+#[test]
+fn apply_batch_publishes_once() {
+    let mut writer = synced(vec![]);
+    let cache = writer.cache();
+    writer.apply_batch((0..100).map(|i| Event::Apply(obj(&format!("o{i:03}"), 10 + i, "v"))));
+    let snap = cache.snapshot();
+    assert_eq!(snap.generation(), 2);
+    assert_eq!(snap.len(), 100);
+    assert_eq!(snap.resource_version(), Some("109"));
+}
+
+#[test]
+fn relist_reuses_unchanged_objects() {
+    let mut writer = synced(vec![obj("a", 1, "a"), obj("b", 2, "b")]);
+    let cache = writer.cache();
+    let a_before = cache.get("a").unwrap();
+    let b_before = cache.get("b").unwrap();
+    writer.apply_batch(relist(vec![obj("a", 1, "a"), obj("b", 3, "b2")]));
+    assert!(
+        Arc::ptr_eq(&a_before, &cache.get("a").unwrap()),
+        "same version, same Arc"
+    );
+    assert!(!Arc::ptr_eq(&b_before, &cache.get("b").unwrap()));
+}
+
+#[test]
+fn duplicates_in_a_relist_keep_the_last_listed() {
+    let writer = synced(vec![
+        obj("a", 1, "first"),
+        obj("b", 2, "b"),
+        obj("a", 3, "last"),
+    ]);
+    let snap = writer.cache().snapshot();
+    assert_eq!(
+        contents(&snap),
+        [
+            ("a".into(), "3".into(), "last".into()),
+            ("b".into(), "2".into(), "b".into())
+        ]
+    );
+}
+
+#[test]
+fn an_interrupted_relist_is_discarded_by_the_next_init() {
+    let mut writer = synced(vec![obj("a", 1, "a")]);
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(obj("partial", 2, "p")));
+    writer.apply_batch(relist(vec![obj("b", 3, "b")]));
+    let keys: Vec<String> = contents(&writer.cache().snapshot())
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(keys, ["b"]);
+}
