@@ -1,19 +1,27 @@
 //! [`Cache`]: the cheap, cloneable read handle, and the state it shares with its writer.
 //!
 //! The read path is `ArcSwap::load` (one atomic load, no lock, no I/O) followed by plain
-//! lookups in the immutable [`Snapshot`]. Nothing on it waits for the writer.
+//! lookups in the immutable [`Snapshot`]. Nothing on it waits for the writer. The policy reads
+//! (`*_with`) and [`Cache::refresh`] are the only calls that may reach the API server.
 
-use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::fmt::{self, Debug};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::key::ObjectKey;
+use crate::live::Live;
+use crate::policy::{Read, ReadPolicy, Source};
 use crate::snapshot::Snapshot;
-use crate::stats::{Counters, Stats};
+use crate::state::CacheState;
+use crate::stats::{ApiReason, Counters, RelistReason, Stats};
 
 /// Whether a cache has completed its first full sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,15 +34,31 @@ enum Readiness {
     Stopped,
 }
 
-/// What a [`Cache`] shares with its [`Writer`](crate::Writer).
+/// A request from a read handle to its reflector task.
+pub(crate) enum Command {
+    /// Relist now; answer with the generation of the relist's snapshot.
+    Refresh(oneshot::Sender<u64>),
+}
+
+/// What a [`Cache`] shares with its [`Writer`](crate::Writer) and reflector.
 pub(crate) struct Shared<K> {
     /// The current snapshot; replaced whole by the writer.
     pub(crate) current: ArcSwap<Snapshot<K>>,
     readiness: watch::Sender<Readiness>,
     pub(crate) clock: Clock,
-    /// The kind's name, for logs and errors.
+    /// The kind's name, for logs, errors and metric labels.
     pub(crate) kind: String,
     pub(crate) counters: Counters,
+    /// The reflector's view of the cache's state.
+    pub(crate) state: ArcSwap<CacheState>,
+    /// The TTL in nanoseconds; 0 disables it.
+    ttl_nanos: AtomicU64,
+    /// The last completed relist and when it completed.
+    pub(crate) last_relist: ArcSwapOption<(RelistReason, Instant)>,
+    /// Set by the reflector: how to make live reads.
+    pub(crate) live: OnceLock<Live>,
+    /// Set by the reflector: how to ask it for a refresh.
+    pub(crate) control: OnceLock<mpsc::UnboundedSender<Command>>,
 }
 
 impl<K> Shared<K> {
@@ -46,6 +70,11 @@ impl<K> Shared<K> {
             clock,
             kind,
             counters: Counters::default(),
+            state: ArcSwap::from_pointee(CacheState::Starting),
+            ttl_nanos: AtomicU64::new(0),
+            last_relist: ArcSwapOption::empty(),
+            live: OnceLock::new(),
+            control: OnceLock::new(),
         }
     }
 
@@ -57,8 +86,9 @@ impl<K> Shared<K> {
         });
     }
 
-    /// Records that no writer will ever make this cache ready.
+    /// Records that no writer will ever update this cache again.
     pub(crate) fn mark_stopped(&self) {
+        self.state.store(Arc::new(CacheState::Stopped));
         self.readiness.send_if_modified(|r| {
             let pending = *r == Readiness::Pending;
             if pending {
@@ -66,6 +96,19 @@ impl<K> Shared<K> {
             }
             pending
         });
+    }
+
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        let nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        self.ttl_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_nanos(self.ttl_nanos.load(Ordering::Relaxed))
+    }
+
+    fn is_ready(&self) -> bool {
+        *self.readiness.borrow() == Readiness::Ready
     }
 }
 
@@ -76,7 +119,8 @@ impl<K> Shared<K> {
 /// hash lookup. A miss while the cache [is ready](Self::is_ready) is authoritative: the object
 /// was not on the server as of the snapshot.
 ///
-/// For several reads that must see one moment, take one [`Snapshot`] and read from it.
+/// For several reads that must see one moment, take one [`Snapshot`] and read from it. For reads
+/// with a freshness bound, or the bypass, see [`get_with`](Self::get_with) and [`ReadPolicy`].
 pub struct Cache<K> {
     shared: Arc<Shared<K>>,
 }
@@ -94,7 +138,7 @@ impl<K> fmt::Debug for Cache<K> {
         let snapshot = self.shared.current.load();
         f.debug_struct("Cache")
             .field("kind", &self.shared.kind)
-            .field("ready", &self.is_ready())
+            .field("state", &self.state().as_str())
             .field("len", &snapshot.len())
             .field("generation", &snapshot.generation())
             .finish()
@@ -115,17 +159,24 @@ impl<K> Cache<K> {
     }
 
     /// The cluster-scoped object with this name, from the current snapshot.
+    ///
+    /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
     pub fn get(&self, name: &str) -> Option<Arc<K>> {
-        self.shared.current.load().get(name).cloned()
+        let found = self.shared.current.load().get(name).cloned();
+        self.count(found.is_some());
+        found
     }
 
     /// The namespaced object with this namespace and name, from the current snapshot.
     pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        self.shared
+        let found = self
+            .shared
             .current
             .load()
             .get_namespaced(namespace, name)
-            .cloned()
+            .cloned();
+        self.count(found.is_some());
+        found
     }
 
     /// Every object of the current snapshot, ordered by namespace then name.
@@ -136,19 +187,83 @@ impl<K> Cache<K> {
         self.shared.current.load().to_vec()
     }
 
+    #[inline]
+    fn count(&self, hit: bool) {
+        if hit {
+            self.shared.counters.hits.incr();
+        } else {
+            self.shared.counters.misses.incr();
+        }
+    }
+
     /// The kind this cache holds, e.g. `PackageRepository`.
     pub fn kind(&self) -> &str {
         &self.shared.kind
     }
 
-    /// The cache's counters now.
-    pub fn stats(&self) -> Stats {
-        self.shared.counters.read()
+    /// The TTL: how long a snapshot may go unconfirmed before it is stale. Zero: disabled.
+    pub fn ttl(&self) -> Duration {
+        self.shared.ttl()
     }
 
     /// Whether the first full sync has completed. Stays true across later relists.
     pub fn is_ready(&self) -> bool {
-        *self.shared.readiness.borrow() == Readiness::Ready
+        self.shared.is_ready()
+    }
+
+    /// Whether the current snapshot went unconfirmed for longer than the TTL.
+    pub fn is_stale(&self) -> bool {
+        let ttl = self.ttl();
+        !ttl.is_zero() && self.shared.current.load().since_confirmed() > ttl
+    }
+
+    /// The cache's state: [`Starting`](CacheState::Starting), [`Ready`](CacheState::Ready),
+    /// [`Stale`](CacheState::Stale), [`Failed`](CacheState::Failed) or
+    /// [`Stopped`](CacheState::Stopped).
+    ///
+    /// A ready cache whose snapshot outlived its TTL reports `Stale` even before its reflector
+    /// notices.
+    pub fn state(&self) -> CacheState {
+        let state = CacheState::clone(&self.shared.state.load());
+        if state == CacheState::Ready && self.is_stale() {
+            let snapshot = self.shared.current.load();
+            return CacheState::Stale {
+                since: snapshot.confirmed_at() + self.ttl(),
+                reason: format!("not confirmed within the TTL of {:?}", self.ttl()),
+            };
+        }
+        state
+    }
+
+    /// The cache's figures now (the same ones [`Metrics`](crate::Metrics) renders).
+    pub fn stats(&self) -> Stats {
+        let snapshot = self.shared.current.load();
+        let mut stats = Stats {
+            kind: self.shared.kind.clone(),
+            state: self.state(),
+            ready: self.is_ready(),
+            ttl: self.ttl(),
+            hits: 0,
+            misses: 0,
+            api_requests: ApiReason::ALL.map(|r| (r, 0)),
+            events: crate::stats::EventType::ALL.map(|t| (t, 0)),
+            relists: RelistReason::ALL.map(|r| (r, 0)),
+            decode_failures: 0,
+            objects: snapshot.len(),
+            generation: snapshot.generation(),
+            resource_version: snapshot.resource_version().map(str::to_owned),
+            snapshot_age: snapshot.age(),
+            since_confirmed: snapshot.since_confirmed(),
+            last_relist: self
+                .shared
+                .last_relist
+                .load()
+                .as_deref()
+                .map(|(reason, at)| (*reason, at.elapsed())),
+            event_to_visible: Default::default(),
+        };
+        self.shared.counters.fill(&mut stats);
+        stats
     }
 
     /// Waits until the first full sync has completed.
@@ -176,6 +291,128 @@ impl<K> Cache<K> {
                 kind: self.shared.kind.clone(),
                 waited: timeout,
             }),
+        }
+    }
+
+    /// Forces a relist now and resolves when its snapshot is published, with that snapshot's
+    /// generation: "clear the cache", without ever showing readers an empty one.
+    ///
+    /// Fails with [`Error::NoReflector`] for a cache fed by hand, and [`Error::Stopped`] when the
+    /// reflector has stopped.
+    pub async fn refresh(&self) -> Result<u64, Error> {
+        let control = self
+            .shared
+            .control
+            .get()
+            .ok_or_else(|| Error::NoReflector {
+                kind: self.shared.kind.clone(),
+            })?;
+        let (tx, rx) = oneshot::channel();
+        let stopped = || Error::Stopped {
+            kind: self.shared.kind.clone(),
+        };
+        control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    /// Decides whether a policy read must go to the server, and why.
+    fn live_reason(&self, policy: ReadPolicy, snapshot: &Snapshot<K>) -> Option<ApiReason> {
+        match policy {
+            ReadPolicy::Cached => None,
+            ReadPolicy::Fresh => Some(ApiReason::Fresh),
+            ReadPolicy::MaxStaleness(bound) => (!self.is_ready()
+                || snapshot.since_confirmed() > bound)
+                .then_some(ApiReason::Fallback),
+        }
+    }
+
+    fn live(&self, reason: ApiReason) -> Result<&Live, Error> {
+        let live = self.shared.live.get().ok_or_else(|| Error::NoReflector {
+            kind: self.shared.kind.clone(),
+        })?;
+        self.shared.counters.record_api(reason);
+        Ok(live)
+    }
+
+    fn from_snapshot<T>(snapshot: &Snapshot<K>, value: T) -> Read<T> {
+        Read {
+            value,
+            source: Source::Snapshot {
+                generation: snapshot.generation(),
+                since_confirmed: snapshot.since_confirmed(),
+            },
+        }
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    /// The cluster-scoped object with this name, as fresh as `policy` asks.
+    ///
+    /// Makes at most one live GET (see [`ReadPolicy`]); a live answer is returned, never
+    /// written into the cache (the watch delivers the change in its own order).
+    pub async fn get_with(
+        &self,
+        name: &str,
+        policy: ReadPolicy,
+    ) -> Result<Read<Option<Arc<K>>>, Error> {
+        self.read_one(None, name, policy).await
+    }
+
+    /// The namespaced object with this namespace and name, as fresh as `policy` asks.
+    pub async fn get_namespaced_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        policy: ReadPolicy,
+    ) -> Result<Read<Option<Arc<K>>>, Error> {
+        self.read_one(Some(namespace), name, policy).await
+    }
+
+    /// Every object, as fresh as `policy` asks: the snapshot's, or one live LIST with the
+    /// cache's selectors, ordered by namespace then name either way.
+    pub async fn list_with(&self, policy: ReadPolicy) -> Result<Read<Vec<Arc<K>>>, Error> {
+        let snapshot = self.shared.current.load_full();
+        match self.live_reason(policy, &snapshot) {
+            None => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
+            Some(reason) => {
+                let mut objects = self.live(reason)?.list::<K>().await?;
+                objects.sort_by_cached_key(|o| ObjectKey::of(o.as_ref()));
+                Ok(Read {
+                    value: objects,
+                    source: Source::Live,
+                })
+            }
+        }
+    }
+
+    async fn read_one(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        policy: ReadPolicy,
+    ) -> Result<Read<Option<Arc<K>>>, Error> {
+        let snapshot = self.shared.current.load_full();
+        match self.live_reason(policy, &snapshot) {
+            None => {
+                let found = match namespace {
+                    Some(ns) => snapshot.get_namespaced(ns, name),
+                    None => snapshot.get(name),
+                }
+                .cloned();
+                self.count(found.is_some());
+                Ok(Self::from_snapshot(&snapshot, found))
+            }
+            Some(reason) => {
+                let found = self.live(reason)?.get::<K>(namespace, name).await?;
+                Ok(Read {
+                    value: found.map(Arc::new),
+                    source: Source::Live,
+                })
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use kube::Resource;
+
 /// Errors returned by repocache.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -14,10 +16,38 @@ pub enum Error {
         /// How long the caller waited.
         waited: Duration,
     },
-    /// The cache's writer stopped before the cache ever became ready.
-    #[error("{kind} cache stopped before its first sync")]
+    /// The cache's reflector (or writer) stopped: it will never sync or refresh again.
+    #[error("{kind} cache is stopped")]
     Stopped {
         /// The kind the cache holds.
         kind: String,
     },
+    /// A live read or a refresh needs the cache's reflector, and this cache has none (it is
+    /// fed by hand through a [`Writer`](crate::Writer)).
+    #[error("{kind} cache has no reflector: live reads and refresh need one")]
+    NoReflector {
+        /// The kind the cache holds.
+        kind: String,
+    },
+    /// A live request to the API server failed.
+    #[error("live request for {kind} failed: {source}")]
+    Api {
+        /// The kind the request was for.
+        kind: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn request<K: Resource>(source: kube::Error) -> Self
+    where
+        K::DynamicType: Default,
+    {
+        Error::Api {
+            kind: K::kind(&Default::default()).into_owned(),
+            source,
+        }
+    }
 }

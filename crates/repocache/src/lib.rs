@@ -39,19 +39,28 @@ mod cache;
 mod clock;
 mod decoded;
 mod error;
+mod feed;
 mod key;
+mod live;
+mod metrics;
+mod policy;
 mod reflector;
 mod snapshot;
+mod state;
 mod stats;
+mod striped;
 mod writer;
 
 pub use cache::Cache;
 pub use decoded::{Decoded, InvalidObject};
 pub use error::Error;
 pub use key::ObjectKey;
-pub use reflector::{ReflectorHandle, reflector};
+pub use metrics::Metrics;
+pub use policy::{Read, ReadPolicy, Source};
+pub use reflector::{DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector};
 pub use snapshot::{Iter, Snapshot};
-pub use stats::Stats;
+pub use state::CacheState;
+pub use stats::{ApiReason, DELAY_BUCKETS, Delays, EventType, RelistReason, Stats};
 pub use writer::{Applied, Writer};
 
 /// The watcher event type a [`Writer`] applies (re-exported from kube-runtime).

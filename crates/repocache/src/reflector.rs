@@ -1,38 +1,50 @@
-//! The reflector: a tokio task that runs kube-runtime's [`watcher`] and feeds a [`Writer`].
+//! The reflector: a tokio task that runs kube-runtime's [`watcher`], feeds a [`Writer`], and
+//! supervises the cache's freshness.
 //!
 //! The watch is opened on [`Decoded<K>`] so that one object that does not decode is skipped
 //! (counted and logged) instead of failing its whole list or ending the watch. Bursts of events
 //! that are ready at once are applied together and published as one snapshot.
+//!
+//! The same task is the supervisor: when the snapshot goes unconfirmed for longer than the TTL
+//! (a watch that silently stopped delivering), it restarts the watch, which relists; a caller's
+//! [`Cache::refresh`] does the same on demand. Until the relist completes, readers keep the last
+//! snapshot, and the cache's [`CacheState`] says it is stale (or failing, with the error).
 
-use std::collections::HashSet;
 use std::fmt::Debug;
-use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
-use kube::{Api, Resource};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cache::Cache;
-use crate::decoded::{Decoded, InvalidObject};
-use crate::key::ObjectKey;
+use crate::cache::{Cache, Command, Shared};
+use crate::decoded::Decoded;
+use crate::feed::Feed;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::state::CacheState;
+use crate::stats::{ApiReason, EventType, RelistReason};
 use crate::writer::{Applied, Writer};
 
 /// At most this many events that are ready at once are coalesced into one publish.
 const MAX_BATCH: usize = 1024;
 
-/// Starts a reflector: watches `api` with `config` and keeps a cache of its objects.
-///
-/// Returns the cache's read handle, not yet ready (see [`Cache::ready`]), and the handle that
-/// stops the watch task. The task uses kube-runtime's [`watcher`] with its default backoff:
-/// watch errors are logged and retried, and never end the task. Dropping the handle stops the
-/// task too.
-///
-/// The `api`'s namespace, if any, restricts the cache to that namespace.
+/// The longest a forced relist may hang before the supervisor forces another (unless the TTL
+/// is longer).
+const MAX_REFORCE: Duration = Duration::from_secs(300);
+
+/// The TTL a cache gets unless told otherwise: five minutes.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// Starts a reflector with the default options: watches `api` with `config` and keeps a
+/// cache of its objects. See [`ReflectorBuilder`] for the TTL and metrics.
 ///
 /// # Panics
 ///
@@ -42,28 +54,135 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    let writer = Writer::<K>::new();
-    let cache = writer.cache();
-    let namespace = api.namespace().map(str::to_owned);
-    let mut api = Api::<Decoded<K>>::all_with(api.into_client(), &Default::default());
-    if let Some(ns) = namespace.as_deref() {
-        api = api.constrain(ns);
+    ReflectorBuilder::new(api).watcher_config(config).start()
+}
+
+/// Configures and starts a reflector: the watch, the TTL, and where its metrics go.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use glasskube_api::PackageRepository;
+/// # use kube::{Api, Client};
+/// # async fn demo(client: Client) {
+/// let metrics = repocache::Metrics::new();
+/// let (repos, _handle) = repocache::ReflectorBuilder::new(Api::<PackageRepository>::all(client))
+///     .ttl(Duration::from_secs(60))
+///     .metrics(&metrics)
+///     .start();
+/// # }
+/// ```
+pub struct ReflectorBuilder<K> {
+    api: Api<K>,
+    config: watcher::Config,
+    ttl: Duration,
+    metrics: Option<Metrics>,
+}
+
+impl<K> ReflectorBuilder<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    /// A reflector over `api` (its namespace, if any, restricts the cache to that namespace),
+    /// with the default watcher config and [`DEFAULT_TTL`].
+    pub fn new(api: Api<K>) -> Self {
+        Self {
+            api,
+            config: watcher::Config::default(),
+            ttl: DEFAULT_TTL,
+            metrics: None,
+        }
     }
-    let span = info_span!("reflector", kind = %cache.kind(), namespace = namespace.as_deref().unwrap_or(""));
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(run(api, config, writer, stop_rx).instrument(span));
-    (
-        cache,
-        ReflectorHandle {
-            stop: Some(stop_tx),
-            task: Some(task),
-        },
-    )
+
+    /// The watcher config: label and field selectors, initial list strategy, page size,
+    /// bookmarks. Live reads use the same selectors.
+    pub fn watcher_config(mut self, config: watcher::Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long a snapshot may go unconfirmed (no watch event, no relist) before it is stale
+    /// and the reflector relists. Zero disables the TTL.
+    ///
+    /// A quiet cluster confirms nothing: pick a TTL that a relist every TTL does not make
+    /// expensive (a relist is one paginated LIST).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Reports this cache's figures through `metrics`.
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Starts the watch task.
+    ///
+    /// Returns the cache's read handle, not yet ready (see [`Cache::ready`]), and the handle
+    /// that stops the task. Watch errors are logged and retried with kube-runtime's default
+    /// backoff, and never end the task. Dropping the handle stops the task too.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a Tokio runtime.
+    pub fn start(self) -> (Cache<K>, ReflectorHandle) {
+        let writer = Writer::<K>::new();
+        let shared = writer.shared();
+        shared.set_ttl(self.ttl);
+        let cache = writer.cache();
+        if let Some(metrics) = &self.metrics {
+            metrics.track(&cache);
+        }
+
+        let namespace = self.api.namespace().map(str::to_owned);
+        let client = self.api.into_client();
+        let _ = shared.live.set(Live::new(
+            client.clone(),
+            namespace.clone(),
+            self.config.label_selector.clone(),
+            self.config.field_selector.clone(),
+        ));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let _ = shared.control.set(control_tx);
+
+        let mut api =
+            Api::<Decoded<K>>::all_with(counted(client, shared.clone()), &Default::default());
+        if let Some(ns) = namespace.as_deref() {
+            api = api.constrain(ns);
+        }
+        let span = info_span!("reflector", kind = %cache.kind(), namespace = namespace.as_deref().unwrap_or(""));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = Task {
+            api,
+            config: self.config,
+            ttl: self.ttl,
+            shared,
+            writer,
+            feed: Feed::default(),
+            forced: None,
+            last_error: None,
+            forced_at: None,
+            forced_attempts: 0,
+            synced_once: false,
+            waiters: Vec::new(),
+            arrivals: Vec::new(),
+        };
+        let task = tokio::spawn(task.run(stop_rx, control_rx).instrument(span));
+        (
+            cache,
+            ReflectorHandle {
+                stop: Some(stop_tx),
+                task: Some(task),
+            },
+        )
+    }
 }
 
 /// Stops a reflector's watch task: explicitly with [`stop`](Self::stop), or on drop.
 ///
-/// Once stopped, the cache keeps serving its last snapshot; it is never updated again.
+/// Once stopped, the cache keeps serving its last snapshot; it is never updated again, and its
+/// state is [`CacheState::Stopped`].
 #[derive(Debug)]
 pub struct ReflectorHandle {
     stop: Option<oneshot::Sender<()>>,
@@ -98,156 +217,303 @@ impl Drop for ReflectorHandle {
     }
 }
 
-async fn run<K>(
+/// Wraps `client` so that every request the watcher makes is counted as a relist or a watch.
+fn counted<K>(client: Client, shared: Arc<Shared<K>>) -> Client
+where
+    K: Send + Sync + 'static,
+{
+    let namespace = client.default_namespace().to_owned();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let query = request.uri().query().unwrap_or_default();
+        let watch = query
+            .split('&')
+            .any(|p| p == "watch=true" || p == "watch=1");
+        let streaming_list = query.split('&').any(|p| p == "sendInitialEvents=true");
+        let reason = if watch && !streaming_list {
+            ApiReason::Watch
+        } else {
+            ApiReason::Relist
+        };
+        shared.counters.record_api(reason);
+        let client = client.clone();
+        async move { client.send(request).await }
+    });
+    Client::new(service, namespace)
+}
+
+/// What kind of error came last, to name the relist that follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LastError {
+    /// 410 Gone: the resourceVersion expired.
+    Expired,
+    /// Anything else.
+    Other,
+}
+
+struct Task<K> {
     api: Api<Decoded<K>>,
     config: watcher::Config,
-    mut writer: Writer<K>,
-    mut stop: oneshot::Receiver<()>,
-) where
+    ttl: Duration,
+    shared: Arc<Shared<K>>,
+    writer: Writer<K>,
+    feed: Feed,
+    /// Why we restarted the watch, until the relist it causes completes.
+    forced: Option<RelistReason>,
+    /// The last error since the last completed relist.
+    last_error: Option<LastError>,
+    /// When we last restarted the watch, until the relist it causes completes.
+    forced_at: Option<Instant>,
+    /// Restarts forced since the last completed relist (backs off repeated restarts).
+    forced_attempts: u32,
+    synced_once: bool,
+    /// Callers of `refresh()` waiting for the next completed relist.
+    waiters: Vec<oneshot::Sender<u64>>,
+    /// Arrival times of the events applied since the last publish.
+    arrivals: Vec<Instant>,
+}
+
+type EventStream<K> = BoxStream<'static, watcher::Result<Event<Decoded<K>>>>;
+
+impl<K> Task<K>
+where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    let mut feed = Feed::default();
-    let mut stream = pin!(watcher(api, config).default_backoff());
-    debug!("watch started");
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            item = stream.next() => item,
-        };
-        let Some(item) = item else {
-            warn!("watch stream ended");
-            break;
-        };
-        feed.handle(&mut writer, item);
-        // Coalesce the events that are already there into the same publish.
-        for _ in 1..MAX_BATCH {
-            match stream.next().now_or_never() {
-                Some(Some(item)) => feed.handle(&mut writer, item),
-                _ => break,
+    async fn run(
+        mut self,
+        mut stop: oneshot::Receiver<()>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let mut stream = self.new_stream();
+        debug!(ttl = ?self.ttl, "watch started");
+        loop {
+            let deadline = self.ttl_deadline();
+            let ttl_expired = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                Some(command) = commands.recv() => match command {
+                    Command::Refresh(tx) => {
+                        self.waiters.push(tx);
+                        self.restart(&mut stream, RelistReason::Manual);
+                    }
+                },
+                _ = ttl_expired => self.on_ttl(&mut stream),
+                item = stream.next() => {
+                    let Some(item) = item else {
+                        warn!("watch stream ended; restarting it");
+                        stream = self.new_stream();
+                        continue;
+                    };
+                    self.handle(item);
+                    // Coalesce the events that are already there into the same publish.
+                    for _ in 1..MAX_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(item)) => self.handle(item),
+                            _ => break,
+                        }
+                    }
+                    self.publish();
+                }
             }
         }
-        writer.publish();
+        self.shared.mark_stopped();
+        debug!("watch stopped");
     }
-    debug!("watch stopped");
-}
 
-/// The reflector's per-stream bookkeeping between the watcher and the writer.
-#[derive(Default)]
-struct Feed {
-    /// Objects currently known not to decode, so each is logged once, not on every event.
-    invalid: HashSet<ObjectKey>,
-    /// Events seen since the relist in progress started (for the relist's log line).
-    listed: usize,
-}
+    fn new_stream(&self) -> EventStream<K> {
+        watcher(self.api.clone(), self.config.clone())
+            .default_backoff()
+            .boxed()
+    }
 
-impl Feed {
-    fn handle<K>(&mut self, writer: &mut Writer<K>, item: watcher::Result<Event<Decoded<K>>>)
-    where
-        K: Resource + Send + Sync + 'static,
-        K::DynamicType: Default,
-    {
+    /// Restarts the watch from scratch: the new stream relists.
+    fn restart(&mut self, stream: &mut EventStream<K>, reason: RelistReason) {
+        if self.forced != Some(RelistReason::Manual) {
+            self.forced = Some(reason);
+        }
+        self.forced_at = Some(Instant::now());
+        self.forced_attempts = self.forced_attempts.saturating_add(1);
+        *stream = self.new_stream();
+        info!(reason = reason.as_str(), "relisting");
+    }
+
+    /// When the TTL next needs a look, if it is enabled.
+    fn ttl_deadline(&self) -> Option<Instant> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        Some(match self.forced_at {
+            Some(at) => at + self.reforce_after(),
+            None => self.shared.current.load().confirmed_at() + self.ttl,
+        })
+    }
+
+    /// How long a relist we forced may take before we force another: one TTL, doubling with
+    /// every further attempt, up to the larger of the TTL and [`MAX_REFORCE`]. The watcher
+    /// (and the client) retry failing requests with their own backoff meanwhile; forcing again
+    /// only helps a request that hangs, and must not turn an outage into a request storm.
+    fn reforce_after(&self) -> Duration {
+        let doublings = self.forced_attempts.saturating_sub(1).min(16);
+        self.ttl
+            .saturating_mul(1 << doublings)
+            .min(self.ttl.max(MAX_REFORCE))
+    }
+
+    fn on_ttl(&mut self, stream: &mut EventStream<K>) {
+        let now = Instant::now();
+        if let Some(at) = self.forced_at
+            && now < at + self.reforce_after()
+        {
+            return;
+        }
+        let snapshot = self.shared.current.load_full();
+        let unconfirmed = snapshot.since_confirmed();
+        if unconfirmed < self.ttl {
+            return;
+        }
+        let reason = format!(
+            "not confirmed for {unconfirmed:.1?} (TTL {:?}); relisting",
+            self.ttl
+        );
+        warn!("{reason}");
+        if matches!(
+            **self.shared.state.load(),
+            CacheState::Ready | CacheState::Starting
+        ) {
+            self.shared.state.store(Arc::new(CacheState::Stale {
+                since: snapshot.confirmed_at() + self.ttl,
+                reason,
+            }));
+        }
+        self.restart(stream, RelistReason::Ttl);
+    }
+
+    fn handle(&mut self, item: watcher::Result<Event<Decoded<K>>>) {
+        let counters = &self.shared.counters;
         let event = match item {
             Ok(event) => event,
             Err(err) => {
-                writer.shared().counters.record_watch_error();
-                warn!(error = %err, "watch failed; retrying with backoff");
+                counters.record_event(EventType::Error);
+                self.on_error(&err);
                 return;
             }
         };
-        let event = match event {
-            Event::Init => {
-                self.listed = 0;
-                Event::Init
-            }
-            Event::InitDone => Event::InitDone,
-            Event::InitApply(Decoded::Valid(obj)) => {
-                self.listed += 1;
-                self.valid(&obj);
-                Event::InitApply(obj)
-            }
-            Event::Apply(Decoded::Valid(obj)) => {
-                self.valid(&obj);
-                Event::Apply(obj)
-            }
-            Event::Delete(Decoded::Valid(obj)) => Event::Delete(obj),
-            Event::InitApply(Decoded::Invalid(bad)) | Event::Apply(Decoded::Invalid(bad)) => {
-                self.invalid(writer, &bad);
-                return;
-            }
-            Event::Delete(Decoded::Invalid(bad)) => {
-                // The object is gone from the server whatever its shape: drop what we hold.
-                if let Some(key) = key_of_meta(&bad) {
-                    self.invalid.remove(&key);
-                    writer.remove(&key, bad.metadata.resource_version.as_deref());
-                }
-                return;
-            }
-        };
-        let rv = match &event {
-            Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => {
-                o.meta().resource_version.clone()
-            }
-            _ => None,
-        };
-        let applied = writer.stage(event);
-        writer.shared().counters.record_event();
-        match applied {
+        counters.record_event(match &event {
+            Event::Apply(_) => EventType::Apply,
+            Event::Delete(_) => EventType::Delete,
+            Event::Init => EventType::Init,
+            Event::InitApply(_) => EventType::InitApply,
+            Event::InitDone => EventType::InitDone,
+        });
+        let arrived = Instant::now();
+        match self.feed.handle(&mut self.writer, event) {
+            Applied::Changed => self.arrivals.push(arrived),
             Applied::Relisted => {
-                let snapshot = writer.cache().snapshot();
-                info!(
-                    objects = snapshot.len(),
-                    listed = self.listed,
-                    resource_version = snapshot.resource_version().unwrap_or(""),
-                    "relist complete"
-                );
+                self.arrivals.push(arrived);
+                self.on_relisted();
             }
-            Applied::Changed => debug!(
-                resource_version = rv.as_deref().unwrap_or(""),
-                "event applied"
-            ),
             _ => {}
         }
     }
 
-    fn valid<K: Resource>(&mut self, obj: &K) {
-        if !self.invalid.is_empty()
-            && let Some(key) = ObjectKey::of(obj)
-            && self.invalid.remove(&key)
-        {
-            info!(object = %key, "object decodes again");
+    fn on_relisted(&mut self) {
+        let reason = match (self.forced.take(), self.synced_once, self.last_error) {
+            (Some(reason), _, _) => reason,
+            (None, false, _) => RelistReason::Initial,
+            (None, true, Some(LastError::Expired)) => RelistReason::Expired,
+            (None, true, _) => RelistReason::Error,
+        };
+        self.forced_at = None;
+        self.forced_attempts = 0;
+        self.last_error = None;
+        self.synced_once = true;
+        self.shared.counters.record_relist(reason);
+        self.shared
+            .last_relist
+            .store(Some(Arc::new((reason, Instant::now()))));
+        self.shared.state.store(Arc::new(CacheState::Ready));
+        let snapshot = self.shared.current.load();
+        info!(
+            reason = reason.as_str(),
+            objects = snapshot.len(),
+            generation = snapshot.generation(),
+            resource_version = snapshot.resource_version().unwrap_or(""),
+            "relist complete"
+        );
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(snapshot.generation());
         }
     }
 
-    fn invalid<K>(&mut self, writer: &Writer<K>, bad: &InvalidObject)
-    where
-        K: Resource + Send + Sync + 'static,
-        K::DynamicType: Default,
-    {
-        writer.shared().counters.record_decode_failure();
-        let key = key_of_meta(bad);
-        let first = match &key {
-            Some(key) => self.invalid.insert(key.clone()),
-            None => true,
-        };
-        if first {
-            warn!(
-                object = %key.map(|k| k.to_string()).unwrap_or_else(|| "<unnamed>".into()),
-                resource_version = bad.metadata.resource_version.as_deref().unwrap_or(""),
-                error = %bad.error,
-                "object does not decode; skipped"
-            );
+    fn on_error(&mut self, err: &watcher::Error) {
+        let expired = is_expired(err);
+        self.last_error = Some(if expired {
+            LastError::Expired
+        } else {
+            LastError::Other
+        });
+        if expired {
+            info!(error = %err, "watch expired; relisting");
+            return;
         }
+        warn!(error = %err, "watch failed; retrying with backoff");
+        let current = self.shared.state.load_full();
+        let degraded =
+            !self.synced_once || !matches!(*current, CacheState::Ready) || !self.is_fresh();
+        if degraded {
+            let since = match &*current {
+                CacheState::Failed { since, .. } => *since,
+                CacheState::Stale { since, .. } => *since,
+                _ => Instant::now(),
+            };
+            self.shared.state.store(Arc::new(CacheState::Failed {
+                last_error: err.to_string(),
+                since,
+            }));
+        }
+    }
+
+    /// Publishes what the batch changed and records how long its events took to become visible.
+    fn publish(&mut self) {
+        self.writer.publish();
+        let visible = Instant::now();
+        for arrived in self.arrivals.drain(..) {
+            self.shared
+                .counters
+                .delays
+                .observe(visible.saturating_duration_since(arrived));
+        }
+        // Events confirm the snapshot: a degraded cache whose watch delivers again is ready.
+        if self.synced_once
+            && self.forced.is_none()
+            && matches!(
+                **self.shared.state.load(),
+                CacheState::Failed { .. } | CacheState::Stale { .. }
+            )
+            && self.is_fresh()
+        {
+            self.shared.state.store(Arc::new(CacheState::Ready));
+        }
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.ttl.is_zero() || self.shared.current.load().since_confirmed() < self.ttl
     }
 }
 
-fn key_of_meta(bad: &InvalidObject) -> Option<ObjectKey> {
-    let name = bad.metadata.name.as_deref().filter(|n| !n.is_empty())?;
-    Some(
-        match bad.metadata.namespace.as_deref().filter(|n| !n.is_empty()) {
-            Some(ns) => ObjectKey::namespaced(ns, name),
-            None => ObjectKey::cluster(name),
-        },
-    )
+/// Whether a watcher error says the resourceVersion expired (410 Gone).
+fn is_expired(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 410,
+        _ => false,
+    }
 }

@@ -1,45 +1,297 @@
-//! Counters the writer and reflector keep, and the plain [`Stats`] figures read from them.
+//! The figures a cache keeps about itself: lock-free counters updated by the reflector and the
+//! read path, and the plain [`Stats`] struct read from them. The Prometheus view
+//! ([`Metrics`](crate::Metrics)) renders the same figures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// Lock-free counters shared by a cache's writer and readers.
+use crate::state::CacheState;
+use crate::striped::StripedCounter;
+
+/// Why the cache made a live request to the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiReason {
+    /// A policy read fell back to the server because the cache was not ready or too stale.
+    Fallback,
+    /// A [`ReadPolicy::Fresh`](crate::ReadPolicy::Fresh) read (the bypass).
+    Fresh,
+    /// A LIST (or streaming list) that fills the cache.
+    Relist,
+    /// A WATCH request that keeps the cache current.
+    Watch,
+}
+
+impl ApiReason {
+    /// Every reason, in the order figures report them.
+    pub const ALL: [ApiReason; 4] = [Self::Fallback, Self::Fresh, Self::Relist, Self::Watch];
+
+    /// The label value: `fallback`, `fresh`, `relist` or `watch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fallback => "fallback",
+            Self::Fresh => "fresh",
+            Self::Relist => "relist",
+            Self::Watch => "watch",
+        }
+    }
+}
+
+/// Why a relist happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RelistReason {
+    /// The first sync.
+    Initial,
+    /// The watch could not resume: its resourceVersion had expired (410 Gone).
+    Expired,
+    /// The snapshot went unconfirmed for longer than its TTL.
+    Ttl,
+    /// A caller asked for it ([`Cache::refresh`](crate::Cache::refresh)).
+    Manual,
+    /// The previous list or watch failed with another error.
+    Error,
+}
+
+impl RelistReason {
+    /// Every reason, in the order figures report them.
+    pub const ALL: [RelistReason; 5] = [
+        Self::Initial,
+        Self::Expired,
+        Self::Ttl,
+        Self::Manual,
+        Self::Error,
+    ];
+
+    /// The label value: `initial`, `expired`, `ttl`, `manual` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Expired => "expired",
+            Self::Ttl => "ttl",
+            Self::Manual => "manual",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The kind of a watcher event, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// `Apply`: an object was added or modified.
+    Apply,
+    /// `Delete`: an object was deleted.
+    Delete,
+    /// `Init`: a relist started.
+    Init,
+    /// `InitApply`: an object of a relist.
+    InitApply,
+    /// `InitDone`: a relist completed.
+    InitDone,
+    /// A watch or list error (retried with backoff).
+    Error,
+}
+
+impl EventType {
+    /// Every type, in the order figures report them.
+    pub const ALL: [EventType; 6] = [
+        Self::Apply,
+        Self::Delete,
+        Self::Init,
+        Self::InitApply,
+        Self::InitDone,
+        Self::Error,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Delete => "delete",
+            Self::Init => "init",
+            Self::InitApply => "init_apply",
+            Self::InitDone => "init_done",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the event-to-visible delay histogram buckets.
+pub const DELAY_BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
+    0.25,
+];
+
+/// A fixed-bucket histogram in atomics (written by the reflector only).
+#[derive(Debug, Default)]
+pub(crate) struct DelayHistogram {
+    buckets: [AtomicU64; DELAY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl DelayHistogram {
+    pub(crate) fn observe(&self, delay: Duration) {
+        let secs = delay.as_secs_f64();
+        let i = DELAY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DELAY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Delays {
+        let per_bucket: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        Delays {
+            count: per_bucket.iter().sum(),
+            sum: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)),
+            per_bucket,
+        }
+    }
+}
+
+/// Lock-free counters shared by a cache's reflector and readers.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    events: AtomicU64,
+    pub(crate) hits: StripedCounter,
+    pub(crate) misses: StripedCounter,
+    api: [AtomicU64; 4],
+    events: [AtomicU64; 6],
+    relists: [AtomicU64; 5],
     decode_failures: AtomicU64,
-    watch_errors: AtomicU64,
+    pub(crate) delays: DelayHistogram,
+}
+
+fn index_of<T: PartialEq>(all: &[T], x: &T) -> usize {
+    all.iter().position(|a| a == x).unwrap_or(0)
 }
 
 impl Counters {
-    pub(crate) fn record_event(&self) {
-        self.events.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn record_api(&self, reason: ApiReason) {
+        self.api[index_of(&ApiReason::ALL, &reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_event(&self, ty: EventType) {
+        self.events[index_of(&EventType::ALL, &ty)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_relist(&self, reason: RelistReason) {
+        self.relists[index_of(&RelistReason::ALL, &reason)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_decode_failure(&self) {
         self.decode_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_watch_error(&self) {
-        self.watch_errors.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn api(&self, reason: ApiReason) -> u64 {
+        self.api[index_of(&ApiReason::ALL, &reason)].load(Ordering::Relaxed)
     }
 
-    pub(crate) fn read(&self) -> Stats {
-        Stats {
-            events: self.events.load(Ordering::Relaxed),
-            decode_failures: self.decode_failures.load(Ordering::Relaxed),
-            watch_errors: self.watch_errors.load(Ordering::Relaxed),
-        }
+    pub(crate) fn relists(&self, reason: RelistReason) -> u64 {
+        self.relists[index_of(&RelistReason::ALL, &reason)].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn fill(&self, stats: &mut Stats) {
+        stats.hits = self.hits.get();
+        stats.misses = self.misses.get();
+        stats.api_requests = ApiReason::ALL.map(|r| (r, self.api(r)));
+        stats.events = EventType::ALL.map(|t| {
+            (
+                t,
+                self.events[index_of(&EventType::ALL, &t)].load(Ordering::Relaxed),
+            )
+        });
+        stats.relists = RelistReason::ALL.map(|r| (r, self.relists(r)));
+        stats.decode_failures = self.decode_failures.load(Ordering::Relaxed);
+        stats.event_to_visible = self.delays.read();
     }
 }
 
-/// A cache's counters at one moment, for programs that do not use a metrics registry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The event-to-visible delay distribution: from an event's arrival at the reflector to the
+/// publish that made it visible to readers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delays {
+    /// Events measured.
+    pub count: u64,
+    /// Sum of all delays.
+    pub sum: Duration,
+    /// Events per bucket of [`DELAY_BUCKETS`] (not cumulative), plus one last bucket for
+    /// everything slower.
+    pub per_bucket: Vec<u64>,
+}
+
+/// A cache's figures at one moment, for programs that do not use a metrics registry.
+///
+/// [`Metrics`](crate::Metrics) renders exactly these figures for Prometheus.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Watch events received and applied (including relist events).
-    pub events: u64,
+    /// The kind the cache holds.
+    pub kind: String,
+    /// The cache's state.
+    pub state: CacheState,
+    /// Whether the first sync has completed.
+    pub ready: bool,
+    /// The configured TTL (zero: disabled).
+    pub ttl: Duration,
+    /// `get`/`get_namespaced` calls that found their object.
+    pub hits: u64,
+    /// `get`/`get_namespaced` calls that found nothing.
+    pub misses: u64,
+    /// Live requests to the API server, by reason.
+    pub api_requests: [(ApiReason, u64); 4],
+    /// Watcher events received, by type.
+    pub events: [(EventType, u64); 6],
+    /// Completed relists, by reason.
+    pub relists: [(RelistReason, u64); 5],
     /// Objects skipped because they did not decode as the cache's kind.
     pub decode_failures: u64,
-    /// Watch errors (each retried with backoff).
-    pub watch_errors: u64,
+    /// Objects in the current snapshot.
+    pub objects: usize,
+    /// The current snapshot's generation.
+    pub generation: u64,
+    /// The current snapshot's resourceVersion.
+    pub resource_version: Option<String>,
+    /// How long ago the current snapshot was built.
+    pub snapshot_age: Duration,
+    /// How long ago the current snapshot was last confirmed by the watch.
+    pub since_confirmed: Duration,
+    /// The last completed relist: its reason and how long ago it completed.
+    pub last_relist: Option<(RelistReason, Duration)>,
+    /// The event-to-visible delay distribution.
+    pub event_to_visible: Delays,
+}
+
+impl Stats {
+    /// Live API requests made for this reason.
+    pub fn api(&self, reason: ApiReason) -> u64 {
+        self.api_requests
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Completed relists for this reason.
+    pub fn relists(&self, reason: RelistReason) -> u64 {
+        self.relists
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Events received of this type.
+    pub fn events(&self, ty: EventType) -> u64 {
+        self.events
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Completed relists, all reasons together.
+    pub fn relists_total(&self) -> u64 {
+        self.relists.iter().map(|(_, n)| n).sum()
+    }
 }

@@ -91,7 +91,6 @@ where
 impl<K> Writer<K>
 where
     K: Resource + Send + Sync + 'static,
-    K::DynamicType: Default,
 {
     /// A read handle on the cache this writer publishes to.
     pub fn cache(&self) -> Cache<K> {
