@@ -1,1 +1,61 @@
-//! stub
+//! Shared helpers for repocache's end-to-end tests: an apisim seeded with the project's fixtures,
+//! and waiting on conditions with a timeout (never on fixed sleeps).
+
+use std::time::Duration;
+
+use apisim::{Server, ServerConfig, ServerHandle};
+
+/// The sample PackageRepository objects (copied into the project from the shared fixtures).
+pub const REPOSITORIES_YAML: &str = include_str!("../fixtures/packagerepositories.yaml");
+/// The sample Package, ClusterPackage and PackageInfo objects.
+pub const PACKAGES_YAML: &str = include_str!("../fixtures/packages.yaml");
+
+/// How long a test waits for a condition before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Starts an apisim on 127.0.0.1 (a free port) seeded with every fixture.
+pub async fn apisim() -> ServerHandle {
+    apisim_with(ServerConfig::default()).await
+}
+
+/// Starts an apisim with `config`, seeded with every fixture.
+pub async fn apisim_with(config: ServerConfig) -> ServerHandle {
+    let config = config
+        .with_seed_yaml(REPOSITORIES_YAML)
+        .and_then(|c| c.with_seed_yaml(PACKAGES_YAML))
+        .unwrap_or_else(|e| panic!("fixtures do not load: {e}"));
+    Server::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("apisim does not start: {e}"))
+}
+
+/// A client for `server` without kube's built-in retry of 429/503/504, so that a test sees a
+/// failing API server fail at once instead of after the client's own retries.
+pub fn client_without_retry(server: &ServerHandle) -> kube::Client {
+    let url = server
+        .url()
+        .parse()
+        .unwrap_or_else(|e| panic!("apisim's URL does not parse: {e}"));
+    let mut config = kube::Config::new(url);
+    config.default_retry = false;
+    kube::Client::try_from(config).unwrap_or_else(|e| panic!("no client: {e}"))
+}
+
+/// Polls `condition` every few milliseconds until it holds; panics with `what` after [`PATIENCE`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {PATIENCE:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,341 @@
+//! Errors: the Kubernetes `Status` objects the server answers with, and the library's own error type.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+/// The `reason` of a Kubernetes `Status` (the `StatusReason` strings of apimachinery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// 400
+    BadRequest,
+    /// 404
+    NotFound,
+    /// 409, the object already exists
+    AlreadyExists,
+    /// 409, optimistic concurrency failed
+    Conflict,
+    /// 405
+    MethodNotAllowed,
+    /// 410, resource version or continue token too old
+    Expired,
+    /// 410 (other)
+    Gone,
+    /// 413
+    RequestEntityTooLarge,
+    /// 415
+    UnsupportedMediaType,
+    /// 422
+    Invalid,
+    /// 429
+    TooManyRequests,
+    /// 500
+    InternalError,
+    /// 503
+    ServiceUnavailable,
+    /// 504
+    Timeout,
+}
+
+impl Reason {
+    /// The wire spelling of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BadRequest => "BadRequest",
+            Reason::NotFound => "NotFound",
+            Reason::AlreadyExists => "AlreadyExists",
+            Reason::Conflict => "Conflict",
+            Reason::MethodNotAllowed => "MethodNotAllowed",
+            Reason::Expired => "Expired",
+            Reason::Gone => "Gone",
+            Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::UnsupportedMediaType => "UnsupportedMediaType",
+            Reason::Invalid => "Invalid",
+            Reason::TooManyRequests => "TooManyRequests",
+            Reason::InternalError => "InternalError",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
+            Reason::Timeout => "Timeout",
+        }
+    }
+
+    /// The HTTP status code that goes with the reason.
+    pub fn code(self) -> u16 {
+        match self {
+            Reason::BadRequest => 400,
+            Reason::NotFound => 404,
+            Reason::AlreadyExists | Reason::Conflict => 409,
+            Reason::MethodNotAllowed => 405,
+            Reason::Expired | Reason::Gone => 410,
+            Reason::RequestEntityTooLarge => 413,
+            Reason::UnsupportedMediaType => 415,
+            Reason::Invalid => 422,
+            Reason::TooManyRequests => 429,
+            Reason::InternalError => 500,
+            Reason::ServiceUnavailable => 503,
+            Reason::Timeout => 504,
+        }
+    }
+
+    /// The reason upstream uses for a bare HTTP code (used by injected failures).
+    pub fn for_code(code: u16) -> Reason {
+        match code {
+            400 => Reason::BadRequest,
+            404 => Reason::NotFound,
+            405 => Reason::MethodNotAllowed,
+            409 => Reason::Conflict,
+            410 => Reason::Expired,
+            413 => Reason::RequestEntityTooLarge,
+            415 => Reason::UnsupportedMediaType,
+            422 => Reason::Invalid,
+            429 => Reason::TooManyRequests,
+            503 => Reason::ServiceUnavailable,
+            504 => Reason::Timeout,
+            _ => Reason::InternalError,
+        }
+    }
+}
+
+/// An API error, rendered as a Kubernetes `Status` object with the matching HTTP code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code} {}: {message}", reason.as_str())]
+pub struct ApiError {
+    /// HTTP status code (normally `reason.code()`).
+    pub code: u16,
+    /// The `Status.reason`.
+    pub reason: Reason,
+    /// Human-readable message.
+    pub message: String,
+    /// `Status.details` (`name`, `group`, `kind`, `causes`, `retryAfterSeconds`), if any.
+    pub details: Option<Value>,
+    /// `Retry-After` header value in seconds (429 and friends).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A new error with the code that belongs to `reason`.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        ApiError {
+            code: reason.code(),
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    /// Attach `Status.details`.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(Reason::BadRequest, message)
+    }
+
+    /// 404 for a path that names no resource (upstream's generic message).
+    pub fn path_not_found() -> Self {
+        Self::new(
+            Reason::NotFound,
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
+    }
+
+    /// 404 for a missing object: `packagerepositories.packages.glasskube.dev "x" not found`.
+    pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+        Self::new(
+            Reason::NotFound,
+            format!("{} \"{name}\" not found", qualified(group, plural)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
+    /// 409 AlreadyExists.
+    pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
+        Self::new(
+            Reason::AlreadyExists,
+            format!("{} \"{name}\" already exists", qualified(group, plural)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
+    /// 409 Conflict on a stale resourceVersion.
+    pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
+        Self::new(
+            Reason::Conflict,
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                qualified(group, plural)
+            ),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
+    /// 422 Invalid with one field cause.
+    pub fn invalid(group: &str, kind: &str, name: &str, field: &str, detail: &str) -> Self {
+        Self::new(
+            Reason::Invalid,
+            format!(
+                "{} \"{name}\" is invalid: {field}: {detail}",
+                qualified(group, kind)
+            ),
+        )
+        .with_details(json!({
+            "name": name, "group": group, "kind": kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}]
+        }))
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            Reason::MethodNotAllowed,
+            "the server does not allow this method on the requested resource",
+        )
+        .with_details(json!({}))
+    }
+
+    /// 410 Expired: a watch asked for a resourceVersion older than the history window.
+    pub fn too_old(requested: u64, oldest: u64) -> Self {
+        Self::new(
+            Reason::Expired,
+            format!("too old resource version: {requested} ({oldest})"),
+        )
+    }
+
+    /// 504 Timeout: a resourceVersion newer than the server's.
+    pub fn too_large(requested: u64, current: u64) -> Self {
+        Self::new(
+            Reason::Timeout,
+            format!("Too large resource version: {requested}, current: {current}"),
+        )
+        .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
+    }
+
+    /// 500 InternalError.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Reason::InternalError, message)
+    }
+
+    /// An injected failure with an arbitrary HTTP code.
+    pub fn injected(code: u16, message: Option<String>, retry_after: Option<u64>) -> Self {
+        let reason = Reason::for_code(code);
+        let message = message.unwrap_or_else(|| match reason {
+            Reason::TooManyRequests => "Too many requests, please try again later.".to_string(),
+            Reason::ServiceUnavailable => "the server is currently unable to handle the request".to_string(),
+            Reason::Timeout => "the server was unable to return a response in the time allotted, but may still be processing the request".to_string(),
+            _ => "an error on the server (\"apisim injected failure\") has prevented the request from succeeding".to_string(),
+        });
+        let mut e = ApiError {
+            code,
+            reason,
+            message,
+            details: None,
+            retry_after,
+        };
+        if let Some(secs) = retry_after {
+            e.details = Some(json!({"retryAfterSeconds": secs}));
+        }
+        e
+    }
+
+    /// The `Status` object as JSON.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason.as_str(),
+            "code": self.code,
+        });
+        if let (Some(d), Some(obj)) = (&self.details, status.as_object_mut()) {
+            obj.insert("details".into(), d.clone());
+        }
+        status
+    }
+}
+
+/// `plural.group`, or just `plural` for the core group.
+pub(crate) fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.to_status().to_string();
+        let mut resp = (code, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+/// Errors of the library API (starting the server, loading seeds, writing files).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding or serving failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A seed document was not valid YAML, or not an object.
+    #[error("invalid seed YAML: {0}")]
+    SeedYaml(String),
+    /// A seed object names a kind that is not registered.
+    #[error("seed object {0}: no resource registered for this apiVersion/kind")]
+    UnknownKind(String),
+    /// A seed object was rejected by the store.
+    #[error("seed object rejected: {0}")]
+    Seed(ApiError),
+    /// Building the kube client failed.
+    #[error("building kube client: {0}")]
+    Client(String),
+    /// Serialising a kubeconfig failed.
+    #[error("serialising kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// An API-level error from a handle operation.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shape() {
+        let s =
+            ApiError::not_found("packages.glasskube.dev", "packagerepositories", "x").to_status();
+        assert_eq!(s["kind"], "Status");
+        assert_eq!(s["code"], 404);
+        assert_eq!(s["reason"], "NotFound");
+        assert_eq!(s["details"]["kind"], "packagerepositories");
+        assert_eq!(
+            s["message"],
+            "packagerepositories.packages.glasskube.dev \"x\" not found"
+        );
+    }
+
+    #[test]
+    fn injected_429_has_retry_after() {
+        let e = ApiError::injected(429, None, Some(3));
+        assert_eq!(e.reason, Reason::TooManyRequests);
+        let r = e.into_response();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+    }
+}
