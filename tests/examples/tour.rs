@@ -23,7 +23,10 @@ fn print_table(cache: &Cache<PackageRepository>) {
         snapshot.generation(),
         snapshot.resource_version().unwrap_or("-")
     );
-    println!("  {:<16} {:<48} {:<8} {:<7} READY", "NAME", "URL", "DEFAULT", "AUTH");
+    println!(
+        "  {:<16} {:<48} {:<8} {:<7} READY",
+        "NAME", "URL", "DEFAULT", "AUTH"
+    );
     for repo in snapshot.iter() {
         let ready = match repo.is_ready() {
             Some(true) => "True",
@@ -77,7 +80,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "glasskube",
         &json!({"spec": {"url": "https://mirror.example.org/glasskube"}}),
     )?;
-    while repos.get("glasskube").is_some_and(|r| r.spec.url != "https://mirror.example.org/glasskube") {
+    while repos
+        .get("glasskube")
+        .is_some_and(|r| r.spec.url != "https://mirror.example.org/glasskube")
+    {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     println!(
