@@ -12,16 +12,19 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::change::Batch;
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::index::Indexer;
 use crate::key::ObjectKey;
 use crate::live::Live;
 use crate::policy::{Read, ReadPolicy, Source};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 use crate::stats::{ApiReason, Counters, RelistReason, Stats};
+use crate::subscription::Subscription;
 
 /// Whether a cache has completed its first full sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +62,19 @@ pub(crate) struct Shared<K> {
     pub(crate) live: OnceLock<Live>,
     /// Set by the reflector: how to ask it for a refresh.
     pub(crate) control: OnceLock<mpsc::UnboundedSender<Command>>,
+    /// Where the writer sends its changes (weak: the stream ends when the writer goes).
+    pub(crate) changes: broadcast::WeakSender<Arc<Batch<K>>>,
 }
 
 impl<K> Shared<K> {
-    pub(crate) fn new(kind: String) -> Self {
+    pub(crate) fn new(
+        kind: String,
+        indexers: Arc<[Indexer<K>]>,
+        changes: broadcast::WeakSender<Arc<Batch<K>>>,
+    ) -> Self {
         let clock = Clock::new();
         Self {
-            current: ArcSwap::from_pointee(Snapshot::empty(clock)),
+            current: ArcSwap::from_pointee(Snapshot::empty(clock, indexers)),
             readiness: watch::Sender::new(Readiness::Pending),
             clock,
             kind,
@@ -75,6 +84,7 @@ impl<K> Shared<K> {
             last_relist: ArcSwapOption::empty(),
             live: OnceLock::new(),
             control: OnceLock::new(),
+            changes,
         }
     }
 
@@ -185,6 +195,20 @@ impl<K> Cache<K> {
     /// without allocating, iterate a [`snapshot`](Self::snapshot) instead.
     pub fn list(&self) -> Vec<Arc<K>> {
         self.shared.current.load().to_vec()
+    }
+
+    /// The objects indexed under `value` in the index called `index`, from the current
+    /// snapshot, in (namespace, name) order. Fails with [`Error::NoSuchIndex`] when the cache
+    /// has no index of that name.
+    pub fn by_index(&self, index: &str, value: &str) -> Result<Vec<Arc<K>>, Error> {
+        let snapshot = self.shared.current.load();
+        match snapshot.by_index(index, value) {
+            Some(objects) => Ok(objects.cloned().collect()),
+            None => Err(Error::NoSuchIndex {
+                kind: self.shared.kind.clone(),
+                index: index.to_owned(),
+            }),
+        }
     }
 
     #[inline]
@@ -313,6 +337,21 @@ impl<K> Cache<K> {
         };
         control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
+    }
+
+    /// Subscribes to the cache's changes: first the current state as
+    /// [`Change::Added`](crate::Change::Added) and a [`Change::Synced`](crate::Change::Synced)
+    /// marker, then every change as it is published (added, updated with the old version,
+    /// deleted with the last version), each tagged with its snapshot generation.
+    ///
+    /// A slow subscriber never slows the writer or other subscribers: when it falls more than
+    /// the cache's subscriber buffer behind, it receives [`Change::Lagged`](crate::Change::Lagged)
+    /// and then the changes that bring it to the current snapshot.
+    pub fn subscribe(&self) -> Subscription<K>
+    where
+        K: Resource + Send + Sync + 'static,
+    {
+        Subscription::new(self.shared.clone())
     }
 
     /// Decides whether a policy read must go to the server, and why.

@@ -29,6 +29,20 @@ pub enum Error {
         /// The kind the cache holds.
         kind: String,
     },
+    /// The cache has no secondary index of this name.
+    #[error("{kind} cache has no index named {index:?}")]
+    NoSuchIndex {
+        /// The kind the cache holds.
+        kind: String,
+        /// The index asked for.
+        index: String,
+    },
+    /// More than one PackageRepository is marked as the default repository.
+    #[error("several default repositories are marked: {}", names.join(", "))]
+    SeveralDefaults {
+        /// The names of every repository marked default.
+        names: Vec<String>,
+    },
     /// A live request to the API server failed.
     #[error("live request for {kind} failed: {source}")]
     Api {

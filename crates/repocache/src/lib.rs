@@ -36,10 +36,17 @@
 //! ```
 
 mod cache;
+mod cache_set;
+mod change;
 mod clock;
+mod config;
+pub mod controller;
 mod decoded;
 mod error;
 mod feed;
+#[cfg(feature = "glasskube")]
+pub mod glasskube;
+mod index;
 mod key;
 mod live;
 mod metrics;
@@ -49,11 +56,16 @@ mod snapshot;
 mod state;
 mod stats;
 mod striped;
+mod subscription;
 mod writer;
 
 pub use cache::Cache;
+pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
+pub use change::Change;
+pub use config::{CacheConfig, DEFAULT_SUBSCRIBER_BUFFER, Transform, drop_managed_fields};
 pub use decoded::{Decoded, InvalidObject};
 pub use error::Error;
+pub use index::{IndexFn, Indexer};
 pub use key::ObjectKey;
 pub use metrics::Metrics;
 pub use policy::{Read, ReadPolicy, Source};
@@ -61,6 +73,7 @@ pub use reflector::{DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector};
 pub use snapshot::{Iter, Snapshot};
 pub use state::CacheState;
 pub use stats::{ApiReason, DELAY_BUCKETS, Delays, EventType, RelistReason, Stats};
+pub use subscription::Subscription;
 pub use writer::{Applied, Writer};
 
 /// The watcher event type a [`Writer`] applies (re-exported from kube-runtime).

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{Cache, Command, Shared};
+use crate::config::CacheConfig;
 use crate::decoded::Decoded;
 use crate::feed::Feed;
 use crate::live::Live;
@@ -76,6 +77,7 @@ pub struct ReflectorBuilder<K> {
     config: watcher::Config,
     ttl: Duration,
     metrics: Option<Metrics>,
+    cache_config: CacheConfig<K>,
 }
 
 impl<K> ReflectorBuilder<K>
@@ -91,7 +93,31 @@ where
             config: watcher::Config::default(),
             ttl: DEFAULT_TTL,
             metrics: None,
+            cache_config: CacheConfig::default(),
         }
+    }
+
+    /// The cache's own options: transform, indexes, subscriber buffer.
+    pub fn cache_config(mut self, config: CacheConfig<K>) -> Self {
+        self.cache_config = config;
+        self
+    }
+
+    /// Adds a secondary index (see [`CacheConfig::index_by`]).
+    pub fn index_by(
+        mut self,
+        name: impl Into<Arc<str>>,
+        values: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.cache_config = self.cache_config.index_by(name, values);
+        self
+    }
+
+    /// Replaces the transform applied before objects are stored (see
+    /// [`CacheConfig::transform`]; the default drops managedFields).
+    pub fn transform(mut self, transform: impl Fn(&mut K) + Send + Sync + 'static) -> Self {
+        self.cache_config = self.cache_config.transform(transform);
+        self
     }
 
     /// The watcher config: label and field selectors, initial list strategy, page size,
@@ -127,7 +153,14 @@ where
     ///
     /// When called outside a Tokio runtime.
     pub fn start(self) -> (Cache<K>, ReflectorHandle) {
-        let writer = Writer::<K>::new();
+        let (cache, pending) = self.prepare();
+        (cache, pending.spawn())
+    }
+
+    /// Builds the cache and its task without starting the task (a cache set hands out the
+    /// caches at registration and starts every task together).
+    pub(crate) fn prepare(self) -> (Cache<K>, PendingReflector) {
+        let writer = Writer::<K>::with_config(self.cache_config);
         let shared = writer.shared();
         shared.set_ttl(self.ttl);
         let cache = writer.cache();
@@ -152,7 +185,6 @@ where
             api = api.constrain(ns);
         }
         let span = info_span!("reflector", kind = %cache.kind(), namespace = namespace.as_deref().unwrap_or(""));
-        let (stop_tx, stop_rx) = oneshot::channel();
         let task = Task {
             api,
             config: self.config,
@@ -168,14 +200,29 @@ where
             waiters: Vec::new(),
             arrivals: Vec::new(),
         };
-        let task = tokio::spawn(task.run(stop_rx, control_rx).instrument(span));
-        (
-            cache,
-            ReflectorHandle {
-                stop: Some(stop_tx),
-                task: Some(task),
-            },
-        )
+        let run: RunFn =
+            Box::new(move |stop_rx| Box::pin(task.run(stop_rx, control_rx).instrument(span)));
+        (cache, PendingReflector { run })
+    }
+}
+
+type RunFn =
+    Box<dyn FnOnce(oneshot::Receiver<()>) -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// A reflector whose task is built but not yet started.
+pub(crate) struct PendingReflector {
+    run: RunFn,
+}
+
+impl PendingReflector {
+    /// Spawns the task on the current Tokio runtime.
+    pub(crate) fn spawn(self) -> ReflectorHandle {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn((self.run)(stop_rx));
+        ReflectorHandle {
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use kube::Resource;
 
 use crate::clock::Clock;
+use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 
 /// Objects by key, for O(1) expected-time lookups.
@@ -38,11 +39,15 @@ pub struct Snapshot<K> {
     /// The only field that changes after publication: it only moves forward.
     pub(crate) confirmed: AtomicU64,
     pub(crate) clock: Clock,
+    /// The cache's index functions (shared by every snapshot of the cache).
+    pub(crate) indexers: Arc<[Indexer<K>]>,
+    /// One map per indexer, in the same order.
+    pub(crate) indexes: Vec<IndexMap>,
 }
 
 impl<K> Snapshot<K> {
     /// The empty snapshot a cache starts with, before its first sync (generation 0).
-    pub(crate) fn empty(clock: Clock) -> Self {
+    pub(crate) fn empty(clock: Clock, indexers: Arc<[Indexer<K>]>) -> Self {
         let now = clock.now();
         Self {
             index: Index::default(),
@@ -52,7 +57,39 @@ impl<K> Snapshot<K> {
             built_at: now,
             confirmed: AtomicU64::new(clock.nanos(now)),
             clock,
+            indexes: vec![IndexMap::default(); indexers.len()],
+            indexers,
         }
+    }
+
+    /// The objects indexed under `value` in the index called `index`, in (namespace, name)
+    /// order; `None` when the cache has no index of that name.
+    ///
+    /// The index and the objects are from this one snapshot: always consistent.
+    pub fn by_index<'a>(
+        &'a self,
+        index: &str,
+        value: &str,
+    ) -> Option<impl Iterator<Item = &'a Arc<K>> + 'a> {
+        let position = self.indexers.iter().position(|i| &*i.name == index)?;
+        let keys = self.indexes.get(position)?.get(value);
+        Some(
+            keys.into_iter()
+                .flat_map(|keys| keys.iter())
+                .filter_map(move |key| self.index.get(key as &dyn KeyView)),
+        )
+    }
+
+    /// The values present in the index called `index` (unordered); `None` when there is no
+    /// such index.
+    pub fn index_values(&self, index: &str) -> Option<impl Iterator<Item = &str>> {
+        let position = self.indexers.iter().position(|i| &*i.name == index)?;
+        Some(self.indexes.get(position)?.keys().map(String::as_str))
+    }
+
+    /// The names of this cache's indexes.
+    pub fn index_names(&self) -> impl Iterator<Item = &str> {
+        self.indexers.iter().map(|i| i.name())
     }
 
     /// The object with this name, for cluster-scoped kinds.
@@ -187,6 +224,19 @@ impl<K> DoubleEndedIterator for Iter<'_, K> {
 }
 
 impl<K> ExactSizeIterator for Iter<'_, K> {}
+
+/// Compares two objects' positions in the (namespace, name) order.
+pub(crate) fn cmp_objects<K: Resource>(a: &K, b: &K) -> Ordering {
+    let (a, b) = (a.meta(), b.meta());
+    let a_ns = a.namespace.as_deref().filter(|ns| !ns.is_empty());
+    let b_ns = b.namespace.as_deref().filter(|ns| !ns.is_empty());
+    a_ns.cmp(&b_ns).then_with(|| {
+        a.name
+            .as_deref()
+            .unwrap_or_default()
+            .cmp(b.name.as_deref().unwrap_or_default())
+    })
+}
 
 /// Compares an object's position in the (namespace, name) order with a key.
 pub(crate) fn cmp_object_key<K: Resource>(obj: &K, key: &ObjectKey) -> Ordering {

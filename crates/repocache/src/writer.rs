@@ -3,23 +3,29 @@
 //! The writer owns the working state (persistent maps shared with the last published snapshot)
 //! and is the only code that publishes. Watch events update the working state in O(log n);
 //! a relist (`Init` … `InitApply` … `InitDone`) fills a private buffer and replaces the working
-//! state in one publish, so readers never see a half-built relist.
+//! state in one publish, so readers never see a half-built relist. When anyone subscribes, the
+//! writer also records what each publish changed and sends it to the subscribers; it never
+//! waits for them.
 
 use std::sync::Arc;
 
 use kube::Resource;
 use kube::runtime::watcher::Event;
+use tokio::sync::broadcast;
 use tracing::{debug, trace, warn};
 
 use crate::cache::{Cache, Shared};
+use crate::change::{Batch, Change, diff};
+use crate::config::{CacheConfig, Transform};
+use crate::index::{self, IndexMap, Indexer};
 use crate::key::ObjectKey;
 use crate::snapshot::{Index, Ordered, Snapshot, cmp_object_key};
 
 /// Applies watcher events to a cache and publishes its snapshots.
 ///
-/// Created with [`Writer::new`]; [`Writer::cache`] hands out read handles. The reflector
-/// (see [`reflector`](crate::reflector())) drives a writer from a live watch; tests and tools can
-/// drive one from any sequence of [`Event`]s.
+/// Created with [`Writer::new`] (or [`Writer::with_config`]); [`Writer::cache`] hands out read
+/// handles. The reflector (see [`reflector`](crate::reflector())) drives a writer from a live
+/// watch; tests and tools can drive one from any sequence of [`Event`]s.
 ///
 /// Each call to [`apply`](Self::apply) that changes the cache publishes one new snapshot;
 /// [`apply_batch`](Self::apply_batch) coalesces a burst of events into one publish.
@@ -27,12 +33,20 @@ pub struct Writer<K> {
     shared: Arc<Shared<K>>,
     index: Index<K>,
     ordered: Ordered<K>,
+    indexes: Vec<IndexMap>,
+    indexers: Arc<[Indexer<K>]>,
+    transform: Option<Transform<K>>,
     resource_version: Option<Arc<str>>,
     generation: u64,
     /// `Some` between `Init` and `InitDone`: the objects of the relist in progress.
     relist: Option<Vec<(ObjectKey, Arc<K>)>>,
     /// The working state differs from the last published snapshot.
     dirty: bool,
+    changes: broadcast::Sender<Arc<Batch<K>>>,
+    /// The changes since the last publish (recorded only while someone subscribes).
+    pending: Vec<Change<K>>,
+    /// Some change since the last publish was applied while nobody was recording.
+    unrecorded: bool,
 }
 
 /// What one event did to the cache.
@@ -56,17 +70,34 @@ where
     K: Resource + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    /// A writer over an empty, not-yet-ready cache.
+    /// A writer over an empty, not-yet-ready cache, with the default [`CacheConfig`].
     pub fn new() -> Self {
-        let shared = Arc::new(Shared::new(K::kind(&Default::default()).into_owned()));
+        Self::with_config(CacheConfig::default())
+    }
+
+    /// A writer over an empty, not-yet-ready cache, with this config.
+    pub fn with_config(config: CacheConfig<K>) -> Self {
+        let indexers: Arc<[Indexer<K>]> = config.indexers.into();
+        let (changes, _) = broadcast::channel(config.subscriber_buffer);
+        let shared = Arc::new(Shared::new(
+            K::kind(&Default::default()).into_owned(),
+            indexers.clone(),
+            changes.downgrade(),
+        ));
         Self {
             shared,
             index: Index::default(),
             ordered: Ordered::new(),
+            indexes: vec![IndexMap::default(); indexers.len()],
+            indexers,
+            transform: config.transform,
             resource_version: None,
             generation: 0,
             relist: None,
             dirty: false,
+            changes,
+            pending: Vec::new(),
+            unrecorded: false,
         }
     }
 }
@@ -123,15 +154,17 @@ where
                 Applied::Buffered
             }
             Event::InitApply(obj) => {
-                let buffer = self.relist.get_or_insert_with(|| {
-                    warn!("InitApply without Init; starting a relist buffer");
-                    Vec::new()
-                });
                 let Some(key) = ObjectKey::of(&obj) else {
                     warn!(kind = %self.shared.kind, "listed object without a name skipped");
                     return Applied::Skipped;
                 };
-                buffer.push((key, Arc::new(obj)));
+                let obj = self.transformed(obj);
+                self.relist
+                    .get_or_insert_with(|| {
+                        warn!("InitApply without Init; starting a relist buffer");
+                        Vec::new()
+                    })
+                    .push((key, obj));
                 Applied::Buffered
             }
             Event::InitDone => self.finish_relist(),
@@ -140,7 +173,8 @@ where
                     // The watcher never interleaves these; if it did, the newest version wins.
                     return self.stage(Event::InitApply(obj));
                 }
-                self.upsert(Arc::new(obj))
+                let obj = self.transformed(obj);
+                self.upsert(obj)
             }
             Event::Delete(obj) => {
                 let Some(key) = ObjectKey::of(&obj) else {
@@ -153,6 +187,21 @@ where
         }
     }
 
+    fn transformed(&self, mut obj: K) -> Arc<K> {
+        if let Some(transform) = &self.transform {
+            transform(&mut obj);
+        }
+        Arc::new(obj)
+    }
+
+    fn recording(&mut self) -> bool {
+        let recording = self.changes.receiver_count() > 0;
+        if !recording {
+            self.unrecorded = true;
+        }
+        recording
+    }
+
     /// Inserts or replaces one object in the working state.
     fn upsert(&mut self, obj: Arc<K>) -> Applied {
         let Some(key) = ObjectKey::of(obj.as_ref()) else {
@@ -160,7 +209,8 @@ where
             return Applied::Skipped;
         };
         let new_rv = obj.meta().resource_version.clone();
-        if let Some(old) = self.index.get(&key)
+        let old = self.index.get(&key).cloned();
+        if let Some(old) = &old
             && !is_newer(new_rv.as_deref(), old.meta().resource_version.as_deref())
         {
             trace!(kind = %self.shared.kind, %key, rv = ?new_rv, "repeated or stale version ignored");
@@ -176,7 +226,26 @@ where
             }
             Err(pos) => self.ordered.insert(pos, obj.clone()),
         }
-        self.index.insert(key, obj);
+        for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
+            if let Some(old) = &old {
+                index::remove(map, indexer, &key, old.as_ref());
+            }
+            index::insert(map, indexer, &key, obj.as_ref());
+        }
+        self.index.insert(key, obj.clone());
+        if self.recording() {
+            self.pending.push(match old {
+                Some(old) => Change::Updated {
+                    old,
+                    new: obj,
+                    generation: 0,
+                },
+                None => Change::Added {
+                    object: obj,
+                    generation: 0,
+                },
+            });
+        }
         self.note_version(new_rv);
         self.dirty = true;
         Applied::Changed
@@ -188,16 +257,25 @@ where
             buffer.retain(|(k, _)| k != key);
             return Applied::Buffered;
         }
-        if self.index.remove(key).is_none() {
+        let Some(old) = self.index.remove(key) else {
             trace!(kind = %self.shared.kind, %key, "delete of an object the cache does not hold");
             self.confirm();
             return Applied::Unchanged;
-        }
+        };
         if let Ok(pos) = self
             .ordered
             .binary_search_by(|o| cmp_object_key(o.as_ref(), key))
         {
             self.ordered.remove(pos);
+        }
+        for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
+            index::remove(map, indexer, key, old.as_ref());
+        }
+        if self.recording() {
+            self.pending.push(Change::Deleted {
+                object: old,
+                generation: 0,
+            });
         }
         self.note_version(rv.map(str::to_owned));
         self.dirty = true;
@@ -229,16 +307,31 @@ where
                 _ => obj,
             };
             if previous_key.as_ref() == Some(&key) {
+                // A duplicate: the index insert below replaces its entry too.
                 ordered.pop_back();
             }
-            // (the index insert below replaces the duplicate's entry)
             ordered.push_back(obj.clone());
             index.insert(key.clone(), obj);
             previous_key = Some(key);
         }
+        let mut indexes = vec![IndexMap::default(); self.indexers.len()];
+        for (map, indexer) in indexes.iter_mut().zip(self.indexers.iter()) {
+            for (key, obj) in index.iter() {
+                index::insert(map, indexer, key, obj.as_ref());
+            }
+        }
         debug!(kind = %self.shared.kind, objects = ordered.len(), rv = ?newest, "relist complete");
+        if self.recording() {
+            let before = self.shared.current.load_full();
+            let after = self.snapshot_of(&index, &ordered, &indexes, 0);
+            // Everything staged since the last publish is covered by this diff.
+            self.pending.clear();
+            self.pending.extend(diff(&before, &after, 0));
+            self.unrecorded = false;
+        }
         self.index = index;
         self.ordered = ordered;
+        self.indexes = indexes;
         if newest.is_some() {
             self.resource_version = newest.map(Arc::from);
         }
@@ -248,27 +341,53 @@ where
         Applied::Relisted
     }
 
+    fn snapshot_of(
+        &self,
+        index: &Index<K>,
+        ordered: &Ordered<K>,
+        indexes: &[IndexMap],
+        generation: u64,
+    ) -> Snapshot<K> {
+        let clock = self.shared.clock;
+        let now = clock.now();
+        Snapshot {
+            index: index.clone(),
+            ordered: ordered.clone(),
+            resource_version: self.resource_version.clone(),
+            generation,
+            built_at: now,
+            confirmed: clock.nanos(now).into(),
+            clock,
+            indexers: self.indexers.clone(),
+            indexes: indexes.to_vec(),
+        }
+    }
+
     /// Publishes the working state as a new snapshot if it changed; returns whether it did.
     pub(crate) fn publish(&mut self) -> bool {
         if !self.dirty {
             return false;
         }
         self.generation += 1;
-        let clock = self.shared.clock;
-        let now = clock.now();
-        let snapshot = Snapshot {
-            index: self.index.clone(),
-            ordered: self.ordered.clone(),
-            resource_version: self.resource_version.clone(),
-            generation: self.generation,
-            built_at: now,
-            confirmed: clock.nanos(now).into(),
-            clock,
-        };
+        let snapshot =
+            Arc::new(self.snapshot_of(&self.index, &self.ordered, &self.indexes, self.generation));
         // The previous snapshot is released here, or by the last reader still holding it;
         // no reader ever waits for it.
-        drop(self.shared.current.swap(Arc::new(snapshot)));
+        drop(self.shared.current.swap(snapshot.clone()));
         self.dirty = false;
+        let pending = std::mem::take(&mut self.pending);
+        let unrecorded = std::mem::replace(&mut self.unrecorded, false);
+        if self.changes.receiver_count() > 0 {
+            let generation = self.generation;
+            let changes = (!unrecorded).then(|| {
+                pending
+                    .into_iter()
+                    .map(|c| c.with_generation(generation))
+                    .collect()
+            });
+            // Never blocks: a subscriber that falls behind the buffer lags and resyncs.
+            let _ = self.changes.send(Arc::new(Batch { snapshot, changes }));
+        }
         true
     }
 

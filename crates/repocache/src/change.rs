@@ -1,0 +1,180 @@
+//! Changes: what subscribers receive, and how two snapshots differ.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use kube::Resource;
+
+use crate::snapshot::{Snapshot, cmp_objects};
+
+/// One change to a cache, as a subscriber sees it. Every change carries the generation of the
+/// snapshot it belongs to: after the changes of generation `g`, the subscriber's view equals
+/// that snapshot.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// An object appeared.
+    Added {
+        /// The new object.
+        object: Arc<K>,
+        /// The snapshot generation this change belongs to.
+        generation: u64,
+    },
+    /// An object changed.
+    Updated {
+        /// The version the subscriber saw before.
+        old: Arc<K>,
+        /// The new version.
+        new: Arc<K>,
+        /// The snapshot generation this change belongs to.
+        generation: u64,
+    },
+    /// An object disappeared (deleted, or gone from a relist).
+    Deleted {
+        /// The last version the subscriber saw.
+        object: Arc<K>,
+        /// The snapshot generation this change belongs to.
+        generation: u64,
+    },
+    /// The subscriber's view now equals the snapshot of this generation: sent after the
+    /// current state a new subscriber receives first, and after every resync.
+    Synced {
+        /// The snapshot generation the view equals.
+        generation: u64,
+    },
+    /// The subscriber fell behind its buffer and missed changes. The changes that follow bring
+    /// its view to the current snapshot (computed by diffing), then [`Change::Synced`] follows.
+    Lagged {
+        /// How many batches of changes were missed.
+        missed: u64,
+        /// The generation the resync brings the view to.
+        generation: u64,
+    },
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Added { object, generation } => Self::Added {
+                object: object.clone(),
+                generation: *generation,
+            },
+            Self::Updated {
+                old,
+                new,
+                generation,
+            } => Self::Updated {
+                old: old.clone(),
+                new: new.clone(),
+                generation: *generation,
+            },
+            Self::Deleted { object, generation } => Self::Deleted {
+                object: object.clone(),
+                generation: *generation,
+            },
+            Self::Synced { generation } => Self::Synced {
+                generation: *generation,
+            },
+            Self::Lagged { missed, generation } => Self::Lagged {
+                missed: *missed,
+                generation: *generation,
+            },
+        }
+    }
+}
+
+impl<K> Change<K> {
+    /// The snapshot generation this change belongs to.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Self::Added { generation, .. }
+            | Self::Updated { generation, .. }
+            | Self::Deleted { generation, .. }
+            | Self::Synced { generation }
+            | Self::Lagged { generation, .. } => *generation,
+        }
+    }
+
+    /// The object this change is about: the new version for added and updated objects, the
+    /// last version for deleted ones; `None` for markers.
+    pub fn object(&self) -> Option<&Arc<K>> {
+        match self {
+            Self::Added { object, .. } | Self::Deleted { object, .. } => Some(object),
+            Self::Updated { new, .. } => Some(new),
+            Self::Synced { .. } | Self::Lagged { .. } => None,
+        }
+    }
+
+    pub(crate) fn with_generation(mut self, g: u64) -> Self {
+        match &mut self {
+            Self::Added { generation, .. }
+            | Self::Updated { generation, .. }
+            | Self::Deleted { generation, .. }
+            | Self::Synced { generation }
+            | Self::Lagged { generation, .. } => *generation = g,
+        }
+        self
+    }
+}
+
+/// What one publish changed, as sent to subscribers.
+pub(crate) struct Batch<K> {
+    /// The published snapshot.
+    pub(crate) snapshot: Arc<Snapshot<K>>,
+    /// The changes from the previous snapshot, or `None` when the writer did not record them
+    /// (no subscriber was listening when they were applied): subscribers diff instead.
+    pub(crate) changes: Option<Vec<Change<K>>>,
+}
+
+/// The changes that turn `old` into `new`, in (namespace, name) order, tagged with `generation`.
+///
+/// A merge of the two ordered object lists: O(n + m). Objects that are the same `Arc` in both,
+/// or have the same resourceVersion, are unchanged.
+pub(crate) fn diff<K: Resource>(
+    old: &Snapshot<K>,
+    new: &Snapshot<K>,
+    generation: u64,
+) -> Vec<Change<K>> {
+    let mut changes = Vec::new();
+    let mut olds = old.iter().peekable();
+    let mut news = new.iter().peekable();
+    loop {
+        let order = match (olds.peek(), news.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(o), Some(n)) => cmp_objects(o.as_ref(), n.as_ref()),
+        };
+        match order {
+            Ordering::Less => {
+                if let Some(o) = olds.next() {
+                    changes.push(Change::Deleted {
+                        object: o.clone(),
+                        generation,
+                    });
+                }
+            }
+            Ordering::Greater => {
+                if let Some(n) = news.next() {
+                    changes.push(Change::Added {
+                        object: n.clone(),
+                        generation,
+                    });
+                }
+            }
+            Ordering::Equal => {
+                if let (Some(o), Some(n)) = (olds.next(), news.next())
+                    && !Arc::ptr_eq(o, n)
+                    && (o.meta().resource_version.is_none()
+                        || o.meta().resource_version != n.meta().resource_version)
+                {
+                    changes.push(Change::Updated {
+                        old: o.clone(),
+                        new: n.clone(),
+                        generation,
+                    });
+                }
+            }
+        }
+    }
+    changes
+}
