@@ -3,19 +3,27 @@
 //! Subcommands:
 //! - `crds [--check]`: write the generated CustomResourceDefinitions into `deploy/crds/`, or with
 //!   `--check` only compare and exit 1 when the committed files differ from the types.
+//! - `bench [--quick | --check]`: run the benchmark suite of `crates/bench` (criterion benches,
+//!   then the report binary) in release mode and write `docs/BENCHMARKS.md` and
+//!   `docs/bench/read-latency.svg`; `--quick` uses short measurement phases; `--check` only
+//!   compiles the benches and runs each once in debug mode, plus the report binary on tiny sizes
+//!   into a temporary directory (never `docs/`), for CI.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 use glasskube_api::crd;
 
-const USAGE: &str = "usage: cargo xtask crds [--check]";
+const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("crds") => crds(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -81,4 +89,163 @@ fn crds(args: &[String]) -> ExitCode {
             }
         }
     }
+}
+
+/// How `cargo xtask bench` runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BenchMode {
+    Full,
+    Quick,
+    Check,
+}
+
+fn bench(args: &[String]) -> ExitCode {
+    let mode = match args {
+        [] => BenchMode::Full,
+        [flag] if flag == "--quick" => BenchMode::Quick,
+        [flag] if flag == "--check" => BenchMode::Check,
+        [other, ..] => return usage_error(&format!("unexpected argument `{other}` to bench")),
+    };
+    let started = Instant::now();
+    let result = match mode {
+        BenchMode::Check => bench_check(),
+        BenchMode::Full | BenchMode::Quick => bench_run(mode),
+    };
+    match result {
+        Ok(()) => {
+            eprintln!(
+                "xtask bench: done in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask bench: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The cargo that runs xtask (so that the same toolchain builds the benches).
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
+
+/// The cargo target directory.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Runs one step, echoing it and its duration on stderr; fails when it fails.
+fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask bench: {what}");
+    let started = Instant::now();
+    let status = cmd.status()?;
+    anyhow::ensure!(status.success(), "{what} failed ({status})");
+    eprintln!(
+        "xtask bench: {what}: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--check`: compile everything and run each bench once, in debug mode.
+fn bench_check() -> anyhow::Result<()> {
+    let root = workspace_root();
+    step(
+        "unit tests, and each criterion bench once (test mode)",
+        cargo()
+            .current_dir(&root)
+            .args(["test", "-p", "repocache-bench", "--lib", "--benches"]),
+    )?;
+    step(
+        "build the report binaries (debug)",
+        cargo()
+            .current_dir(&root)
+            .args(["build", "-p", "repocache-bench", "--bins"]),
+    )?;
+    let exe = target_dir(&root)
+        .join("debug")
+        .join(exe_name("repocache-bench"));
+    step(
+        "report binary on tiny sizes (--smoke, into a temporary directory)",
+        Command::new(exe).current_dir(&root).arg("--smoke"),
+    )
+}
+
+fn exe_name(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
+/// The full or quick run: criterion benches, then the report binary, in release mode.
+fn bench_run(mode: BenchMode) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let quick = mode == BenchMode::Quick;
+    step(
+        "build the benches and report binaries (release)",
+        cargo().current_dir(&root).args([
+            "build",
+            "--release",
+            "-p",
+            "repocache-bench",
+            "--bins",
+            "--benches",
+        ]),
+    )?;
+    // A directory of our own, emptied first, so that the report never reads another run's
+    // (or another engineer's) estimates.
+    let criterion_home = target.join("repocache-bench").join("criterion");
+    if criterion_home.exists() {
+        std::fs::remove_dir_all(&criterion_home)?;
+    }
+    let criterion_args: &[&str] = if quick {
+        &[
+            "--noplot",
+            "--warm-up-time",
+            "0.3",
+            "--measurement-time",
+            "0.8",
+            "--sample-size",
+            "30",
+            "--nresamples",
+            "10000",
+        ]
+    } else {
+        &[
+            "--noplot",
+            "--warm-up-time",
+            "1",
+            "--measurement-time",
+            "3",
+            "--nresamples",
+            "50000",
+        ]
+    };
+    step(
+        "criterion benches: get, list, apply",
+        cargo()
+            .current_dir(&root)
+            .env("CRITERION_HOME", &criterion_home)
+            .args(["bench", "-p", "repocache-bench", "--benches", "--"])
+            .args(criterion_args),
+    )?;
+    let (flag, command) = if quick {
+        ("--quick", "cargo xtask bench --quick")
+    } else {
+        ("--full", "cargo xtask bench")
+    };
+    let exe = target.join("release").join(exe_name("repocache-bench"));
+    step(
+        "report binary: latency, relist, memory; writes docs/BENCHMARKS.md",
+        Command::new(exe)
+            .current_dir(&root)
+            .arg(flag)
+            .arg("--criterion")
+            .arg(&criterion_home)
+            .args(["--command", command]),
+    )
 }

@@ -1,0 +1,23 @@
+//! Benchmarks of repocache, the lock-free in-process cache of Kubernetes objects, against
+//! kube-runtime's reflector `Store` and two plain baselines.
+//!
+//! This crate sits beside the library and is never published or shipped. It holds the realistic
+//! `PackageRepository` fixtures ([`fixture`]), one small interface over every store under
+//! comparison ([`sides`]), the measurements criterion is bad at ([`measure`]: latency
+//! percentiles under a concurrent writer, reader waits during a relist), and the pieces of the
+//! generated report `docs/BENCHMARKS.md` ([`report`], [`plot`], [`machine`], [`estimates`]).
+//! The criterion benches (`benches/`) give the steady-state figures; the `repocache-bench`
+//! binary runs everything else, reads criterion's estimates and writes the report; the
+//! `repocache-bench-memory` binary measures heap use with a counting global allocator, in its
+//! own process so that its bookkeeping never slows the timed runs. `cargo xtask bench` drives
+//! all three.
+
+pub mod estimates;
+pub mod fixture;
+pub mod ids;
+pub mod machine;
+pub mod measure;
+pub mod memory;
+pub mod plot;
+pub mod report;
+pub mod sides;

@@ -1,0 +1,410 @@
+//! `repocache-bench`: runs the measurements that criterion is bad at and writes the benchmark
+//! report, `docs/BENCHMARKS.md`, with the read-latency figure `docs/bench/read-latency.svg`.
+//!
+//! It sits at the end of `cargo xtask bench`, after the criterion benches of this crate: it
+//! measures per-read latency percentiles idle and under a paced writer, the longest reader wait
+//! during a relist, and (through the `repocache-bench-memory` binary) heap use per object; then
+//! it reads criterion's estimates of the same run and renders everything, each figure beside its
+//! comparison, with the machine and the git commit.
+//!
+//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE]`
+//! - `--full` (default) / `--quick`: the real run; `--quick` uses shorter phases.
+//! - `--smoke`: tiny sizes and phases, writes to a temporary directory (never `docs/`), for CI.
+#![allow(clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use repocache_bench::estimates::Criterion;
+use repocache_bench::machine::RunInfo;
+use repocache_bench::measure::{self, PacedWriter};
+use repocache_bench::memory::MemoryReport;
+use repocache_bench::plot::{self, Series};
+use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
+use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, WriteSide};
+use repocache_bench::{fixture, ids};
+
+const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT]";
+
+/// How long and how big a run is.
+struct Config {
+    mode: &'static str,
+    sizes: Vec<usize>,
+    latency_phase: Duration,
+    throughput_phase: Duration,
+    writer_rate: f64,
+    relist_objects: usize,
+    relists: usize,
+    memory_objects: usize,
+}
+
+impl Config {
+    fn full() -> Self {
+        Self {
+            mode: "full",
+            sizes: ids::SIZES.to_vec(),
+            latency_phase: Duration::from_millis(1500),
+            throughput_phase: Duration::from_millis(500),
+            writer_rate: 10_000.0,
+            relist_objects: 10_000,
+            relists: 10,
+            memory_objects: 10_000,
+        }
+    }
+
+    fn quick() -> Self {
+        Self {
+            mode: "quick",
+            latency_phase: Duration::from_millis(400),
+            throughput_phase: Duration::from_millis(200),
+            relists: 4,
+            ..Self::full()
+        }
+    }
+
+    fn smoke() -> Self {
+        Self {
+            mode: "smoke",
+            sizes: vec![10, 100],
+            latency_phase: Duration::from_millis(20),
+            throughput_phase: Duration::from_millis(20),
+            writer_rate: 10_000.0,
+            relist_objects: 200,
+            relists: 1,
+            memory_objects: 200,
+        }
+    }
+}
+
+struct Args {
+    config: Config,
+    criterion: Option<PathBuf>,
+    out: PathBuf,
+    svg: PathBuf,
+    command: String,
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .nth(2)
+        .map_or(manifest_dir.clone(), Path::to_path_buf)
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut config = None;
+    let mut criterion = None;
+    let mut out = None;
+    let mut svg = None;
+    let mut command = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--quick" | "--full" | "--smoke" if config.is_some() => {
+                return Err("give at most one of --quick, --full, --smoke".into());
+            }
+            "--quick" => config = Some(Config::quick()),
+            "--full" => config = Some(Config::full()),
+            "--smoke" => config = Some(Config::smoke()),
+            "--criterion" => criterion = Some(PathBuf::from(value("--criterion")?)),
+            "--out" => out = Some(PathBuf::from(value("--out")?)),
+            "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
+            "--command" => command = Some(value("--command")?),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    let config = config.unwrap_or_else(Config::full);
+    let (out, svg) = if config.mode == "smoke" {
+        if out.is_some() || svg.is_some() {
+            return Err("--smoke always writes to a temporary directory".into());
+        }
+        let dir = std::env::temp_dir().join("repocache-bench-smoke");
+        (
+            dir.join("BENCHMARKS.md"),
+            dir.join("bench/read-latency.svg"),
+        )
+    } else {
+        let docs = workspace_root().join("docs");
+        (
+            out.unwrap_or_else(|| docs.join("BENCHMARKS.md")),
+            svg.unwrap_or_else(|| docs.join("bench/read-latency.svg")),
+        )
+    };
+    Ok(Args {
+        command: command.unwrap_or_else(|| format!("cargo xtask bench --{}", config.mode)),
+        config,
+        criterion,
+        out,
+        svg,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("-h" | "--help")) {
+        eprintln!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("repocache-bench: {e} ({USAGE})");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("repocache-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cfg = &args.config;
+    let info = RunInfo::collect(&workspace_root());
+    let floor = measure::timer_floor();
+    eprintln!(
+        "repocache-bench: {} mode, commit {}, {} cores, timer floor {floor} ns",
+        cfg.mode, info.commit, info.cores
+    );
+
+    let mut latency = Vec::new();
+    for &n in &cfg.sizes {
+        let objects = fixture::repositories(n, 1);
+        latency.extend(latency_runs::<Repocache>(
+            label::REPOCACHE,
+            &objects,
+            cfg,
+            floor,
+        ));
+        latency.push(batched_run(&objects, cfg, floor));
+        latency.extend(latency_runs::<KubeStore>(label::KUBE, &objects, cfg, floor));
+        latency.extend(latency_runs::<LockedMap>(
+            label::RWLOCK,
+            &objects,
+            cfg,
+            floor,
+        ));
+        let plain = sides::plain_map(&objects);
+        let keys = sides::keys::<sides::PlainMap>(n);
+        latency.push(LatencyRun {
+            store: label::LIMIT,
+            objects: n,
+            writer: None,
+            reads_per_sec: measure::read_throughput(&plain, &keys, cfg.throughput_phase),
+            hist: measure::read_latency(&plain, &keys, cfg.latency_phase, floor),
+        });
+        eprintln!("  get latency at {n} objects: done");
+    }
+
+    let relist = vec![
+        relist_run::<Repocache>(label::REPOCACHE, cfg, floor),
+        relist_run::<KubeStore>(label::KUBE, cfg, floor),
+        relist_run::<LockedMap>(label::RWLOCK, cfg, floor),
+        RelistRun {
+            store: label::CONTROL,
+            objects: cfg.relist_objects,
+            wait: measure::relist_wait_control(cfg.relist_objects, cfg.relists, floor),
+        },
+    ];
+    eprintln!("  relist reader wait: done");
+
+    let memory = memory(cfg.memory_objects).map_err(|e| format!("{e:#}"));
+    eprintln!(
+        "  memory: {}",
+        if memory.is_ok() { "done" } else { "failed" }
+    );
+
+    let e2e = end_to_end::run(cfg);
+
+    let svg_rel = write_svg(args, &latency)?;
+    let results = Results {
+        info,
+        mode: cfg.mode.to_owned(),
+        command: args.command.clone(),
+        timer_floor: floor,
+        object_json_bytes: fixture::json_size(),
+        sizes: cfg.sizes.clone(),
+        writer_rate: cfg.writer_rate,
+        phase_secs: (
+            cfg.latency_phase.as_secs_f64(),
+            cfg.throughput_phase.as_secs_f64(),
+        ),
+        latency,
+        relist,
+        memory,
+        criterion: Criterion::new(args.criterion.as_deref()),
+        svg: Some(svg_rel),
+        e2e,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    let text = report::render(&results);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "repocache-bench: wrote {} and {}",
+        args.out.display(),
+        args.svg.display()
+    );
+    Ok(())
+}
+
+/// Test 1 for one store at one size: idle, then with the paced writer.
+fn latency_runs<W: WriteSide>(
+    store: &'static str,
+    objects: &[sides::Obj],
+    cfg: &Config,
+    floor: u64,
+) -> [LatencyRun; 2] {
+    let n = objects.len();
+    let side: W = sides::filled(objects);
+    let reader = side.reader();
+    let keys = sides::keys::<W::Reader>(n);
+    let idle = LatencyRun {
+        store,
+        objects: n,
+        writer: None,
+        reads_per_sec: measure::read_throughput(&reader, &keys, cfg.throughput_phase),
+        hist: measure::read_latency(&reader, &keys, cfg.latency_phase, floor),
+    };
+    let writer = PacedWriter::start(side, n, cfg.writer_rate);
+    std::thread::sleep(Duration::from_millis(20));
+    let reads_per_sec = measure::read_throughput(&reader, &keys, cfg.throughput_phase);
+    let hist = measure::read_latency(&reader, &keys, cfg.latency_phase, floor);
+    let (_side, stats) = writer.stop();
+    let busy = LatencyRun {
+        store,
+        objects: n,
+        writer: Some(stats),
+        reads_per_sec,
+        hist,
+    };
+    [idle, busy]
+}
+
+/// Test 1, repocache with the writer coalescing its events: one `apply_batch` (one publish) per
+/// millisecond instead of one publish per event.
+fn batched_run(objects: &[sides::Obj], cfg: &Config, floor: u64) -> LatencyRun {
+    let n = objects.len();
+    let side: Repocache = sides::filled(objects);
+    let reader = side.reader();
+    let keys = sides::keys::<repocache::Cache<sides::Obj>>(n);
+    let writer = PacedWriter::start_with(side, n, cfg.writer_rate, Some(Duration::from_millis(1)));
+    std::thread::sleep(Duration::from_millis(20));
+    let reads_per_sec = measure::read_throughput(&reader, &keys, cfg.throughput_phase);
+    let hist = measure::read_latency(&reader, &keys, cfg.latency_phase, floor);
+    let (_side, stats) = writer.stop();
+    LatencyRun {
+        store: label::REPOCACHE_BATCHED,
+        objects: n,
+        writer: Some(stats),
+        reads_per_sec,
+        hist,
+    }
+}
+
+/// Test 3 for one store.
+fn relist_run<W: WriteSide>(store: &'static str, cfg: &Config, floor: u64) -> RelistRun {
+    RelistRun {
+        store,
+        objects: cfg.relist_objects,
+        wait: measure::relist_wait::<W>(cfg.relist_objects, cfg.relists, floor),
+    }
+}
+
+/// Test 5: runs the memory binary (built beside this one) and reads its JSON.
+fn memory(objects: usize) -> anyhow::Result<MemoryReport> {
+    let exe = std::env::current_exe()?.with_file_name(format!(
+        "repocache-bench-memory{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    let out = Command::new(&exe)
+        .arg(objects.to_string())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} (build it with `cargo build -p repocache-bench --bins`)",
+                exe.display()
+            )
+        })?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Draws the latency figure for the largest size; returns its path relative to the report.
+fn write_svg(args: &Args, latency: &[LatencyRun]) -> anyhow::Result<String> {
+    let n = args.config.sizes.iter().copied().max().unwrap_or(0);
+    let color = |store: &str| match store {
+        label::REPOCACHE => 0,
+        label::KUBE => 1,
+        label::RWLOCK => 2,
+        label::REPOCACHE_BATCHED => 4,
+        _ => 3,
+    };
+    let series: Vec<Series<'_>> = latency
+        .iter()
+        .filter(|r| r.objects == n)
+        .map(|r| Series {
+            label: match r.writer {
+                Some(_) => format!("{} + writer", r.store),
+                None => format!("{}, idle", r.store),
+            },
+            hist: &r.hist,
+            color: color(r.store),
+            dashed: r.writer.is_some(),
+        })
+        .collect();
+    if let Some(dir) = args.svg.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let title = format!(
+        "get by name at {n} objects: idle and with a {:.0}/s writer",
+        args.config.writer_rate
+    );
+    plot::read_latency(&args.svg, &title, &series)?;
+    let base = args.out.parent().unwrap_or(Path::new(""));
+    Ok(args
+        .svg
+        .strip_prefix(base)
+        .unwrap_or(&args.svg)
+        .display()
+        .to_string())
+}
+
+/// The end-to-end part of the suite: measurements against the `apisim` simulated API server
+/// over HTTP. Not implemented yet; this is where it goes.
+///
+/// To add once `crates/apisim` lands (each a function here returning rows for
+/// [`report::EndToEnd`], rendered as section 6 of the report):
+/// - initial sync of 10,000 objects over HTTP (time until `Cache::ready()`), repocache vs a
+///   kube-runtime reflector;
+/// - propagation latency: a write on the server until it is visible in `Cache::get`;
+/// - API load: requests reaching the server for N readers, cache vs direct GETs;
+/// - the install scenario.
+mod end_to_end {
+    use super::Config;
+    use repocache_bench::report::EndToEnd;
+
+    /// Runs the end-to-end measurements (none yet).
+    pub(super) fn run(_cfg: &Config) -> EndToEnd {
+        EndToEnd::default()
+    }
+}

@@ -1,0 +1,258 @@
+//! The stores under comparison, behind one small interface so that every measurement drives
+//! each of them the same way.
+//!
+//! | store | read | write |
+//! | --- | --- | --- |
+//! | [`Repocache`] | `Cache::get` (one atomic load + imbl lookup) | `repocache::Writer` |
+//! | [`KubeStore`] | kube-runtime `Store::get` (parking_lot read lock + AHashMap) | kube-runtime `store::Writer` |
+//! | [`LockedMap`] | `parking_lot::RwLock<HashMap<String, Arc<K>>>` read lock | write lock; old values dropped after unlocking |
+//! | [`PlainMap`] | unsynchronized `HashMap::get` + `Arc` clone: the physical limit | none |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use glasskube_api::PackageRepository;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use parking_lot::RwLock;
+use repocache::Event;
+
+/// The object type every benchmark caches.
+pub type Obj = PackageRepository;
+
+/// The read side of a store: what a reader thread holds.
+pub trait Reader: Clone + Send + Sync + 'static {
+    /// A pre-built lookup key (built once, outside the measured reads).
+    type Key: Send + Sync + 'static;
+    /// The lookup key for a name.
+    fn key(name: &str) -> Self::Key;
+    /// Looks an object up by key.
+    fn get(&self, key: &Self::Key) -> Option<Arc<Obj>>;
+}
+
+/// The write side of a store: what the writer thread holds.
+pub trait WriteSide: Send + 'static {
+    /// Its read handle.
+    type Reader: Reader;
+    /// Short label used in tables and file names.
+    const LABEL: &'static str;
+    /// A new, empty store.
+    fn new() -> Self;
+    /// A read handle.
+    fn reader(&self) -> Self::Reader;
+    /// Applies one watch event (`Apply`) carrying `obj`.
+    fn apply(&mut self, obj: Obj);
+    /// Applies a burst of `Apply` events; stores that can coalesce them do so.
+    fn apply_burst(&mut self, objs: Vec<Obj>) {
+        for obj in objs {
+            self.apply(obj);
+        }
+    }
+    /// Runs a full relist (`Init`, one `InitApply` per object, `InitDone`).
+    fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>);
+}
+
+/// repocache: `Writer` + `Cache`.
+pub struct Repocache(repocache::Writer<Obj>);
+
+impl Reader for repocache::Cache<Obj> {
+    type Key = String;
+    fn key(name: &str) -> String {
+        name.to_owned()
+    }
+    #[inline]
+    fn get(&self, key: &String) -> Option<Arc<Obj>> {
+        repocache::Cache::get(self, key)
+    }
+}
+
+impl Repocache {
+    /// The repocache writer, for benches that drive it directly.
+    pub fn writer_mut(&mut self) -> &mut repocache::Writer<Obj> {
+        &mut self.0
+    }
+}
+
+impl WriteSide for Repocache {
+    type Reader = repocache::Cache<Obj>;
+    const LABEL: &'static str = "repocache";
+    fn new() -> Self {
+        Self(repocache::Writer::new())
+    }
+    fn reader(&self) -> Self::Reader {
+        self.0.cache()
+    }
+    fn apply(&mut self, obj: Obj) {
+        self.0.apply(Event::Apply(obj));
+    }
+    fn apply_burst(&mut self, objs: Vec<Obj>) {
+        self.0.apply_batch(objs.into_iter().map(Event::Apply));
+    }
+    fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
+        self.0.apply(Event::Init);
+        for obj in objects {
+            self.0.apply(Event::InitApply(obj));
+        }
+        self.0.apply(Event::InitDone);
+    }
+}
+
+/// kube-runtime's reflector store: `store::Writer` + `Store`.
+pub struct KubeStore(reflector::store::Writer<Obj>);
+
+impl Reader for Store<Obj> {
+    type Key = ObjectRef<Obj>;
+    fn key(name: &str) -> ObjectRef<Obj> {
+        ObjectRef::new(name)
+    }
+    #[inline]
+    fn get(&self, key: &ObjectRef<Obj>) -> Option<Arc<Obj>> {
+        Store::get(self, key)
+    }
+}
+
+impl KubeStore {
+    /// The kube-runtime store writer, for benches that drive it directly.
+    pub fn writer_mut(&mut self) -> &mut reflector::store::Writer<Obj> {
+        &mut self.0
+    }
+}
+
+impl WriteSide for KubeStore {
+    type Reader = Store<Obj>;
+    const LABEL: &'static str = "kube-runtime Store";
+    fn new() -> Self {
+        Self(reflector::store::Writer::default())
+    }
+    fn reader(&self) -> Self::Reader {
+        self.0.as_reader()
+    }
+    fn apply(&mut self, obj: Obj) {
+        // kube-runtime borrows the event and clones the object into its map: that clone is part
+        // of its cost per event, as it is in its reflector.
+        self.0.apply_watcher_event(&Event::Apply(obj));
+    }
+    fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
+        self.0.apply_watcher_event(&Event::Init);
+        for obj in objects {
+            self.0.apply_watcher_event(&Event::InitApply(obj));
+        }
+        self.0.apply_watcher_event(&Event::InitDone);
+    }
+}
+
+/// A map behind a `parking_lot::RwLock`, written carefully: values and old maps are dropped
+/// after the lock is released.
+pub type SharedMap = Arc<RwLock<HashMap<String, Arc<Obj>>>>;
+
+/// `parking_lot::RwLock<HashMap<String, Arc<K>>>`.
+pub struct LockedMap(SharedMap);
+
+impl Reader for SharedMap {
+    type Key = String;
+    fn key(name: &str) -> String {
+        name.to_owned()
+    }
+    #[inline]
+    fn get(&self, key: &String) -> Option<Arc<Obj>> {
+        self.read().get(key).cloned()
+    }
+}
+
+impl WriteSide for LockedMap {
+    type Reader = SharedMap;
+    const LABEL: &'static str = "RwLock<HashMap>";
+    fn new() -> Self {
+        Self(SharedMap::default())
+    }
+    fn reader(&self) -> Self::Reader {
+        self.0.clone()
+    }
+    fn apply(&mut self, obj: Obj) {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let obj = Arc::new(obj);
+        let old = self.0.write().insert(name, obj);
+        drop(old);
+    }
+    fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
+        let mut fresh = HashMap::new();
+        for obj in objects {
+            fresh.insert(obj.metadata.name.clone().unwrap_or_default(), Arc::new(obj));
+        }
+        let old = std::mem::replace(&mut *self.0.write(), fresh);
+        drop(old);
+    }
+}
+
+/// An unsynchronized `HashMap<String, Arc<K>>`, read-only: the physical limit of a lookup that
+/// hands out an `Arc`.
+pub type PlainMap = Arc<HashMap<String, Arc<Obj>>>;
+
+impl Reader for PlainMap {
+    type Key = String;
+    fn key(name: &str) -> String {
+        name.to_owned()
+    }
+    #[inline]
+    fn get(&self, key: &String) -> Option<Arc<Obj>> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// A [`PlainMap`] holding `objects`.
+pub fn plain_map(objects: &[Obj]) -> PlainMap {
+    Arc::new(
+        objects
+            .iter()
+            .map(|o| {
+                (
+                    o.metadata.name.clone().unwrap_or_default(),
+                    Arc::new(o.clone()),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A store of kind `W` holding `objects`, filled by one relist as a reflector's first sync would.
+pub fn filled<W: WriteSide>(objects: &[Obj]) -> W {
+    let mut side = W::new();
+    side.relist(&mut objects.iter().cloned());
+    side
+}
+
+/// The lookup keys of objects `0..n`.
+pub fn keys<R: Reader>(n: usize) -> Vec<R::Key> {
+    (0..n).map(|i| R::key(&crate::fixture::name(i))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+
+    fn roundtrip<W: WriteSide>() {
+        let objs = fixture::repositories(20, 100);
+        let mut side: W = filled(&objs);
+        let reader = side.reader();
+        let keys = keys::<W::Reader>(21);
+        assert!(
+            keys[..20].iter().all(|k| reader.get(k).is_some()),
+            "{}",
+            W::LABEL
+        );
+        assert!(reader.get(&keys[20]).is_none());
+        side.apply(fixture::repository(20, 500));
+        assert!(reader.get(&keys[20]).is_some(), "{}", W::LABEL);
+        side.relist(&mut fixture::repositories(5, 1000).into_iter());
+        assert!(reader.get(&keys[4]).is_some() && reader.get(&keys[5]).is_none());
+    }
+
+    #[test]
+    fn every_store_reads_what_was_written() {
+        roundtrip::<Repocache>();
+        roundtrip::<KubeStore>();
+        roundtrip::<LockedMap>();
+        let plain = plain_map(&fixture::repositories(3, 1));
+        assert!(plain.get(&PlainMap::key(&fixture::name(2))).is_some());
+    }
+}
