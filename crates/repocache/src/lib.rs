@@ -48,6 +48,7 @@ mod feed;
 pub mod glasskube;
 mod index;
 mod key;
+pub mod layer;
 mod live;
 mod metrics;
 mod policy;

@@ -1,0 +1,471 @@
+//! Answering GET and LIST of one registered kind from its cache's snapshot.
+//!
+//! A registration is type-erased behind [`Serve`], so that one layer can hold caches of many
+//! kinds. Deciding whether to answer ([`Serve::plan`]) is cheap and happens where the service is
+//! called; the work itself (one lookup and one object's JSON for a GET, a page of objects for a
+//! LIST) is returned as a [`Job`] and runs in the caller's task, when its response future is
+//! polled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::Response;
+use kube::Resource;
+use serde::Serialize;
+use tracing::warn;
+
+use super::respond::{self, ListMeta};
+use super::route::{Params, Verb, VersionNeed};
+use super::selector::{FieldSelector, LabelSelector};
+use super::stats::{Counters, Outcome};
+use crate::cache::Cache;
+use crate::snapshot::Snapshot;
+use crate::state::CacheState;
+
+/// At most this many older snapshots are held per kind for continue tokens.
+const MAX_HELD: usize = 8;
+
+/// The work of answering one request locally: the response and its outcome.
+pub(crate) type Job = Box<dyn FnOnce() -> (Response<Bytes>, Outcome) + Send>;
+
+/// What the layer knows about a registered kind.
+#[derive(Debug, Clone)]
+pub(crate) struct KindInfo {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub kind: String,
+    pub api_version: String,
+    pub list_kind: String,
+    pub namespaced: bool,
+    /// `Some(ns)`: the cache holds only this namespace's objects.
+    pub namespace: Option<String>,
+}
+
+/// The layer-wide settings a registration needs to answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    /// This layer's identity in continue tokens.
+    pub layer_id: u64,
+    /// The registration's index in the layer.
+    pub index: usize,
+    /// `None`: serve while the cache's state is `Ready`; `Some(d)`: while ready and confirmed
+    /// within `d`.
+    pub max_staleness: Option<Duration>,
+    /// How long a snapshot stays held for a continue token.
+    pub continue_ttl: Duration,
+}
+
+/// A GET or LIST the layer may answer.
+#[derive(Debug)]
+pub(crate) struct LocalRequest<'a> {
+    pub verb: Verb,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub params: Params,
+}
+
+/// One registered cache, type-erased.
+pub(crate) trait Serve: Send + Sync {
+    fn info(&self) -> &KindInfo;
+    fn counters(&self) -> &Arc<Counters>;
+    /// Decides whether to answer `req` locally: the work to do, or why the request must go to
+    /// the server.
+    fn plan(self: Arc<Self>, req: LocalRequest<'_>, ctx: Ctx) -> Result<Job, Outcome>;
+}
+
+/// A snapshot kept for the continue tokens that point into it.
+struct Held<K> {
+    generation: u64,
+    at: Instant,
+    snapshot: Arc<Snapshot<K>>,
+}
+
+impl<K> Clone for Held<K> {
+    fn clone(&self) -> Self {
+        Self {
+            generation: self.generation,
+            at: self.at,
+            snapshot: self.snapshot.clone(),
+        }
+    }
+}
+
+/// A registered `Cache<K>`.
+pub(crate) struct Registered<K> {
+    cache: Cache<K>,
+    info: KindInfo,
+    counters: Arc<Counters>,
+    /// Recent snapshots that continue tokens point into (replaced whole: readers never lock).
+    held: ArcSwap<Vec<Held<K>>>,
+}
+
+impl<K> Registered<K> {
+    pub(crate) fn new(cache: Cache<K>, info: KindInfo) -> Self {
+        Self {
+            counters: Arc::new(Counters::new(info.kind.clone())),
+            cache,
+            info,
+            held: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    /// The current snapshot, if the cache may answer now under the layer's policy.
+    fn fresh(&self, ctx: &Ctx) -> Result<Arc<Snapshot<K>>, Outcome> {
+        if !self.cache.is_ready() {
+            return Err(Outcome::NotReady);
+        }
+        let snapshot = self.cache.snapshot();
+        match ctx.max_staleness {
+            None => match self.cache.state() {
+                CacheState::Ready => {}
+                CacheState::Starting => return Err(Outcome::NotReady),
+                _ => return Err(Outcome::Stale),
+            },
+            Some(bound) => {
+                if snapshot.since_confirmed() > bound {
+                    return Err(Outcome::Stale);
+                }
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Keeps `snapshot` for the continue tokens that point into it.
+    fn hold(&self, snapshot: &Arc<Snapshot<K>>, ttl: Duration) {
+        let generation = snapshot.generation();
+        if self.held.load().iter().any(|h| h.generation == generation) {
+            return;
+        }
+        let now = Instant::now();
+        self.held.rcu(|held| {
+            let mut kept: Vec<Held<K>> = held
+                .iter()
+                .filter(|h| h.generation != generation && now.duration_since(h.at) < ttl)
+                .cloned()
+                .collect();
+            kept.push(Held {
+                generation,
+                at: now,
+                snapshot: snapshot.clone(),
+            });
+            let excess = kept.len().saturating_sub(MAX_HELD);
+            kept.drain(..excess);
+            kept
+        });
+    }
+
+    /// The snapshot of `generation`: the current one, or one still held.
+    fn held(&self, generation: u64, ttl: Duration) -> Option<Arc<Snapshot<K>>> {
+        let current = self.cache.snapshot();
+        if current.generation() == generation {
+            return Some(current);
+        }
+        self.held
+            .load()
+            .iter()
+            .find(|h| h.generation == generation && h.at.elapsed() < ttl)
+            .map(|h| h.snapshot.clone())
+    }
+}
+
+/// A continue token minted by the layer: `rc1.<layer>.<index>.<generation>.<position>`.
+///
+/// The position is the index, in the snapshot's (namespace, name) order, of the first object
+/// the next page may hold (like upstream's "start key", it does not depend on the selectors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub layer: u64,
+    pub index: usize,
+    pub generation: u64,
+    pub position: usize,
+}
+
+impl Token {
+    const PREFIX: &'static str = "rc1";
+
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "{}.{:x}.{}.{}.{}",
+            Self::PREFIX,
+            self.layer,
+            self.index,
+            self.generation,
+            self.position
+        )
+    }
+
+    /// `None` for a token the layer did not mint (e.g. the server's).
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.split('.');
+        if parts.next()? != Self::PREFIX {
+            return None;
+        }
+        let layer = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let index = parts.next()?.parse().ok()?;
+        let generation = parts.next()?.parse().ok()?;
+        let position = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            layer,
+            index,
+            generation,
+            position,
+        })
+    }
+}
+
+/// Whether `snapshot` is at least as new as resourceVersion `min` (numeric versions only).
+fn not_older_than<K>(snapshot: &Snapshot<K>, min: u64) -> bool {
+    snapshot
+        .resource_version()
+        .and_then(|rv| rv.parse::<u64>().ok())
+        .is_some_and(|rv| rv >= min)
+}
+
+/// What a LIST selects.
+struct Selection {
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selection {
+    fn matches<K: Resource>(&self, obj: &K) -> bool {
+        let meta = obj.meta();
+        if let Some(ns) = &self.namespace
+            && meta.namespace.as_deref() != Some(ns.as_str())
+        {
+            return false;
+        }
+        self.labels.matches(meta.labels.as_ref()) && self.fields.matches(meta)
+    }
+
+    fn has_selectors(&self) -> bool {
+        !self.labels.is_empty() || !self.fields.is_empty()
+    }
+}
+
+impl<K> Registered<K>
+where
+    K: Resource + Serialize + Send + Sync + 'static,
+{
+    fn get(
+        &self,
+        snapshot: &Snapshot<K>,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> (Response<Bytes>, Outcome) {
+        let found = match namespace {
+            Some(ns) => snapshot.get_namespaced(ns, name),
+            None => snapshot.get(name),
+        };
+        let generation = snapshot.generation();
+        match found {
+            Some(obj) => match respond::object(&**obj, generation) {
+                Ok(response) => (response, Outcome::Served),
+                Err(err) => {
+                    warn!(kind = %self.info.kind, %name, error = %err, "cached object does not serialize");
+                    (respond::internal(&err.to_string()), Outcome::Error)
+                }
+            },
+            None => (
+                respond::not_found(&self.info.group, &self.info.plural, name, generation),
+                Outcome::NotFound,
+            ),
+        }
+    }
+
+    fn page(
+        &self,
+        snapshot: &Arc<Snapshot<K>>,
+        start: usize,
+        limit: usize,
+        selection: &Selection,
+        ctx: &Ctx,
+    ) -> (Response<Bytes>, Outcome) {
+        let mut items: Vec<&Arc<K>> = Vec::new();
+        let mut next = None;
+        for (i, obj) in snapshot.iter().enumerate().skip(start) {
+            if !selection.matches(&**obj) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                next = Some(i);
+                break;
+            }
+            items.push(obj);
+        }
+        let token = next.map(|position| {
+            self.hold(snapshot, ctx.continue_ttl);
+            Token {
+                layer: ctx.layer_id,
+                index: ctx.index,
+                generation: snapshot.generation(),
+                position,
+            }
+            .encode()
+        });
+        // Upstream leaves the count out when selectors make it unknown.
+        let remaining = match next {
+            Some(position) if !selection.has_selectors() => Some(match selection.namespace {
+                None => snapshot.len().saturating_sub(position),
+                Some(_) => snapshot
+                    .iter()
+                    .skip(position)
+                    .filter(|o| selection.matches(&***o))
+                    .count(),
+            }),
+            _ => None,
+        };
+        let meta = ListMeta {
+            resource_version: snapshot.resource_version().unwrap_or_default(),
+            continue_token: token.as_deref(),
+            remaining,
+        };
+        match respond::list(
+            &self.info.api_version,
+            &self.info.list_kind,
+            &meta,
+            items.iter().copied(),
+            snapshot.generation(),
+        ) {
+            Ok(response) => (response, Outcome::Served),
+            Err(err) => {
+                warn!(kind = %self.info.kind, error = %err, "cached objects do not serialize");
+                (respond::internal(&err.to_string()), Outcome::Error)
+            }
+        }
+    }
+}
+
+impl<K> Serve for Registered<K>
+where
+    K: Resource + Serialize + Send + Sync + 'static,
+{
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    fn plan(self: Arc<Self>, req: LocalRequest<'_>, ctx: Ctx) -> Result<Job, Outcome> {
+        // Paths the server answers with a 404 of its own (a cluster-scoped kind inside a
+        // namespace, a namespaced object without one) are the server's to answer.
+        match (self.info.namespaced, req.namespace, req.verb) {
+            (false, Some(_), _) | (true, None, Verb::Get) => return Err(Outcome::Unsupported),
+            _ => {}
+        }
+        if let Some(covered) = &self.info.namespace
+            && req.namespace != Some(covered.as_str())
+        {
+            return Err(Outcome::NotCached);
+        }
+        let params = req.params;
+        match req.verb {
+            Verb::Get => {
+                let name = req.name.ok_or(Outcome::Unsupported)?.to_owned();
+                if !params.fits_get() {
+                    return Err(Outcome::Unsupported);
+                }
+                let need = params.version();
+                if need == VersionNeed::Unsupported {
+                    return Err(Outcome::Unsupported);
+                }
+                let snapshot = self.fresh(&ctx)?;
+                if let VersionNeed::NotOlderThan(min) = need
+                    && !not_older_than(&snapshot, min)
+                {
+                    return Err(Outcome::Unsupported);
+                }
+                let namespace = req.namespace.map(str::to_owned);
+                Ok(Box::new(move || {
+                    self.get(&snapshot, namespace.as_deref(), &name)
+                }))
+            }
+            Verb::List => {
+                if params.unsupported || params.watch {
+                    return Err(Outcome::Unsupported);
+                }
+                let limit = params.limit().map_err(|()| Outcome::Unsupported)?;
+                let selection = Selection {
+                    namespace: req.namespace.map(str::to_owned),
+                    labels: LabelSelector::parse(params.label_selector.as_deref().unwrap_or(""))
+                        .map_err(|_| Outcome::Unsupported)?,
+                    fields: FieldSelector::parse(params.field_selector.as_deref().unwrap_or(""))
+                        .map_err(|_| Outcome::Unsupported)?,
+                };
+                let need = params.version();
+                if need == VersionNeed::Unsupported {
+                    return Err(Outcome::Unsupported);
+                }
+                match params.continue_token.as_deref().filter(|t| !t.is_empty()) {
+                    Some(token) => {
+                        // Only tokens this registration minted; the server judges the rest.
+                        let token = Token::parse(token)
+                            .filter(|t| t.layer == ctx.layer_id && t.index == ctx.index)
+                            .ok_or(Outcome::Unsupported)?;
+                        // A walk that began on a snapshot finishes on it, whatever the cache's
+                        // state since: that is what makes the pages one consistent list.
+                        Ok(Box::new(move || {
+                            match self.held(token.generation, ctx.continue_ttl) {
+                                Some(snapshot) => {
+                                    self.page(&snapshot, token.position, limit, &selection, &ctx)
+                                }
+                                None => (respond::expired(), Outcome::Expired),
+                            }
+                        }))
+                    }
+                    None => {
+                        let snapshot = self.fresh(&ctx)?;
+                        if snapshot.resource_version().is_none() {
+                            return Err(Outcome::NotReady);
+                        }
+                        if let VersionNeed::NotOlderThan(min) = need
+                            && !not_older_than(&snapshot, min)
+                        {
+                            return Err(Outcome::Unsupported);
+                        }
+                        Ok(Box::new(move || {
+                            self.page(&snapshot, 0, limit, &selection, &ctx)
+                        }))
+                    }
+                }
+            }
+            _ => Err(Outcome::Verb),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_foreign_tokens_are_not_ours() {
+        let t = Token {
+            layer: 0xdead_beef,
+            index: 2,
+            generation: 41,
+            position: 7,
+        };
+        assert_eq!(Token::parse(&t.encode()), Some(t));
+        for foreign in [
+            "3.2",
+            "",
+            "rc1.x.1.2.3",
+            "rc1.1.2.3",
+            "rc1.1.2.3.4.5",
+            "eyJ2IjoibWV0YS",
+        ] {
+            assert_eq!(Token::parse(foreign), None, "{foreign}");
+        }
+    }
+}
