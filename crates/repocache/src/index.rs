@@ -52,7 +52,12 @@ impl<K> fmt::Debug for Indexer<K> {
 }
 
 /// One index's data: value → keys of the objects indexed under it, in key order.
-pub(crate) type IndexMap = imbl::HashMap<String, imbl::OrdSet<ObjectKey>>;
+pub(crate) type IndexMap = imbl::GenericHashMap<
+    String,
+    imbl::OrdSet<ObjectKey>,
+    crate::snapshot::Hasher,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
 
 /// Adds `key` under each of `obj`'s values.
 pub(crate) fn insert<K>(map: &mut IndexMap, indexer: &Indexer<K>, key: &ObjectKey, obj: &K) {

@@ -8,6 +8,7 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use kube::Resource;
 
@@ -15,26 +16,29 @@ use kube::Resource;
 ///
 /// Keys order by namespace, then name; cluster-scoped keys (no namespace) sort first. This is the
 /// order in which a [`Snapshot`](crate::Snapshot) iterates.
+///
+/// The strings are shared (`Arc<str>`): the persistent maps copy keys whenever they copy a node,
+/// and a copy must cost a reference count, not an allocation.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ObjectKey {
-    namespace: Option<String>,
-    name: String,
+    namespace: Option<Arc<str>>,
+    name: Arc<str>,
 }
 
 impl ObjectKey {
     /// A key for a cluster-scoped object.
-    pub fn cluster(name: impl Into<String>) -> Self {
+    pub fn cluster(name: &str) -> Self {
         Self {
             namespace: None,
-            name: name.into(),
+            name: Arc::from(name),
         }
     }
 
     /// A key for a namespaced object.
-    pub fn namespaced(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn namespaced(namespace: &str, name: &str) -> Self {
         Self {
-            namespace: Some(namespace.into()),
-            name: name.into(),
+            namespace: Some(Arc::from(namespace)),
+            name: Arc::from(name),
         }
     }
 
@@ -42,8 +46,12 @@ impl ObjectKey {
     pub fn of<K: Resource>(obj: &K) -> Option<Self> {
         let meta = obj.meta();
         Some(Self {
-            namespace: meta.namespace.clone().filter(|ns| !ns.is_empty()),
-            name: meta.name.clone().filter(|n| !n.is_empty())?,
+            namespace: meta
+                .namespace
+                .as_deref()
+                .filter(|ns| !ns.is_empty())
+                .map(Arc::from),
+            name: Arc::from(meta.name.as_deref().filter(|n| !n.is_empty())?),
         })
     }
 

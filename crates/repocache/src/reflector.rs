@@ -333,6 +333,8 @@ where
     ) {
         let mut stream = self.new_stream();
         debug!(ttl = ?self.ttl, "watch started");
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.ttl_deadline();
             let ttl_expired = async {
@@ -351,6 +353,10 @@ where
                     }
                 },
                 _ = ttl_expired => self.on_ttl(&mut stream),
+                _ = housekeeping.tick() => {
+                    // Snapshots that readers held past their replacement are freed here.
+                    self.writer.release_retired();
+                }
                 item = stream.next() => {
                     let Some(item) = item else {
                         warn!("watch stream ended; restarting it");

@@ -17,8 +17,13 @@ use crate::clock::Clock;
 use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 
+/// The hasher of the lookup maps: foldhash, seeded per process (a fraction of SipHash's cost
+/// on short keys such as object names).
+pub(crate) type Hasher = foldhash::fast::RandomState;
+
 /// Objects by key, for O(1) expected-time lookups.
-pub(crate) type Index<K> = imbl::HashMap<ObjectKey, Arc<K>>;
+pub(crate) type Index<K> =
+    imbl::GenericHashMap<ObjectKey, Arc<K>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
 /// Objects sorted by (namespace, name), for deterministic iteration that does not allocate.
 pub(crate) type Ordered<K> = imbl::Vector<Arc<K>>;
 

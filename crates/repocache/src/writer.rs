@@ -47,6 +47,10 @@ pub struct Writer<K> {
     pending: Vec<Change<K>>,
     /// Some change since the last publish was applied while nobody was recording.
     unrecorded: bool,
+    /// Snapshots replaced by a publish that readers still hold. The writer keeps a reference
+    /// so that it, not a reader, frees each one (a relist's old snapshot can take milliseconds
+    /// to free); see [`Writer::release_retired`].
+    retired: Vec<Arc<Snapshot<K>>>,
 }
 
 /// What one event did to the cache.
@@ -98,6 +102,7 @@ where
             changes,
             pending: Vec::new(),
             unrecorded: false,
+            retired: Vec::new(),
         }
     }
 }
@@ -332,9 +337,10 @@ where
         self.index = index;
         self.ordered = ordered;
         self.indexes = indexes;
-        if newest.is_some() {
-            self.resource_version = newest.map(Arc::from);
-        }
+        // The list's own resourceVersion is not reported by the watcher; its newest object
+        // stands in for it, but never moves the snapshot's version back (a delete seen before
+        // the relist may be newer than every listed object).
+        self.note_version(newest);
         self.dirty = true;
         self.publish();
         self.shared.mark_ready();
@@ -371,9 +377,11 @@ where
         self.generation += 1;
         let snapshot =
             Arc::new(self.snapshot_of(&self.index, &self.ordered, &self.indexes, self.generation));
-        // The previous snapshot is released here, or by the last reader still holding it;
-        // no reader ever waits for it.
-        drop(self.shared.current.swap(snapshot.clone()));
+        // Readers never wait for a publish, and never free a replaced snapshot either: the
+        // writer keeps it until no reader holds it, then frees it here.
+        let replaced = self.shared.current.swap(snapshot.clone());
+        self.retired.push(replaced);
+        self.release_retired();
         self.dirty = false;
         let pending = std::mem::take(&mut self.pending);
         let unrecorded = std::mem::replace(&mut self.unrecorded, false);
@@ -391,6 +399,16 @@ where
         true
     }
 
+    /// Frees the replaced snapshots that no reader holds any more (on the writer's thread).
+    ///
+    /// Called at every publish; the reflector also calls it when it is idle. Returns how many
+    /// are still held by readers.
+    pub fn release_retired(&mut self) -> usize {
+        self.retired
+            .retain(|snapshot| Arc::strong_count(snapshot) > 1);
+        self.retired.len()
+    }
+
     pub(crate) fn shared(&self) -> Arc<Shared<K>> {
         self.shared.clone()
     }
@@ -400,8 +418,12 @@ where
         self.relist.is_some()
     }
 
+    /// Advances the snapshot's resourceVersion to `rv` unless that is older than the current
+    /// one (a late or out-of-order event must not move it back).
     fn note_version(&mut self, rv: Option<String>) {
-        if let Some(rv) = rv {
+        if let Some(rv) = rv
+            && is_newer(Some(&rv), self.resource_version.as_deref())
+        {
             self.resource_version = Some(Arc::from(rv));
         }
     }

@@ -287,3 +287,27 @@ fn an_interrupted_relist_is_discarded_by_the_next_init() {
         .collect();
     assert_eq!(keys, ["b"]);
 }
+
+#[test]
+fn a_reader_never_frees_a_replaced_snapshot_the_writer_does() {
+    let mut writer = synced(vec![obj("a", 1, "a"), obj("b", 2, "b")]);
+    let cache = writer.cache();
+    let held = cache.snapshot();
+    let weak = Arc::downgrade(&held);
+    writer.apply_batch(relist(vec![obj("c", 3, "c")]));
+    drop(held);
+    assert!(
+        weak.upgrade().is_some(),
+        "the reader's drop was not the last reference"
+    );
+    assert_eq!(
+        writer.release_retired(),
+        0,
+        "nobody holds it now: freed by the writer"
+    );
+    assert!(weak.upgrade().is_none());
+    // Unheld snapshots are freed at the publish that replaces them.
+    let weak = Arc::downgrade(&cache.snapshot());
+    writer.apply(Event::Apply(obj("d", 4, "d")));
+    assert!(weak.upgrade().is_none());
+}
