@@ -122,6 +122,25 @@ impl<K> Shared<K> {
     }
 }
 
+/// Which objects of a kind a cache holds; see [`Cache::scope`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheScope {
+    /// Only objects in this namespace (`None`: all namespaces, or a cluster-scoped kind).
+    pub namespace: Option<String>,
+    /// Only objects matching this label selector.
+    pub label_selector: Option<String>,
+    /// Only objects matching this field selector.
+    pub field_selector: Option<String>,
+}
+
+impl CacheScope {
+    /// Whether the cache holds only the objects matching a selector.
+    pub fn is_selective(&self) -> bool {
+        self.label_selector.is_some() || self.field_selector.is_some()
+    }
+}
+
 /// A read handle on a cache of `K` objects: cheap to clone, `Send + Sync`.
 ///
 /// Reads never do I/O and never wait on the writer: [`snapshot`](Self::snapshot) is one
@@ -211,8 +230,15 @@ impl<K> Cache<K> {
         }
     }
 
+    /// Which objects of the kind this cache holds: its namespace restriction and selectors.
+    /// `None` for a cache fed by hand, which covers whatever its writer applies.
+    pub fn scope(&self) -> Option<CacheScope> {
+        self.shared.live.get().map(Live::scope)
+    }
+
+    /// Counts one read as a hit or a miss (reads inside the crate that bypass `get`).
     #[inline]
-    fn count(&self, hit: bool) {
+    pub(crate) fn count(&self, hit: bool) {
         if hit {
             self.shared.counters.hits.incr();
         } else {

@@ -41,6 +41,8 @@ mod change;
 mod clock;
 mod config;
 pub mod controller;
+#[cfg(feature = "debug")]
+pub mod debug;
 mod decoded;
 mod error;
 mod feed;
@@ -60,7 +62,7 @@ mod striped;
 mod subscription;
 mod writer;
 
-pub use cache::Cache;
+pub use cache::{Cache, CacheScope};
 pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
 pub use config::{CacheConfig, DEFAULT_SUBSCRIBER_BUFFER, Transform, drop_managed_fields};

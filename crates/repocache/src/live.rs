@@ -38,6 +38,15 @@ impl Live {
         }
     }
 
+    /// What the cache's watch covers.
+    pub(crate) fn scope(&self) -> crate::cache::CacheScope {
+        crate::cache::CacheScope {
+            namespace: self.namespace.clone(),
+            label_selector: self.label_selector.clone(),
+            field_selector: self.field_selector.clone(),
+        }
+    }
+
     /// One GET; `Ok(None)` when the server answers 404.
     pub(crate) async fn get<K>(
         &self,

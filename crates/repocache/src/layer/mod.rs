@@ -226,6 +226,19 @@ impl CacheLayer {
         K::Scope: KindScope,
     {
         let kind = K::kind(&()).into_owned();
+        let scope = cache.scope().unwrap_or_default();
+        if scope.is_selective() {
+            // A selective cache would answer LISTs with a subset and GETs of the rest with 404.
+            tracing::warn!(
+                %kind,
+                label_selector = scope.label_selector.as_deref().unwrap_or(""),
+                field_selector = scope.field_selector.as_deref().unwrap_or(""),
+                "a cache with selectors cannot answer for the whole kind; its requests pass through"
+            );
+            return self;
+        }
+        // A cache restricted to one namespace answers for that namespace only.
+        let namespace = namespace.or(scope.namespace);
         let info = KindInfo {
             group: K::group(&()).into_owned(),
             version: K::version(&()).into_owned(),

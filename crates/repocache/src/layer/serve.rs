@@ -264,6 +264,8 @@ where
             Some(ns) => snapshot.get_namespaced(ns, name),
             None => snapshot.get(name),
         };
+        // A layered GET is a cache read like `Cache::get`: it shows in the reads figures.
+        self.cache.count(found.is_some());
         let generation = snapshot.generation();
         match found {
             Some(obj) => match respond::object(&**obj, generation) {

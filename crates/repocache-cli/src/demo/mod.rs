@@ -1,0 +1,472 @@
+//! The newcomer's demo: an embedded apisim seeded with the project's fixtures and a generated
+//! package catalogue, and the same dependency-resolving install run twice — uncached through
+//! client-go's client-side rate limiter, then through repocache — with the API requests, the
+//! time spent waiting on the limiter and the total time of each, side by side.
+
+pub mod catalogue;
+pub mod scenario;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use apisim::{Server, ServerConfig, ServerHandle};
+use glasskube_api::{PackageInfo, PackageRepository};
+use kube::Api;
+use kube::api::ListParams;
+use repocache::debug::{CacheReport, CacheView};
+use repocache::{Cache, Metrics, ReflectorBuilder, ReflectorHandle};
+
+use crate::ratelimit::TokenBucket;
+use crate::table::align;
+use catalogue::Catalogue;
+use scenario::{Expected, Installed, Reads};
+
+/// The project's sample PackageRepository objects.
+pub const REPOSITORIES_YAML: &str = include_str!("../../../../fixtures/packagerepositories.yaml");
+/// The project's sample Package, ClusterPackage and PackageInfo objects.
+pub const PACKAGES_YAML: &str = include_str!("../../../../fixtures/packages.yaml");
+
+/// What the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// Packages to install (the first N of the catalogue).
+    pub packages: usize,
+    /// How many levels of dependencies each install resolves.
+    pub depth: usize,
+    /// Packages in the generated catalogue (at least `packages`).
+    pub catalogue: usize,
+    /// The uncached client's rate limit, requests per second.
+    pub qps: f64,
+    /// The uncached client's burst.
+    pub burst: u32,
+    /// How long the cached run may wait for its caches to sync.
+    pub sync_timeout: Duration,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            packages: 6,
+            depth: 2,
+            catalogue: 40,
+            qps: crate::ratelimit::DEFAULT_QPS,
+            burst: crate::ratelimit::DEFAULT_BURST,
+            sync_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What the demo reports while it runs.
+pub trait Progress: Send + Sync {
+    /// A phase begins; `total` reads are expected (0: unknown).
+    fn phase(&self, name: &str, total: u64);
+    /// One read done.
+    fn read(&self);
+    /// The phase ended, with a summary.
+    fn finish(&self, summary: &str);
+}
+
+/// Reports nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _: &str, _: u64) {}
+    fn read(&self) {}
+    fn finish(&self, _: &str) {}
+}
+
+/// One run's figures.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// API requests, by (verb, resource), as apisim counted them.
+    pub requests: BTreeMap<(String, String), u64>,
+    /// Time spent waiting on the client-side rate limiter.
+    pub limiter_wait: Duration,
+    /// Wall time of the run (for the cached run: starting and syncing the caches included).
+    pub total: Duration,
+    /// What the installs installed.
+    pub installed: Vec<Vec<Installed>>,
+}
+
+impl RunReport {
+    /// All API requests.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+
+    /// Requests with `verb` on `resource`.
+    pub fn count(&self, verb: &str, resource: &str) -> u64 {
+        self.requests
+            .get(&(verb.to_owned(), resource.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The demo's outcome.
+#[derive(Clone, Debug)]
+pub struct DemoReport {
+    /// What ran.
+    pub config: DemoConfig,
+    /// The reads the scenario makes, computed from the catalogue.
+    pub expected: Expected,
+    /// The uncached run.
+    pub uncached: RunReport,
+    /// The cached run.
+    pub cached: RunReport,
+    /// Requests of the cached run after its caches synced, by (verb, resource).
+    pub cached_after_sync: BTreeMap<(String, String), u64>,
+    /// The PackageRepository cache at the end (objects redacted).
+    pub repositories: CacheReport,
+}
+
+/// What stays up after the demo: apisim and the caches (for `--debug-addr`).
+pub struct Session {
+    /// The embedded API server.
+    pub server: ServerHandle,
+    /// The PackageRepository cache.
+    pub repositories: Cache<PackageRepository>,
+    /// The PackageInfo cache.
+    pub package_infos: Cache<PackageInfo>,
+    /// The caches' metrics.
+    pub metrics: Metrics,
+    handles: Vec<ReflectorHandle>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("server", &self.server.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Stops the caches and the server.
+    pub async fn stop(self) {
+        for handle in self.handles {
+            handle.stop().await;
+        }
+        self.server.shutdown().await;
+    }
+}
+
+struct Uncached {
+    repos: Api<PackageRepository>,
+    infos: Api<PackageInfo>,
+    bucket: TokenBucket,
+    waited_nanos: AtomicU64,
+}
+
+impl Uncached {
+    async fn throttle(&self) {
+        let waited = self.bucket.acquire().await;
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.waited_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl Reads for Uncached {
+    async fn list_repositories(&self) -> anyhow::Result<Vec<Arc<PackageRepository>>> {
+        self.throttle().await;
+        let list = self
+            .repos
+            .list(&ListParams::default())
+            .await
+            .context("LIST packagerepositories")?;
+        Ok(list.items.into_iter().map(Arc::new).collect())
+    }
+
+    async fn get_repository(&self, name: &str) -> anyhow::Result<Option<Arc<PackageRepository>>> {
+        self.throttle().await;
+        let repo = self
+            .repos
+            .get_opt(name)
+            .await
+            .with_context(|| format!("GET packagerepositories/{name}"))?;
+        Ok(repo.map(Arc::new))
+    }
+
+    async fn get_package_info(&self, name: &str) -> anyhow::Result<Option<Arc<PackageInfo>>> {
+        self.throttle().await;
+        let info = self
+            .infos
+            .get_opt(name)
+            .await
+            .with_context(|| format!("GET packageinfos/{name}"))?;
+        Ok(info.map(Arc::new))
+    }
+}
+
+struct Cached {
+    repos: Cache<PackageRepository>,
+    infos: Cache<PackageInfo>,
+}
+
+impl Reads for Cached {
+    async fn list_repositories(&self) -> anyhow::Result<Vec<Arc<PackageRepository>>> {
+        Ok(self.repos.list())
+    }
+
+    async fn get_repository(&self, name: &str) -> anyhow::Result<Option<Arc<PackageRepository>>> {
+        Ok(self.repos.get(name))
+    }
+
+    async fn get_package_info(&self, name: &str) -> anyhow::Result<Option<Arc<PackageInfo>>> {
+        Ok(self.infos.get(name))
+    }
+}
+
+/// Starts apisim on 127.0.0.1 seeded with the fixtures and a catalogue of `size` packages.
+pub async fn start_apisim(catalogue: &Catalogue) -> anyhow::Result<ServerHandle> {
+    let config = ServerConfig::default()
+        .with_seed_yaml(REPOSITORIES_YAML)
+        .and_then(|c| c.with_seed_yaml(PACKAGES_YAML))
+        .context("the fixtures do not load")?
+        .with_seed(catalogue.seed());
+    Server::start(config)
+        .await
+        .context("the embedded API server does not start")
+}
+
+async fn install_all(
+    reads: &impl Reads,
+    catalogue: &Catalogue,
+    config: &DemoConfig,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<Vec<Installed>>> {
+    let on_read = || progress.read();
+    let mut all = Vec::new();
+    for package in catalogue.packages.iter().take(config.packages) {
+        all.push(
+            scenario::install(
+                reads,
+                &package.name,
+                &package.version,
+                config.depth,
+                &on_read,
+            )
+            .await?,
+        );
+    }
+    Ok(all)
+}
+
+/// Runs the demo: both runs, and what it needs to print. Returns the report and the session
+/// (apisim and the caches, still running).
+pub async fn run(
+    config: DemoConfig,
+    progress: &dyn Progress,
+) -> anyhow::Result<(DemoReport, Session)> {
+    let catalogue = Catalogue::generate(config.catalogue.max(config.packages));
+    let expected = Expected::of(&catalogue, config.packages, config.depth);
+    let server = start_apisim(&catalogue).await?;
+    let control = server.control();
+    let client = server.client();
+
+    // 1. Uncached: every read is an API request, through client-go's token bucket.
+    control.reset_requests();
+    let uncached_reads = Uncached {
+        repos: Api::all(client.clone()),
+        infos: Api::all(client.clone()),
+        bucket: TokenBucket::new(config.qps, config.burst),
+        waited_nanos: AtomicU64::new(0),
+    };
+    progress.phase(
+        &format!("uncached ({} qps, burst {})", config.qps, config.burst),
+        expected.total(),
+    );
+    let started = Instant::now();
+    let installed = install_all(&uncached_reads, &catalogue, &config, progress).await?;
+    let uncached = RunReport {
+        requests: control.counts(),
+        limiter_wait: Duration::from_nanos(uncached_reads.waited_nanos.load(Ordering::Relaxed)),
+        total: started.elapsed(),
+        installed,
+    };
+    progress.finish(&format!(
+        "uncached: {} API requests in {}",
+        uncached.total_requests(),
+        crate::human_duration(uncached.total)
+    ));
+
+    // 2. Through repocache: a LIST and a WATCH per cache (through the same kind of limiter),
+    //    then every read from the snapshots.
+    control.reset_requests();
+    progress.phase("repocache", expected.total());
+    let started = Instant::now();
+    let bucket = TokenBucket::new(config.qps, config.burst);
+    let mut limiter_wait = Duration::ZERO;
+    for _ in 0..4 {
+        limiter_wait += bucket.acquire().await;
+    }
+    let metrics = Metrics::new();
+    let (repos, repos_handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client.clone()))
+            .metrics(&metrics)
+            .start();
+    let (infos, infos_handle) = ReflectorBuilder::new(Api::<PackageInfo>::all(client.clone()))
+        .metrics(&metrics)
+        .start();
+    let server_url = server.url().to_owned();
+    crate::source::wait_synced(
+        &CacheView::new(&repos),
+        crate::kinds::Kind::PackageRepository,
+        &server_url,
+        config.sync_timeout,
+    )
+    .await?;
+    crate::source::wait_synced(
+        &CacheView::new(&infos),
+        crate::kinds::Kind::PackageInfo,
+        &server_url,
+        config.sync_timeout,
+    )
+    .await?;
+    let at_sync = control.counts();
+    let cached_reads = Cached {
+        repos: repos.clone(),
+        infos: infos.clone(),
+    };
+    let installed = install_all(&cached_reads, &catalogue, &config, progress).await?;
+    let total = started.elapsed();
+    let requests = control.counts();
+    let cached_after_sync = requests
+        .iter()
+        .filter_map(|(key, n)| {
+            let before = at_sync.get(key).copied().unwrap_or(0);
+            (*n > before).then(|| (key.clone(), n - before))
+        })
+        .collect();
+    let cached = RunReport {
+        requests,
+        limiter_wait,
+        total,
+        installed,
+    };
+    progress.finish(&format!(
+        "repocache: {} API requests in {}",
+        cached.total_requests(),
+        crate::human_duration(cached.total)
+    ));
+
+    let redactor: repocache::debug::Redactor = Arc::new(crate::redact);
+    let repositories = CacheView::new(&repos).report(true, Some(&redactor));
+    let report = DemoReport {
+        config,
+        expected,
+        uncached,
+        cached,
+        cached_after_sync,
+        repositories,
+    };
+    let session = Session {
+        server,
+        repositories: repos,
+        package_infos: infos,
+        metrics,
+        handles: vec![repos_handle, infos_handle],
+    };
+    Ok((report, session))
+}
+
+fn percent_less(before: f64, after: f64) -> String {
+    if before <= 0.0 {
+        return "-".to_owned();
+    }
+    format!("{:.1}%", 100.0 * (1.0 - after / before))
+}
+
+/// Prints the side-by-side table, the reduction, and the PackageRepository dump.
+pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<()> {
+    let c = &report.config;
+    let installs: usize = report.uncached.installed.iter().map(Vec::len).sum();
+    writeln!(
+        out,
+        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, twice:",
+        c.packages,
+        installs,
+        c.depth,
+        if c.depth == 1 { "" } else { "s" },
+        c.catalogue.max(c.packages),
+        catalogue::REPOSITORIES.len(),
+    )?;
+    writeln!(out)?;
+    let mut keys: Vec<(String, String)> = report
+        .uncached
+        .requests
+        .keys()
+        .chain(report.cached.requests.keys())
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut rows = vec![vec![
+        String::new(),
+        format!("UNCACHED ({} QPS, BURST {})", c.qps, c.burst),
+        "REPOCACHE".to_owned(),
+    ]];
+    rows.push(vec![
+        "API requests".to_owned(),
+        report.uncached.total_requests().to_string(),
+        report.cached.total_requests().to_string(),
+    ]);
+    for (verb, resource) in &keys {
+        rows.push(vec![
+            format!("  {verb} {resource}"),
+            report.uncached.count(verb, resource).to_string(),
+            report.cached.count(verb, resource).to_string(),
+        ]);
+    }
+    let after_sync: u64 = report.cached_after_sync.values().sum();
+    rows.push(vec![
+        "reads sent to the API server".to_owned(),
+        report.uncached.total_requests().to_string(),
+        after_sync.to_string(),
+    ]);
+    rows.push(vec![
+        "rate-limiter wait".to_owned(),
+        crate::human_duration(report.uncached.limiter_wait),
+        crate::human_duration(report.cached.limiter_wait),
+    ]);
+    rows.push(vec![
+        "total time".to_owned(),
+        crate::human_duration(report.uncached.total),
+        crate::human_duration(report.cached.total),
+    ]);
+    out.write_all(align(&rows).as_bytes())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Reduction: {} fewer API requests ({} -> {}), {} less time ({} -> {}); same packages installed: {}.",
+        percent_less(
+            report.uncached.total_requests() as f64,
+            report.cached.total_requests() as f64
+        ),
+        report.uncached.total_requests(),
+        report.cached.total_requests(),
+        percent_less(
+            report.uncached.total.as_secs_f64(),
+            report.cached.total.as_secs_f64()
+        ),
+        crate::human_duration(report.uncached.total),
+        crate::human_duration(report.cached.total),
+        if report.uncached.installed == report.cached.installed {
+            "yes"
+        } else {
+            "NO"
+        },
+    )?;
+    writeln!(out)?;
+    crate::table::write_dump(
+        out,
+        std::slice::from_ref(&report.repositories),
+        crate::table::Output::Table,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The `repocache` command's library: everything the binary does, as functions the tests call.
+//!
+//! - [`kinds`]: Glasskube's four kinds and the names the command accepts for them;
+//! - [`source`]: where a dump comes from: a running process's debug endpoint, or a fresh cache
+//!   built from a cluster (kubeconfig);
+//! - [`table`]: the `table`, `wide`, `json` and `yaml` outputs;
+//! - [`verify`], [`watch`]: the `verify` and `watch` subcommands;
+//! - [`ratelimit`]: client-go's client-side token bucket (5 requests/s, burst 10 by default);
+//! - [`demo`]: the newcomer's demo: the same dependency-resolving install uncached (through the
+//!   token bucket) and through repocache, against an embedded apisim.
+
+pub mod demo;
+pub mod kinds;
+pub mod ratelimit;
+pub mod source;
+pub mod table;
+pub mod verify;
+pub mod watch;
+
+use std::time::Duration;
+
+/// Exit code: success (and, for `verify`, cache and server in sync).
+pub const EXIT_OK: i32 = 0;
+/// Exit code of `verify` when it found drift.
+pub const EXIT_DRIFT: i32 = 1;
+/// Exit code of every error (and of clap's usage errors).
+pub const EXIT_ERROR: i32 = 2;
+
+/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` or a plain number of seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (expected e.g. 30s, 500ms, 2m)"))?;
+    let factor = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(number * factor)
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// A duration as people read it: `850ms`, `12.3s`, `4m10s`, `2h5m`, `3d`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else if secs < 86_400 {
+        format!("{}h{}m", secs / 3600, (secs % 3600) / 60)
+    } else {
+        format!("{}d", secs / 86_400)
+    }
+}
+
+/// The redaction the command applies to every object it prints (unless `--show-secrets`):
+/// Glasskube's schema-aware [`glasskube_api::redact_json`] and repocache's generic
+/// [`repocache::debug::redact_credentials`].
+pub fn redact(object: &mut serde_json::Value) {
+    glasskube_api::redact_json(object);
+    repocache::debug::redact_credentials(object);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_print() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(human_duration(Duration::from_secs(250)), "4m10s");
+        assert_eq!(human_duration(Duration::from_secs(3 * 86_400)), "3d");
+    }
+}

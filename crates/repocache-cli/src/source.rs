@@ -1,0 +1,301 @@
+//! Where the command's data comes from: a running process's debug endpoint (`--endpoint`), or
+//! fresh caches built from a cluster (`--kubeconfig`, `--context`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use glasskube_api::{ClusterPackage, Package, PackageInfo, PackageRepository};
+use http_body_util::BodyExt as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use repocache::debug::{CacheReport, CacheView, CachesReport};
+use repocache::{CacheState, ReflectorBuilder, ReflectorHandle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::kinds::Kind;
+
+/// How to reach a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterArgs {
+    /// The kubeconfig file; `None`: `$KUBECONFIG`, `~/.kube/config`, or in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context; `None`: the current context.
+    pub context: Option<String>,
+}
+
+/// A client for the cluster `args` names, and the server's URL (for messages).
+pub async fn cluster_client(args: &ClusterArgs) -> anyhow::Result<(Client, String)> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
+        }
+        (None, Some(_)) => Config::from_kubeconfig(&options)
+            .await
+            .context("cannot load the kubeconfig")?,
+        (None, None) => Config::infer()
+            .await
+            .context("no cluster configured (use --kubeconfig or --endpoint)")?,
+    };
+    config.connect_timeout = Some(Duration::from_secs(5));
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).context("cannot build a client for the cluster")?;
+    Ok((client, url.trim_end_matches('/').to_owned()))
+}
+
+/// Caches started by the command for some kinds; stopped when dropped.
+#[derive(Debug)]
+pub struct Caches {
+    /// One view per kind, in the order asked for.
+    pub views: Vec<(Kind, CacheView)>,
+    handles: Vec<ReflectorHandle>,
+}
+
+fn start<K>(client: Client) -> (CacheView, ReflectorHandle)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (cache, handle) = ReflectorBuilder::new(Api::<K>::all(client)).start();
+    (CacheView::new(&cache), handle)
+}
+
+/// Starts a cache of `kind` on `client` (not yet synced).
+pub fn start_cache(client: Client, kind: Kind) -> (CacheView, ReflectorHandle) {
+    match kind {
+        Kind::PackageRepository => start::<PackageRepository>(client),
+        Kind::Package => start::<Package>(client),
+        Kind::ClusterPackage => start::<ClusterPackage>(client),
+        Kind::PackageInfo => start::<PackageInfo>(client),
+    }
+}
+
+/// Waits until `view` has synced; fails at once when its reflector reports a failure (an
+/// unreachable server, a forbidden list), and after `timeout` otherwise.
+pub async fn wait_synced(
+    view: &CacheView,
+    kind: Kind,
+    server: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if view.is_ready() {
+            return Ok(());
+        }
+        if let CacheState::Failed { last_error, .. } = view.state() {
+            bail!("cannot list {} from {server}: {last_error}", kind.plural());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the {} cache did not sync from {server} within {}",
+                kind.plural(),
+                crate::human_duration(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Caches {
+    /// Starts caches of `kinds` on the cluster and waits (at most `timeout`) until all synced.
+    pub async fn from_cluster(
+        args: &ClusterArgs,
+        kinds: &[Kind],
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let (client, server) = cluster_client(args).await?;
+        Self::start(client, &server, kinds, timeout).await
+    }
+
+    /// Starts caches of `kinds` with `client` and waits (at most `timeout`) until all synced.
+    pub async fn start(
+        client: Client,
+        server: &str,
+        kinds: &[Kind],
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut caches = Caches {
+            views: Vec::new(),
+            handles: Vec::new(),
+        };
+        for &kind in kinds {
+            let (view, handle) = start_cache(client.clone(), kind);
+            caches.views.push((kind, view));
+            caches.handles.push(handle);
+        }
+        for (kind, view) in &caches.views {
+            wait_synced(view, *kind, server, timeout).await?;
+        }
+        Ok(caches)
+    }
+
+    /// The caches' reports with their objects, redacted unless `show_secrets`.
+    pub fn reports(&self, show_secrets: bool) -> Vec<CacheReport> {
+        let redactor: repocache::debug::Redactor = std::sync::Arc::new(crate::redact);
+        self.views
+            .iter()
+            .map(|(_, view)| view.report(true, (!show_secrets).then_some(&redactor)))
+            .collect()
+    }
+
+    /// Stops the reflectors.
+    pub async fn stop(self) {
+        for handle in self.handles {
+            handle.stop().await;
+        }
+    }
+}
+
+/// A running process's debug endpoint.
+#[derive(Clone)]
+pub struct Endpoint {
+    client: Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("url", &self.url).finish()
+    }
+}
+
+impl Endpoint {
+    /// The endpoint at `url` (e.g. `http://127.0.0.1:9464`), with an optional bearer token.
+    pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let url = url.trim_end_matches('/').to_owned();
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| anyhow!("invalid endpoint URL {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") && uri.scheme_str() != Some("https") {
+            bail!("invalid endpoint URL {url:?}: expected http://host:port");
+        }
+        let mut config = Config::new(uri);
+        config.default_retry = false;
+        config.connect_timeout = Some(Duration::from_secs(5));
+        config.read_timeout = Some(Duration::from_secs(30));
+        let client =
+            Client::try_from(config).with_context(|| format!("cannot build a client for {url}"))?;
+        Ok(Self {
+            client,
+            url,
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// The endpoint's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// GETs `path_and_query` and decodes its JSON body; every failure is one clear message.
+    pub async fn get_json<T: DeserializeOwned>(&self, path_and_query: &str) -> anyhow::Result<T> {
+        let mut request = http::Request::get(path_and_query);
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(kube::client::Body::from(Vec::new()))
+            .context("cannot build the request")?;
+        let response = self.client.send(request).await.map_err(|e| {
+            anyhow!(
+                "cannot reach the debug endpoint at {}: {}",
+                self.url,
+                root_cause(&e)
+            )
+        })?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow!("reading the answer of {}: {e}", self.url))?
+            .to_bytes();
+        let server_message = || {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned())
+        };
+        match status.as_u16() {
+            200..=299 => serde_json::from_slice(&body).with_context(|| {
+                format!("{} answered something that is not a debug report", self.url)
+            }),
+            401 => bail!(
+                "the debug endpoint at {} refused the request (401): {} token (--token or REPOCACHE_TOKEN)",
+                self.url,
+                if self.token.is_some() {
+                    "wrong"
+                } else {
+                    "missing"
+                }
+            ),
+            404 if path_and_query.starts_with("/debug/caches?") && body.starts_with(b"{") => {
+                bail!("the debug endpoint at {}: {}", self.url, server_message())
+            }
+            404 => bail!(
+                "{} has no debug endpoint (404 for {path_and_query})",
+                self.url
+            ),
+            code => bail!(
+                "the debug endpoint at {} answered {code}: {}",
+                self.url,
+                server_message()
+            ),
+        }
+    }
+
+    /// The endpoint's reports with objects: of `kind`, or of every cache it serves (`None`).
+    /// With `secrets`, asks for unredacted objects (honoured only by an endpoint started with
+    /// `allow_secrets`; others answer 403).
+    pub async fn reports(
+        &self,
+        kind: Option<Kind>,
+        secrets: bool,
+    ) -> anyhow::Result<Vec<CacheReport>> {
+        let mut query = String::from("/debug/caches?objects=true");
+        if let Some(kind) = kind {
+            query.push_str("&kind=");
+            query.push_str(kind.name());
+        }
+        if secrets {
+            query.push_str("&secrets=true");
+        }
+        let report: CachesReport = self.get_json(&query).await?;
+        let mut caches = report.caches;
+        if !secrets {
+            for cache in &mut caches {
+                for object in cache.objects.iter_mut().flatten() {
+                    crate::redact(object);
+                }
+            }
+        }
+        Ok(caches)
+    }
+}
+
+/// The innermost cause of an error: "Connection refused (os error 111)" rather than
+/// "ServiceError: client error (Connect)".
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err;
+    while let Some(source) = last.source() {
+        last = source;
+    }
+    last.to_string()
+}

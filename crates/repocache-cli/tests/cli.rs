@@ -1,0 +1,435 @@
+//! The `repocache` binary against apisim: dump, verify, watch and the errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use glasskube_api::PackageRepository;
+use kube::Api;
+use repocache::ReflectorBuilder;
+use repocache::debug::DebugServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_repocache");
+const PASSWORD: &str = "s3cr3t-inline-password";
+const TOKEN: &str = "inline-bearer-token-0123456789";
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Cluster {
+    server: apisim::ServerHandle,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+async fn cluster() -> Cluster {
+    let config = apisim::ServerConfig::default()
+        .with_seed_yaml(repocache_cli::demo::REPOSITORIES_YAML)
+        .and_then(|c| c.with_seed_yaml(repocache_cli::demo::PACKAGES_YAML))
+        .unwrap();
+    let server = apisim::Server::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    Cluster {
+        server,
+        _dir: dir,
+        kubeconfig,
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn repocache(args: &[&str]) -> Run {
+    repocache_env(args, &[]).await
+}
+
+async fn repocache_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("REPOCACHE_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("repocache did not finish in time")
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn assert_one_error_line(run: &Run, needle: &str) {
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
+    assert!(
+        run.stderr.contains(needle),
+        "{needle:?} in {:?}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+fn items(json_text: &str) -> Vec<Value> {
+    let list: Value = serde_json::from_str(json_text).unwrap();
+    assert_eq!(list["kind"], "List");
+    list["items"].as_array().unwrap().clone()
+}
+
+/// Table rows without the header line and the AGE column (which ticks).
+fn rows_without_age(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split_whitespace().collect();
+            cells.pop();
+            cells.join(" ")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dump_prints_every_format_and_redacts_unless_asked() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    for output in ["table", "wide", "json", "yaml"] {
+        let run = repocache(&["dump", "--kubeconfig", kc, "-o", output]).await;
+        assert_eq!(run.code, 0, "{output}: {}", run.stderr);
+        assert!(run.stderr.is_empty(), "{output}: {}", run.stderr);
+        assert!(!run.stdout.contains(PASSWORD), "{output}: {}", run.stdout);
+        assert!(!run.stdout.contains(TOKEN), "{output}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains("deploy"),
+            "usernames too: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("team-bearer-ref"),
+            "{output}: {}",
+            run.stdout
+        );
+    }
+    let table = repocache(&["dump", "--kubeconfig", kc]).await.stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("# PackageRepository cache: ready, resourceVersion "),
+        "{table}"
+    );
+    assert!(
+        lines[0].contains("5 objects") && lines[0].contains("relists 1"),
+        "{table}"
+    );
+    assert!(
+        lines[1]
+            .split_whitespace()
+            .eq(["NAME", "URL", "DEFAULT", "AUTH", "READY", "AGE"])
+    );
+    let glasskube: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        &glasskube[..5],
+        [
+            "glasskube",
+            "https://packages.dl.glasskube.dev/packages",
+            "true",
+            "none",
+            "True"
+        ]
+    );
+    assert!(table.contains("basic (inline)") && table.contains("bearer (secretRef)"));
+    let wide = repocache(&["dump", "--kubeconfig", kc, "-o", "wide"])
+        .await
+        .stdout;
+    assert!(
+        wide.contains("RESOURCEVERSION") && wide.contains("dial tcp: i/o timeout"),
+        "{wide}"
+    );
+
+    let json_out = repocache(&["dump", "--kubeconfig", kc, "-o", "json"])
+        .await
+        .stdout;
+    let objects = items(&json_out);
+    assert_eq!(objects.len(), 5);
+    let inline = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "inline-basic")
+        .unwrap();
+    assert_eq!(inline["spec"]["auth"]["basic"]["password"], "<redacted>");
+    let yaml = repocache(&["dump", "--kubeconfig", kc, "-o", "yaml"])
+        .await
+        .stdout;
+    assert!(yaml.contains("password: <redacted>"), "{yaml}");
+
+    for output in ["json", "yaml"] {
+        let run = repocache(&["dump", "--kubeconfig", kc, "-o", output, "--show-secrets"]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stdout.contains(PASSWORD) && run.stdout.contains(TOKEN),
+            "{}",
+            run.stdout
+        );
+    }
+
+    // Other kinds, by short and singular names, and all at once.
+    let pkgs = repocache(&["dump", "--kubeconfig", kc, "--kind", "pkg", "-o", "wide"]).await;
+    assert_eq!(pkgs.code, 0, "{}", pkgs.stderr);
+    assert!(
+        pkgs.stdout.contains("analytics") && pkgs.stdout.contains("quickwit"),
+        "{}",
+        pkgs.stdout
+    );
+    let infos = repocache(&["dump", "--kubeconfig", kc, "--kind", "PackageInfo"]).await;
+    assert!(
+        infos.stdout.contains("cert-manager--v1.16.1-1"),
+        "{}",
+        infos.stdout
+    );
+    let all = repocache(&["dump", "--kubeconfig", kc, "--all"]).await;
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert_eq!(all.stdout.matches("# ").count(), 4, "{}", all.stdout);
+    assert!(
+        all.stdout.contains("# ClusterPackage cache: ready"),
+        "{}",
+        all.stdout
+    );
+}
+
+#[tokio::test]
+async fn dump_from_an_endpoint_equals_dump_from_the_cluster() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let (repos, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder()
+        .cache(&repos)
+        .redact(repocache_cli::redact)
+        .token("t0k3n")
+        .start()
+        .await
+        .unwrap();
+    let url = debug.url();
+    let env = [("REPOCACHE_TOKEN", "t0k3n")];
+    for output in ["json", "yaml", "table", "wide"] {
+        let from_endpoint = repocache_env(&["dump", "--endpoint", &url, "-o", output], &env).await;
+        let from_cluster = repocache(&["dump", "--kubeconfig", kc, "-o", output]).await;
+        assert_eq!(from_endpoint.code, 0, "{}", from_endpoint.stderr);
+        if output == "json" || output == "yaml" {
+            assert_eq!(from_endpoint.stdout, from_cluster.stdout, "{output}");
+        } else {
+            assert_eq!(
+                rows_without_age(&from_endpoint.stdout),
+                rows_without_age(&from_cluster.stdout),
+                "{output}"
+            );
+        }
+        assert!(!from_endpoint.stdout.contains(PASSWORD));
+    }
+    // The token by flag works too; without it or wrong: 401, one line, exit 2.
+    let run = repocache(&["dump", "--endpoint", &url, "--token", "t0k3n"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_one_error_line(&repocache(&["dump", "--endpoint", &url]).await, "401");
+    assert_one_error_line(
+        &repocache(&["dump", "--endpoint", &url, "--token", "nope"]).await,
+        "wrong token",
+    );
+    // The endpoint never reveals secrets unless its process allowed it.
+    assert_one_error_line(
+        &repocache_env(
+            &["dump", "--endpoint", &url, "--show-secrets", "-o", "json"],
+            &env,
+        )
+        .await,
+        "403",
+    );
+    // A kind the endpoint does not serve.
+    assert_one_error_line(
+        &repocache_env(&["dump", "--endpoint", &url, "--kind", "pkgi"], &env).await,
+        "no cache for kind PackageInfo",
+    );
+}
+
+#[tokio::test]
+async fn verify_finds_drift_after_a_missed_event() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let control = c.server.control();
+    let (repos, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    let url = debug.url();
+
+    let run = repocache(&["verify", "--endpoint", &url, "--kubeconfig", kc]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("in sync: 5 packagerepositories"),
+        "{}",
+        run.stdout
+    );
+    let run = repocache(&["verify", "--kubeconfig", kc, "--all"]).await;
+    assert_eq!(run.code, 0, "a fresh cache: {}{}", run.stdout, run.stderr);
+
+    // The watch stalls and misses a change: the cache drifts.
+    control.stall_watches(None);
+    let mut glasskube = control
+        .get("packagerepositories", None, "glasskube")
+        .unwrap();
+    glasskube["spec"]["url"] = json!("https://moved.example/");
+    control.side_door_put(glasskube).unwrap();
+    let run = repocache(&[
+        "verify",
+        "--endpoint",
+        &url,
+        "--kubeconfig",
+        kc,
+        "--grace",
+        "100ms",
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("DRIFT"), "{}", run.stdout);
+    let drift_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("resourceVersion"))
+        .unwrap();
+    assert!(drift_line.contains("glasskube"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("drift: 1 packagerepositories differ"),
+        "{}",
+        run.stdout
+    );
+
+    // An endpoint nobody listens on.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let run = repocache(&[
+        "verify",
+        "--endpoint",
+        &format!("http://{closed}"),
+        "--kubeconfig",
+        kc,
+    ])
+    .await;
+    assert_one_error_line(&run, "cannot reach the debug endpoint");
+}
+
+#[tokio::test]
+async fn watch_prints_an_update() {
+    let c = cluster().await;
+    let control = c.server.control();
+    let mut child = Command::new(BIN)
+        .args(["watch", "--kubeconfig", c.kubeconfig.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("no line in time")
+            .unwrap()
+            .expect("watch ended")
+    };
+    let header = next().await;
+    assert!(header.contains("watching for changes"), "{header}");
+    control
+        .merge_patch(
+            "packagerepositories",
+            None,
+            "glasskube",
+            &json!({"spec": {"url": "https://moved.example/"}}),
+        )
+        .unwrap();
+    let line = next().await;
+    let rv = control.resource_version();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        ["updated", "glasskube", &format!("resourceVersion={rv}")]
+    );
+    control
+        .delete("packagerepositories", None, "team-bearer")
+        .unwrap();
+    let line = next().await;
+    assert!(line.starts_with("deleted  team-bearer"), "{line}");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_are_one_line_and_exit_2() {
+    assert_one_error_line(
+        &repocache(&["dump", "--kind", "repos"]).await,
+        "unknown kind \"repos\"",
+    );
+    assert_one_error_line(&repocache(&["dump", "--frobnicate"]).await, "--frobnicate");
+    assert_one_error_line(&repocache(&["dump", "-o", "xml"]).await, "xml");
+    assert_one_error_line(&repocache(&["dump"]).await, "kubeconfig");
+    assert_one_error_line(
+        &repocache(&["dump", "--endpoint", "http://127.0.0.1:1"]).await,
+        "cannot reach the debug endpoint at http://127.0.0.1:1",
+    );
+    // A cluster nobody serves.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let run = repocache(&[
+        "dump",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--timeout",
+        "10s",
+    ])
+    .await;
+    assert_one_error_line(
+        &run,
+        "cannot list packagerepositories from http://127.0.0.1:1",
+    );
+    let run = repocache(&[
+        "dump",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "nope",
+    ])
+    .await;
+    assert_one_error_line(&run, "nope");
+
+    let help = repocache(&["--help"]).await;
+    assert_eq!(help.code, 0);
+    assert!(
+        help.stdout.contains("Exit codes:") && help.stdout.contains("dump"),
+        "{}",
+        help.stdout
+    );
+    let dump_help = repocache(&["dump", "--help"]).await;
+    assert!(
+        dump_help.stdout.contains("--show-secrets") && dump_help.stdout.contains("REPOCACHE_TOKEN")
+    );
+}

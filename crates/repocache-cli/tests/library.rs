@@ -1,0 +1,270 @@
+//! The debug endpoint (library) and the demo's core, in process, against apisim.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use glasskube_api::PackageRepository;
+use kube::Api;
+use repocache::debug::{CachesReport, DebugError, DebugServer};
+use repocache::{Event, ReflectorBuilder, Writer};
+use repocache_cli::demo::catalogue::Catalogue;
+use repocache_cli::demo::{DemoConfig, NoProgress, run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "s3cr3t-inline-password";
+const TOKEN: &str = "inline-bearer-token-0123456789";
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn apisim() -> apisim::ServerHandle {
+    let config = apisim::ServerConfig::default()
+        .with_seed_yaml(repocache_cli::demo::REPOSITORIES_YAML)
+        .unwrap();
+    apisim::Server::start(config).await.unwrap()
+}
+
+/// One plain HTTP/1.1 GET: (status, body).
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn repository(name: &str, password: &str) -> PackageRepository {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+        "metadata": {"name": name, "resourceVersion": "7"},
+        "spec": {"url": "https://example.org", "auth": {"basic": {"username": "deploy", "password": password}}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_protects_debug_and_metrics_but_not_the_probes() {
+    let server = apisim().await;
+    let (repos, _h) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder()
+        .cache(&repos)
+        .token("let-me-in")
+        .start()
+        .await
+        .unwrap();
+    let addr = debug.local_addr();
+    assert!(addr.ip().is_loopback());
+    for path in ["/debug/caches", "/metrics"] {
+        assert_eq!(get(addr, path, None).await.0, 401, "{path} without token");
+        assert_eq!(
+            get(addr, path, Some("let-me-out")).await.0,
+            401,
+            "{path} wrong token"
+        );
+        assert_eq!(
+            get(addr, path, Some("let-me-in")).await.0,
+            200,
+            "{path} with token"
+        );
+    }
+    let (status, metrics) = get(addr, "/metrics", Some("let-me-in")).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("repocache_objects{kind=\"PackageRepository\"} 5"),
+        "{metrics}"
+    );
+    assert_eq!(get(addr, "/healthz", None).await.0, 200);
+    assert_eq!(get(addr, "/readyz", None).await.0, 200);
+    let (_, body) = get(addr, "/debug/caches", Some("let-me-in")).await;
+    let report: CachesReport = serde_json::from_str(&body).unwrap();
+    let cache = &report.caches[0];
+    assert_eq!(cache.kind, "PackageRepository");
+    assert_eq!(cache.state, "ready");
+    assert!(cache.ready && !cache.stale);
+    assert_eq!(cache.object_count, 5);
+    assert_eq!(cache.stats.relists_total, 1);
+    assert_eq!(cache.last_relist.as_ref().unwrap().reason, "initial");
+    assert!(cache.objects.is_none(), "objects only when asked for");
+    assert_eq!(
+        get(addr, "/debug/caches?kind=PackageInfo", Some("let-me-in"))
+            .await
+            .0,
+        404
+    );
+    debug.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_the_first_sync() {
+    let mut writer = Writer::<PackageRepository>::new();
+    let cache = writer.cache();
+    let debug = DebugServer::builder().cache(&cache).start().await.unwrap();
+    let (status, body) = get(debug.local_addr(), "/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("PackageRepository: starting"), "{body}");
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(repository("one", "pw")));
+    assert_eq!(
+        get(debug.local_addr(), "/readyz", None).await.0,
+        503,
+        "a relist half done"
+    );
+    writer.apply(Event::InitDone);
+    let (status, body) = get(debug.local_addr(), "/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn objects_are_redacted_and_secrets_need_an_opt_in() {
+    let server = apisim().await;
+    let (repos, _h) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    // The generic default hook, knowing nothing of Glasskube.
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    let (status, body) = get(debug.local_addr(), "/debug/caches?objects=true", None).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains(PASSWORD) && !body.contains(TOKEN), "{body}");
+    assert!(
+        !body.contains("\"deploy\""),
+        "usernames are redacted too: {body}"
+    );
+    assert!(body.contains("<redacted>"));
+    let report: CachesReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(report.caches[0].objects.as_ref().unwrap().len(), 5);
+    let (status, body) = get(
+        debug.local_addr(),
+        "/debug/caches?objects=true&secrets=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains(PASSWORD));
+
+    // Glasskube's hook, and secrets allowed explicitly.
+    let open = DebugServer::builder()
+        .cache(&repos)
+        .redact(repocache_cli::redact)
+        .allow_secrets(true)
+        .start()
+        .await
+        .unwrap();
+    let (_, body) = get(open.local_addr(), "/debug/caches?objects=true", None).await;
+    assert!(!body.contains(PASSWORD) && !body.contains(TOKEN), "{body}");
+    let (status, body) = get(
+        open.local_addr(),
+        "/debug/caches?objects=true&secrets=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains(PASSWORD) && body.contains(TOKEN), "{body}");
+}
+
+#[tokio::test]
+async fn a_non_loopback_bind_needs_an_opt_in() {
+    let cache = Writer::<PackageRepository>::new().cache();
+    let err = DebugServer::builder()
+        .cache(&cache)
+        .bind(([0, 0, 0, 0], 0).into())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DebugError::RemoteBindRefused { .. }), "{err}");
+    assert!(err.to_string().contains("allow_remote"), "{err}");
+    let err = DebugServer::builder()
+        .cache(&cache)
+        .bind(([192, 0, 2, 1], 9464).into())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DebugError::RemoteBindRefused { .. }), "{err}");
+    let err = DebugServer::builder().token("").start().await.unwrap_err();
+    assert!(matches!(err, DebugError::EmptyToken), "{err}");
+}
+
+/// The scenario's definition, walked independently: per install one repository LIST and one
+/// PackageInfo GET; per dependency edge of a package at depth < `depth` two LISTs and a GET of
+/// repositories; per package newly part of the install one PackageInfo GET.
+fn expected(catalogue: &Catalogue, packages: usize, depth: usize) -> (u64, u64, u64) {
+    let (mut lists, mut gets, mut infos) = (0, 0, 0);
+    for root in 0..packages {
+        lists += 1;
+        infos += 1;
+        let mut seen = BTreeSet::from([root]);
+        let mut queue = VecDeque::from([(root, 0)]);
+        while let Some((i, level)) = queue.pop_front() {
+            if level == depth {
+                continue;
+            }
+            for &dep in &catalogue.packages[i].dependencies {
+                lists += 2;
+                gets += 1;
+                if seen.insert(dep) {
+                    infos += 1;
+                    queue.push_back((dep, level + 1));
+                }
+            }
+        }
+    }
+    (lists, gets, infos)
+}
+
+#[tokio::test]
+async fn the_demo_reads_no_repository_after_sync() {
+    let config = DemoConfig {
+        packages: 3,
+        depth: 2,
+        catalogue: 20,
+        qps: 10_000.0,
+        burst: 10,
+        ..DemoConfig::default()
+    };
+    let (report, session) = run(config, &NoProgress).await.unwrap();
+    let (lists, gets, infos) = expected(&Catalogue::generate(20), 3, 2);
+    assert!(gets > 0, "the scenario has dependencies");
+    let u = &report.uncached;
+    assert_eq!(u.count("list", "packagerepositories"), lists);
+    assert_eq!(u.count("get", "packagerepositories"), gets);
+    assert_eq!(u.count("get", "packageinfos"), infos);
+    assert_eq!(u.total_requests(), lists + gets + infos);
+    assert_eq!(report.expected.total(), lists + gets + infos);
+
+    let c = &report.cached;
+    assert_eq!(
+        c.count("list", "packagerepositories"),
+        1,
+        "the initial sync"
+    );
+    assert_eq!(c.count("get", "packagerepositories"), 0);
+    assert_eq!(c.count("list", "packageinfos"), 1);
+    assert_eq!(c.count("get", "packageinfos"), 0);
+    assert!(
+        report.cached_after_sync.is_empty(),
+        "no request after sync: {:?}",
+        report.cached_after_sync
+    );
+    assert_eq!(u.installed, c.installed, "both runs install the same");
+    assert_eq!(u.installed.len(), 3);
+    let mut out = Vec::new();
+    repocache_cli::demo::write_report(&mut out, &report).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("same packages installed: yes"), "{text}");
+    assert!(text.contains("# PackageRepository cache: ready"), "{text}");
+    assert!(!text.contains(PASSWORD) && !text.contains(TOKEN));
+    session.stop().await;
+}

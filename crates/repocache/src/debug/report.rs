@@ -1,0 +1,132 @@
+//! The JSON shapes of `/debug/caches`: [`CachesReport`] and [`CacheReport`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::stats::Stats;
+
+/// The body of `GET /debug/caches`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachesReport {
+    /// One report per cache, in the order they were registered.
+    pub caches: Vec<CacheReport>,
+}
+
+/// What one cache knows about itself, and optionally its objects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheReport {
+    /// The kind the cache holds, e.g. `PackageRepository`.
+    pub kind: String,
+    /// One word: `starting`, `ready`, `stale`, `failed` or `stopped`.
+    pub state: String,
+    /// The state with its detail (how long stale or failing, and why).
+    pub state_detail: String,
+    /// Whether the first sync has completed.
+    pub ready: bool,
+    /// Whether the snapshot went unconfirmed for longer than the TTL.
+    pub stale: bool,
+    /// The TTL in seconds (0: disabled).
+    pub ttl_seconds: f64,
+    /// The snapshot's resourceVersion.
+    pub resource_version: Option<String>,
+    /// The snapshot's generation.
+    pub generation: u64,
+    /// Objects in the snapshot.
+    pub object_count: usize,
+    /// Seconds since the snapshot was built.
+    pub snapshot_age_seconds: f64,
+    /// Seconds since the snapshot was last confirmed by the watch or a relist.
+    pub since_confirmed_seconds: f64,
+    /// The last completed relist, if any.
+    pub last_relist: Option<LastRelist>,
+    /// The cache's counters.
+    pub stats: StatsReport,
+    /// The objects (redacted), when asked for with `?objects=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Vec<Value>>,
+}
+
+/// The last completed relist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRelist {
+    /// `initial`, `expired`, `ttl`, `manual` or `error`.
+    pub reason: String,
+    /// Seconds since it completed.
+    pub ago_seconds: f64,
+}
+
+/// The counters of [`Stats`], by label.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsReport {
+    /// Reads that found their object.
+    pub hits: u64,
+    /// Reads that found nothing.
+    pub misses: u64,
+    /// Live API requests by reason (`fallback`, `fresh`, `relist`, `watch`).
+    pub api_requests: BTreeMap<String, u64>,
+    /// Watcher events by type.
+    pub events: BTreeMap<String, u64>,
+    /// Completed relists by reason.
+    pub relists: BTreeMap<String, u64>,
+    /// Completed relists, all reasons.
+    pub relists_total: u64,
+    /// Objects skipped because they did not decode.
+    pub decode_failures: u64,
+    /// Events whose event-to-visible delay was measured.
+    pub event_to_visible_count: u64,
+    /// Sum of those delays, in seconds.
+    pub event_to_visible_sum_seconds: f64,
+}
+
+impl CacheReport {
+    /// The report of these figures (without objects).
+    pub fn from_stats(stats: &Stats, stale: bool) -> Self {
+        Self {
+            kind: stats.kind.clone(),
+            state: stats.state.as_str().to_owned(),
+            state_detail: stats.state.to_string(),
+            ready: stats.ready,
+            stale,
+            ttl_seconds: stats.ttl.as_secs_f64(),
+            resource_version: stats.resource_version.clone(),
+            generation: stats.generation,
+            object_count: stats.objects,
+            snapshot_age_seconds: stats.snapshot_age.as_secs_f64(),
+            since_confirmed_seconds: stats.since_confirmed.as_secs_f64(),
+            last_relist: stats.last_relist.map(|(reason, ago)| LastRelist {
+                reason: reason.as_str().to_owned(),
+                ago_seconds: ago.as_secs_f64(),
+            }),
+            stats: StatsReport {
+                hits: stats.hits,
+                misses: stats.misses,
+                api_requests: stats
+                    .api_requests
+                    .iter()
+                    .map(|(r, n)| (r.as_str().to_owned(), *n))
+                    .collect(),
+                events: stats
+                    .events
+                    .iter()
+                    .map(|(t, n)| (t.as_str().to_owned(), *n))
+                    .collect(),
+                relists: stats
+                    .relists
+                    .iter()
+                    .map(|(r, n)| (r.as_str().to_owned(), *n))
+                    .collect(),
+                relists_total: stats.relists_total(),
+                decode_failures: stats.decode_failures,
+                event_to_visible_count: stats.event_to_visible.count,
+                event_to_visible_sum_seconds: stats.event_to_visible.sum.as_secs_f64(),
+            },
+            objects: None,
+        }
+    }
+}

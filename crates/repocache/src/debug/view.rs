@@ -1,0 +1,136 @@
+//! [`CacheView`]: a type-erased handle on a `Cache<K>` whose objects serialize to JSON.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::redact::Redactor;
+use super::report::CacheReport;
+use crate::cache::Cache;
+use crate::state::CacheState;
+use crate::stats::Stats;
+
+/// What the debug endpoint needs from a cache, without its type parameter.
+trait Source: Send + Sync {
+    fn kind(&self) -> &str;
+    fn is_ready(&self) -> bool;
+    fn is_stale(&self) -> bool;
+    fn state(&self) -> CacheState;
+    fn stats(&self) -> Stats;
+    fn generation(&self) -> u64;
+    fn objects(&self) -> (u64, Vec<Value>);
+}
+
+impl<K: Serialize + Send + Sync + 'static> Source for Cache<K> {
+    fn kind(&self) -> &str {
+        Cache::kind(self)
+    }
+    fn is_ready(&self) -> bool {
+        Cache::is_ready(self)
+    }
+    fn is_stale(&self) -> bool {
+        Cache::is_stale(self)
+    }
+    fn state(&self) -> CacheState {
+        Cache::state(self)
+    }
+    fn stats(&self) -> Stats {
+        Cache::stats(self)
+    }
+    fn generation(&self) -> u64 {
+        self.snapshot().generation()
+    }
+    fn objects(&self) -> (u64, Vec<Value>) {
+        let snapshot = self.snapshot();
+        let objects = snapshot
+            .iter()
+            .filter_map(|obj| match serde_json::to_value(&**obj) {
+                Ok(value) => Some(value),
+                Err(err) => {
+                    tracing::warn!(kind = %Cache::kind(self), %err, "object does not serialize; left out of the debug view");
+                    None
+                }
+            })
+            .collect();
+        (snapshot.generation(), objects)
+    }
+}
+
+/// A cache of any kind whose objects serialize, seen as JSON: what the debug endpoint serves
+/// and what tools (the `repocache` command) print.
+///
+/// Cheap to clone. Built from a [`Cache`] with [`CacheView::new`].
+#[derive(Clone)]
+pub struct CacheView {
+    source: Arc<dyn Source>,
+}
+
+impl fmt::Debug for CacheView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheView")
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+impl CacheView {
+    /// A view of `cache` (shares it; reads stay lock-free).
+    pub fn new<K: Serialize + Send + Sync + 'static>(cache: &Cache<K>) -> Self {
+        Self {
+            source: Arc::new(cache.clone()),
+        }
+    }
+
+    /// The kind the cache holds.
+    pub fn kind(&self) -> &str {
+        self.source.kind()
+    }
+
+    /// Whether the first sync has completed.
+    pub fn is_ready(&self) -> bool {
+        self.source.is_ready()
+    }
+
+    /// Whether the snapshot went unconfirmed for longer than the TTL.
+    pub fn is_stale(&self) -> bool {
+        self.source.is_stale()
+    }
+
+    /// The cache's state.
+    pub fn state(&self) -> CacheState {
+        self.source.state()
+    }
+
+    /// The cache's figures now.
+    pub fn stats(&self) -> Stats {
+        self.source.stats()
+    }
+
+    /// The current snapshot's generation (changes with every publish).
+    pub fn generation(&self) -> u64 {
+        self.source.generation()
+    }
+
+    /// The objects of one snapshot, serialized, in (namespace, name) order, each passed
+    /// through `redact` when given; with the snapshot's generation.
+    pub fn objects(&self, redact: Option<&Redactor>) -> (u64, Vec<Value>) {
+        let (generation, mut objects) = self.source.objects();
+        if let Some(redact) = redact {
+            objects.iter_mut().for_each(|o| redact(o));
+        }
+        (generation, objects)
+    }
+
+    /// The cache's report: its figures, and with `objects` its objects (see
+    /// [`objects`](Self::objects) for `redact`).
+    pub fn report(&self, objects: bool, redact: Option<&Redactor>) -> CacheReport {
+        let stats = self.stats();
+        let mut report = CacheReport::from_stats(&stats, self.is_stale());
+        if objects {
+            report.objects = Some(self.objects(redact).1);
+        }
+        report
+    }
+}
