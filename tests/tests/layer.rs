@@ -360,6 +360,50 @@ async fn writes_pass_through_and_become_visible_once_the_watch_delivers_them() {
 }
 
 #[tokio::test]
+async fn a_selective_cache_never_answers_for_the_whole_kind() {
+    let server = apisim().await;
+    let control = server.control();
+    let (team, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
+        .watcher_config(kube::runtime::watcher::Config::default().labels("team"))
+        .start();
+    team.wait_ready(PATIENCE).await.unwrap();
+    assert_eq!(team.snapshot().len(), 2);
+    let layer = CacheLayer::new().cache(&team);
+    let cached = Api::<PackageRepository>::all(layer.client(server.client()));
+    let gets = control.count("get", REPOS);
+    // Not in the selective cache, but on the server: the layer must not answer 404.
+    let found = cached.get("glasskube").await.unwrap();
+    assert_eq!(found.metadata.name.as_deref(), Some("glasskube"));
+    assert_eq!(
+        cached
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5
+    );
+    assert_eq!(control.count("get", REPOS), gets + 1);
+    assert_eq!(
+        layer.stats().total_local(),
+        0,
+        "nothing answered from the partial cache"
+    );
+}
+
+#[tokio::test]
+async fn layered_gets_count_as_cache_reads() {
+    let server = apisim().await;
+    let (repos, _handle) = start(server.client()).await;
+    let cached =
+        Api::<PackageRepository>::all(CacheLayer::new().cache(&repos).client(server.client()));
+    cached.get("glasskube").await.unwrap();
+    assert!(cached.get_opt("nope").await.unwrap().is_none());
+    let stats = repos.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 1));
+}
+
+#[tokio::test]
 async fn a_cache_that_is_not_ready_passes_through() {
     let server = apisim().await;
     let control = server.control();

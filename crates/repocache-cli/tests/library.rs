@@ -259,11 +259,34 @@ async fn the_demo_reads_no_repository_after_sync() {
         report.cached_after_sync
     );
     assert_eq!(u.installed, c.installed, "both runs install the same");
+
+    // The unchanged uncached code on a layered client: the same reads, none reach the server.
+    let l = &report.layered;
+    assert_eq!(
+        l.count("list", "packagerepositories"),
+        1,
+        "only the layer's cache sync"
+    );
+    assert_eq!(l.count("get", "packagerepositories"), 0);
+    assert_eq!(l.count("get", "packageinfos"), 0);
+    assert!(
+        report.layered_after_sync.is_empty(),
+        "no request after sync through the layer: {:?}",
+        report.layered_after_sync
+    );
+    assert_eq!(
+        u.installed, l.installed,
+        "the layered run installs the same"
+    );
     assert_eq!(u.installed.len(), 3);
     let mut out = Vec::new();
     repocache_cli::demo::write_report(&mut out, &report).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("same packages installed: yes"), "{text}");
+    assert!(
+        text.contains("Same packages installed by all three: yes"),
+        "{text}"
+    );
+    assert!(text.contains("UNCACHED CODE, LAYERED CLIENT"), "{text}");
     assert!(text.contains("# PackageRepository cache: ready"), "{text}");
     assert!(!text.contains(PASSWORD) && !text.contains(TOKEN));
     session.stop().await;

@@ -119,3 +119,20 @@ where
         std::future::ready(out)
     })
 }
+
+/// The changes of `cache` from now on (not the objects already there), with both versions of
+/// an update: for a `watches_stream` mapper that must know what an object *was* (e.g. a
+/// repository that stopped being the default). Markers (`Synced`, `Lagged`) are passed on.
+pub fn changes<K>(cache: &Cache<K>) -> impl Stream<Item = Change<K>> + Send + use<K>
+where
+    K: Resource + Send + Sync + 'static,
+{
+    let mut synced = false;
+    cache.subscribe().filter(move |change| {
+        let pass = synced;
+        if matches!(change, Change::Synced { .. }) {
+            synced = true;
+        }
+        std::future::ready(pass)
+    })
+}

@@ -188,6 +188,32 @@ async fn a_stalled_subscriber_lags_and_resyncs_while_a_fast_one_keeps_receiving(
 }
 
 #[tokio::test]
+async fn controller_streams_skip_the_initial_state_and_keep_both_versions() {
+    let mut writer = Writer::new();
+    writer.apply_batch(relist([obj("a", 1, "a1")]));
+    let cache = writer.cache();
+    let mut changes = Box::pin(repocache::controller::changes(&cache));
+    let mut objects = Box::pin(repocache::controller::changed_objects(&cache));
+    writer.apply(Event::Apply(obj("a", 2, "a2")));
+    writer.apply(Event::Delete(obj("a", 3, "a2")));
+    let got: Vec<_> = std::iter::from_fn(|| changes.next().now_or_never().flatten())
+        .map(|c| show(&c))
+        .collect();
+    assert_eq!(
+        got,
+        [c("updated", "a", "a1->a2", 2), c("deleted", "a", "a2", 3)]
+    );
+    let got: Vec<String> = std::iter::from_fn(|| objects.next().now_or_never().flatten())
+        .map(|o| value(&o.unwrap()).to_owned())
+        .collect();
+    assert_eq!(
+        got,
+        ["a2", "a2"],
+        "the new version of the update, the last of the delete"
+    );
+}
+
+#[tokio::test]
 async fn the_stream_ends_when_the_writer_goes() {
     let mut writer = Writer::new();
     writer.apply_batch(relist([obj("a", 1, "a")]));

@@ -1,7 +1,9 @@
 //! The newcomer's demo: an embedded apisim seeded with the project's fixtures and a generated
-//! package catalogue, and the same dependency-resolving install run twice — uncached through
-//! client-go's client-side rate limiter, then through repocache — with the API requests, the
-//! time spent waiting on the limiter and the total time of each, side by side.
+//! package catalogue, and the same dependency-resolving install run three times — uncached
+//! through client-go's client-side rate limiter; through repocache's caches directly; and the
+//! unchanged uncached code on a client with repocache's [`CacheLayer`] (the limiter below the
+//! layer, where only requests that reach the server pay it) — with the API requests, the time
+//! spent waiting on the limiter and the total time of each, side by side.
 
 pub mod catalogue;
 pub mod scenario;
@@ -18,6 +20,7 @@ use glasskube_api::{PackageInfo, PackageRepository};
 use kube::Api;
 use kube::api::ListParams;
 use repocache::debug::{CacheReport, CacheView};
+use repocache::layer::CacheLayer;
 use repocache::{Cache, Metrics, ReflectorBuilder, ReflectorHandle};
 
 use crate::ratelimit::TokenBucket;
@@ -121,6 +124,10 @@ pub struct DemoReport {
     pub cached: RunReport,
     /// Requests of the cached run after its caches synced, by (verb, resource).
     pub cached_after_sync: BTreeMap<(String, String), u64>,
+    /// The uncached code on a layered client.
+    pub layered: RunReport,
+    /// Requests of the layered run after its caches synced, by (verb, resource).
+    pub layered_after_sync: BTreeMap<(String, String), u64>,
     /// The PackageRepository cache at the end (objects redacted).
     pub repositories: CacheReport,
 }
@@ -156,19 +163,46 @@ impl Session {
     }
 }
 
+/// The uncached code: every read is an `Api` call. Throttled here (client-go's limiter in front
+/// of the client) unless `bucket` is `None` (the layered run throttles below the layer).
 struct Uncached {
     repos: Api<PackageRepository>,
     infos: Api<PackageInfo>,
-    bucket: TokenBucket,
-    waited_nanos: AtomicU64,
+    bucket: Option<Arc<TokenBucket>>,
+    waited_nanos: Arc<AtomicU64>,
 }
 
 impl Uncached {
     async fn throttle(&self) {
-        let waited = self.bucket.acquire().await;
-        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        self.waited_nanos.fetch_add(nanos, Ordering::Relaxed);
+        if let Some(bucket) = &self.bucket {
+            record_wait(&self.waited_nanos, bucket.acquire().await);
+        }
     }
+}
+
+fn record_wait(total: &AtomicU64, waited: Duration) {
+    let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+    total.fetch_add(nanos, Ordering::Relaxed);
+}
+
+/// `client` behind client-go's rate limiter: every request that reaches this transport waits
+/// for a token first.
+fn throttled(
+    client: kube::Client,
+    bucket: Arc<TokenBucket>,
+    waited: Arc<AtomicU64>,
+) -> kube::Client {
+    let namespace = client.default_namespace().to_owned();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let client = client.clone();
+        let bucket = bucket.clone();
+        let waited = waited.clone();
+        async move {
+            record_wait(&waited, bucket.acquire().await);
+            client.send(request).await
+        }
+    });
+    kube::Client::new(service, namespace)
 }
 
 impl Reads for Uncached {
@@ -274,8 +308,8 @@ pub async fn run(
     let uncached_reads = Uncached {
         repos: Api::all(client.clone()),
         infos: Api::all(client.clone()),
-        bucket: TokenBucket::new(config.qps, config.burst),
-        waited_nanos: AtomicU64::new(0),
+        bucket: Some(Arc::new(TokenBucket::new(config.qps, config.burst))),
+        waited_nanos: Arc::new(AtomicU64::new(0)),
     };
     progress.phase(
         &format!("uncached ({} qps, burst {})", config.qps, config.burst),
@@ -355,6 +389,65 @@ pub async fn run(
         crate::human_duration(cached.total)
     ));
 
+    // 3. The uncached code, unchanged, on a client whose CacheLayer answers from fresh caches;
+    //    the limiter sits below the layer, so only requests that reach the server wait.
+    control.reset_requests();
+    progress.phase("uncached code, layered client", expected.total());
+    let started = Instant::now();
+    let bucket = Arc::new(TokenBucket::new(config.qps, config.burst));
+    let waited = Arc::new(AtomicU64::new(0));
+    let transport = throttled(client.clone(), bucket, waited.clone());
+    let (layer_repos, layer_repos_handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(transport.clone())).start();
+    let (layer_infos, layer_infos_handle) =
+        ReflectorBuilder::new(Api::<PackageInfo>::all(transport.clone())).start();
+    for (view, kind) in [
+        (
+            CacheView::new(&layer_repos),
+            crate::kinds::Kind::PackageRepository,
+        ),
+        (
+            CacheView::new(&layer_infos),
+            crate::kinds::Kind::PackageInfo,
+        ),
+    ] {
+        crate::source::wait_synced(&view, kind, &server_url, config.sync_timeout).await?;
+    }
+    let at_sync = control.counts();
+    let layered_client = CacheLayer::new()
+        .cache(&layer_repos)
+        .cache(&layer_infos)
+        .client(transport);
+    let layered_reads = Uncached {
+        repos: Api::all(layered_client.clone()),
+        infos: Api::all(layered_client),
+        bucket: None,
+        waited_nanos: Arc::new(AtomicU64::new(0)),
+    };
+    let installed = install_all(&layered_reads, &catalogue, &config, progress).await?;
+    let total = started.elapsed();
+    let requests = control.counts();
+    let layered_after_sync = requests
+        .iter()
+        .filter_map(|(key, n)| {
+            let before = at_sync.get(key).copied().unwrap_or(0);
+            (*n > before).then(|| (key.clone(), n - before))
+        })
+        .collect();
+    let layered = RunReport {
+        requests,
+        limiter_wait: Duration::from_nanos(waited.load(Ordering::Relaxed)),
+        total,
+        installed,
+    };
+    layer_repos_handle.stop().await;
+    layer_infos_handle.stop().await;
+    progress.finish(&format!(
+        "layered client: {} API requests in {}",
+        layered.total_requests(),
+        crate::human_duration(layered.total)
+    ));
+
     let redactor: repocache::debug::Redactor = Arc::new(crate::redact);
     let repositories = CacheView::new(&repos).report(true, Some(&redactor));
     let report = DemoReport {
@@ -363,6 +456,8 @@ pub async fn run(
         uncached,
         cached,
         cached_after_sync,
+        layered,
+        layered_after_sync,
         repositories,
     };
     let session = Session {
@@ -388,7 +483,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
     let installs: usize = report.uncached.installed.iter().map(Vec::len).sum();
     writeln!(
         out,
-        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, twice:",
+        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, three times:",
         c.packages,
         installs,
         c.depth,
@@ -402,6 +497,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         .requests
         .keys()
         .chain(report.cached.requests.keys())
+        .chain(report.layered.requests.keys())
         .cloned()
         .collect();
     keys.sort();
@@ -410,57 +506,62 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         String::new(),
         format!("UNCACHED ({} QPS, BURST {})", c.qps, c.burst),
         "REPOCACHE".to_owned(),
+        "UNCACHED CODE, LAYERED CLIENT".to_owned(),
     ]];
-    rows.push(vec![
-        "API requests".to_owned(),
-        report.uncached.total_requests().to_string(),
-        report.cached.total_requests().to_string(),
-    ]);
+    let runs = [&report.uncached, &report.cached, &report.layered];
+    let row = |label: String, value: &dyn Fn(&RunReport) -> String| {
+        let mut row = vec![label];
+        row.extend(runs.iter().map(|r| value(r)));
+        row
+    };
+    rows.push(row("API requests".to_owned(), &|r| {
+        r.total_requests().to_string()
+    }));
     for (verb, resource) in &keys {
-        rows.push(vec![
-            format!("  {verb} {resource}"),
-            report.uncached.count(verb, resource).to_string(),
-            report.cached.count(verb, resource).to_string(),
-        ]);
+        rows.push(row(format!("  {verb} {resource}"), &|r| {
+            r.count(verb, resource).to_string()
+        }));
     }
     let after_sync: u64 = report.cached_after_sync.values().sum();
+    let layered_after_sync: u64 = report.layered_after_sync.values().sum();
     rows.push(vec![
         "reads sent to the API server".to_owned(),
         report.uncached.total_requests().to_string(),
         after_sync.to_string(),
+        layered_after_sync.to_string(),
     ]);
-    rows.push(vec![
-        "rate-limiter wait".to_owned(),
-        crate::human_duration(report.uncached.limiter_wait),
-        crate::human_duration(report.cached.limiter_wait),
-    ]);
-    rows.push(vec![
-        "total time".to_owned(),
-        crate::human_duration(report.uncached.total),
-        crate::human_duration(report.cached.total),
-    ]);
+    rows.push(row("rate-limiter wait".to_owned(), &|r| {
+        crate::human_duration(r.limiter_wait)
+    }));
+    rows.push(row("total time".to_owned(), &|r| {
+        crate::human_duration(r.total)
+    }));
     out.write_all(align(&rows).as_bytes())?;
     writeln!(out)?;
+    let same = report.uncached.installed == report.cached.installed
+        && report.uncached.installed == report.layered.installed;
+    for (label, run) in [
+        ("repocache", &report.cached),
+        ("layered client", &report.layered),
+    ] {
+        writeln!(
+            out,
+            "Reduction, {label}: {} fewer API requests ({} -> {}), {} less time ({} -> {}).",
+            percent_less(
+                report.uncached.total_requests() as f64,
+                run.total_requests() as f64
+            ),
+            report.uncached.total_requests(),
+            run.total_requests(),
+            percent_less(report.uncached.total.as_secs_f64(), run.total.as_secs_f64()),
+            crate::human_duration(report.uncached.total),
+            crate::human_duration(run.total),
+        )?;
+    }
     writeln!(
         out,
-        "Reduction: {} fewer API requests ({} -> {}), {} less time ({} -> {}); same packages installed: {}.",
-        percent_less(
-            report.uncached.total_requests() as f64,
-            report.cached.total_requests() as f64
-        ),
-        report.uncached.total_requests(),
-        report.cached.total_requests(),
-        percent_less(
-            report.uncached.total.as_secs_f64(),
-            report.cached.total.as_secs_f64()
-        ),
-        crate::human_duration(report.uncached.total),
-        crate::human_duration(report.cached.total),
-        if report.uncached.installed == report.cached.installed {
-            "yes"
-        } else {
-            "NO"
-        },
+        "Same packages installed by all three: {}.",
+        if same { "yes" } else { "NO" }
     )?;
     writeln!(out)?;
     crate::table::write_dump(
