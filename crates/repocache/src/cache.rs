@@ -208,6 +208,12 @@ impl<K> Cache<K> {
         found
     }
 
+    /// A per-thread read handle whose reads skip arc-swap's guard: one relaxed load to check the
+    /// snapshot is current, then the lookup. For hot loops; see [`Reader`](crate::Reader).
+    pub fn reader(&self) -> crate::reader::Reader<K> {
+        crate::reader::Reader::new(self.shared.clone())
+    }
+
     /// Every object of the current snapshot, ordered by namespace then name.
     ///
     /// This allocates the returned vector (one `Arc` clone per object); to walk the objects

@@ -311,3 +311,26 @@ fn a_reader_never_frees_a_replaced_snapshot_the_writer_does() {
     writer.apply(Event::Apply(obj("d", 4, "d")));
     assert!(weak.upgrade().is_none());
 }
+
+#[test]
+fn a_reader_sees_each_publish_at_its_next_read() {
+    let mut writer = synced(vec![obj("a", 1, "a1")]);
+    let cache = writer.cache();
+    let mut reader = cache.reader();
+    assert_eq!(value(&reader.get("a").unwrap()), "a1");
+    assert!(reader.get("b").is_none());
+    writer.apply(Event::Apply(obj("a", 2, "a2")));
+    writer.apply(Event::Apply(obj("b", 3, "b1")));
+    assert_eq!(value(&reader.get("a").unwrap()), "a2");
+    assert_eq!(value(&reader.get("b").unwrap()), "b1");
+    assert_eq!(
+        reader.snapshot().generation(),
+        cache.snapshot().generation()
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.hits, stats.misses),
+        (3, 1),
+        "reader reads count like get"
+    );
+}
