@@ -291,3 +291,53 @@ async fn the_demo_reads_no_repository_after_sync() {
     assert!(!text.contains(PASSWORD) && !text.contains(TOKEN));
     session.stop().await;
 }
+
+#[tokio::test]
+async fn readyz_fails_while_a_cache_is_stale_beyond_its_ttl_and_recovers() {
+    let server = apisim().await;
+    let control = server.control();
+    // Without kube's client-side retries, so that the failing relists fail at once.
+    let mut config = kube::Config::new(server.url().parse().unwrap());
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).unwrap();
+    let (repos, _h) = ReflectorBuilder::new(Api::<PackageRepository>::all(client))
+        .ttl(Duration::from_millis(200))
+        .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    let addr = debug.local_addr();
+    assert_eq!(get(addr, "/readyz", None).await.0, 200);
+
+    // The API server fails every list and watch: the snapshot goes unconfirmed past its TTL.
+    control.fail_next(apisim::FailSpec::new(
+        "*",
+        "packagerepositories",
+        503,
+        100_000,
+    ));
+    control.close_watches();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while get(addr, "/readyz", None).await.0 != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(repos.is_stale());
+    assert_eq!(
+        get(addr, "/healthz", None).await.0,
+        200,
+        "alive, just not ready"
+    );
+
+    control.clear_faults();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while get(addr, "/readyz", None).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
