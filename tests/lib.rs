@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use apisim::{Server, ServerConfig, ServerHandle};
 
+pub mod chaos;
+
 /// The sample PackageRepository objects (copied into the project from the shared fixtures).
 pub const REPOSITORIES_YAML: &str = include_str!("../fixtures/packagerepositories.yaml");
 /// The sample Package, ClusterPackage and PackageInfo objects.

@@ -8,6 +8,10 @@
 //!   `docs/bench/read-latency.svg`; `--quick` uses short measurement phases; `--check` only
 //!   compiles the benches and runs each once in debug mode, plus the report binary on tiny sizes
 //!   into a temporary directory (never `docs/`), for CI.
+//! - `chaos [--seeds N] [--seed S] [--duration D] [--debug]`: seeded fault-injection runs of
+//!   repocache against apisim (the `chaos` binary of `repocache-tests`, release build unless
+//!   `--debug`); prints faults, writes, convergence and read latency, and the first failing
+//!   seed with the command that reproduces it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::ffi::OsString;
@@ -17,13 +21,14 @@ use std::time::Instant;
 
 use glasskube_api::crd;
 
-const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check]";
+const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("crds") => crds(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("chaos") => chaos(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -248,4 +253,32 @@ fn bench_run(mode: BenchMode) -> anyhow::Result<()> {
             .arg(&criterion_home)
             .args(["--command", command]),
     )
+}
+
+/// `cargo xtask chaos`: builds and runs the chaos binary of `repocache-tests`, passing the
+/// arguments through (`--debug` picks the debug build instead of release).
+fn chaos(args: &[String]) -> ExitCode {
+    let debug = args.iter().any(|a| a == "--debug");
+    let passed: Vec<&String> = args.iter().filter(|a| *a != "--debug").collect();
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root()).args([
+        "run",
+        "--quiet",
+        "-p",
+        "repocache-tests",
+        "--bin",
+        "chaos",
+    ]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    cmd.arg("--").args(passed);
+    match cmd.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("xtask chaos: cannot run cargo: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

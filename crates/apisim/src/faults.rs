@@ -33,6 +33,10 @@ pub struct FailSpec {
     /// Status message; a code-specific default when absent.
     #[serde(default)]
     pub message: Option<String>,
+    /// Answer with an HTML error page (`text/html`, as a proxy or load balancer in front of the
+    /// API server would) instead of a `Status` object.
+    #[serde(default)]
+    pub html: bool,
 }
 
 fn one() -> u32 {
@@ -50,8 +54,24 @@ impl FailSpec {
             count,
             retry_after_seconds: None,
             message: None,
+            html: false,
         }
     }
+
+    /// Answer with an HTML error page instead of a `Status` object.
+    pub fn html_page(mut self) -> Self {
+        self.html = true;
+        self
+    }
+}
+
+/// A failure taken from the injector for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injected {
+    /// The error (its code, message and `Retry-After`).
+    pub error: ApiError,
+    /// Render it as an HTML page instead of a `Status` object.
+    pub html: bool,
 }
 
 /// Delay matching requests. JSON body of `POST /apisim/faults/latency`.
@@ -147,7 +167,7 @@ impl Faults {
         verb: &str,
         resource: &str,
         is_resource_request: bool,
-    ) -> Option<ApiError> {
+    ) -> Option<Injected> {
         let mut fails = self.fails.lock();
         let idx = fails
             .iter()
@@ -155,11 +175,12 @@ impl Faults {
         let f = fails.get_mut(idx)?;
         f.count = f.count.saturating_sub(1);
         let retry = f.retry_after_seconds.or((f.code == 429).then_some(1));
-        let err = ApiError::injected(f.code, f.message.clone(), retry);
+        let error = ApiError::injected(f.code, f.message.clone(), retry);
+        let html = f.html;
         if f.count == 0 {
             fails.remove(idx);
         }
-        Some(err)
+        Some(Injected { error, html })
     }
 
     /// Total latency to add to this request (consuming counted rules).
@@ -218,12 +239,12 @@ mod tests {
         assert!(f.take_failure("get", "packagerepositories", true).is_none());
         assert_eq!(
             f.take_failure("list", "packagerepositories", true)
-                .map(|e| e.code),
+                .map(|e| e.error.code),
             Some(503)
         );
         assert_eq!(
             f.take_failure("list", "packagerepositories", true)
-                .map(|e| e.code),
+                .map(|e| e.error.code),
             Some(503)
         );
         assert!(
@@ -242,7 +263,10 @@ mod tests {
             f.add_fail(FailSpec::new("", "", 429, 1));
             f.take_failure("get", "x", true).unwrap()
         };
-        assert_eq!(e.retry_after, Some(1));
+        assert_eq!(e.error.retry_after, Some(1));
+        assert!(!e.html);
+        f.add_fail(FailSpec::new("list", "", 502, 1).html_page());
+        assert!(f.take_failure("list", "x", true).unwrap().html);
     }
 
     #[test]

@@ -199,9 +199,13 @@ pub(crate) async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) ->
             tokio::time::sleep(latency).await;
         }
         match shared.faults.take_failure(&verb, &resource, is_resource) {
-            Some(err) => {
-                tracing::debug!(%verb, %resource, code = err.code, "injected failure");
-                err.into_response()
+            Some(injected) if injected.html => {
+                tracing::debug!(%verb, %resource, code = injected.error.code, "injected HTML failure");
+                html_error_page(&injected.error)
+            }
+            Some(injected) => {
+                tracing::debug!(%verb, %resource, code = injected.error.code, "injected failure");
+                injected.error.into_response()
             }
             None => match handle(&shared, route, &method, &verb, &raw_query, req).await {
                 Ok(r) => r,
@@ -223,6 +227,29 @@ pub(crate) async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) ->
         duration_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
     });
     response
+}
+
+/// An error answered the way a proxy or load balancer in front of the API server answers:
+/// an HTML page, not a `Status` object.
+fn html_error_page(err: &ApiError) -> Response {
+    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let title = format!(
+        "{} {}",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or("Error")
+    );
+    let body = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut resp = (code, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    if let Some(secs) = err.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn route_control(route: &Route) -> &[String] {

@@ -554,6 +554,29 @@ impl Control {
             .send_raw(Some(res), String::from_utf8_lossy(&line).into_owned()))
     }
 
+    /// Cut a watch line in the middle: send the first half of the `event_type` event for
+    /// `object` (no newline) to the open watches of `resource`, then end those watches, as a
+    /// connection dropped mid-line would. Returns the number of watches reached.
+    pub fn inject_cut_line(
+        &self,
+        resource: &str,
+        event_type: &str,
+        object: &Value,
+    ) -> Result<usize, ApiError> {
+        let res = self.res(resource)?;
+        let line = event_line(event_type, object);
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end();
+        let mut half = line.len() / 2;
+        while !line.is_char_boundary(half) {
+            half -= 1;
+        }
+        Ok(self
+            .shared
+            .store
+            .send_cut(res, line.get(..half).unwrap_or_default().to_owned()))
+    }
+
     /// Send a MODIFIED event whose object does not decode as the typed resource (its `spec.url` is
     /// a number, as for a broken PackageRepository) to the open watches of `resource`.
     pub fn inject_undecodable(&self, resource: &str) -> Result<usize, ApiError> {

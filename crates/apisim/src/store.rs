@@ -57,7 +57,13 @@ pub(crate) enum Feed {
     /// A committed change.
     Event(Arc<WatchRecord>),
     /// An injected raw line (fault injection), for watches of `res` (or all when `None`).
-    Raw { res: Option<ResId>, line: String },
+    /// When `cut`, the line is sent as it is (no newline) and the watch then ends: a line cut
+    /// in the middle by a dropped connection.
+    Raw {
+        res: Option<ResId>,
+        line: String,
+        cut: bool,
+    },
 }
 
 /// Filters a LIST or WATCH applies.
@@ -358,7 +364,24 @@ impl Store {
 
     /// Send a raw line to open watches (fault injection).
     pub fn send_raw(&self, res: Option<ResId>, line: String) -> usize {
-        self.feed.send(Feed::Raw { res, line }).unwrap_or(0)
+        self.feed
+            .send(Feed::Raw {
+                res,
+                line,
+                cut: false,
+            })
+            .unwrap_or(0)
+    }
+
+    /// Send the first part of a line to open watches of `res`, then end them (fault injection).
+    pub fn send_cut(&self, res: ResId, line: String) -> usize {
+        self.feed
+            .send(Feed::Raw {
+                res: Some(res),
+                line,
+                cut: true,
+            })
+            .unwrap_or(0)
     }
 
     pub fn get(&self, res: ResId, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {

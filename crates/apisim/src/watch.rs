@@ -152,7 +152,11 @@ impl Watcher {
     async fn process_feed(&self, feed: Feed) -> Result<(), Stop> {
         match feed {
             Feed::Event(rec) => self.process(&rec).await,
-            Feed::Raw { res, line } => {
+            Feed::Raw { res, line, cut } => {
+                if cut && res.is_none_or(|r| r == self.req.res) {
+                    self.send(Bytes::from(line)).await?;
+                    return Err(Stop::Ended);
+                }
                 if res.is_none_or(|r| r == self.req.res) {
                     let mut line = line;
                     if !line.ends_with('\n') {

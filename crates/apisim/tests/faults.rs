@@ -314,6 +314,53 @@ async fn malformed_line_and_undecodable_object() {
 }
 
 #[tokio::test]
+async fn html_error_pages_instead_of_status() {
+    let s = server().await;
+    let a = s.addr();
+    s.fail_next(FailSpec::new("list", "packagerepositories", 502, 1).html_page());
+    let r = get(a, PR).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.headers["content-type"], "text/html");
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.starts_with("<html>"), "{body}");
+    assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_err());
+    assert_eq!(get(a, PR).await.status, 200);
+    // over HTTP, with Retry-After
+    control(
+        &s,
+        "/apisim/faults/fail",
+        json!({"verb": "get", "code": 503, "html": true, "retryAfterSeconds": 2}),
+    )
+    .await;
+    let r = get(a, &format!("{PR}/x")).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers["retry-after"], "2");
+    assert!(String::from_utf8_lossy(&r.body).contains("503 Service Unavailable"));
+}
+
+#[tokio::test]
+async fn a_cut_line_ends_the_watch_mid_line() {
+    let s = server().await;
+    let a = s.addr();
+    let mut w = Watch::open(a, &format!("{PR}?watch=true")).await;
+    assert!(s.wait_for_watches(1, T).await);
+    let obj = repo("cut", "https://cut.example/");
+    assert_eq!(
+        s.inject_cut_line("packagerepositories", "ADDED", &obj)
+            .unwrap(),
+        1
+    );
+    assert!(matches!(w.next_line().await, Line::End));
+    let rest = String::from_utf8_lossy(w.rest()).into_owned();
+    assert!(rest.starts_with('{') && rest.len() > 20, "{rest}");
+    assert!(serde_json::from_str::<serde_json::Value>(&rest).is_err());
+    assert!(!rest.contains('\n'));
+    // nothing was stored; later watches are unaffected
+    assert_eq!(get(a, &format!("{PR}/cut")).await.status, 404);
+    eventually(|| s.open_watches() == 0).await;
+}
+
+#[tokio::test]
 async fn side_door_writes_are_silent() {
     let s = server().await;
     let a = s.addr();

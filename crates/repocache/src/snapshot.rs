@@ -144,8 +144,12 @@ impl<K> Snapshot<K> {
         self.ordered.is_empty()
     }
 
-    /// The resourceVersion of the last event applied to this snapshot: the object's own version
-    /// for a watch event, the newest listed version for a relist. `None` before the first sync.
+    /// The newest resourceVersion applied to this snapshot: an event's object version, or the
+    /// newest listed version for a relist — unless a newer version was already seen (it never
+    /// goes backwards). `None` before the first sync.
+    ///
+    /// kube-runtime's watcher does not report a LIST's own resourceVersion, so after a relist
+    /// this can be lower than the server's current revision (it is never higher).
     pub fn resource_version(&self) -> Option<&str> {
         self.resource_version.as_deref()
     }

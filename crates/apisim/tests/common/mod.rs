@@ -173,6 +173,11 @@ impl Watch {
         }
     }
 
+    /// Bytes received after the last complete line (a line cut in the middle).
+    pub fn rest(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Wait for the end of the stream, skipping bookmarks; panics on other lines.
     pub async fn expect_end(&mut self) {
         loop {

@@ -1,0 +1,202 @@
+//! `chaos`: runs the chaos harness over a range of seeds and prints a summary (what
+//! `cargo xtask chaos` runs).
+//!
+//! ```text
+//! chaos [--seeds N] [--seed S] [--duration D]
+//! ```
+//!
+//! Runs seeds S, S+1, …, S+N-1 (defaults: 20 seeds from 1), each for D of chaos (`2.5s`,
+//! `800ms` or plain seconds; default 2.5 s). Exits 1 when any run breaks an invariant.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use repocache_tests::chaos::{self, Options, READ_BOUND, Report};
+
+const USAGE: &str = "usage: chaos [--seeds N] [--seed S] [--duration D]";
+
+struct Args {
+    seeds: u64,
+    first: u64,
+    duration: Duration,
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse::<u64>().ok().map(Duration::from_millis);
+    }
+    let secs = s.strip_suffix('s').unwrap_or(s);
+    secs.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 3600.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        seeds: 20,
+        first: 1,
+        duration: Options::new(0).duration,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |what: &str| it.next().ok_or_else(|| format!("{what} needs a value"));
+        match arg.as_str() {
+            "--seeds" => {
+                let v = value("--seeds")?;
+                args.seeds = v
+                    .parse()
+                    .map_err(|_| format!("--seeds: not a number: {v}"))?;
+            }
+            "--seed" => {
+                let v = value("--seed")?;
+                args.first = v
+                    .parse()
+                    .map_err(|_| format!("--seed: not a number: {v}"))?;
+            }
+            "--duration" => {
+                let v = value("--duration")?;
+                args.duration =
+                    parse_duration(&v).ok_or_else(|| format!("--duration: not a duration: {v}"))?;
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64) * q).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("chaos: {e} ({USAGE})");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chaos: no runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let started = Instant::now();
+    let mut reports: Vec<Report> = Vec::new();
+    for seed in args.first..args.first.saturating_add(args.seeds) {
+        let options = Options::new(seed).duration(args.duration);
+        let report = runtime.block_on(chaos::run(&options));
+        println!("{}", report.summary());
+        if !report.passed() {
+            for v in report.violations.iter().skip(1) {
+                println!("            {v}");
+            }
+        }
+        reports.push(report);
+    }
+
+    let failed: Vec<&Report> = reports.iter().filter(|r| !r.passed()).collect();
+    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &reports {
+        for (k, n) in &r.faults {
+            *faults.entry(k).or_default() += n;
+        }
+    }
+    let mut convergence: Vec<Duration> = reports.iter().filter_map(|r| r.convergence).collect();
+    convergence.sort();
+    let max_read = reports.iter().map(|r| r.max_read).max().unwrap_or_default();
+    let p99_read = reports.iter().map(|r| r.p99_read).max().unwrap_or_default();
+    let reads: u64 = reports.iter().map(|r| r.reads).sum();
+    let lost: usize = reports.iter().map(|r| r.lost).sum();
+    let extra: usize = reports.iter().map(|r| r.extra).sum();
+    let stale: usize = reports.iter().map(|r| r.stale).sum();
+    let relists: u64 = reports
+        .iter()
+        .flat_map(|r| &r.caches)
+        .map(|c| c.relists)
+        .sum();
+    let errors: u64 = reports
+        .iter()
+        .flat_map(|r| &r.caches)
+        .map(|c| c.errors)
+        .sum();
+    let lagged: u64 = reports
+        .iter()
+        .flat_map(|r| &r.caches)
+        .map(|c| c.lagged)
+        .sum();
+
+    println!();
+    println!("chaos summary");
+    println!(
+        "  runs:               {} ({} passed, {} failed) in {:.0?}, {:?} of chaos each",
+        reports.len(),
+        reports.len() - failed.len(),
+        failed.len(),
+        started.elapsed(),
+        args.duration
+    );
+    println!(
+        "  faults injected:    {} total",
+        faults.values().sum::<u64>()
+    );
+    for (k, n) in &faults {
+        println!("    {k:<18}{n}");
+    }
+    println!(
+        "  writes:             {}",
+        reports.iter().map(|r| r.writes).sum::<u64>()
+    );
+    println!(
+        "  convergence:        max {:.1?}, p99 {:.1?}, median {:.1?} (from the last fault)",
+        convergence.last().copied().unwrap_or_default(),
+        quantile(&convergence, 0.99),
+        quantile(&convergence, 0.5)
+    );
+    println!(
+        "  read latency:       max {max_read:.1?}, p99 {p99_read:.1?} over {reads} reads (bound {READ_BOUND:?})"
+    );
+    println!("  relists: {relists}, reflector errors retried: {errors}, subscriber lags: {lagged}");
+    println!("  lost objects:       {lost}");
+    println!("  extra objects:      {extra}");
+    println!("  stale objects:      {stale}");
+    match failed.first() {
+        None => {
+            println!("  first failing seed: none");
+            ExitCode::SUCCESS
+        }
+        Some(r) => {
+            println!(
+                "  first failing seed: {}: {}",
+                r.seed,
+                r.violations
+                    .first()
+                    .map_or("did not converge", String::as_str)
+            );
+            println!(
+                "  reproduce:          cargo xtask chaos --seed {} --seeds 1 --duration {}ms",
+                r.seed,
+                args.duration.as_millis()
+            );
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,747 @@
+//! The chaos harness: from a seed, a schedule of server writes interleaved with apisim's faults,
+//! against several caches (with and without a label selector, with and without streaming
+//! lists) that have readers and subscribers attached the whole time. Every run checks:
+//!
+//! 1. **Convergence, nothing lost**: after the last fault, every cache (and every subscriber's
+//!    replayed view) equals the server's state for its selector: same names, resourceVersions,
+//!    labels and specs.
+//! 2. **No torn snapshots**: no object in a snapshot is newer than the snapshot's
+//!    resourceVersion, and every object a reader sees is a version the server wrote (its
+//!    per-write `epoch` label and its spec match the write that produced its resourceVersion).
+//! 3. **Monotonic**: a reader never sees a cache's generation or resourceVersion go backwards
+//!    (apisim's resourceVersion counter continues across restarts).
+//! 4. **Readers never block**: the longest `get`/`list`/`snapshot` observed stays under
+//!    [`READ_BOUND`].
+//! 5. **The reflector never dies**: every cache is back to `Ready` at the end, with its task
+//!    still running.
+//!
+//! The schedule is a pure function of the seed; thread timing is not, so a failure is
+//! reproduced by re-running its seed (see `cargo xtask chaos --seed S --seeds 1`).
+
+mod rng;
+mod schedule;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use apisim::{Control, Server, ServerConfig, ServerHandle};
+use futures::StreamExt;
+use glasskube_api::PackageRepository;
+use kube::Api;
+use kube::runtime::watcher;
+use repocache::{Cache, CacheConfig, CacheState, Change, EventType, ReflectorBuilder};
+use serde_json::Value;
+
+pub use rng::Rng;
+pub use schedule::Fault;
+use schedule::{GROUP_LABEL, Schedule, Version};
+
+/// The resource every chaos run works on.
+pub const RESOURCE: &str = "packagerepositories";
+
+/// The longest a read may take before the run fails: far above a lock-free read, low enough
+/// to catch a lock or I/O on the read path.
+pub const READ_BOUND: Duration = Duration::from_millis(50);
+
+/// How one chaos run is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The seed of the schedule.
+    pub seed: u64,
+    /// How long writes and faults go on.
+    pub duration: Duration,
+    /// The caches' TTL (short, so that side-door writes and stalls are caught).
+    pub ttl: Duration,
+    /// How long after the last fault the caches may take to converge before the run fails.
+    pub converge_within: Duration,
+}
+
+impl Options {
+    /// The defaults for `seed`: 2.5 s of chaos, a 400 ms TTL, 30 s to converge.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            duration: Duration::from_millis(2500),
+            ttl: Duration::from_millis(400),
+            converge_within: Duration::from_secs(30),
+        }
+    }
+
+    /// The same options with another duration.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+}
+
+/// What one cache did during a run.
+#[derive(Clone, Debug)]
+pub struct CacheReport {
+    /// Which cache: its selector and list mode.
+    pub name: &'static str,
+    /// Completed relists (all reasons).
+    pub relists: u64,
+    /// Watch and list errors the reflector saw (and retried).
+    pub errors: u64,
+    /// Objects skipped because they did not decode.
+    pub decode_failures: u64,
+    /// The last generation.
+    pub generation: u64,
+    /// Whether a reader saw the cache in a degraded state (stale or failed) at some point.
+    pub degraded_seen: bool,
+    /// Batches the subscribers missed (and resynced from).
+    pub lagged: u64,
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The chaos duration.
+    pub duration: Duration,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Server writes made (through the API and the side door).
+    pub writes: u64,
+    /// From the end of the faults until every cache and subscriber equalled the server
+    /// (`None`: they did not within the allowed time).
+    pub convergence: Option<Duration>,
+    /// The longest single read (`get`, `list` or `snapshot`).
+    pub max_read: Duration,
+    /// The 99th percentile of reads (an upper bound, to the microsecond).
+    pub p99_read: Duration,
+    /// Reads made.
+    pub reads: u64,
+    /// Objects on the server that a cache or subscriber did not hold at the end.
+    pub lost: usize,
+    /// Objects a cache or subscriber held at the end that the server did not.
+    pub extra: usize,
+    /// Objects held at the end in another version than the server's.
+    pub stale: usize,
+    /// Every invariant violation, one line each.
+    pub violations: Vec<String>,
+    /// Per cache.
+    pub caches: Vec<CacheReport>,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Whether every invariant held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+            && self.lost == 0
+            && self.extra == 0
+            && self.stale == 0
+            && self.convergence.is_some()
+    }
+
+    /// One line: the seed, the outcome and the main figures.
+    pub fn summary(&self) -> String {
+        let faults: u64 = self.faults.values().sum();
+        format!(
+            "seed {:>5}: {} writes {:>4} faults {:>3} converged {:>8} max read {:>9.1?} lost {} extra {} stale {} ({:.1?}){}",
+            self.seed,
+            if self.passed() { "ok  " } else { "FAIL" },
+            self.writes,
+            faults,
+            self.convergence
+                .map_or_else(|| "never".to_owned(), |d| format!("{d:.1?}")),
+            self.max_read,
+            self.lost,
+            self.extra,
+            self.stale,
+            self.elapsed,
+            match self.violations.first() {
+                Some(v) => format!(": {v}"),
+                None => String::new(),
+            }
+        )
+    }
+}
+
+/// One cache under test: how it is configured, and its handles.
+struct Subject {
+    name: &'static str,
+    /// Only objects in this group (label selector), or all.
+    group: Option<&'static str>,
+    cache: Cache<PackageRepository>,
+    handle: repocache::ReflectorHandle,
+    view: Arc<parking_lot::Mutex<View>>,
+    subscriber: tokio::task::JoinHandle<()>,
+}
+
+/// A subscriber's replayed view of a cache.
+#[derive(Default)]
+struct View {
+    objects: BTreeMap<String, Arc<PackageRepository>>,
+    lagged: u64,
+    anomalies: Vec<String>,
+}
+
+impl View {
+    fn apply(&mut self, change: Change<PackageRepository>) {
+        match change {
+            Change::Added { object, .. } => {
+                let name = name_of(&object);
+                if let Some(old) = self.objects.insert(name.clone(), object) {
+                    self.anomaly(format!(
+                        "Added {name} while the view held it at rv {}",
+                        rv_of(&old)
+                    ));
+                }
+            }
+            Change::Updated { old, new, .. } => {
+                let name = name_of(&new);
+                match self.objects.insert(name.clone(), new) {
+                    Some(held) if rv_of(&held) == rv_of(&old) => {}
+                    held => self.anomaly(format!(
+                        "Updated {name} from rv {} but the view held {:?}",
+                        rv_of(&old),
+                        held.map(|h| rv_of(&h))
+                    )),
+                }
+            }
+            Change::Deleted { object, .. } => {
+                let name = name_of(&object);
+                if self.objects.remove(&name).is_none() {
+                    self.anomaly(format!("Deleted {name}, which the view did not hold"));
+                }
+            }
+            Change::Lagged { missed, .. } => self.lagged += missed,
+            Change::Synced { .. } => {}
+        }
+    }
+
+    fn anomaly(&mut self, what: String) {
+        if self.anomalies.len() < 10 {
+            self.anomalies.push(what);
+        }
+    }
+}
+
+fn name_of(obj: &PackageRepository) -> String {
+    obj.metadata.name.clone().unwrap_or_default()
+}
+
+fn rv_of(obj: &PackageRepository) -> u64 {
+    obj.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a cache (or view) holds of one object, as compared with the server.
+#[derive(Clone, Debug, PartialEq)]
+struct Held {
+    rv: String,
+    labels: BTreeMap<String, String>,
+    spec: Value,
+}
+
+fn held(obj: &PackageRepository) -> Held {
+    Held {
+        rv: obj.metadata.resource_version.clone().unwrap_or_default(),
+        labels: obj.metadata.labels.clone().unwrap_or_default(),
+        spec: serde_json::to_value(&obj.spec).unwrap_or(Value::Null),
+    }
+}
+
+/// The server's objects for a selector, normalised through the typed kind.
+fn expected(control: &Control, group: Option<&str>) -> BTreeMap<String, Held> {
+    let mut out = BTreeMap::new();
+    for value in control.list(RESOURCE).unwrap_or_default() {
+        let Ok(obj) = serde_json::from_value::<PackageRepository>(value) else {
+            continue;
+        };
+        let in_group = obj
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(GROUP_LABEL))
+            .map(String::as_str);
+        if group.is_none_or(|g| in_group == Some(g)) {
+            out.insert(name_of(&obj), held(&obj));
+        }
+    }
+    out
+}
+
+/// Lost, extra and stale objects of `actual` against `expected`.
+fn differences(
+    expected: &BTreeMap<String, Held>,
+    actual: &BTreeMap<String, Held>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let lost = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .cloned()
+        .collect();
+    let extra = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .cloned()
+        .collect();
+    let stale = expected
+        .iter()
+        .filter_map(|(k, e)| match actual.get(k) {
+            Some(a) if a != e => Some(format!("{k} (rv {} instead of {})", a.rv, e.rv)),
+            _ => None,
+        })
+        .collect();
+    (lost, extra, stale)
+}
+
+/// Read latencies: 1 µs buckets up to 1 ms, then 100 µs buckets up to 100 ms, then overflow.
+struct Latencies {
+    buckets: Vec<u64>,
+    max: Duration,
+    count: u64,
+}
+
+impl Latencies {
+    fn new() -> Self {
+        Self {
+            buckets: vec![0; 2001],
+            max: Duration::ZERO,
+            count: 0,
+        }
+    }
+
+    fn record(&mut self, d: Duration) {
+        let us = d.as_micros();
+        let i = if us < 1000 {
+            us as usize
+        } else {
+            (1000 + (us - 1000) / 100).min(2000) as usize
+        };
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.max = self.max.max(d);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.max = self.max.max(other.max);
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let target = ((self.count as f64) * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target.max(1) {
+                // The bucket's upper bound: the quantile is at most this.
+                let us = if i < 1000 {
+                    i + 1
+                } else {
+                    1000 + (i - 999) * 100
+                };
+                return Duration::from_micros(us as u64).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// What one reader thread saw.
+struct ReaderLog {
+    latencies: Latencies,
+    /// Every object version seen: (cache, name, rv, epoch label, url).
+    seen: HashSet<(usize, String, String, String, String)>,
+    violations: Vec<String>,
+    degraded: Vec<bool>,
+}
+
+fn reader(
+    caches: Vec<Cache<PackageRepository>>,
+    names: Vec<String>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> ReaderLog {
+    let mut rng = Rng::new(seed);
+    let mut log = ReaderLog {
+        latencies: Latencies::new(),
+        seen: HashSet::new(),
+        violations: Vec::new(),
+        degraded: vec![false; caches.len()],
+    };
+    let mut last: Vec<(u64, u64)> = vec![(0, 0); caches.len()];
+    let mut checked_generation: Vec<u64> = vec![u64::MAX; caches.len()];
+    let violation = |log: &mut ReaderLog, what: String| {
+        if log.violations.len() < 20 {
+            log.violations.push(what);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        for (i, cache) in caches.iter().enumerate() {
+            let name = rng.pick(&names);
+            let t = Instant::now();
+            let _ = cache.get(name);
+            log.latencies.record(t.elapsed());
+            let t = Instant::now();
+            let listed = cache.list();
+            log.latencies.record(t.elapsed());
+            drop(listed);
+            let t = Instant::now();
+            let snapshot = cache.snapshot();
+            log.latencies.record(t.elapsed());
+
+            if matches!(
+                cache.state(),
+                CacheState::Stale { .. } | CacheState::Failed { .. }
+            ) {
+                log.degraded[i] = true;
+            }
+            let generation = snapshot.generation();
+            let rv: u64 = snapshot
+                .resource_version()
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or(0);
+            let (last_generation, last_rv) = last[i];
+            if generation < last_generation {
+                violation(
+                    &mut log,
+                    format!(
+                        "cache {i}: generation went back from {last_generation} to {generation}"
+                    ),
+                );
+            }
+            if rv < last_rv {
+                violation(
+                    &mut log,
+                    format!(
+                        "cache {i}: resourceVersion went back from {last_rv} to {rv} (generation {last_generation} → {generation})"
+                    ),
+                );
+            }
+            last[i] = (generation, rv);
+            if checked_generation[i] == generation {
+                continue;
+            }
+            checked_generation[i] = generation;
+            for obj in snapshot.iter() {
+                let obj_rv = rv_of(obj);
+                if obj_rv > rv {
+                    violation(
+                        &mut log,
+                        format!(
+                            "cache {i}: generation {generation} at rv {rv} holds {} at newer rv {obj_rv}",
+                            name_of(obj)
+                        ),
+                    );
+                }
+                let epoch = obj
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(schedule::EPOCH_LABEL))
+                    .cloned()
+                    .unwrap_or_default();
+                log.seen.insert((
+                    i,
+                    name_of(obj),
+                    obj_rv.to_string(),
+                    epoch,
+                    obj.spec.url.clone(),
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    log
+}
+
+/// Starts an apisim on 127.0.0.1 (a free port) with nothing in it.
+async fn start_server() -> ServerHandle {
+    Server::start(ServerConfig::default().with_bookmark_interval(Duration::from_millis(200)))
+        .await
+        .unwrap_or_else(|e| panic!("apisim does not start: {e}"))
+}
+
+/// Runs one seed and checks every invariant; never panics on a violation (see
+/// [`Report::passed`]).
+pub async fn run(options: &Options) -> Report {
+    let started = Instant::now();
+    let mut report = Report {
+        seed: options.seed,
+        duration: options.duration,
+        ..Report::default()
+    };
+    let server = start_server().await;
+    let control = server.control();
+    let mut rng = Rng::new(options.seed);
+    let mut schedule = Schedule::new(control.clone(), options.ttl);
+    schedule.populate(&mut rng);
+
+    // Four caches: all objects or group `a`, plain LIST+WATCH or streaming lists; clients with
+    // and without kube's own retries; one with a tiny subscriber buffer (so it lags).
+    let plans: [(&'static str, Option<&'static str>, bool, bool, usize); 4] = [
+        ("all/list", None, false, true, 4),
+        ("group-a/list", Some("a"), false, false, 64),
+        ("all/stream", None, true, false, 64),
+        ("group-a/stream", Some("a"), true, true, 8),
+    ];
+    let mut subjects = Vec::new();
+    for (name, group, streaming, retrying, buffer) in plans {
+        let client = if retrying {
+            server.client()
+        } else {
+            crate::client_without_retry(&server)
+        };
+        let mut config = watcher::Config::default();
+        if let Some(g) = group {
+            config = config.labels(&format!("{GROUP_LABEL}={g}"));
+        }
+        if streaming {
+            config = config.streaming_lists();
+        }
+        let (cache, handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(client))
+            .watcher_config(config)
+            .ttl(options.ttl)
+            .cache_config(CacheConfig::new().subscriber_buffer(buffer))
+            .start();
+        subjects.push((name, group, cache, handle));
+    }
+    let mut ready = Vec::new();
+    for (name, group, cache, handle) in subjects {
+        if let Err(e) = cache.wait_ready(Duration::from_secs(20)).await {
+            report
+                .violations
+                .push(format!("{name}: not ready at the start: {e}"));
+        }
+        let view = Arc::new(parking_lot::Mutex::new(View::default()));
+        let mut subscription = cache.subscribe();
+        let slow = buffer_is_small(name);
+        let subscriber = {
+            let view = view.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while let Some(change) = subscription.next().await {
+                    view.lock().apply(change);
+                    n += 1;
+                    // A slow subscriber falls behind its small buffer now and then.
+                    if slow && n.is_multiple_of(16) {
+                        tokio::time::sleep(Duration::from_millis(120)).await;
+                    }
+                }
+            })
+        };
+        ready.push(Subject {
+            name,
+            group,
+            cache,
+            handle,
+            view,
+            subscriber,
+        });
+    }
+    let subjects = ready;
+    if !report.violations.is_empty() {
+        report.elapsed = started.elapsed();
+        return report;
+    }
+
+    // Readers: two threads, each reading every cache in turn.
+    let stop = Arc::new(AtomicBool::new(false));
+    let caches: Vec<_> = subjects.iter().map(|s| s.cache.clone()).collect();
+    let readers: Vec<_> = (0..2u64)
+        .map(|r| {
+            let caches = caches.clone();
+            let names = schedule.names().to_vec();
+            let stop = stop.clone();
+            let seed = options.seed.wrapping_mul(31).wrapping_add(r);
+            std::thread::spawn(move || reader(caches, names, stop, seed))
+        })
+        .collect();
+
+    // The schedule: writes and faults, paced.
+    let until = Instant::now() + options.duration;
+    while Instant::now() < until {
+        schedule.step(&mut rng);
+        tokio::time::sleep(Duration::from_millis(rng.range(5, 30))).await;
+    }
+    control.clear_faults();
+    control.release_watches();
+    let quiet = Instant::now();
+
+    // 1. Convergence.
+    let deadline = quiet + options.converge_within;
+    loop {
+        let converged = subjects.iter().all(|s| {
+            let want = expected(&control, s.group);
+            let cache: BTreeMap<_, _> = s
+                .cache
+                .snapshot()
+                .iter()
+                .map(|o| (name_of(o), held(o)))
+                .collect();
+            let view: BTreeMap<_, _> = s
+                .view
+                .lock()
+                .objects
+                .iter()
+                .map(|(k, o)| (k.clone(), held(o)))
+                .collect();
+            cache == want && view == want && s.cache.state() == CacheState::Ready
+        });
+        if converged {
+            report.convergence = Some(quiet.elapsed());
+            // Quiet relists (every TTL, as nothing confirms the snapshots now) must change
+            // nothing; the readers keep checking meanwhile.
+            tokio::time::sleep(options.ttl * 3).await;
+            for s in &subjects {
+                let want = expected(&control, s.group);
+                let cache: BTreeMap<_, _> = s
+                    .cache
+                    .snapshot()
+                    .iter()
+                    .map(|o| (name_of(o), held(o)))
+                    .collect();
+                let (lost, extra, stale) = differences(&want, &cache);
+                if !(lost.is_empty() && extra.is_empty() && stale.is_empty()) {
+                    report.lost += lost.len();
+                    report.extra += extra.len();
+                    report.stale += stale.len();
+                    report.violations.push(format!(
+                        "{}: diverged after converging: lost {lost:?}, extra {extra:?}, stale {stale:?}",
+                        s.name
+                    ));
+                }
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if report.convergence.is_none() {
+        for s in &subjects {
+            let want = expected(&control, s.group);
+            let cache: BTreeMap<_, _> = s
+                .cache
+                .snapshot()
+                .iter()
+                .map(|o| (name_of(o), held(o)))
+                .collect();
+            let view: BTreeMap<_, _> = s
+                .view
+                .lock()
+                .objects
+                .iter()
+                .map(|(k, o)| (k.clone(), held(o)))
+                .collect();
+            for (what, actual) in [("cache", cache), ("subscriber", view)] {
+                let (lost, extra, stale) = differences(&want, &actual);
+                report.lost += lost.len();
+                report.extra += extra.len();
+                report.stale += stale.len();
+                if !(lost.is_empty() && extra.is_empty() && stale.is_empty()) {
+                    report.violations.push(format!(
+                        "{}: {what} did not converge within {:?}: lost {lost:?}, extra {extra:?}, stale {stale:?}",
+                        s.name, options.converge_within
+                    ));
+                }
+            }
+            let state = s.cache.state();
+            if state != CacheState::Ready {
+                report.violations.push(format!(
+                    "{}: not ready {:?} after the faults: {state}",
+                    s.name, options.converge_within
+                ));
+            }
+        }
+    }
+
+    // Stop the readers and check what they saw.
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Latencies::new();
+    let mut degraded = vec![false; subjects.len()];
+    let versions = schedule.versions();
+    for reader in readers {
+        let Ok(log) = reader.join() else {
+            report.violations.push("a reader thread panicked".into());
+            continue;
+        };
+        latencies.merge(&log.latencies);
+        for (d, seen) in degraded.iter_mut().zip(&log.degraded) {
+            *d |= seen;
+        }
+        for v in log.violations {
+            report.violations.push(v);
+        }
+        let mut unknown = 0;
+        for (i, name, rv, epoch, url) in &log.seen {
+            match versions.get(&(name.clone(), rv.clone())) {
+                Some(Version {
+                    epoch: e, url: u, ..
+                }) if e == epoch && u == url => {}
+                found => {
+                    unknown += 1;
+                    if unknown <= 3 {
+                        report.violations.push(format!(
+                            "{}: a reader saw {name} at rv {rv} with epoch {epoch:?} and url {url:?}, but the server wrote {found:?}",
+                            subjects.get(*i).map_or("?", |s| s.name)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    report.max_read = latencies.max;
+    report.p99_read = latencies.quantile(0.99);
+    report.reads = latencies.count;
+    if report.max_read > READ_BOUND {
+        report.violations.push(format!(
+            "a read took {:?} (bound {READ_BOUND:?})",
+            report.max_read
+        ));
+    }
+
+    // 5. The reflectors are alive; the subscribers' views were consistent.
+    for (s, degraded) in subjects.into_iter().zip(degraded) {
+        if s.handle.is_finished() {
+            report
+                .violations
+                .push(format!("{}: the reflector task ended", s.name));
+        }
+        let stats = s.cache.stats();
+        let (anomalies, lagged) = {
+            let view = s.view.lock();
+            (view.anomalies.clone(), view.lagged)
+        };
+        for a in &anomalies {
+            report
+                .violations
+                .push(format!("{}: subscriber: {a}", s.name));
+        }
+        report.caches.push(CacheReport {
+            name: s.name,
+            relists: stats.relists_total(),
+            errors: stats.events(EventType::Error),
+            decode_failures: stats.decode_failures,
+            generation: stats.generation,
+            degraded_seen: degraded,
+            lagged,
+        });
+        s.handle.stop().await;
+        s.subscriber.abort();
+    }
+    report.faults = schedule.fault_counts();
+    report.writes = schedule.writes();
+    server.shutdown().await;
+    report.elapsed = started.elapsed();
+    report
+}
+
+fn buffer_is_small(name: &str) -> bool {
+    name == "all/list" || name == "group-a/stream"
+}

@@ -1,0 +1,374 @@
+//! The schedule: server writes and faults, each chosen by the seed's generator.
+//!
+//! The harness is the only writer, so the server's state (and therefore every choice that
+//! depends on it) follows from the seed alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use apisim::{Control, FailSpec, LatencySpec};
+use serde_json::{Value, json};
+
+use super::{RESOURCE, Rng};
+
+/// The label that puts an object into group `a` or `b` (the selector caches watch group `a`).
+pub const GROUP_LABEL: &str = "chaos.repocache.dev/group";
+/// The label every write sets to its own sequence number.
+pub const EPOCH_LABEL: &str = "chaos.repocache.dev/epoch";
+
+/// How many names the schedule writes to.
+const NAMES: usize = 16;
+
+/// A kind of fault the schedule injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// Every open watch ends cleanly.
+    CloseWatches,
+    /// Watches deliver nothing for less than the TTL.
+    StallShort,
+    /// Watches deliver nothing for longer than the TTL.
+    StallLong,
+    /// The history is compacted and watches closed: resuming gets 410 Gone.
+    Compact,
+    /// 429 Too Many Requests with Retry-After.
+    TooManyRequests,
+    /// A storm of 500 Internal Server Error.
+    InternalError,
+    /// A storm of 503 Service Unavailable.
+    Unavailable,
+    /// A storm of 504 Gateway Timeout.
+    GatewayTimeout,
+    /// 502 with an HTML page instead of a Status.
+    HtmlPage,
+    /// Slow list or watch requests.
+    Latency,
+    /// The server restarts and keeps its objects (history and connections lost).
+    RestartKeep,
+    /// The server restarts and loses its objects too.
+    RestartWipe,
+    /// A line that is not JSON on every watch.
+    MalformedLine,
+    /// An event whose object does not decode.
+    Undecodable,
+    /// A watch line cut in the middle (the watch ends).
+    CutLine,
+    /// An object created or changed without any watch event.
+    SideDoorPut,
+    /// An object deleted without any watch event.
+    SideDoorDelete,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 17] = [
+        Self::CloseWatches,
+        Self::StallShort,
+        Self::StallLong,
+        Self::Compact,
+        Self::TooManyRequests,
+        Self::InternalError,
+        Self::Unavailable,
+        Self::GatewayTimeout,
+        Self::HtmlPage,
+        Self::Latency,
+        Self::RestartKeep,
+        Self::RestartWipe,
+        Self::MalformedLine,
+        Self::Undecodable,
+        Self::CutLine,
+        Self::SideDoorPut,
+        Self::SideDoorDelete,
+    ];
+
+    /// A short name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CloseWatches => "watch-close",
+            Self::StallShort => "stall<ttl",
+            Self::StallLong => "stall>ttl",
+            Self::Compact => "compact-410",
+            Self::TooManyRequests => "429",
+            Self::InternalError => "500",
+            Self::Unavailable => "503",
+            Self::GatewayTimeout => "504",
+            Self::HtmlPage => "502-html",
+            Self::Latency => "latency",
+            Self::RestartKeep => "restart",
+            Self::RestartWipe => "restart-wipe",
+            Self::MalformedLine => "malformed-line",
+            Self::Undecodable => "undecodable",
+            Self::CutLine => "cut-line",
+            Self::SideDoorPut => "side-door-put",
+            Self::SideDoorDelete => "side-door-delete",
+        }
+    }
+}
+
+/// What the server wrote at one resourceVersion of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The `epoch` label.
+    pub epoch: String,
+    /// `spec.url`.
+    pub url: String,
+}
+
+/// The schedule's state: the server, the names, and what was written.
+pub struct Schedule {
+    control: Control,
+    ttl: Duration,
+    names: Vec<String>,
+    epoch: u64,
+    writes: u64,
+    versions: HashMap<(String, String), Version>,
+    faults: BTreeMap<&'static str, u64>,
+}
+
+impl Schedule {
+    pub(super) fn new(control: Control, ttl: Duration) -> Self {
+        Self {
+            control,
+            ttl,
+            names: (0..NAMES).map(|i| format!("repo-{i:02}")).collect(),
+            epoch: 0,
+            writes: 0,
+            versions: HashMap::new(),
+            faults: BTreeMap::new(),
+        }
+    }
+
+    /// The names objects may have.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Every version the server wrote, by (name, resourceVersion).
+    pub fn versions(&self) -> &HashMap<(String, String), Version> {
+        &self.versions
+    }
+
+    /// Faults injected, by kind.
+    pub fn fault_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.faults.clone()
+    }
+
+    /// Writes made.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Creates half of the names.
+    pub(super) fn populate(&mut self, rng: &mut Rng) {
+        for i in 0..NAMES / 2 {
+            let name = self.names[i * 2].clone();
+            self.create(rng, &name);
+        }
+    }
+
+    /// One step: a write (three times in four) or a fault.
+    pub(super) fn step(&mut self, rng: &mut Rng) {
+        if rng.chance(75) {
+            self.write(rng);
+        } else {
+            let fault = *rng.pick(&Fault::ALL);
+            self.fault(rng, fault);
+            *self.faults.entry(fault.as_str()).or_default() += 1;
+        }
+    }
+
+    fn next_epoch(&mut self) -> String {
+        self.epoch += 1;
+        self.writes += 1;
+        self.epoch.to_string()
+    }
+
+    fn url(rng: &mut Rng) -> String {
+        format!("https://r{}.example/", rng.below(1000))
+    }
+
+    fn group(rng: &mut Rng) -> &'static str {
+        if rng.chance(50) { "a" } else { "b" }
+    }
+
+    fn record(&mut self, written: &Value) {
+        let meta = &written["metadata"];
+        let (Some(name), Some(rv)) = (meta["name"].as_str(), meta["resourceVersion"].as_str())
+        else {
+            return;
+        };
+        self.versions.insert(
+            (name.to_owned(), rv.to_owned()),
+            Version {
+                epoch: meta["labels"][EPOCH_LABEL]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                url: written["spec"]["url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+        );
+    }
+
+    fn object(&mut self, rng: &mut Rng, name: &str) -> Value {
+        let epoch = self.next_epoch();
+        json!({
+            "apiVersion": "packages.glasskube.dev/v1alpha1",
+            "kind": "PackageRepository",
+            "metadata": {"name": name, "labels": {GROUP_LABEL: Self::group(rng), EPOCH_LABEL: epoch}},
+            "spec": {"url": Self::url(rng)},
+        })
+    }
+
+    fn create(&mut self, rng: &mut Rng, name: &str) {
+        let obj = self.object(rng, name);
+        if let Ok(written) = self.control.create(obj) {
+            self.record(&written);
+        }
+    }
+
+    fn patch(&mut self, name: &str, patch: Value) {
+        if let Ok(written) = self.control.merge_patch(RESOURCE, None, name, &patch) {
+            self.record(&written);
+        }
+    }
+
+    fn current(&self, name: &str) -> Option<Value> {
+        self.control.get(RESOURCE, None, name).ok()
+    }
+
+    /// A write to one name, chosen by whether it exists.
+    fn write(&mut self, rng: &mut Rng) {
+        let name = rng.pick(&self.names).clone();
+        let Some(current) = self.current(&name) else {
+            self.create(rng, &name);
+            return;
+        };
+        match rng.below(6) {
+            // A new URL.
+            0 | 1 => {
+                let epoch = self.next_epoch();
+                let url = Self::url(rng);
+                self.patch(
+                    &name,
+                    json!({"metadata": {"labels": {EPOCH_LABEL: epoch}}, "spec": {"url": url}}),
+                );
+            }
+            // Into or out of the selector.
+            2 => {
+                let group = if current["metadata"]["labels"][GROUP_LABEL] == "a" {
+                    "b"
+                } else {
+                    "a"
+                };
+                let epoch = self.next_epoch();
+                self.patch(
+                    &name,
+                    json!({"metadata": {"labels": {GROUP_LABEL: group, EPOCH_LABEL: epoch}}}),
+                );
+            }
+            // Delete.
+            3 => {
+                self.writes += 1;
+                let _ = self.control.delete(RESOURCE, None, &name);
+            }
+            // Delete and recreate with the same name.
+            4 => {
+                self.writes += 1;
+                let _ = self.control.delete(RESOURCE, None, &name);
+                self.create(rng, &name);
+            }
+            // Replace the whole object (PUT without a precondition).
+            _ => {
+                let obj = self.object(rng, &name);
+                if let Ok(written) = self.control.replace(obj) {
+                    self.record(&written);
+                }
+            }
+        }
+    }
+
+    fn fail(&self, rng: &mut Rng, code: u16, max: u64) -> FailSpec {
+        let verb = *rng.pick(&["list", "watch", "*"]);
+        let mut spec = FailSpec::new(verb, RESOURCE, code, rng.range(1, max + 1) as u32);
+        if code == 429 {
+            spec.retry_after_seconds = Some(1);
+        }
+        spec
+    }
+
+    fn existing(&self, rng: &mut Rng) -> Option<Value> {
+        let objects = self.control.list(RESOURCE).unwrap_or_default();
+        (!objects.is_empty()).then(|| rng.pick(&objects).clone())
+    }
+
+    fn fault(&mut self, rng: &mut Rng, fault: Fault) {
+        let control = self.control.clone();
+        let ttl_ms = self.ttl.as_millis() as u64;
+        match fault {
+            Fault::CloseWatches => control.close_watches(),
+            Fault::StallShort => control.stall_watches(Some(Duration::from_millis(
+                rng.range(ttl_ms / 4, ttl_ms / 2),
+            ))),
+            Fault::StallLong => control.stall_watches(Some(Duration::from_millis(
+                rng.range(ttl_ms * 2, ttl_ms * 3),
+            ))),
+            Fault::Compact => {
+                control.compact();
+                control.close_watches();
+            }
+            Fault::TooManyRequests => control.fail_next(self.fail(rng, 429, 2)),
+            Fault::InternalError => control.fail_next(self.fail(rng, 500, 4)),
+            Fault::Unavailable => control.fail_next(self.fail(rng, 503, 4)),
+            Fault::GatewayTimeout => control.fail_next(self.fail(rng, 504, 4)),
+            Fault::HtmlPage => control.fail_next(self.fail(rng, 502, 3).html_page()),
+            Fault::Latency => control.add_latency(LatencySpec {
+                verb: Some((*rng.pick(&["list", "watch"])).to_owned()),
+                resource: Some(RESOURCE.to_owned()),
+                latency_ms: rng.range(20, 300),
+                count: Some(rng.range(1, 4) as u32),
+            }),
+            Fault::RestartKeep => {
+                control.restart(true);
+            }
+            Fault::RestartWipe => {
+                control.restart(false);
+            }
+            Fault::MalformedLine => {
+                control.inject_malformed_line(None);
+            }
+            Fault::Undecodable => {
+                let _ = control.inject_undecodable(RESOURCE);
+            }
+            Fault::CutLine => {
+                let mut obj = self.existing(rng).unwrap_or_else(|| {
+                    json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+                        "metadata": {"name": "never-whole"}, "spec": {}})
+                });
+                obj["spec"]["url"] = json!("https://cut.example/");
+                let _ = control.inject_cut_line(RESOURCE, "MODIFIED", &obj);
+            }
+            Fault::SideDoorPut => {
+                let name = rng.pick(&self.names).clone();
+                let mut obj = self
+                    .current(&name)
+                    .unwrap_or_else(|| self.object(rng, &name));
+                let epoch = self.next_epoch();
+                obj["metadata"]["labels"][EPOCH_LABEL] = json!(epoch);
+                obj["spec"]["url"] = json!(Self::url(rng));
+                if let Ok(written) = control.side_door_put(obj) {
+                    self.record(&written);
+                }
+            }
+            Fault::SideDoorDelete => {
+                if let Some(obj) = self.existing(rng)
+                    && let Some(name) = obj["metadata"]["name"].as_str()
+                {
+                    self.writes += 1;
+                    let _ = control.side_door_delete(RESOURCE, None, name);
+                }
+            }
+        }
+    }
+}
