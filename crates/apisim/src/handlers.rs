@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use k8s_selectors::{FieldSelector, LabelSelector};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,7 +17,6 @@ use crate::discovery;
 use crate::errors::{ApiError, Reason};
 use crate::faults::{FailSpec, LatencySpec};
 use crate::resources::{ResId, ResourceDef};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{Control, Shared};
 use crate::store::{Filter, Preconditions, WatchStart};
 use crate::watch::{self, WatchRequest};
@@ -399,13 +399,15 @@ fn parse_rv(s: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// The namespace and selectors of a LIST, WATCH or DELETE collection; a selector that does not
+/// parse is a 400 BadRequest with upstream's message (`k8s-selectors`).
 fn filter_of(query: &Query, namespace: Option<String>) -> Result<Filter, ApiError> {
     Ok(Filter {
         namespace,
         labels: LabelSelector::parse(q(query, "labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
         fields: FieldSelector::parse(q(query, "fieldSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?,
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
     })
 }
 

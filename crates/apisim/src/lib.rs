@@ -29,7 +29,6 @@ mod handlers;
 mod openapi;
 pub mod resources;
 pub mod seed;
-pub mod selector;
 mod server;
 mod store;
 pub mod watch;

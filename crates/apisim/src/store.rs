@@ -9,13 +9,13 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use k8s_selectors::{FieldSelector, LabelSelector};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use crate::errors::{ApiError, Reason};
 use crate::resources::{Registry, ResId, ResourceDef};
-use crate::selector::{FieldSelector, LabelSelector};
 
 /// The type of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,13 @@ impl Filter {
         {
             return false;
         }
-        self.labels.matches(obj) && self.fields.matches(obj)
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let str_at = |path: &str| obj.pointer(path).and_then(Value::as_str);
+        self.labels
+            .matches(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+            && self
+                .fields
+                .matches(str_at("/metadata/name"), str_at("/metadata/namespace"))
     }
 
     pub fn has_selectors(&self) -> bool {

@@ -76,7 +76,6 @@
 
 mod respond;
 mod route;
-mod selector;
 mod serve;
 mod stats;
 

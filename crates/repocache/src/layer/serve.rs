@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::Response;
+use k8s_selectors::{FieldSelector, LabelSelector};
 use kube::Resource;
 use serde::Serialize;
 use tracing::warn;
 
 use super::respond::{self, ListMeta};
 use super::route::{Params, Verb, VersionNeed};
-use super::selector::{FieldSelector, LabelSelector};
 use super::stats::{Counters, Outcome};
 use crate::cache::Cache;
 use crate::snapshot::Snapshot;
@@ -242,7 +242,12 @@ impl Selection {
         {
             return false;
         }
-        self.labels.matches(meta.labels.as_ref()) && self.fields.matches(meta)
+        let labels = meta.labels.as_ref();
+        self.labels
+            .matches(|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+            && self
+                .fields
+                .matches(meta.name.as_deref(), meta.namespace.as_deref())
     }
 
     fn has_selectors(&self) -> bool {
@@ -396,6 +401,8 @@ where
                     return Err(Outcome::Unsupported);
                 }
                 let limit = params.limit().map_err(|()| Outcome::Unsupported)?;
+                // Selectors are parsed and matched exactly as upstream (`k8s-selectors`); one
+                // that does not parse is the server's to answer (with its 400).
                 let selection = Selection {
                     namespace: req.namespace.map(str::to_owned),
                     labels: LabelSelector::parse(params.label_selector.as_deref().unwrap_or(""))
