@@ -7,7 +7,8 @@
 //!   then the report binary) in release mode and write `docs/BENCHMARKS.md` and
 //!   `docs/bench/read-latency.svg`; `--quick` uses short measurement phases; `--check` only
 //!   compiles the benches and runs each once in debug mode, plus the report binary on tiny sizes
-//!   into a temporary directory (never `docs/`), for CI.
+//!   (the end-to-end part against apisim included) into a temporary directory (never `docs/`),
+//!   for CI.
 //! - `chaos [--seeds N] [--seed S] [--duration D] [--debug]`: seeded fault-injection runs of
 //!   repocache against apisim (the `chaos` binary of `repocache-tests`, release build unless
 //!   `--debug`); prints faults, writes, convergence and read latency, and the first failing
@@ -176,7 +177,7 @@ fn bench_check() -> anyhow::Result<()> {
         .join("debug")
         .join(exe_name("repocache-bench"));
     step(
-        "report binary on tiny sizes (--smoke, into a temporary directory)",
+        "report binary on tiny sizes, end-to-end smoke included (--smoke, into a temporary directory)",
         Command::new(exe).current_dir(&root).arg("--smoke"),
     )
 }
@@ -245,7 +246,7 @@ fn bench_run(mode: BenchMode) -> anyhow::Result<()> {
     };
     let exe = target.join("release").join(exe_name("repocache-bench"));
     step(
-        "report binary: latency, relist, memory; writes docs/BENCHMARKS.md",
+        "report binary: latency, relist, memory, end to end against apisim; writes docs/BENCHMARKS.md",
         Command::new(exe)
             .current_dir(&root)
             .arg(flag)

@@ -10,8 +10,10 @@
 //! binary runs everything else, reads criterion's estimates and writes the report; the
 //! `repocache-bench-memory` binary measures heap use with a counting global allocator, in its
 //! own process so that its bookkeeping never slows the timed runs. `cargo xtask bench` drives
-//! all three.
+//! all three. The end-to-end part ([`e2e`]) runs repocache, kube-runtime's reflector and
+//! uncached reads against `apisim` over HTTP.
 
+pub mod e2e;
 pub mod estimates;
 pub mod fixture;
 pub mod ids;

@@ -4,12 +4,17 @@
 //! It sits at the end of `cargo xtask bench`, after the criterion benches of this crate: it
 //! measures per-read latency percentiles idle and under a paced writer, the longest reader wait
 //! during a relist, and (through the `repocache-bench-memory` binary) heap use per object; then
-//! it reads criterion's estimates of the same run and renders everything, each figure beside its
-//! comparison, with the machine and the git commit.
+//! it runs the end-to-end part against apisim; then it reads criterion's estimates of the same
+//! run and renders everything, each figure beside its comparison, with the machine and the git
+//! commit.
 //!
-//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE]`
+//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only]`
 //! - `--full` (default) / `--quick`: the real run; `--quick` uses shorter phases.
 //! - `--smoke`: tiny sizes and phases, writes to a temporary directory (never `docs/`), for CI.
+//! - `--e2e-only`: skip sections 1, 3 and 5 (for working on the end-to-end part; give `--out`).
+//!
+//! Section 6, the end-to-end part, runs repocache, kube-runtime's reflector and uncached reads
+//! against apisim over HTTP ([`repocache_bench::e2e`]).
 #![allow(clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
@@ -26,7 +31,7 @@ use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
 use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, WriteSide};
 use repocache_bench::{fixture, ids};
 
-const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT]";
+const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only]";
 
 /// How long and how big a run is.
 struct Config {
@@ -84,6 +89,7 @@ struct Args {
     out: PathBuf,
     svg: PathBuf,
     command: String,
+    e2e_only: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -100,6 +106,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut out = None;
     let mut svg = None;
     let mut command = None;
+    let mut e2e_only = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -118,6 +125,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
             "--command" => command = Some(value("--command")?),
+            "--e2e-only" => e2e_only = true,
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
@@ -144,6 +152,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         criterion,
         out,
         svg,
+        e2e_only,
     })
 }
 
@@ -179,6 +188,67 @@ fn run(args: &Args) -> anyhow::Result<()> {
         cfg.mode, info.commit, info.cores
     );
 
+    let (latency, relist, memory) = if args.e2e_only {
+        eprintln!("  micro part skipped (--e2e-only)");
+        (
+            Vec::new(),
+            Vec::new(),
+            Err("skipped (--e2e-only)".to_owned()),
+        )
+    } else {
+        micro(cfg, floor)
+    };
+
+    let e2e = end_to_end::run(cfg)?;
+
+    // No figure without latency runs (an empty plot never finishes drawing).
+    let svg_rel = if latency.is_empty() {
+        None
+    } else {
+        Some(write_svg(args, &latency)?)
+    };
+    let results = Results {
+        info,
+        mode: cfg.mode.to_owned(),
+        command: args.command.clone(),
+        timer_floor: floor,
+        object_json_bytes: fixture::json_size(),
+        sizes: cfg.sizes.clone(),
+        writer_rate: cfg.writer_rate,
+        phase_secs: (
+            cfg.latency_phase.as_secs_f64(),
+            cfg.throughput_phase.as_secs_f64(),
+        ),
+        latency,
+        relist,
+        memory,
+        criterion: Criterion::new(args.criterion.as_deref()),
+        svg: svg_rel,
+        e2e,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    let text = report::render(&results);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "repocache-bench: wrote {} and {}",
+        args.out.display(),
+        args.svg.display()
+    );
+    Ok(())
+}
+
+/// Sections 1, 3 and 5: per-read latency, relist reader wait, memory.
+fn micro(
+    cfg: &Config,
+    floor: u64,
+) -> (
+    Vec<LatencyRun>,
+    Vec<RelistRun>,
+    Result<MemoryReport, String>,
+) {
     let mut latency = Vec::new();
     for &n in &cfg.sizes {
         let objects = fixture::repositories(n, 1);
@@ -225,41 +295,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "  memory: {}",
         if memory.is_ok() { "done" } else { "failed" }
     );
-
-    let e2e = end_to_end::run(cfg);
-
-    let svg_rel = write_svg(args, &latency)?;
-    let results = Results {
-        info,
-        mode: cfg.mode.to_owned(),
-        command: args.command.clone(),
-        timer_floor: floor,
-        object_json_bytes: fixture::json_size(),
-        sizes: cfg.sizes.clone(),
-        writer_rate: cfg.writer_rate,
-        phase_secs: (
-            cfg.latency_phase.as_secs_f64(),
-            cfg.throughput_phase.as_secs_f64(),
-        ),
-        latency,
-        relist,
-        memory,
-        criterion: Criterion::new(args.criterion.as_deref()),
-        svg: Some(svg_rel),
-        e2e,
-        elapsed_secs: started.elapsed().as_secs_f64(),
-    };
-    let text = report::render(&results);
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!(
-        "repocache-bench: wrote {} and {}",
-        args.out.display(),
-        args.svg.display()
-    );
-    Ok(())
+    (latency, relist, memory)
 }
 
 /// Test 1 for one store at one size: idle, then with the paced writer.
@@ -389,22 +425,35 @@ fn write_svg(args: &Args, latency: &[LatencyRun]) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// The end-to-end part of the suite: measurements against the `apisim` simulated API server
-/// over HTTP. Not implemented yet; this is where it goes.
-///
-/// To add once `crates/apisim` lands (each a function here returning rows for
-/// [`report::EndToEnd`], rendered as section 6 of the report):
-/// - initial sync of 10,000 objects over HTTP (time until `Cache::ready()`), repocache vs a
-///   kube-runtime reflector;
-/// - propagation latency: a write on the server until it is visible in `Cache::get`;
-/// - API load: requests reaching the server for N readers, cache vs direct GETs;
-/// - the install scenario.
+/// The end-to-end part of the suite (section 6): repocache against kube-runtime's reflector and
+/// uncached reads, over HTTP against `apisim` (see [`repocache_bench::e2e`]).
 mod end_to_end {
     use super::Config;
+    use repocache_bench::e2e::{self, E2eConfig};
     use repocache_bench::report::EndToEnd;
 
-    /// Runs the end-to-end measurements (none yet).
-    pub(super) fn run(_cfg: &Config) -> EndToEnd {
-        EndToEnd::default()
+    /// Runs the end-to-end measurements at the run's size; in smoke mode (CI) a part that
+    /// fails fails the run.
+    pub(super) fn run(cfg: &Config) -> anyhow::Result<EndToEnd> {
+        let config = match cfg.mode {
+            "smoke" => E2eConfig::smoke(),
+            "quick" => E2eConfig::quick(),
+            _ => E2eConfig::full(),
+        };
+        let results = e2e::run(&config);
+        let errors = results.errors();
+        for e in &errors {
+            eprintln!("  e2e: {e}");
+        }
+        anyhow::ensure!(
+            cfg.mode != "smoke" || errors.is_empty(),
+            "the end-to-end smoke failed: {}",
+            errors.join("; ")
+        );
+        let (section, targets) = e2e::render::render(&results);
+        Ok(EndToEnd {
+            section: Some(section),
+            targets,
+        })
     }
 }

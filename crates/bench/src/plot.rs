@@ -58,6 +58,12 @@ pub fn read_latency(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow::
     let x_min = all().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1.0);
     let x_max = all().map(|p| p.0).fold(1.0, f64::max);
     let y_min = all().map(|p| p.1).fold(1.0, f64::min);
+    // An empty plot has no range (and plotters never finishes a log axis of infinite width).
+    anyhow::ensure!(
+        x_min.is_finite() && x_max.is_finite(),
+        "plot {}: nothing to draw",
+        path.display()
+    );
     let x_range = (x_min / 1.5)..(x_max * 1.5);
     let y_range = (y_min / 2.0)..1.2;
     let err = |e: &dyn std::fmt::Display| anyhow!("plot {}: {e}", path.display());
