@@ -187,27 +187,6 @@ impl<K> Cache<K> {
         self.shared.current.load_full()
     }
 
-    /// The cluster-scoped object with this name, from the current snapshot.
-    ///
-    /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
-    pub fn get(&self, name: &str) -> Option<Arc<K>> {
-        let found = self.shared.current.load().get(name).cloned();
-        self.count(found.is_some());
-        found
-    }
-
-    /// The namespaced object with this namespace and name, from the current snapshot.
-    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        let found = self
-            .shared
-            .current
-            .load()
-            .get_namespaced(namespace, name)
-            .cloned();
-        self.count(found.is_some());
-        found
-    }
-
     /// A per-thread read handle whose reads skip arc-swap's guard: one relaxed load to check the
     /// snapshot is current, then the lookup. For hot loops; see [`Reader`](crate::Reader).
     pub fn reader(&self) -> crate::reader::Reader<K> {
@@ -220,20 +199,6 @@ impl<K> Cache<K> {
     /// without allocating, iterate a [`snapshot`](Self::snapshot) instead.
     pub fn list(&self) -> Vec<Arc<K>> {
         self.shared.current.load().to_vec()
-    }
-
-    /// The objects indexed under `value` in the index called `index`, from the current
-    /// snapshot, in (namespace, name) order. Fails with [`Error::NoSuchIndex`] when the cache
-    /// has no index of that name.
-    pub fn by_index(&self, index: &str, value: &str) -> Result<Vec<Arc<K>>, Error> {
-        let snapshot = self.shared.current.load();
-        match snapshot.by_index(index, value) {
-            Some(objects) => Ok(objects.cloned().collect()),
-            None => Err(Error::NoSuchIndex {
-                kind: self.shared.kind.clone(),
-                index: index.to_owned(),
-            }),
-        }
     }
 
     /// Which objects of the kind this cache holds: its namespace restriction and selectors.
@@ -412,6 +377,43 @@ impl<K> Cache<K> {
                 generation: snapshot.generation(),
                 since_confirmed: snapshot.since_confirmed(),
             },
+        }
+    }
+}
+
+impl<K: Resource> Cache<K> {
+    /// The cluster-scoped object with this name, from the current snapshot.
+    ///
+    /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
+    pub fn get(&self, name: &str) -> Option<Arc<K>> {
+        let found = self.shared.current.load().get(name).cloned();
+        self.count(found.is_some());
+        found
+    }
+
+    /// The namespaced object with this namespace and name, from the current snapshot.
+    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let found = self
+            .shared
+            .current
+            .load()
+            .get_namespaced(namespace, name)
+            .cloned();
+        self.count(found.is_some());
+        found
+    }
+
+    /// The objects indexed under `value` in the index called `index`, from the current
+    /// snapshot, in (namespace, name) order. Fails with [`Error::NoSuchIndex`] when the cache
+    /// has no index of that name.
+    pub fn by_index(&self, index: &str, value: &str) -> Result<Vec<Arc<K>>, Error> {
+        let snapshot = self.shared.current.load();
+        match snapshot.by_index(index, value) {
+            Some(objects) => Ok(objects.cloned().collect()),
+            None => Err(Error::NoSuchIndex {
+                kind: self.shared.kind.clone(),
+                index: index.to_owned(),
+            }),
         }
     }
 }

@@ -4,13 +4,23 @@
 //! bad event. The reflector therefore watches `Decoded<K>`, which always deserializes: either
 //! as the typed object or as its metadata plus the decode error, so that one bad object is
 //! counted, logged and skipped while every other object keeps syncing.
+//!
+//! Decoding costs one extra pass over the object's text, not a second decode: from serde_json's
+//! own deserializer (which is what kube's client uses for lists and watch lines) the object is
+//! taken as its raw JSON text, skipped over without allocating, and decoded as `K` from that
+//! text; only when that fails is the text parsed again, for the metadata. Any other deserializer
+//! (e.g. serde's buffering of a watch event whose `object` precedes its `type`) goes through a
+//! `serde_json::Value`.
 
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::DynamicResourceScope;
-use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A watched object: decoded as `K`, or kept as metadata with the reason it did not decode.
@@ -35,7 +45,30 @@ pub struct InvalidObject {
     pub error: String,
 }
 
+/// The name serde_json's deserializer recognizes to hand out a value's raw text (its
+/// `RawValue` token). If a future serde_json stopped recognizing it, deserialization would take
+/// the `visit_newtype_struct` path below: slower, never wrong.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
 impl<K: DeserializeOwned> Decoded<K> {
+    /// Decodes one object from its JSON text, never failing: a bad object becomes
+    /// [`Decoded::Invalid`].
+    pub fn from_json(text: &str) -> Self {
+        match serde_json::from_str::<K>(text) {
+            Ok(obj) => Decoded::Valid(obj),
+            Err(err) => Decoded::Invalid(InvalidObject {
+                metadata: serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("metadata")
+                            .and_then(|m| ObjectMeta::deserialize(m).ok())
+                    })
+                    .unwrap_or_default(),
+                error: err.to_string(),
+            }),
+        }
+    }
+
     /// Decodes one object from JSON, never failing: a bad object becomes [`Decoded::Invalid`].
     pub fn from_value(value: &serde_json::Value) -> Self {
         match K::deserialize(value) {
@@ -53,8 +86,83 @@ impl<K: DeserializeOwned> Decoded<K> {
 
 impl<'de, K: DeserializeOwned> Deserialize<'de> for Decoded<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_newtype_struct(RAW_VALUE_TOKEN, DecodedVisitor(PhantomData))
+    }
+}
+
+/// A string, borrowed from the input when the deserializer can lend it.
+enum Text<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Text::Borrowed(s))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text::Owned(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Text::Owned(s))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// Takes an object as raw JSON text (from serde_json) or as any value (from anything else).
+struct DecodedVisitor<K>(PhantomData<K>);
+
+impl<'de, K: DeserializeOwned> Visitor<'de> for DecodedVisitor<K> {
+    type Value = Decoded<K>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    /// serde_json hands a raw value over as a one-entry map `{TOKEN: "<the JSON text>"}`; any
+    /// other map is an object given entry by entry.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some(key) = map.next_key::<Text<'de>>()? else {
+            return Ok(Decoded::from_value(&serde_json::Value::Object(
+                Default::default(),
+            )));
+        };
+        if key.as_str() == RAW_VALUE_TOKEN {
+            let text = map.next_value::<Text<'de>>()?;
+            return Ok(Decoded::from_json(text.as_str()));
+        }
+        let mut object = serde_json::Map::new();
+        object.insert(key.as_str().to_owned(), map.next_value()?);
+        while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+            object.insert(k, v);
+        }
+        Ok(Decoded::from_value(&serde_json::Value::Object(object)))
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
-        Ok(Self::from_value(&value))
+        Ok(Decoded::from_value(&value))
     }
 }
 
@@ -128,6 +236,47 @@ mod tests {
             }
             Decoded::Valid(_) => panic!("a number is not a string"),
         }
+    }
+
+    #[test]
+    fn watch_events_decode_whichever_key_comes_first() {
+        use kube::core::WatchEvent;
+        for line in [
+            r#"{"type":"ADDED","object":{"metadata":{"name":"a"},"data":{"k":"v"}}}"#,
+            r#"{"object":{"metadata":{"name":"a"},"data":{"k":"v"}},"type":"ADDED"}"#,
+        ] {
+            match serde_json::from_str::<WatchEvent<Decoded<ConfigMap>>>(line).unwrap() {
+                WatchEvent::Added(Decoded::Valid(cm)) => assert_eq!(cm.data.unwrap()["k"], "v"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        let bad = r#"{"object":{"metadata":{"name":"b"},"data":{"k":1}},"type":"MODIFIED"}"#;
+        match serde_json::from_str::<WatchEvent<Decoded<ConfigMap>>>(bad).unwrap() {
+            WatchEvent::Modified(Decoded::Invalid(bad)) => {
+                assert_eq!(bad.metadata.name.as_deref(), Some("b"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = r#"{"type":"MODIFIED","object":{"metadata":{"name":"c"},"data":{"k":1}}}"#;
+        match serde_json::from_str::<WatchEvent<Decoded<ConfigMap>>>(bad).unwrap() {
+            WatchEvent::Modified(Decoded::Invalid(bad)) => {
+                assert_eq!(bad.metadata.name.as_deref(), Some("c"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_from_bytes_and_readers_too() {
+        let list = br#"[{"metadata":{"name":"a"}},{"metadata":{"name":"b"},"data":{"k":1}}]"#;
+        let items: Vec<Decoded<ConfigMap>> = serde_json::from_slice(list).unwrap();
+        assert!(matches!(items[0], Decoded::Valid(_)));
+        assert!(
+            matches!(&items[1], Decoded::Invalid(bad) if bad.metadata.name.as_deref() == Some("b"))
+        );
+        let items: Vec<Decoded<ConfigMap>> = serde_json::from_reader(&list[..]).unwrap();
+        assert!(matches!(items[0], Decoded::Valid(_)));
+        assert!(matches!(items[1], Decoded::Invalid(_)));
     }
 
     #[test]

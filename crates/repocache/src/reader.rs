@@ -27,8 +27,12 @@ impl<K> Deref for SharedSwap<K> {
     }
 }
 
-/// A read handle for one thread; see the [module docs](self) and
-/// [`Cache::reader`](crate::Cache::reader).
+/// A read handle for one thread, from [`Cache::reader`](crate::Cache::reader).
+///
+/// [`Cache::get`](crate::Cache::get) works from any number of threads through `&self` and pays
+/// `arc-swap`'s guard on every read. A `Reader` keeps the current snapshot itself
+/// (`arc_swap::Cache`) and only checks, with one relaxed load, that it is still current; it
+/// reloads when the writer has published. It needs `&mut self`: each thread or task keeps its own.
 ///
 /// Reads never block and never do I/O; they see a newly published snapshot at their next call.
 /// Holding a `Reader` keeps the snapshot it last read alive until its next read.
@@ -57,6 +61,17 @@ impl<K> Reader<K> {
         self.inner.load()
     }
 
+    fn count(&self, hit: bool) {
+        let counters = &self.shared.counters;
+        if hit {
+            counters.hits.incr();
+        } else {
+            counters.misses.incr();
+        }
+    }
+}
+
+impl<K: kube::Resource> Reader<K> {
     /// The cluster-scoped object with this name.
     pub fn get(&mut self, name: &str) -> Option<Arc<K>> {
         let found = self.inner.load().get(name).cloned();
@@ -69,14 +84,5 @@ impl<K> Reader<K> {
         let found = self.inner.load().get_namespaced(namespace, name).cloned();
         self.count(found.is_some());
         found
-    }
-
-    fn count(&self, hit: bool) {
-        let counters = &self.shared.counters;
-        if hit {
-            counters.hits.incr();
-        } else {
-            counters.misses.incr();
-        }
     }
 }

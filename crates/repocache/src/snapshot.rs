@@ -5,8 +5,10 @@
 //! the next snapshot from the previous one in O(log n) per event and both share almost all of
 //! their memory.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
@@ -21,9 +23,63 @@ use crate::key::{KeyView, ObjectKey};
 /// on short keys such as object names).
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-/// Objects by key, for O(1) expected-time lookups.
+/// Objects by (namespace, name), for O(1) expected-time lookups. The map stores no separate
+/// key: each entry is the object's `Arc`, hashed and compared by the object's own metadata.
 pub(crate) type Index<K> =
-    imbl::GenericHashMap<ObjectKey, Arc<K>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+    imbl::GenericHashMap<Slot<K>, (), Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// A cached object as the lookup map holds it: hashed and compared by its (namespace, name),
+/// so copying a map node (as every persistent update does) costs one reference count per entry
+/// and the names are not stored twice.
+pub(crate) struct Slot<K>(pub(crate) Arc<K>);
+
+impl<K> Clone for Slot<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K: Resource> KeyView for Slot<K> {
+    fn ns(&self) -> Option<&str> {
+        self.0
+            .meta()
+            .namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+    }
+    fn nm(&self) -> &str {
+        self.0.meta().name.as_deref().unwrap_or_default()
+    }
+}
+
+impl<K: Resource> Hash for Slot<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self as &dyn KeyView).hash(state);
+    }
+}
+
+impl<K: Resource> PartialEq for Slot<K> {
+    fn eq(&self, other: &Self) -> bool {
+        (self as &dyn KeyView) == (other as &dyn KeyView)
+    }
+}
+
+impl<K: Resource> Eq for Slot<K> {}
+
+impl<'a, K: Resource + 'a> Borrow<dyn KeyView + 'a> for Slot<K> {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+/// Looks an object up by a borrowed key.
+#[inline]
+pub(crate) fn lookup<'s, K: Resource>(
+    index: &'s Index<K>,
+    key: &dyn KeyView,
+) -> Option<&'s Arc<K>> {
+    index.get_key_value(key).map(|(slot, ())| &slot.0)
+}
 /// Objects sorted by (namespace, name), for deterministic iteration that does not allocate.
 pub(crate) type Ordered<K> = imbl::Vector<Arc<K>>;
 
@@ -65,59 +121,6 @@ impl<K> Snapshot<K> {
             indexes: vec![IndexMap::default(); indexers.len()],
             indexers,
         }
-    }
-
-    /// The objects indexed under `value` in the index called `index`, in (namespace, name)
-    /// order; `None` when the cache has no index of that name.
-    ///
-    /// The index and the objects are from this one snapshot: always consistent.
-    pub fn by_index<'a>(
-        &'a self,
-        index: &str,
-        value: &str,
-    ) -> Option<impl Iterator<Item = &'a Arc<K>> + 'a> {
-        let position = self.indexers.iter().position(|i| &*i.name == index)?;
-        let keys = self.indexes.get(position)?.get(value);
-        Some(
-            keys.into_iter()
-                .flat_map(|keys| keys.iter())
-                .filter_map(move |key| self.index.get(key as &dyn KeyView)),
-        )
-    }
-
-    /// The values present in the index called `index` (unordered); `None` when there is no
-    /// such index.
-    pub fn index_values(&self, index: &str) -> Option<impl Iterator<Item = &str>> {
-        let position = self.indexers.iter().position(|i| &*i.name == index)?;
-        Some(self.indexes.get(position)?.keys().map(String::as_str))
-    }
-
-    /// The names of this cache's indexes.
-    pub fn index_names(&self) -> impl Iterator<Item = &str> {
-        self.indexers.iter().map(|i| i.name())
-    }
-
-    /// The object with this name, for cluster-scoped kinds.
-    ///
-    /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced): a namespaced object is
-    /// never found without its namespace.
-    pub fn get(&self, name: &str) -> Option<&Arc<K>> {
-        self.index.get(&(None, name) as &dyn KeyView)
-    }
-
-    /// The object with this namespace and name, for namespaced kinds.
-    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<&Arc<K>> {
-        self.index.get(&(Some(namespace), name) as &dyn KeyView)
-    }
-
-    /// The object under this key.
-    pub fn get_key(&self, key: &ObjectKey) -> Option<&Arc<K>> {
-        self.index.get(key as &dyn KeyView)
-    }
-
-    /// Whether an object with this key is present.
-    pub fn contains(&self, key: &ObjectKey) -> bool {
-        self.get_key(key).is_some()
     }
 
     /// All objects, ordered by namespace then name (cluster-scoped objects first).
@@ -186,6 +189,61 @@ impl<K> Snapshot<K> {
     pub(crate) fn confirm(&self, at: Instant) {
         self.confirmed
             .fetch_max(self.clock.nanos(at), AtomicOrdering::Relaxed);
+    }
+}
+
+impl<K: Resource> Snapshot<K> {
+    /// The objects indexed under `value` in the index called `index`, in (namespace, name)
+    /// order; `None` when the cache has no index of that name.
+    ///
+    /// The index and the objects are from this one snapshot: always consistent.
+    pub fn by_index<'a>(
+        &'a self,
+        index: &str,
+        value: &str,
+    ) -> Option<impl Iterator<Item = &'a Arc<K>> + 'a> {
+        let position = self.indexers.iter().position(|i| &*i.name == index)?;
+        let keys = self.indexes.get(position)?.get(value);
+        Some(
+            keys.into_iter()
+                .flat_map(|keys| keys.iter())
+                .filter_map(move |key| lookup(&self.index, key)),
+        )
+    }
+
+    /// The values present in the index called `index` (unordered); `None` when there is no
+    /// such index.
+    pub fn index_values(&self, index: &str) -> Option<impl Iterator<Item = &str>> {
+        let position = self.indexers.iter().position(|i| &*i.name == index)?;
+        Some(self.indexes.get(position)?.keys().map(String::as_str))
+    }
+
+    /// The names of this cache's indexes.
+    pub fn index_names(&self) -> impl Iterator<Item = &str> {
+        self.indexers.iter().map(|i| i.name())
+    }
+
+    /// The object with this name, for cluster-scoped kinds.
+    ///
+    /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced): a namespaced object is
+    /// never found without its namespace.
+    pub fn get(&self, name: &str) -> Option<&Arc<K>> {
+        lookup(&self.index, &(None, name))
+    }
+
+    /// The object with this namespace and name, for namespaced kinds.
+    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<&Arc<K>> {
+        lookup(&self.index, &(Some(namespace), name))
+    }
+
+    /// The object under this key.
+    pub fn get_key(&self, key: &ObjectKey) -> Option<&Arc<K>> {
+        lookup(&self.index, key)
+    }
+
+    /// Whether an object with this key is present.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        self.get_key(key).is_some()
     }
 }
 

@@ -18,8 +18,9 @@ use crate::cache::{Cache, Shared};
 use crate::change::{Batch, Change, diff};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
+use crate::key::KeyView;
 use crate::key::ObjectKey;
-use crate::snapshot::{Index, Ordered, Snapshot, cmp_object_key};
+use crate::snapshot::{Index, Ordered, Slot, Snapshot, cmp_object_key, lookup};
 
 /// Applies watcher events to a cache and publishes its snapshots.
 ///
@@ -214,7 +215,7 @@ where
             return Applied::Skipped;
         };
         let new_rv = obj.meta().resource_version.clone();
-        let old = self.index.get(&key).cloned();
+        let old = lookup(&self.index, &key).cloned();
         if let Some(old) = &old
             && !is_newer(new_rv.as_deref(), old.meta().resource_version.as_deref())
         {
@@ -237,7 +238,7 @@ where
             }
             index::insert(map, indexer, &key, obj.as_ref());
         }
-        self.index.insert(key, obj.clone());
+        self.index.insert(Slot(obj.clone()), ());
         if self.recording() {
             self.pending.push(match old {
                 Some(old) => Change::Updated {
@@ -262,7 +263,7 @@ where
             buffer.retain(|(k, _)| k != key);
             return Applied::Buffered;
         }
-        let Some(old) = self.index.remove(key) else {
+        let Some((Slot(old), ())) = self.index.remove_with_key(key as &dyn KeyView) else {
             trace!(kind = %self.shared.kind, %key, "delete of an object the cache does not hold");
             self.confirm();
             return Applied::Unchanged;
@@ -297,31 +298,31 @@ where
         };
         // A stable sort by key: of duplicates, the last one listed (the newest) comes last.
         listed.sort_by(|(a, _), (b, _)| a.cmp(b));
-        let mut ordered = Ordered::new();
-        let mut index = Index::default();
+        // Of duplicates keep the last one listed; re-use the previous version of every object
+        // the relist returned unchanged.
+        let mut entries: Vec<(ObjectKey, Arc<K>)> = Vec::with_capacity(listed.len());
         let mut newest: Option<String> = None;
-        let mut previous_key: Option<ObjectKey> = None;
         for (key, obj) in listed {
             let rv = obj.meta().resource_version.clone();
             if is_newer(rv.as_deref(), newest.as_deref()) {
                 newest = rv.clone();
             }
-            // Keep sharing the previous version when the relist returned it unchanged.
-            let obj = match self.index.get(&key) {
+            let obj = match lookup(&self.index, &key) {
                 Some(old) if rv.is_some() && old.meta().resource_version == rv => old.clone(),
                 _ => obj,
             };
-            if previous_key.as_ref() == Some(&key) {
-                // A duplicate: the index insert below replaces its entry too.
-                ordered.pop_back();
+            match entries.last_mut() {
+                Some(last) if last.0 == key => *last = (key, obj),
+                _ => entries.push((key, obj)),
             }
-            ordered.push_back(obj.clone());
-            index.insert(key.clone(), obj);
-            previous_key = Some(key);
         }
+        let mut ordered = Ordered::new();
+        let mut index = Index::default();
         let mut indexes = vec![IndexMap::default(); self.indexers.len()];
-        for (map, indexer) in indexes.iter_mut().zip(self.indexers.iter()) {
-            for (key, obj) in index.iter() {
+        for (key, obj) in &entries {
+            ordered.push_back(obj.clone());
+            index.insert(Slot(obj.clone()), ());
+            for (map, indexer) in indexes.iter_mut().zip(self.indexers.iter()) {
                 index::insert(map, indexer, key, obj.as_ref());
             }
         }
