@@ -86,6 +86,14 @@ impl fmt::Display for ObjectKey {
 pub(crate) trait KeyView {
     fn ns(&self) -> Option<&str>;
     fn nm(&self) -> &str;
+
+    /// `namespace/name`, or `name`, for logs.
+    fn display(&self) -> String {
+        match self.ns() {
+            Some(ns) => format!("{ns}/{}", self.nm()),
+            None => self.nm().to_owned(),
+        }
+    }
 }
 
 impl KeyView for ObjectKey {

@@ -41,15 +41,36 @@ impl<K> Clone for Slot<K> {
 
 impl<K: Resource> KeyView for Slot<K> {
     fn ns(&self) -> Option<&str> {
-        self.0
-            .meta()
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty())
+        namespace_of(self.0.as_ref())
     }
     fn nm(&self) -> &str {
-        self.0.meta().name.as_deref().unwrap_or_default()
+        name_of(self.0.as_ref())
     }
+}
+
+fn namespace_of<K: Resource>(obj: &K) -> Option<&str> {
+    obj.meta().namespace.as_deref().filter(|ns| !ns.is_empty())
+}
+
+fn name_of<K: Resource>(obj: &K) -> &str {
+    obj.meta().name.as_deref().unwrap_or_default()
+}
+
+/// An object seen as its own key: (namespace, name) read from its metadata, no allocation.
+pub(crate) struct ObjView<'a, K>(pub(crate) &'a K);
+
+impl<K: Resource> KeyView for ObjView<'_, K> {
+    fn ns(&self) -> Option<&str> {
+        namespace_of(self.0)
+    }
+    fn nm(&self) -> &str {
+        name_of(self.0)
+    }
+}
+
+/// Whether an object has a name (and so can be cached).
+pub(crate) fn has_name<K: Resource>(obj: &K) -> bool {
+    obj.meta().name.as_deref().is_some_and(|n| !n.is_empty())
 }
 
 impl<K: Resource> Hash for Slot<K> {
@@ -306,9 +327,9 @@ pub(crate) fn cmp_objects<K: Resource>(a: &K, b: &K) -> Ordering {
 }
 
 /// Compares an object's position in the (namespace, name) order with a key.
-pub(crate) fn cmp_object_key<K: Resource>(obj: &K, key: &ObjectKey) -> Ordering {
+pub(crate) fn cmp_object_key<K: Resource>(obj: &K, key: &dyn KeyView) -> Ordering {
     let meta = obj.meta();
     let ns = meta.namespace.as_deref().filter(|ns| !ns.is_empty());
     let name = meta.name.as_deref().unwrap_or_default();
-    (&(ns, name) as &dyn KeyView).cmp(key as &dyn KeyView)
+    (&(ns, name) as &dyn KeyView).cmp(key)
 }

@@ -18,9 +18,10 @@ use crate::cache::{Cache, Shared};
 use crate::change::{Batch, Change, diff};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
-use crate::key::KeyView;
-use crate::key::ObjectKey;
-use crate::snapshot::{Index, Ordered, Slot, Snapshot, cmp_object_key, lookup};
+use crate::key::{KeyView, ObjectKey};
+use crate::snapshot::{
+    Index, ObjView, Ordered, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
+};
 
 /// Applies watcher events to a cache and publishes its snapshots.
 ///
@@ -40,7 +41,7 @@ pub struct Writer<K> {
     resource_version: Option<Arc<str>>,
     generation: u64,
     /// `Some` between `Init` and `InitDone`: the objects of the relist in progress.
-    relist: Option<Vec<(ObjectKey, Arc<K>)>>,
+    relist: Option<Vec<Arc<K>>>,
     /// The working state differs from the last published snapshot.
     dirty: bool,
     changes: broadcast::Sender<Arc<Batch<K>>>,
@@ -160,17 +161,17 @@ where
                 Applied::Buffered
             }
             Event::InitApply(obj) => {
-                let Some(key) = ObjectKey::of(&obj) else {
+                if !has_name(&obj) {
                     warn!(kind = %self.shared.kind, "listed object without a name skipped");
                     return Applied::Skipped;
-                };
+                }
                 let obj = self.transformed(obj);
                 self.relist
                     .get_or_insert_with(|| {
                         warn!("InitApply without Init; starting a relist buffer");
                         Vec::new()
                     })
-                    .push((key, obj));
+                    .push(obj);
                 Applied::Buffered
             }
             Event::InitDone => self.finish_relist(),
@@ -183,12 +184,11 @@ where
                 self.upsert(obj)
             }
             Event::Delete(obj) => {
-                let Some(key) = ObjectKey::of(&obj) else {
+                if !has_name(&obj) {
                     warn!(kind = %self.shared.kind, "delete of an object without a name skipped");
                     return Applied::Skipped;
-                };
-                let rv = obj.meta().resource_version.clone();
-                self.remove(&key, rv.as_deref())
+                }
+                self.remove(&ObjView(&obj), obj.meta().resource_version.as_deref())
             }
         }
     }
@@ -210,35 +210,40 @@ where
 
     /// Inserts or replaces one object in the working state.
     fn upsert(&mut self, obj: Arc<K>) -> Applied {
-        let Some(key) = ObjectKey::of(obj.as_ref()) else {
+        if !has_name(obj.as_ref()) {
             warn!(kind = %self.shared.kind, "object without a name skipped");
             return Applied::Skipped;
-        };
-        let new_rv = obj.meta().resource_version.clone();
-        let old = lookup(&self.index, &key).cloned();
+        }
+        let new_rv = obj.meta().resource_version.as_deref();
+        let old = lookup(&self.index, &ObjView(obj.as_ref())).cloned();
         if let Some(old) = &old
-            && !is_newer(new_rv.as_deref(), old.meta().resource_version.as_deref())
+            && !is_newer(new_rv, old.meta().resource_version.as_deref())
         {
-            trace!(kind = %self.shared.kind, %key, rv = ?new_rv, "repeated or stale version ignored");
+            trace!(kind = %self.shared.kind, key = %ObjView(obj.as_ref()).display(), rv = ?new_rv, "repeated or stale version ignored");
             self.confirm();
             return Applied::Unchanged;
         }
         match self
             .ordered
-            .binary_search_by(|o| cmp_object_key(o.as_ref(), &key))
+            .binary_search_by(|o| cmp_objects(o.as_ref(), obj.as_ref()))
         {
             Ok(pos) => {
                 self.ordered.set(pos, obj.clone());
             }
             Err(pos) => self.ordered.insert(pos, obj.clone()),
         }
-        for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
-            if let Some(old) = &old {
-                index::remove(map, indexer, &key, old.as_ref());
+        if !self.indexers.is_empty()
+            && let Some(key) = ObjectKey::of(obj.as_ref())
+        {
+            for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
+                if let Some(old) = &old {
+                    index::remove(map, indexer, &key, old.as_ref());
+                }
+                index::insert(map, indexer, &key, obj.as_ref());
             }
-            index::insert(map, indexer, &key, obj.as_ref());
         }
         self.index.insert(Slot(obj.clone()), ());
+        let new_rv = obj.meta().resource_version.clone();
         if self.recording() {
             self.pending.push(match old {
                 Some(old) => Change::Updated {
@@ -258,13 +263,13 @@ where
     }
 
     /// Removes one object from the working state (or the relist buffer in progress).
-    pub(crate) fn remove(&mut self, key: &ObjectKey, rv: Option<&str>) -> Applied {
+    pub(crate) fn remove(&mut self, key: &dyn KeyView, rv: Option<&str>) -> Applied {
         if let Some(buffer) = &mut self.relist {
-            buffer.retain(|(k, _)| k != key);
+            buffer.retain(|o| cmp_object_key(o.as_ref(), key).is_ne());
             return Applied::Buffered;
         }
-        let Some((Slot(old), ())) = self.index.remove_with_key(key as &dyn KeyView) else {
-            trace!(kind = %self.shared.kind, %key, "delete of an object the cache does not hold");
+        let Some((Slot(old), ())) = self.index.remove_with_key(key) else {
+            trace!(kind = %self.shared.kind, key = %key.display(), "delete of an object the cache does not hold");
             self.confirm();
             return Applied::Unchanged;
         };
@@ -274,8 +279,12 @@ where
         {
             self.ordered.remove(pos);
         }
-        for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
-            index::remove(map, indexer, key, old.as_ref());
+        if !self.indexers.is_empty()
+            && let Some(old_key) = ObjectKey::of(old.as_ref())
+        {
+            for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
+                index::remove(map, indexer, &old_key, old.as_ref());
+            }
         }
         if self.recording() {
             self.pending.push(Change::Deleted {
@@ -296,34 +305,41 @@ where
             self.shared.mark_ready();
             return Applied::Unchanged;
         };
-        // A stable sort by key: of duplicates, the last one listed (the newest) comes last.
-        listed.sort_by(|(a, _), (b, _)| a.cmp(b));
+        // A stable sort by (namespace, name): of duplicates, the last one listed (the newest)
+        // comes last.
+        listed.sort_by(|a, b| cmp_objects(a.as_ref(), b.as_ref()));
         // Of duplicates keep the last one listed; re-use the previous version of every object
         // the relist returned unchanged.
-        let mut entries: Vec<(ObjectKey, Arc<K>)> = Vec::with_capacity(listed.len());
+        let mut entries: Vec<Arc<K>> = Vec::with_capacity(listed.len());
         let mut newest: Option<String> = None;
-        for (key, obj) in listed {
-            let rv = obj.meta().resource_version.clone();
-            if is_newer(rv.as_deref(), newest.as_deref()) {
-                newest = rv.clone();
+        for obj in listed {
+            let rv = obj.meta().resource_version.as_deref();
+            if is_newer(rv, newest.as_deref()) {
+                newest = rv.map(str::to_owned);
             }
-            let obj = match lookup(&self.index, &key) {
-                Some(old) if rv.is_some() && old.meta().resource_version == rv => old.clone(),
+            let obj = match lookup(&self.index, &ObjView(obj.as_ref())) {
+                Some(old) if rv.is_some() && old.meta().resource_version.as_deref() == rv => {
+                    old.clone()
+                }
                 _ => obj,
             };
             match entries.last_mut() {
-                Some(last) if last.0 == key => *last = (key, obj),
-                _ => entries.push((key, obj)),
+                Some(last) if cmp_objects(last.as_ref(), obj.as_ref()).is_eq() => *last = obj,
+                _ => entries.push(obj),
             }
         }
         let mut ordered = Ordered::new();
         let mut index = Index::default();
         let mut indexes = vec![IndexMap::default(); self.indexers.len()];
-        for (key, obj) in &entries {
+        for obj in &entries {
             ordered.push_back(obj.clone());
             index.insert(Slot(obj.clone()), ());
-            for (map, indexer) in indexes.iter_mut().zip(self.indexers.iter()) {
-                index::insert(map, indexer, key, obj.as_ref());
+            if !self.indexers.is_empty()
+                && let Some(key) = ObjectKey::of(obj.as_ref())
+            {
+                for (map, indexer) in indexes.iter_mut().zip(self.indexers.iter()) {
+                    index::insert(map, indexer, &key, obj.as_ref());
+                }
             }
         }
         debug!(kind = %self.shared.kind, objects = ordered.len(), rv = ?newest, "relist complete");
