@@ -32,6 +32,22 @@ fn get(c: &mut Criterion) {
         let objects = fixture::repositories(n, 1);
         let repocache: Repocache = sides::filled(&objects);
         bench_reader(&mut group, ids::GET_REPOCACHE, n, &repocache.reader());
+        {
+            // The per-thread handle: `&mut self`, so it is benched directly.
+            let keys = sides::keys::<repocache::Cache<sides::Obj>>(n);
+            let mut reader = repocache.reader().reader();
+            let mut i = 0;
+            group.bench_with_input(
+                BenchmarkId::new(ids::GET_REPOCACHE_READER, n),
+                &n,
+                |b, _| {
+                    b.iter(|| {
+                        i = if i + 1 == keys.len() { 0 } else { i + 1 };
+                        reader.get(black_box(&keys[i]))
+                    })
+                },
+            );
+        }
         let kube: KubeStore = sides::filled(&objects);
         bench_reader(&mut group, ids::GET_KUBE, n, &kube.reader());
         let locked: LockedMap = sides::filled(&objects);

@@ -8,6 +8,8 @@ pub const SIZES: &[usize] = &[10, 1_000, 10_000];
 pub const GET: &str = "get";
 /// repocache `Cache::get`.
 pub const GET_REPOCACHE: &str = "repocache";
+/// repocache `Reader::get` (the per-thread, guard-free handle).
+pub const GET_REPOCACHE_READER: &str = "repocache-reader";
 /// kube-runtime `Store::get`.
 pub const GET_KUBE: &str = "kube-store";
 /// `parking_lot::RwLock<HashMap>`.
