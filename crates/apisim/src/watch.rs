@@ -77,10 +77,17 @@ pub(crate) fn start(shared: Arc<Shared>, req: WatchRequest) -> Result<Body, ApiE
     Ok(Body::from_stream(stream))
 }
 
-/// Encode one watch event line.
+/// Encode one watch event line: `{"type":…,"object":…}`, in that order, as the API server
+/// writes it (Go encodes struct fields in declaration order). Clients rely on it: serde's
+/// adjacently tagged enums (kube's `WatchEvent`) decode the object directly only when the type
+/// comes first, and buffer it otherwise.
 pub(crate) fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": object}).to_string();
-    s.push('\n');
+    let mut s = String::with_capacity(32);
+    s.push_str("{\"type\":");
+    s.push_str(&Value::from(kind).to_string());
+    s.push_str(",\"object\":");
+    s.push_str(&object.to_string());
+    s.push_str("}\n");
     Bytes::from(s)
 }
 
@@ -269,5 +276,19 @@ async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_line;
+
+    #[test]
+    fn event_lines_put_the_type_first_as_the_api_server_does() {
+        let line = event_line("ADDED", &serde_json::json!({"metadata": {"name": "a"}}));
+        assert_eq!(
+            &line[..],
+            &b"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n"[..]
+        );
     }
 }

@@ -335,14 +335,21 @@ where
         debug!(ttl = ?self.ttl, "watch started");
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the TTL, re-armed only when it fired or must fire earlier: confirmations
+        // only ever push the deadline later, and `on_ttl` re-checks before acting, so the loop
+        // does not touch the timer wheel once per event.
+        let ttl_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(ttl_timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let deadline = self.ttl_deadline();
-            let ttl_expired = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+            match self.ttl_deadline() {
+                Some(at) if armed.is_none_or(|armed| at < armed) => {
+                    ttl_timer.as_mut().reset(at.into());
+                    armed = Some(at);
                 }
-            };
+                Some(_) => {}
+                None => armed = None,
+            }
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
@@ -352,7 +359,10 @@ where
                         self.restart(&mut stream, RelistReason::Manual);
                     }
                 },
-                _ = ttl_expired => self.on_ttl(&mut stream),
+                _ = &mut ttl_timer, if armed.is_some() => {
+                    armed = None;
+                    self.on_ttl(&mut stream);
+                }
                 _ = housekeeping.tick() => {
                     // Snapshots that readers held past their replacement are freed here.
                     self.writer.release_retired();
