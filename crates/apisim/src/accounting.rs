@@ -1,6 +1,6 @@
 //! Request accounting: an ordered log of every request and counters per (verb, resource).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ pub struct RequestRecord {
 
 #[derive(Default)]
 struct Inner {
-    log: Vec<RequestRecord>,
+    log: VecDeque<RequestRecord>,
     counts: BTreeMap<(String, String), u64>,
     next_seq: u64,
 }
@@ -60,13 +60,13 @@ impl Accounting {
             .entry((rec.verb.clone(), rec.resource.clone()))
             .or_default() += 1;
         if inner.log.len() >= MAX_LOG {
-            inner.log.remove(0);
+            inner.log.pop_front();
         }
-        inner.log.push(rec);
+        inner.log.push_back(rec);
     }
 
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.inner.lock().log.clone()
+        self.inner.lock().log.iter().cloned().collect()
     }
 
     pub fn count(&self, verb: &str, resource: &str) -> u64 {

@@ -356,6 +356,22 @@ impl Store {
         (ns.to_string(), name.to_string())
     }
 
+    /// The stored object under `key`, or NotFound.
+    fn existing(
+        inner: &Inner,
+        def: &ResourceDef,
+        res: ResId,
+        key: &ObjKey,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        inner
+            .objects
+            .get(res)
+            .and_then(|m| m.get(key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
+    }
+
     fn emit(&self, inner: &mut Inner, rec: WatchRecord) {
         let rec = Arc::new(rec);
         inner.history.push_back(rec.clone());
@@ -393,12 +409,7 @@ impl Store {
     pub fn get(&self, res: ResId, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         let def = self.def(res)?;
         let inner = self.inner.lock();
-        inner
-            .objects
-            .get(res)
-            .and_then(|m| m.get(&Self::key(def, ns, name)))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
+        Self::existing(&inner, def, res, &Self::key(def, ns, name), name)
     }
 
     fn filtered(inner: &Inner, res: ResId, filter: &Filter) -> Vec<Value> {
@@ -670,12 +681,7 @@ impl Store {
         let def = self.def(res)?.clone();
         let mut inner = self.inner.lock();
         let key = Self::key(&def, ns, name);
-        let cur = inner
-            .objects
-            .get(res)
-            .and_then(|m| m.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
+        let cur = Self::existing(&inner, &def, res, &key, name)?;
         let new = f(&cur)?;
         if !new.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
@@ -852,12 +858,7 @@ impl Store {
         let def = self.def(res)?.clone();
         let mut inner = self.inner.lock();
         let key = Self::key(&def, ns, name);
-        let cur = inner
-            .objects
-            .get(res)
-            .and_then(|m| m.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
+        let cur = Self::existing(&inner, &def, res, &key, name)?;
         Self::check_preconditions(&def, &cur, name, pre)?;
         let fins = finalizers(&cur);
         if !fins.is_empty() {
