@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
 use repocache::debug::{CacheView, DebugServer};
 use repocache_cli::demo::{self, DemoConfig, Progress};
 use repocache_cli::kinds::Kind;
@@ -142,8 +143,8 @@ struct VerifyArgs {
 struct WatchArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// How often to poll the cache (a snapshot's generation is one atomic load; with
-    /// --endpoint every poll is one request).
+    /// With --endpoint: how often to poll it (one request each). A cache built from the cluster
+    /// is followed through its subscription instead: every change, as it is published.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
 }
@@ -366,6 +367,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 (None, None) => bail!("nothing to watch"),
             }
         };
+    // Subscribe before the first look, so that no change falls between the two.
+    let local_changes = view.as_ref().map(CacheView::changes);
     let (generation, objects, header) = snapshot(&view).await?;
     let mut follower = Follower::new(generation, &objects);
     {
@@ -373,27 +376,42 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
         writeln!(out, "{header}; watching for changes (Ctrl-C to stop)")?;
         out.flush()?;
     }
-    // A local cache is polled often (one atomic load); an endpoint at --interval.
-    let interval = if view.is_some() {
-        args.interval.min(Duration::from_millis(50))
-    } else {
-        args.interval
-    };
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = ticker.tick() => {}
-        }
-        let changed = match &view {
-            Some(view) => follower.is_new(view.generation()),
-            None => true,
-        };
-        if changed {
-            let (generation, objects, _) = snapshot(&view).await?;
-            if follower.is_new(generation) {
-                let mut out = std::io::stdout().lock();
-                follower.update(&mut out, generation, &objects)?;
+    match local_changes {
+        // A local cache: every change exactly as the cache publishes it (its subscription).
+        Some(mut changes) => loop {
+            let change = tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                change = changes.next() => change,
+            };
+            let Some(change) = change else { break };
+            let mut out = std::io::stdout().lock();
+            if change.event == "resynced" {
+                writeln!(
+                    out,
+                    "# fell behind the cache; the lines that follow catch up"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<8} {}   resourceVersion={}",
+                    change.event, change.key, change.resource_version
+                )?;
+            }
+            out.flush()?;
+        },
+        // An endpoint: its snapshots, polled at --interval and diffed.
+        None => {
+            let mut ticker = tokio::time::interval(args.interval);
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = ticker.tick() => {}
+                }
+                let (generation, objects, _) = snapshot(&view).await?;
+                if follower.is_new(generation) {
+                    let mut out = std::io::stdout().lock();
+                    follower.update(&mut out, generation, &objects)?;
+                }
             }
         }
     }

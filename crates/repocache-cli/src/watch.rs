@@ -1,5 +1,6 @@
-//! `repocache watch`: one line per change the cache sees, found by diffing consecutive
-//! snapshots (by generation, then by resourceVersion per object).
+//! `repocache watch` against a debug endpoint: one line per change, found by diffing consecutive
+//! snapshots (by generation, then by resourceVersion per object). Against a cluster the command
+//! follows the cache's subscription instead (`CacheView::changes`), which loses nothing.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -341,3 +341,40 @@ async fn readyz_fails_while_a_cache_is_stale_beyond_its_ttl_and_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_cache_view_streams_every_change_without_coalescing() {
+    use futures::StreamExt;
+    let mut writer = Writer::<PackageRepository>::new();
+    writer.apply_batch([
+        Event::Init,
+        Event::InitApply(repository("a", "p")),
+        Event::InitDone,
+    ]);
+    let view = repocache::debug::CacheView::new(&writer.cache());
+    let mut changes = view.changes();
+    // Three publishes in a row, faster than any poll: each one is reported.
+    for (rv, name) in [(8, "b"), (9, "a"), (10, "b")] {
+        let mut obj = repository(name, "p");
+        obj.metadata.resource_version = Some(rv.to_string());
+        writer.apply(Event::Apply(obj));
+    }
+    let mut deleted = repository("a", "p");
+    deleted.metadata.resource_version = Some("11".into());
+    writer.apply(Event::Delete(deleted));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let change = tokio::time::timeout(PATIENCE, changes.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(format!(
+            "{} {} {}",
+            change.event, change.key, change.resource_version
+        ));
+    }
+    assert_eq!(
+        seen,
+        ["added b 8", "updated a 9", "updated b 10", "deleted a 9"]
+    );
+}

@@ -40,4 +40,4 @@ mod view;
 pub use redact::{CREDENTIAL_KEYS, REDACTED, Redactor, redact_credentials};
 pub use report::{CacheReport, CachesReport, LastRelist, StatsReport};
 pub use server::{DebugError, DebugHandle, DebugServer, DebugServerBuilder};
-pub use view::CacheView;
+pub use view::{CacheView, ViewChange};

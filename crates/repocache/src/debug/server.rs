@@ -96,7 +96,10 @@ impl fmt::Debug for DebugServerBuilder {
 impl DebugServerBuilder {
     /// Serves this cache (its objects must serialize).
     #[must_use]
-    pub fn cache<K: Serialize + Send + Sync + 'static>(mut self, cache: &Cache<K>) -> Self {
+    pub fn cache<K: kube::Resource + Serialize + Send + Sync + 'static>(
+        mut self,
+        cache: &Cache<K>,
+    ) -> Self {
         self.caches.push(CacheView::new(cache));
         self.own_metrics.track(cache);
         self

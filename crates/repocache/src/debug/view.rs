@@ -3,12 +3,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use kube::Resource;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::redact::Redactor;
 use super::report::CacheReport;
 use crate::cache::Cache;
+use crate::change::Change;
 use crate::state::CacheState;
 use crate::stats::Stats;
 
@@ -21,9 +25,54 @@ trait Source: Send + Sync {
     fn stats(&self) -> Stats;
     fn generation(&self) -> u64;
     fn objects(&self) -> (u64, Vec<Value>);
+    fn changes(&self) -> BoxStream<'static, ViewChange>;
 }
 
-impl<K: Serialize + Send + Sync + 'static> Source for Cache<K> {
+/// One change a cache published, without its type: what `repocache watch` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewChange {
+    /// `added`, `updated` or `deleted`; `resynced` after the subscriber fell behind (the
+    /// changes that follow bring it up to date).
+    pub event: &'static str,
+    /// `name` or `namespace/name` (empty for `resynced`).
+    pub key: String,
+    /// The object's resourceVersion (for `deleted`: the last one seen).
+    pub resource_version: String,
+}
+
+fn view_change<K: Resource>(change: Change<K>) -> Option<ViewChange> {
+    let (event, object) = match &change {
+        Change::Added { object, .. } => ("added", object),
+        Change::Updated { new, .. } => ("updated", new),
+        Change::Deleted { object, .. } => ("deleted", object),
+        Change::Lagged { .. } => {
+            return Some(ViewChange {
+                event: "resynced",
+                key: String::new(),
+                resource_version: String::new(),
+            });
+        }
+        Change::Synced { .. } => return None,
+    };
+    let meta = object.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    Some(ViewChange {
+        event,
+        key: match meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name,
+        },
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+    })
+}
+
+impl<K: Resource + Serialize + Send + Sync + 'static> Source for Cache<K> {
+    fn changes(&self) -> BoxStream<'static, ViewChange> {
+        crate::controller::changes(self)
+            .filter_map(|change| std::future::ready(view_change(change)))
+            .boxed()
+    }
+
     fn kind(&self) -> &str {
         Cache::kind(self)
     }
@@ -77,7 +126,7 @@ impl fmt::Debug for CacheView {
 
 impl CacheView {
     /// A view of `cache` (shares it; reads stay lock-free).
-    pub fn new<K: Serialize + Send + Sync + 'static>(cache: &Cache<K>) -> Self {
+    pub fn new<K: Resource + Serialize + Send + Sync + 'static>(cache: &Cache<K>) -> Self {
         Self {
             source: Arc::new(cache.clone()),
         }
@@ -121,6 +170,12 @@ impl CacheView {
             objects.iter_mut().for_each(|o| redact(o));
         }
         (generation, objects)
+    }
+
+    /// Every change the cache publishes from now on (not the objects already there), in
+    /// order, as the writer publishes them: nothing is coalesced or skipped.
+    pub fn changes(&self) -> BoxStream<'static, ViewChange> {
+        self.source.changes()
     }
 
     /// The cache's report: its figures, and with `objects` its objects (see
