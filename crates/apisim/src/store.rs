@@ -372,6 +372,40 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
     }
 
+    /// Commits one write: the next resourceVersion, the stored object (or, for `Deleted`, its
+    /// removal) and the watch event — one step under the lock, as etcd's revision and its event
+    /// are. Returns the object as written.
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        res: ResId,
+        key: ObjKey,
+        mut object: Value,
+        kind: EventType,
+        prev: Option<Value>,
+    ) -> Value {
+        let rv = inner.bump();
+        set_rv(&mut object, rv);
+        if let Some(objects) = inner.objects.get_mut(res) {
+            if kind == EventType::Deleted {
+                objects.remove(&key);
+            } else {
+                objects.insert(key, object.clone());
+            }
+        }
+        self.emit(
+            inner,
+            WatchRecord {
+                rv,
+                res,
+                kind,
+                object: object.clone(),
+                prev,
+            },
+        );
+        object
+    }
+
     fn emit(&self, inner: &mut Inner, rec: WatchRecord) {
         let rec = Arc::new(rec);
         inner.history.push_back(rec.clone());
@@ -649,22 +683,7 @@ impl Store {
         if dry_run {
             return Ok(obj);
         }
-        let rv = inner.bump();
-        set_rv(&mut obj, rv);
-        if let Some(o) = inner.objects.get_mut(res) {
-            o.insert(key, obj.clone());
-        }
-        self.emit(
-            &mut inner,
-            WatchRecord {
-                rv,
-                res,
-                kind: EventType::Added,
-                object: obj.clone(),
-                prev: None,
-            },
-        );
-        Ok(obj)
+        Ok(self.commit(&mut inner, res, key, obj, EventType::Added, None))
     }
 
     /// Update (PUT / PATCH, main resource or `status`): `f` computes the desired object from the
@@ -812,38 +831,11 @@ impl Store {
         if dry_run {
             return Ok(result);
         }
-        let rv = inner.bump();
-        set_rv(&mut result, rv);
-        if deleting && new_fins.is_empty() {
-            if let Some(o) = inner.objects.get_mut(res) {
-                o.remove(&key);
-            }
-            self.emit(
-                &mut inner,
-                WatchRecord {
-                    rv,
-                    res,
-                    kind: EventType::Deleted,
-                    object: result.clone(),
-                    prev: None,
-                },
-            );
+        Ok(if deleting && new_fins.is_empty() {
+            self.commit(&mut inner, res, key, result, EventType::Deleted, None)
         } else {
-            if let Some(o) = inner.objects.get_mut(res) {
-                o.insert(key, result.clone());
-            }
-            self.emit(
-                &mut inner,
-                WatchRecord {
-                    rv,
-                    res,
-                    kind: EventType::Modified,
-                    object: result.clone(),
-                    prev: Some(cur),
-                },
-            );
-        }
-        Ok(result)
+            self.commit(&mut inner, res, key, result, EventType::Modified, Some(cur))
+        })
     }
 
     /// Delete (DELETE). With finalizers, marks the object deleting and returns it.
@@ -869,43 +861,12 @@ impl Store {
             let m = meta_mut(&mut marked);
             m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let rv = inner.bump();
-            set_rv(&mut marked, rv);
-            if let Some(o) = inner.objects.get_mut(res) {
-                o.insert(key, marked.clone());
-            }
-            self.emit(
-                &mut inner,
-                WatchRecord {
-                    rv,
-                    res,
-                    kind: EventType::Modified,
-                    object: marked.clone(),
-                    prev: Some(cur),
-                },
-            );
-            return Ok(marked);
+            return Ok(self.commit(&mut inner, res, key, marked, EventType::Modified, Some(cur)));
         }
         if dry_run {
             return Ok(cur);
         }
-        let rv = inner.bump();
-        let mut gone = cur;
-        set_rv(&mut gone, rv);
-        if let Some(o) = inner.objects.get_mut(res) {
-            o.remove(&key);
-        }
-        self.emit(
-            &mut inner,
-            WatchRecord {
-                rv,
-                res,
-                kind: EventType::Deleted,
-                object: gone.clone(),
-                prev: None,
-            },
-        );
-        Ok(gone)
+        Ok(self.commit(&mut inner, res, key, cur, EventType::Deleted, None))
     }
 
     fn check_preconditions(
