@@ -38,6 +38,7 @@ pub mod crd;
 pub mod package;
 pub mod package_info;
 pub mod package_repository;
+pub(crate) mod tight;
 
 pub use cluster_package::{ClusterPackage, ClusterPackageSpec};
 pub use condition::{Condition, HasConditions};

@@ -119,16 +119,32 @@ pub struct PackageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Standard conditions (`Ready`, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::tight::vec"
+    )]
     pub conditions: Vec<Condition>,
     /// Kubernetes objects the package created.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::tight::vec"
+    )]
     pub owned_resources: Vec<OwnedResourceRef>,
     /// PackageInfos the package owns.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::tight::vec"
+    )]
     pub owned_package_infos: Vec<OwnedResourceRef>,
     /// Packages (dependencies, components) the package owns.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::tight::vec"
+    )]
     pub owned_packages: Vec<OwnedResourceRef>,
 }
 

@@ -64,7 +64,11 @@ pub struct PackageInfoStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_url: Option<String>,
     /// Standard conditions (`Ready`, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::tight::vec"
+    )]
     pub conditions: Vec<Condition>,
     /// When the manifest was last fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -102,7 +102,11 @@ pub struct PackageRepositoryBearerAuthSpec {
 #[serde(rename_all = "camelCase")]
 pub struct PackageRepositoryStatus {
     /// Standard conditions; the operator writes `Ready` with reason `SyncCompleted`/`SyncFailed`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::tight::vec"
+    )]
     pub conditions: Vec<Condition>,
 }
 
