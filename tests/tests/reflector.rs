@@ -5,7 +5,9 @@
 use glasskube_api::{ClusterPackage, Package, PackageRepository};
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{CacheState, RelistReason, reflector};
+use std::time::Duration;
+
+use repocache::{CacheState, ReflectorBuilder, RelistReason, reflector};
 use repocache_tests::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
@@ -206,4 +208,39 @@ async fn never_ready_against_an_unreachable_server_and_the_bounded_wait_says_so(
         matches!(repos.state(), CacheState::Failed { .. })
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_deferred_publish_needs_no_further_event() {
+    let server = apisim().await;
+    let control = server.control();
+    let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
+        .publish_interval(Duration::from_secs(1))
+        .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let generation = repos.snapshot().generation();
+    // Two changes right after the relist's publish: both wait for the publish interval, and no
+    // later event comes along to publish them; the reflector's own timer must.
+    control
+        .merge_patch(
+            REPOS,
+            None,
+            "glasskube",
+            &json!({"spec": {"url": "https://moved.example/"}}),
+        )
+        .unwrap();
+    control.delete(REPOS, None, "team-bearer").unwrap();
+    eventually("both changes are published", || {
+        let snapshot = repos.snapshot();
+        snapshot.get("team-bearer").is_none()
+            && snapshot
+                .get("glasskube")
+                .is_some_and(|r| r.spec.url == "https://moved.example/")
+    })
+    .await;
+    assert_eq!(
+        repos.snapshot().generation(),
+        generation + 1,
+        "both changes arrived within the interval: one snapshot carries them"
+    );
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Resource;
 
@@ -14,15 +15,28 @@ pub type Transform<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
 /// How many publishes a subscriber may fall behind before it is resynced.
 pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 128;
 
+/// The shortest time between two snapshots a reflector publishes: 1 ms.
+///
+/// A quiet watch's event is published as soon as it arrives; under a steady stream of events
+/// (a busy cluster sends thousands a second) the reflector publishes at most this often, each
+/// snapshot carrying every event since the last. Every publish costs readers fresh cache misses
+/// on the new snapshot; at 10,000 events/s, publishing each one doubles the slowest reads
+/// (see docs/BENCHMARKS.md), while 1 ms adds at most 1 ms to the time an event takes to
+/// become visible.
+pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Per-cache options for the [`Writer`](crate::Writer) (and so for a reflector or a cache set).
 ///
 /// By default the cache drops `metadata.managedFields` from every object (they are large and
-/// no reader of a cache needs them), keeps no secondary index, and lets a subscriber fall
-/// [`DEFAULT_SUBSCRIBER_BUFFER`] publishes behind.
+/// no reader of a cache needs them) and shrinks its `finalizers` and `ownerReferences` to fit
+/// (see [`drop_managed_fields`]), keeps no secondary index, and lets a subscriber fall
+/// [`DEFAULT_SUBSCRIBER_BUFFER`] publishes behind; a reflector publishes at most every
+/// [`DEFAULT_PUBLISH_INTERVAL`] while events keep arriving.
 pub struct CacheConfig<K> {
     pub(crate) transform: Option<Transform<K>>,
     pub(crate) indexers: Vec<Indexer<K>>,
     pub(crate) subscriber_buffer: usize,
+    pub(crate) publish_interval: Duration,
 }
 
 impl<K: Resource + 'static> Default for CacheConfig<K> {
@@ -31,6 +45,7 @@ impl<K: Resource + 'static> Default for CacheConfig<K> {
             transform: Some(Arc::new(drop_managed_fields::<K>)),
             indexers: Vec::new(),
             subscriber_buffer: DEFAULT_SUBSCRIBER_BUFFER,
+            publish_interval: DEFAULT_PUBLISH_INTERVAL,
         }
     }
 }
@@ -41,6 +56,7 @@ impl<K> Clone for CacheConfig<K> {
             transform: self.transform.clone(),
             indexers: self.indexers.clone(),
             subscriber_buffer: self.subscriber_buffer,
+            publish_interval: self.publish_interval,
         }
     }
 }
@@ -51,12 +67,14 @@ impl<K> fmt::Debug for CacheConfig<K> {
             .field("transform", &self.transform.is_some())
             .field("indexers", &self.indexers)
             .field("subscriber_buffer", &self.subscriber_buffer)
+            .field("publish_interval", &self.publish_interval)
             .finish()
     }
 }
 
 impl<K: Resource + 'static> CacheConfig<K> {
-    /// The defaults: drop managedFields, no index, the default subscriber buffer.
+    /// The defaults: drop managedFields, no index, the default subscriber buffer and publish
+    /// interval.
     pub fn new() -> Self {
         Self::default()
     }
@@ -91,9 +109,80 @@ impl<K: Resource + 'static> CacheConfig<K> {
         self.subscriber_buffer = publishes.max(1);
         self
     }
+
+    /// The shortest time between two published snapshots while events keep arriving
+    /// (default [`DEFAULT_PUBLISH_INTERVAL`], 1 ms); zero publishes every batch of events as
+    /// soon as it is applied. A relist is always published at once.
+    ///
+    /// Longer intervals disturb readers less under a busy watch and make an event visible
+    /// later (by at most the interval); see [`Writer::publish_due`](crate::Writer::publish_due).
+    pub fn publish_interval(mut self, interval: Duration) -> Self {
+        self.publish_interval = interval;
+        self
+    }
 }
 
-/// The default transform: drops `metadata.managedFields`.
+/// The default transform: drops `metadata.managedFields` and shrinks `metadata.finalizers` and
+/// `metadata.ownerReferences` to fit.
+///
+/// Decoding JSON text, serde grows a list by doubling from empty (the text gives no length up
+/// front), so an object with one finalizer arrives with room for four; a cached object keeps that
+/// slack for as long as it is cached. Shrinking makes each list's capacity equal its length; the
+/// object's content, and so its JSON, is unchanged.
 pub fn drop_managed_fields<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(finalizers) = meta.finalizers.as_mut() {
+        finalizers.shrink_to_fit();
+    }
+    if let Some(owner_references) = meta.owner_references.as_mut() {
+        owner_references.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    #[test]
+    fn drop_managed_fields_shrinks_metadata_lists_to_fit() {
+        // Decoded from text, as a watch delivers it: serde sees no lengths and over-allocates.
+        let json = r#"{
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "settings",
+                "namespace": "default",
+                "finalizers": ["example.org/cleanup"],
+                "ownerReferences": [{
+                    "apiVersion": "packages.glasskube.dev/v1alpha1",
+                    "kind": "Package",
+                    "name": "cert-manager",
+                    "uid": "3f6e0c2a-0001-4b1d-9a7e-000000001eef"
+                }],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "data": {"key": "value"}
+        }"#;
+        let mut cm: ConfigMap = serde_json::from_str(json).unwrap();
+        let before = serde_json::to_value(&cm).unwrap();
+        drop_managed_fields(&mut cm);
+        let meta = &cm.metadata;
+        assert!(meta.managed_fields.is_none());
+        let finalizers = meta.finalizers.as_ref().unwrap();
+        assert_eq!(finalizers.len(), 1);
+        assert_eq!(finalizers.capacity(), finalizers.len());
+        let owners = meta.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners.capacity(), owners.len());
+        // Nothing but managedFields changed.
+        let mut expected = before;
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert_eq!(serde_json::to_value(&cm).unwrap(), expected);
+    }
 }

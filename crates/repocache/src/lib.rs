@@ -66,7 +66,10 @@ mod writer;
 pub use cache::{Cache, CacheScope};
 pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
-pub use config::{CacheConfig, DEFAULT_SUBSCRIBER_BUFFER, Transform, drop_managed_fields};
+pub use config::{
+    CacheConfig, DEFAULT_PUBLISH_INTERVAL, DEFAULT_SUBSCRIBER_BUFFER, Transform,
+    drop_managed_fields,
+};
 pub use decoded::{Decoded, InvalidObject};
 pub use error::Error;
 pub use index::{IndexFn, Indexer};
@@ -79,7 +82,7 @@ pub use snapshot::{Iter, Snapshot};
 pub use state::CacheState;
 pub use stats::{ApiReason, DELAY_BUCKETS, Delays, EventType, RelistReason, Stats};
 pub use subscription::Subscription;
-pub use writer::{Applied, Writer};
+pub use writer::{Applied, Publish, Writer};
 
 /// The watcher event type a [`Writer`] applies (re-exported from kube-runtime).
 pub use kube::runtime::watcher::Event;

@@ -3,7 +3,9 @@
 //!
 //! The watch is opened on [`Decoded<K>`] so that one object that does not decode is skipped
 //! (counted and logged) instead of failing its whole list or ending the watch. Bursts of events
-//! that are ready at once are applied together and published as one snapshot.
+//! that are ready at once are applied together and published as one snapshot, and a steady
+//! stream of events is published at most once per publish interval
+//! ([`CacheConfig::publish_interval`], 1 ms by default); a relist is published at once.
 //!
 //! The same task is the supervisor: when the snapshot goes unconfirmed for longer than the TTL
 //! (a watch that silently stopped delivering), it restarts the watch, which relists; a caller's
@@ -32,7 +34,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::state::CacheState;
 use crate::stats::{ApiReason, EventType, RelistReason};
-use crate::writer::{Applied, Writer};
+use crate::writer::{Applied, Publish, Writer};
 
 /// At most this many events that are ready at once are coalesced into one publish.
 const MAX_BATCH: usize = 1024;
@@ -97,7 +99,7 @@ where
         }
     }
 
-    /// The cache's own options: transform, indexes, subscriber buffer.
+    /// The cache's own options: transform, indexes, subscriber buffer, publish interval.
     pub fn cache_config(mut self, config: CacheConfig<K>) -> Self {
         self.cache_config = config;
         self
@@ -110,6 +112,13 @@ where
         values: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
     ) -> Self {
         self.cache_config = self.cache_config.index_by(name, values);
+        self
+    }
+
+    /// The shortest time between two published snapshots while events keep arriving (see
+    /// [`CacheConfig::publish_interval`]; default 1 ms, zero publishes every batch at once).
+    pub fn publish_interval(mut self, interval: Duration) -> Self {
+        self.cache_config = self.cache_config.publish_interval(interval);
         self
     }
 
@@ -341,6 +350,10 @@ where
         let ttl_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(ttl_timer);
         let mut armed: Option<Instant> = None;
+        // The publish the writer deferred (see `CacheConfig::publish_interval`), if any.
+        let publish_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(publish_timer);
+        let mut publish_armed = false;
         loop {
             match self.ttl_deadline() {
                 Some(at) if armed.is_none_or(|armed| at < armed) => {
@@ -363,6 +376,11 @@ where
                     armed = None;
                     self.on_ttl(&mut stream);
                 }
+                _ = &mut publish_timer, if publish_armed => {
+                    publish_armed = false;
+                    self.writer.publish();
+                    self.published();
+                }
                 _ = housekeeping.tick() => {
                     // Snapshots that readers held past their replacement are freed here.
                     self.writer.release_retired();
@@ -381,9 +399,18 @@ where
                             _ => break,
                         }
                     }
-                    self.publish();
+                    if let Some(at) = self.publish_due()
+                        && !publish_armed
+                    {
+                        publish_timer.as_mut().reset(at.into());
+                        publish_armed = true;
+                    }
                 }
             }
+        }
+        // What was applied but not yet published is not lost on a stop.
+        if self.writer.publish() {
+            self.published();
         }
         self.shared.mark_stopped();
         debug!("watch stopped");
@@ -542,9 +569,24 @@ where
         }
     }
 
-    /// Publishes what the batch changed and records how long its events took to become visible.
-    fn publish(&mut self) {
-        self.writer.publish();
+    /// After a batch of events: publishes what it changed unless the last publish was less than
+    /// the publish interval ago; then returns when the deferred publish is due.
+    fn publish_due(&mut self) -> Option<Instant> {
+        match self.writer.publish_due() {
+            Publish::Deferred(at) => {
+                self.recover();
+                Some(at)
+            }
+            Publish::Published | Publish::Clean => {
+                self.published();
+                None
+            }
+        }
+    }
+
+    /// Records how long the published events took to become visible, and whether the cache
+    /// is ready again.
+    fn published(&mut self) {
         let visible = Instant::now();
         for arrived in self.arrivals.drain(..) {
             self.shared
@@ -552,6 +594,11 @@ where
                 .delays
                 .observe(visible.saturating_duration_since(arrived));
         }
+        self.recover();
+    }
+
+    /// Marks a degraded cache ready when its watch delivers again.
+    fn recover(&mut self) {
         // Events confirm the snapshot: a degraded cache whose watch delivers again is ready.
         if self.synced_once
             && self.forced.is_none()

@@ -8,6 +8,7 @@
 //! waits for them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kube::Resource;
 use kube::runtime::watcher::Event;
@@ -31,6 +32,12 @@ use crate::snapshot::{
 ///
 /// Each call to [`apply`](Self::apply) that changes the cache publishes one new snapshot;
 /// [`apply_batch`](Self::apply_batch) coalesces a burst of events into one publish.
+///
+/// A driver that applies a steady stream of events (the reflector does) uses
+/// [`stage`](Self::stage) and [`publish_due`](Self::publish_due) instead: it publishes at most
+/// once per [`CacheConfig::publish_interval`], so that a busy watch does not hand readers a new
+/// snapshot (and fresh cache misses) for every event. The driver must call
+/// [`publish`](Self::publish) at the instant `publish_due` names.
 pub struct Writer<K> {
     shared: Arc<Shared<K>>,
     index: Index<K>,
@@ -53,6 +60,22 @@ pub struct Writer<K> {
     /// so that it, not a reader, frees each one (a relist's old snapshot can take milliseconds
     /// to free); see [`Writer::release_retired`].
     retired: Vec<Arc<Snapshot<K>>>,
+    /// The shortest time between two publishes by [`Writer::publish_due`].
+    publish_interval: Duration,
+    /// When the last snapshot was published.
+    last_publish: Option<Instant>,
+}
+
+/// What [`Writer::publish_due`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// A new snapshot was published.
+    Published,
+    /// Nothing changed since the last publish; nothing was published.
+    Clean,
+    /// The working state changed, but the last publish was less than the publish interval
+    /// ago: publish (with [`Writer::publish`]) at this instant.
+    Deferred(Instant),
 }
 
 /// What one event did to the cache.
@@ -105,6 +128,8 @@ where
             pending: Vec::new(),
             unrecorded: false,
             retired: Vec::new(),
+            publish_interval: config.publish_interval,
+            last_publish: None,
         }
     }
 }
@@ -150,8 +175,12 @@ where
         self.publish();
     }
 
-    /// Applies one event to the working state without publishing.
-    pub(crate) fn stage(&mut self, event: Event<K>) -> Applied {
+    /// Applies one event to the working state without publishing it: readers see it after the
+    /// next [`publish`](Self::publish) (or [`publish_due`](Self::publish_due) that publishes).
+    ///
+    /// A completed relist (`InitDone`) is the exception: it always publishes at once, and makes
+    /// the cache ready.
+    pub fn stage(&mut self, event: Event<K>) -> Applied {
         match event {
             Event::Init => {
                 if self.relist.is_some() {
@@ -386,11 +415,37 @@ where
         }
     }
 
-    /// Publishes the working state as a new snapshot if it changed; returns whether it did.
-    pub(crate) fn publish(&mut self) -> bool {
+    /// Publishes the working state if it changed and the last publish was at least the
+    /// publish interval ago; otherwise says when to publish. See [`Publish`].
+    pub fn publish_due(&mut self) -> Publish {
+        if !self.dirty {
+            return Publish::Clean;
+        }
+        if let Some(last) = self.last_publish
+            && !self.publish_interval.is_zero()
+        {
+            let due = last + self.publish_interval;
+            if self.shared.clock.now() < due {
+                return Publish::Deferred(due);
+            }
+        }
+        self.publish();
+        Publish::Published
+    }
+
+    /// The shortest time between two publishes by [`publish_due`](Self::publish_due) (see
+    /// [`CacheConfig::publish_interval`]).
+    pub fn publish_interval(&self) -> Duration {
+        self.publish_interval
+    }
+
+    /// Publishes the working state as a new snapshot now if it changed (whatever the publish
+    /// interval); returns whether it did.
+    pub fn publish(&mut self) -> bool {
         if !self.dirty {
             return false;
         }
+        self.last_publish = Some(self.shared.clock.now());
         self.generation += 1;
         let snapshot =
             Arc::new(self.snapshot_of(&self.index, &self.ordered, &self.indexes, self.generation));

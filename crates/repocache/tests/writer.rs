@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use common::{cm, contents, obj, relist, value};
 use k8s_openapi::api::core::v1::ConfigMap;
-use repocache::{Applied, Event, Writer};
+use std::time::{Duration, Instant};
+
+use repocache::{Applied, CacheConfig, Event, Publish, Writer};
 
 fn synced(objects: Vec<ConfigMap>) -> Writer<ConfigMap> {
     let mut writer = Writer::new();
@@ -333,4 +335,95 @@ fn a_reader_sees_each_publish_at_its_next_read() {
         (3, 1),
         "reader reads count like get"
     );
+}
+
+fn synced_with_interval(interval: Duration) -> Writer<ConfigMap> {
+    let mut writer = Writer::with_config(CacheConfig::new().publish_interval(interval));
+    writer.apply_batch(relist(vec![obj("a", 1, "a")]));
+    writer
+}
+
+#[test]
+fn publish_due_defers_changes_within_the_publish_interval() {
+    let interval = Duration::from_secs(3600);
+    let mut writer = synced_with_interval(interval);
+    let cache = writer.cache();
+    assert_eq!(writer.publish_interval(), interval);
+    assert_eq!(
+        cache.snapshot().generation(),
+        1,
+        "the relist published at once"
+    );
+    assert_eq!(writer.publish_due(), Publish::Clean);
+
+    let before = Instant::now();
+    assert_eq!(
+        writer.stage(Event::Apply(obj("b", 2, "b"))),
+        Applied::Changed
+    );
+    assert_eq!(
+        writer.stage(Event::Apply(obj("a", 3, "a2"))),
+        Applied::Changed
+    );
+    let Publish::Deferred(at) = writer.publish_due() else {
+        panic!("a change one relist ago must wait for the interval");
+    };
+    assert!(at > before + interval - Duration::from_secs(60));
+    assert!(at <= Instant::now() + interval);
+    assert_eq!(cache.snapshot().generation(), 1, "nothing visible yet");
+    assert!(cache.get("b").is_none());
+
+    assert!(writer.publish(), "publish does not wait for the interval");
+    let snap = cache.snapshot();
+    assert_eq!(snap.generation(), 2, "both changes in one snapshot");
+    assert_eq!(value(snap.get("a").unwrap()), "a2");
+    assert!(snap.get("b").is_some());
+    assert!(!writer.publish(), "nothing left to publish");
+}
+
+#[test]
+fn a_relist_publishes_at_once_within_the_publish_interval() {
+    let mut writer = synced_with_interval(Duration::from_secs(3600));
+    let cache = writer.cache();
+    writer.stage(Event::Apply(obj("b", 2, "b")));
+    assert!(matches!(writer.publish_due(), Publish::Deferred(_)));
+    for event in relist(vec![obj("c", 4, "c")]) {
+        writer.stage(event);
+    }
+    let snap = cache.snapshot();
+    assert_eq!(snap.generation(), 2);
+    assert_eq!(contents(&snap), [("c".into(), "4".into(), "c".into())]);
+    assert_eq!(writer.publish_due(), Publish::Clean);
+}
+
+#[test]
+fn a_zero_publish_interval_publishes_every_batch() {
+    let mut writer = synced_with_interval(Duration::ZERO);
+    let cache = writer.cache();
+    for (i, rv) in (2..5).enumerate() {
+        writer.stage(Event::Apply(obj("a", rv, "a")));
+        assert_eq!(writer.publish_due(), Publish::Published);
+        assert_eq!(cache.snapshot().generation(), 2 + i as u64);
+    }
+}
+
+#[test]
+fn publish_due_publishes_once_the_interval_has_passed() {
+    let interval = Duration::from_millis(20);
+    let mut writer = synced_with_interval(interval);
+    let cache = writer.cache();
+    writer.stage(Event::Apply(obj("b", 2, "b")));
+    // Wait on the writer's own answer, not a fixed sleep: it defers until the instant it names.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match writer.publish_due() {
+            Publish::Published => break,
+            Publish::Deferred(at) => {
+                assert!(Instant::now() < deadline, "never published");
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            }
+            Publish::Clean => panic!("the change was lost"),
+        }
+    }
+    assert!(cache.get("b").is_some());
 }
