@@ -1,6 +1,7 @@
-//! Event apply throughput: repocache `Writer::apply` (one publish per event) and
-//! `Writer::apply_batch` (a burst of events, one publish) against kube-runtime's
-//! `store::Writer::apply_watcher_event`.
+//! Event apply throughput: repocache as its reflector drives the writer (`stage` +
+//! `publish_due`: at most one publish per 1 ms, the default publish interval), `Writer::apply`
+//! (one publish per event) and `Writer::apply_batch` (a burst of events, one publish) against
+//! kube-runtime's `store::Writer::apply_watcher_event`.
 //!
 //! Each event is an `Apply` of one of the cached objects at a fresh resourceVersion, built in
 //! criterion's untimed setup (`iter_batched`). The timed part is the call each API requires:
@@ -10,7 +11,7 @@
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use repocache::Event;
-use repocache_bench::sides::{self, KubeStore, Obj, Repocache};
+use repocache_bench::sides::{self, KubeStore, Obj, Repocache, RepocachePerEvent};
 use repocache_bench::{fixture, ids};
 
 /// Yields `Apply` objects round-robin over the cached names, each at a new resourceVersion.
@@ -47,6 +48,16 @@ fn apply(c: &mut Criterion) {
         let mut repocache: Repocache = sides::filled(&objects);
         let mut events = Events::new(n);
         group.bench_function(BenchmarkId::new(ids::APPLY_REPOCACHE, n), |b| {
+            b.iter_batched(
+                || Event::Apply(events.next_obj()),
+                |event| repocache.stage_and_publish_due(event),
+                BatchSize::SmallInput,
+            )
+        });
+
+        let mut repocache: RepocachePerEvent = sides::filled(&objects);
+        let mut events = Events::new(n);
+        group.bench_function(BenchmarkId::new(ids::APPLY_REPOCACHE_PER_EVENT, n), |b| {
             b.iter_batched(
                 || Event::Apply(events.next_obj()),
                 |event| repocache.writer_mut().apply(event),

@@ -30,8 +30,11 @@ pub const LIST_KUBE_STATE: &str = "kube-state";
 
 /// Criterion group: event apply.
 pub const APPLY: &str = "apply";
+/// repocache as the reflector drives its writer: `stage` + `publish_due` per event (at most one
+/// publish per default publish interval, 1 ms).
+pub const APPLY_REPOCACHE: &str = "repocache-apply-default";
 /// repocache `Writer::apply`, one publish per event.
-pub const APPLY_REPOCACHE: &str = "repocache-apply";
+pub const APPLY_REPOCACHE_PER_EVENT: &str = "repocache-apply";
 /// repocache `Writer::apply_batch` of [`APPLY_BATCH`] events.
 pub const APPLY_REPOCACHE_BATCH: &str = "repocache-apply-batch";
 /// kube-runtime `Writer::apply_watcher_event`.

@@ -28,7 +28,7 @@ use repocache_bench::measure::{self, PacedWriter};
 use repocache_bench::memory::MemoryReport;
 use repocache_bench::plot::{self, Series};
 use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
-use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, WriteSide};
+use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, RepocachePerEvent, WriteSide};
 use repocache_bench::{fixture, ids};
 
 const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only]";
@@ -258,7 +258,13 @@ fn micro(
             cfg,
             floor,
         ));
-        latency.push(batched_run(&objects, cfg, floor));
+        latency.push(busy_run(
+            label::REPOCACHE_PER_EVENT,
+            sides::filled::<RepocachePerEvent>(&objects),
+            n,
+            cfg,
+            floor,
+        ));
         latency.extend(latency_runs::<KubeStore>(label::KUBE, &objects, cfg, floor));
         latency.extend(latency_runs::<LockedMap>(
             label::RWLOCK,
@@ -316,35 +322,26 @@ fn latency_runs<W: WriteSide>(
         reads_per_sec: measure::read_throughput(&reader, &keys, cfg.throughput_phase),
         hist: measure::read_latency(&reader, &keys, cfg.latency_phase, floor),
     };
+    [idle, busy_run(store, side, n, cfg, floor)]
+}
+
+/// Test 1 for one store at one size, with the paced writer only.
+fn busy_run<W: WriteSide>(
+    store: &'static str,
+    side: W,
+    n: usize,
+    cfg: &Config,
+    floor: u64,
+) -> LatencyRun {
+    let reader = side.reader();
+    let keys = sides::keys::<W::Reader>(n);
     let writer = PacedWriter::start(side, n, cfg.writer_rate);
     std::thread::sleep(Duration::from_millis(20));
     let reads_per_sec = measure::read_throughput(&reader, &keys, cfg.throughput_phase);
     let hist = measure::read_latency(&reader, &keys, cfg.latency_phase, floor);
     let (_side, stats) = writer.stop();
-    let busy = LatencyRun {
-        store,
-        objects: n,
-        writer: Some(stats),
-        reads_per_sec,
-        hist,
-    };
-    [idle, busy]
-}
-
-/// Test 1, repocache with the writer coalescing its events: one `apply_batch` (one publish) per
-/// millisecond instead of one publish per event.
-fn batched_run(objects: &[sides::Obj], cfg: &Config, floor: u64) -> LatencyRun {
-    let n = objects.len();
-    let side: Repocache = sides::filled(objects);
-    let reader = side.reader();
-    let keys = sides::keys::<repocache::Cache<sides::Obj>>(n);
-    let writer = PacedWriter::start_with(side, n, cfg.writer_rate, Some(Duration::from_millis(1)));
-    std::thread::sleep(Duration::from_millis(20));
-    let reads_per_sec = measure::read_throughput(&reader, &keys, cfg.throughput_phase);
-    let hist = measure::read_latency(&reader, &keys, cfg.latency_phase, floor);
-    let (_side, stats) = writer.stop();
     LatencyRun {
-        store: label::REPOCACHE_BATCHED,
+        store,
         objects: n,
         writer: Some(stats),
         reads_per_sec,
@@ -392,7 +389,7 @@ fn write_svg(args: &Args, latency: &[LatencyRun]) -> anyhow::Result<String> {
         label::REPOCACHE => 0,
         label::KUBE => 1,
         label::RWLOCK => 2,
-        label::REPOCACHE_BATCHED => 4,
+        label::REPOCACHE_PER_EVENT => 4,
         _ => 3,
     };
     let series: Vec<Series<'_>> = latency

@@ -13,7 +13,9 @@
 //!   timers: reads in chunks of 1,024, the clock read once per chunk.
 //! - **Writer.** A thread applies `Apply` events (a fresh resourceVersion each, round-robin over
 //!   the cached objects) paced to a target rate: it sleeps ~100 µs, then applies every event that
-//!   is due by then, so events arrive in small bursts as they do from a watch stream.
+//!   is due by then, so events arrive in small bursts as they do from a watch stream. repocache
+//!   is driven as its reflector drives it (stage each event, publish at most every 1 ms, make a
+//!   deferred publish when it comes due).
 //! - Keys are built once up front (kube-runtime's `ObjectRef` included), and reads cycle through
 //!   all cached names.
 
@@ -111,15 +113,9 @@ pub struct WriterStats {
 
 impl<W: WriteSide> PacedWriter<W> {
     /// Starts applying `rate` events per second to `side`, which holds objects `0..n`, one
-    /// `apply` per event.
-    pub fn start(side: W, n: usize, rate: f64) -> Self {
-        Self::start_with(side, n, rate, None)
-    }
-
-    /// Like [`start`](Self::start); with `window`, the writer wakes once per window and hands
-    /// all events due by then to [`WriteSide::apply_burst`] (for repocache: one `apply_batch`,
-    /// one publish).
-    pub fn start_with(mut side: W, n: usize, rate: f64, window: Option<Duration>) -> Self {
+    /// [`WriteSide::apply`] per event, calling [`WriteSide::tick`] between events (so that a
+    /// store that defers its publishes makes them when they come due).
+    pub fn start(mut side: W, n: usize, rate: f64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
         let handle = thread::spawn(move || {
@@ -127,24 +123,17 @@ impl<W: WriteSide> PacedWriter<W> {
             let mut rv: u64 = 1_000_000_000;
             let mut applied: u64 = 0;
             let start = Instant::now();
-            let mut burst = Vec::new();
             while !stop_flag.load(Ordering::Relaxed) {
                 let due = (start.elapsed().as_secs_f64() * rate) as u64;
                 while applied < due {
                     let mut obj: Obj = templates[(applied as usize) % n].clone();
                     rv += 1;
                     obj.metadata.resource_version = Some(rv.to_string());
-                    if window.is_some() {
-                        burst.push(obj);
-                    } else {
-                        side.apply(obj);
-                    }
+                    side.apply(obj);
                     applied += 1;
                 }
-                if !burst.is_empty() {
-                    side.apply_burst(std::mem::take(&mut burst));
-                }
-                thread::sleep(window.unwrap_or(Duration::from_micros(100)));
+                side.tick();
+                thread::sleep(Duration::from_micros(100));
             }
             (side, applied, start.elapsed())
         });

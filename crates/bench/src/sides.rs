@@ -3,18 +3,20 @@
 //!
 //! | store | read | write |
 //! | --- | --- | --- |
-//! | [`Repocache`] | `Cache::get` (one atomic load + imbl lookup) | `repocache::Writer` |
+//! | [`Repocache`] | `Cache::get` (one atomic load + imbl lookup) | `repocache::Writer`, driven as the reflector drives it: publishes at most every 1 ms (the default publish interval) |
+//! | [`RepocachePerEvent`] | as [`Repocache`] | `repocache::Writer::apply`: one publish per event |
 //! | [`KubeStore`] | kube-runtime `Store::get` (parking_lot read lock + AHashMap) | kube-runtime `store::Writer` |
 //! | [`LockedMap`] | `parking_lot::RwLock<HashMap<String, Arc<K>>>` read lock | write lock; old values dropped after unlocking |
 //! | [`PlainMap`] | unsynchronized `HashMap::get` + `Arc` clone: the physical limit | none |
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use glasskube_api::PackageRepository;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use parking_lot::RwLock;
-use repocache::Event;
+use repocache::{Event, Publish};
 
 /// The object type every benchmark caches.
 pub type Obj = PackageRepository;
@@ -41,18 +43,23 @@ pub trait WriteSide: Send + 'static {
     fn reader(&self) -> Self::Reader;
     /// Applies one watch event (`Apply`) carrying `obj`.
     fn apply(&mut self, obj: Obj);
-    /// Applies a burst of `Apply` events; stores that can coalesce them do so.
-    fn apply_burst(&mut self, objs: Vec<Obj>) {
-        for obj in objs {
-            self.apply(obj);
-        }
-    }
     /// Runs a full relist (`Init`, one `InitApply` per object, `InitDone`).
     fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>);
+    /// Called by a writer loop between events: makes a publish that came due (what the
+    /// reflector's publish timer does). Stores that publish every write do nothing.
+    fn tick(&mut self) {}
+    /// Makes every applied event visible now.
+    fn flush(&mut self) {}
 }
 
-/// repocache: `Writer` + `Cache`.
-pub struct Repocache(repocache::Writer<Obj>);
+/// repocache: `Writer` + `Cache`, with the default config, driven like the reflector drives it:
+/// each event is staged, then published unless the last publish was less than the publish
+/// interval (1 ms) ago; a deferred publish is made at its due time by [`WriteSide::tick`].
+pub struct Repocache {
+    writer: repocache::Writer<Obj>,
+    /// When the deferred publish is due, if one is pending.
+    due: Option<Instant>,
+}
 
 impl Reader for repocache::Cache<Obj> {
     type Key = String;
@@ -68,7 +75,20 @@ impl Reader for repocache::Cache<Obj> {
 impl Repocache {
     /// The repocache writer, for benches that drive it directly.
     pub fn writer_mut(&mut self) -> &mut repocache::Writer<Obj> {
-        &mut self.0
+        &mut self.writer
+    }
+
+    /// Stages one event and publishes it if the publish interval allows (the reflector's step).
+    pub fn stage_and_publish_due(&mut self, event: Event<Obj>) {
+        self.writer.stage(event);
+        self.publish_due();
+    }
+
+    fn publish_due(&mut self) {
+        self.due = match self.writer.publish_due() {
+            Publish::Deferred(at) => Some(at),
+            Publish::Published | Publish::Clean => None,
+        };
     }
 }
 
@@ -76,16 +96,60 @@ impl WriteSide for Repocache {
     type Reader = repocache::Cache<Obj>;
     const LABEL: &'static str = "repocache";
     fn new() -> Self {
-        Self(repocache::Writer::new())
+        Self {
+            writer: repocache::Writer::new(),
+            due: None,
+        }
+    }
+    fn reader(&self) -> Self::Reader {
+        self.writer.cache()
+    }
+    fn apply(&mut self, obj: Obj) {
+        self.stage_and_publish_due(Event::Apply(obj));
+    }
+    fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
+        self.writer.apply(Event::Init);
+        for obj in objects {
+            self.writer.apply(Event::InitApply(obj));
+        }
+        self.writer.apply(Event::InitDone);
+        self.due = None;
+    }
+    fn tick(&mut self) {
+        if self.due.is_some_and(|at| Instant::now() >= at) {
+            self.writer.publish();
+            self.due = None;
+        }
+    }
+    fn flush(&mut self) {
+        self.writer.publish();
+        self.due = None;
+    }
+}
+
+/// repocache publishing every event at once (`Writer::apply`; publish interval zero).
+pub struct RepocachePerEvent(repocache::Writer<Obj>);
+
+impl RepocachePerEvent {
+    /// The repocache writer, for benches that drive it directly.
+    pub fn writer_mut(&mut self) -> &mut repocache::Writer<Obj> {
+        &mut self.0
+    }
+}
+
+impl WriteSide for RepocachePerEvent {
+    type Reader = repocache::Cache<Obj>;
+    const LABEL: &'static str = "repocache, publish per event";
+    fn new() -> Self {
+        Self(repocache::Writer::with_config(
+            repocache::CacheConfig::new().publish_interval(Duration::ZERO),
+        ))
     }
     fn reader(&self) -> Self::Reader {
         self.0.cache()
     }
     fn apply(&mut self, obj: Obj) {
         self.0.apply(Event::Apply(obj));
-    }
-    fn apply_burst(&mut self, objs: Vec<Obj>) {
-        self.0.apply_batch(objs.into_iter().map(Event::Apply));
     }
     fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
         self.0.apply(Event::Init);
@@ -242,6 +306,7 @@ mod tests {
         );
         assert!(reader.get(&keys[20]).is_none());
         side.apply(fixture::repository(20, 500));
+        side.flush();
         assert!(reader.get(&keys[20]).is_some(), "{}", W::LABEL);
         side.relist(&mut fixture::repositories(5, 1000).into_iter());
         assert!(reader.get(&keys[4]).is_some() && reader.get(&keys[5]).is_none());
@@ -250,9 +315,36 @@ mod tests {
     #[test]
     fn every_store_reads_what_was_written() {
         roundtrip::<Repocache>();
+        roundtrip::<RepocachePerEvent>();
         roundtrip::<KubeStore>();
         roundtrip::<LockedMap>();
         let plain = plain_map(&fixture::repositories(3, 1));
         assert!(plain.get(&PlainMap::key(&fixture::name(2))).is_some());
+    }
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::*;
+    use crate::fixture;
+
+    #[test]
+    fn the_default_side_defers_and_ticks_its_publishes() {
+        let mut side: Repocache = filled(&fixture::repositories(3, 1));
+        let reader = side.reader();
+        let key = <repocache::Cache<Obj> as Reader>::key(&fixture::name(7));
+        side.apply(fixture::repository(7, 100));
+        assert!(side.due.is_some(), "an event right after the relist waits");
+        assert!(reader.get(&key).is_none());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while side.due.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the deferred publish never came due"
+            );
+            std::thread::yield_now();
+            side.tick();
+        }
+        assert!(reader.get(&key).is_some());
     }
 }

@@ -221,6 +221,10 @@ pub fn run(config: &E2eConfig) -> E2eResults {
                         &runtime,
                         propagation::kube(&sim, config.objects, config.updates),
                     ),
+                    block(
+                        &runtime,
+                        propagation::repocache_per_event(&sim, config.objects, config.updates),
+                    ),
                 ];
                 timed("propagation", started);
                 let started = Instant::now();

@@ -72,12 +72,34 @@ fn write(sim: &Sim, i: usize, n: usize) -> anyhow::Result<(String, String, Insta
     Ok((name, rv, started))
 }
 
-/// repocache: `updates` writes, each timed until the subscription delivers it.
+/// repocache with its defaults: `updates` writes, each timed until the subscription delivers it.
 pub async fn repocache(sim: &Sim, n: usize, updates: usize) -> anyhow::Result<PropagationRun> {
+    repocache_with(sim, n, updates, None).await
+}
+
+/// repocache with the publish interval off (`publish_interval(Duration::ZERO)`): every event is
+/// published as soon as it is applied.
+pub async fn repocache_per_event(
+    sim: &Sim,
+    n: usize,
+    updates: usize,
+) -> anyhow::Result<PropagationRun> {
+    repocache_with(sim, n, updates, Some(Duration::ZERO)).await
+}
+
+async fn repocache_with(
+    sim: &Sim,
+    n: usize,
+    updates: usize,
+    publish_interval: Option<Duration>,
+) -> anyhow::Result<PropagationRun> {
     let control = sim.control();
     control.reset_requests();
-    let (cache, handle) =
-        ReflectorBuilder::new(Api::<PackageRepository>::all(sim.client()?)).start();
+    let mut builder = ReflectorBuilder::new(Api::<PackageRepository>::all(sim.client()?));
+    if let Some(interval) = publish_interval {
+        builder = builder.publish_interval(interval);
+    }
+    let (cache, handle) = builder.start();
     cache.wait_ready(super::sync::SYNC_TIMEOUT).await?;
     sim::wait_for_watch_requests(&control, 1, Duration::from_secs(10)).await;
     let mut sub = cache.subscribe();
@@ -127,7 +149,10 @@ pub async fn repocache(sim: &Sim, n: usize, updates: usize) -> anyhow::Result<Pr
     drop(sub);
     handle.stop().await;
     Ok(PropagationRun {
-        side: "repocache",
+        side: match publish_interval {
+            None => "repocache",
+            Some(_) => "repocache, publish interval 0",
+        },
         method: "`Cache::subscribe()` delivers `Change::Updated` with the new resourceVersion",
         hist,
         not_visible,
