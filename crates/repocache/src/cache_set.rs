@@ -122,6 +122,13 @@ where
         self
     }
 
+    /// The shortest time between two published snapshots while events keep arriving (see
+    /// [`CacheConfig::publish_interval`]; default 1 ms).
+    pub fn publish_interval(mut self, interval: Duration) -> Self {
+        self.cache = self.cache.publish_interval(interval);
+        self
+    }
+
     /// All cache options at once.
     pub fn cache_config(mut self, config: CacheConfig<K>) -> Self {
         self.cache = config;

@@ -402,7 +402,7 @@ where
                     if let Some(at) = self.publish_due()
                         && !publish_armed
                     {
-                        publish_timer.as_mut().reset(at.into());
+                        publish_timer.as_mut().reset(timer_deadline(at).into());
                         publish_armed = true;
                     }
                 }
@@ -615,6 +615,16 @@ where
     fn is_fresh(&self) -> bool {
         self.ttl.is_zero() || self.shared.current.load().since_confirmed() < self.ttl
     }
+}
+
+/// Tokio's timer ticks once a millisecond and rounds a deadline up to the next tick, so a timer
+/// set for `at` fires up to a tick late. A deferred publish aims one tick early instead and so
+/// lands on the tick in the millisecond before `at`: under a busy watch that is at most one
+/// publish per tick, and an event waits less than the interval, not up to a tick longer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
+fn timer_deadline(at: Instant) -> Instant {
+    at.checked_sub(TIMER_TICK).unwrap_or(at)
 }
 
 /// Whether a watcher error says the resourceVersion expired (410 Gone).
