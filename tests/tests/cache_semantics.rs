@@ -441,6 +441,7 @@ async fn metrics_report_each_family_with_the_values_produced() {
         format!("repocache_relists_total{{{k},reason=\"manual\"}} 1"),
         format!("repocache_watch_events_total{{{k},type=\"init_done\"}} 2"),
         format!("repocache_decode_failures_total{{{k}}} 0"),
+        format!("repocache_decoding_robust{{{k}}} 0"),
         format!("repocache_objects{{{k}}} 5"),
         format!("repocache_ready{{{k}}} 1"),
         format!("repocache_state{{{k},state=\"ready\"}} 1"),

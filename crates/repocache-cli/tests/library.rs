@@ -98,6 +98,7 @@ async fn a_token_protects_debug_and_metrics_but_not_the_probes() {
     assert!(cache.ready && !cache.stale);
     assert_eq!(cache.object_count, 5);
     assert_eq!(cache.stats.relists_total, 1);
+    assert_eq!(cache.stats.decoding, "fast", "every fixture decodes");
     assert_eq!(cache.last_relist.as_ref().unwrap().reason, "initial");
     assert!(cache.objects.is_none(), "objects only when asked for");
     assert_eq!(

@@ -1,9 +1,10 @@
 //! Per-object decoding: [`Decoded<K>`] wraps a watched object that may or may not decode as `K`.
 //!
-//! A typed LIST fails as a whole when one item does not decode, and a typed watch ends on one
-//! bad event. The reflector therefore watches `Decoded<K>`, which always deserializes: either
-//! as the typed object or as its metadata plus the decode error, so that one bad object is
-//! counted, logged and skipped while every other object keeps syncing.
+//! A typed LIST fails as a whole when one item does not decode, and a typed watch loses a bad
+//! event. `Decoded<K>` always deserializes: either as the typed object or as its metadata plus
+//! the decode error, so that one bad object is counted, logged and skipped while every other
+//! object keeps syncing. The reflector starts on a typed fast path (no `Decoded`) and watches
+//! `Decoded<K>` from the first object that does not decode on (see the `decoding` module).
 //!
 //! Decoding costs one extra pass over the object's text, not a second decode: from serde_json's
 //! own deserializer (which is what kube's client uses for lists and watch lines) the object is
@@ -192,6 +193,10 @@ impl<K: Resource> Resource for Decoded<K> {
 
     fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
         K::url_path(dt, namespace)
+    }
+
+    fn metadata_api() -> bool {
+        K::metadata_api()
     }
 
     fn meta(&self) -> &ObjectMeta {

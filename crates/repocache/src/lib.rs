@@ -44,6 +44,7 @@ pub mod controller;
 #[cfg(feature = "debug")]
 pub mod debug;
 mod decoded;
+mod decoding;
 mod error;
 mod feed;
 #[cfg(feature = "glasskube")]
@@ -80,7 +81,7 @@ pub use reader::Reader;
 pub use reflector::{DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector};
 pub use snapshot::{Iter, Snapshot};
 pub use state::CacheState;
-pub use stats::{ApiReason, DELAY_BUCKETS, Delays, EventType, RelistReason, Stats};
+pub use stats::{ApiReason, DELAY_BUCKETS, DecodingMode, Delays, EventType, RelistReason, Stats};
 pub use subscription::Subscription;
 pub use writer::{Applied, Publish, Writer};
 

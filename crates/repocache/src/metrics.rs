@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::cache::Cache;
-use crate::stats::{DELAY_BUCKETS, Stats};
+use crate::stats::{DELAY_BUCKETS, DecodingMode, Stats};
 
 /// Something whose figures can be read on a scrape.
 trait StatsSource: Send + Sync {
@@ -37,7 +37,9 @@ impl<K: Send + Sync> StatsSource for Cache<K> {
 ///
 /// Families (all labelled `kind`): `repocache_reads_total{result}`,
 /// `repocache_api_requests_total{reason}`, `repocache_watch_events_total{type}`,
-/// `repocache_relists_total{reason}`, `repocache_decode_failures_total`, `repocache_objects`,
+/// `repocache_relists_total{reason}`, `repocache_decode_failures_total`,
+/// `repocache_decoding_robust` (1 once the reflector decodes each object on its own, see
+/// [`DecodingMode`](crate::DecodingMode)), `repocache_objects`,
 /// `repocache_snapshot_age_seconds`, `repocache_since_confirmed_seconds`,
 /// `repocache_resource_version`, `repocache_generation`, `repocache_ready`,
 /// `repocache_state{state}` and the histogram `repocache_event_to_visible_seconds`.
@@ -186,6 +188,18 @@ impl Collector for Metrics {
             counter,
             all.iter()
                 .map(|s| (kind(s), ConstCounter::new(s.decode_failures))),
+        )?;
+        family(
+            &mut encoder,
+            "repocache_decoding_robust",
+            "1 once an object did not decode and the reflector decodes each object on its own; 0 on the typed fast path.",
+            gauge,
+            all.iter().map(|s| {
+                (
+                    kind(s),
+                    ConstGauge::new(i64::from(s.decoding == DecodingMode::Robust)),
+                )
+            }),
         )?;
         family(
             &mut encoder,

@@ -1,8 +1,11 @@
 //! The reflector: a tokio task that runs kube-runtime's [`watcher`], feeds a [`Writer`], and
 //! supervises the cache's freshness.
 //!
-//! The watch is opened on [`Decoded<K>`] so that one object that does not decode is skipped
-//! (counted and logged) instead of failing its whole list or ending the watch. Bursts of events
+//! The watch starts on the typed fast path (the kind itself, one pass per object). The first
+//! object that does not decode switches it, with one relist and for the reflector's life, to
+//! [`Decoded<K>`], so that such an object is skipped (counted and logged) instead of failing its
+//! whole list or being lost from the watch; that decode error is not an API failure and never
+//! makes the cache `Failed` (see the `decoding` module). Bursts of events
 //! that are ready at once are applied together and published as one snapshot, and a steady
 //! stream of events is published at most once per publish interval
 //! ([`CacheConfig::publish_interval`], 1 ms by default); a relist is published at once.
@@ -16,10 +19,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event, watcher};
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -328,7 +329,7 @@ struct Task<K> {
     arrivals: Vec<Instant>,
 }
 
-type EventStream<K> = BoxStream<'static, watcher::Result<Event<Decoded<K>>>>;
+type EventStream<K> = crate::decoding::Events<K>;
 
 impl<K> Task<K>
 where
@@ -416,10 +417,10 @@ where
         debug!("watch stopped");
     }
 
+    /// A new watcher, which starts with a relist: on the typed fast path, or over [`Decoded<K>`]
+    /// once an object did not decode (see [`crate::decoding`]).
     fn new_stream(&self) -> EventStream<K> {
-        watcher(self.api.clone(), self.config.clone())
-            .default_backoff()
-            .boxed()
+        crate::decoding::watch(&self.api, &self.config, &self.shared)
     }
 
     /// Restarts the watch from scratch: the new stream relists.

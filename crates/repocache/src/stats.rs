@@ -2,7 +2,7 @@
 //! read path, and the plain [`Stats`] struct read from them. The Prometheus view
 //! ([`Metrics`](crate::Metrics)) renders the same figures.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::state::CacheState;
@@ -69,6 +69,32 @@ impl RelistReason {
             Self::Ttl => "ttl",
             Self::Manual => "manual",
             Self::Error => "error",
+        }
+    }
+}
+
+/// How the reflector decodes the objects it watches (see [`Decoded`](crate::Decoded)).
+///
+/// A reflector starts on the typed fast path and switches to per-object decoding, for the rest
+/// of its life, the first time an object does not decode as its kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DecodingMode {
+    /// Every object decodes straight into the cache's kind, in one pass (as kube-runtime's own
+    /// reflector does). An object that does not decode ends this mode.
+    #[default]
+    Fast,
+    /// Each object is decoded on its own ([`Decoded`](crate::Decoded)): one that does not decode
+    /// is counted in [`Stats::decode_failures`] and skipped, at the cost of one more pass over
+    /// each object's text.
+    Robust,
+}
+
+impl DecodingMode {
+    /// The label value: `fast` or `robust`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Robust => "robust",
         }
     }
 }
@@ -162,6 +188,8 @@ pub(crate) struct Counters {
     events: [AtomicU64; 6],
     relists: [AtomicU64; 5],
     decode_failures: AtomicU64,
+    /// Set once the reflector decodes each object on its own ([`DecodingMode::Robust`]).
+    robust: AtomicBool,
     pub(crate) delays: DelayHistogram,
 }
 
@@ -186,6 +214,19 @@ impl Counters {
         self.decode_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records the switch to [`DecodingMode::Robust`]; false if it had already happened.
+    pub(crate) fn record_robust_decoding(&self) -> bool {
+        !self.robust.swap(true, Ordering::Relaxed)
+    }
+
+    pub(crate) fn decoding(&self) -> DecodingMode {
+        if self.robust.load(Ordering::Relaxed) {
+            DecodingMode::Robust
+        } else {
+            DecodingMode::Fast
+        }
+    }
+
     pub(crate) fn api(&self, reason: ApiReason) -> u64 {
         self.api[index_of(&ApiReason::ALL, &reason)].load(Ordering::Relaxed)
     }
@@ -206,6 +247,7 @@ impl Counters {
         });
         stats.relists = RelistReason::ALL.map(|r| (r, self.relists(r)));
         stats.decode_failures = self.decode_failures.load(Ordering::Relaxed);
+        stats.decoding = self.decoding();
         stats.event_to_visible = self.delays.read();
     }
 }
@@ -247,8 +289,13 @@ pub struct Stats {
     pub events: [(EventType, u64); 6],
     /// Completed relists, by reason.
     pub relists: [(RelistReason, u64); 5],
-    /// Objects skipped because they did not decode as the cache's kind.
+    /// Objects skipped because they did not decode as the cache's kind (counted once per event
+    /// in [`DecodingMode::Robust`]; the object that ends the fast path is counted when the relist
+    /// that follows meets it, if it still does not decode).
     pub decode_failures: u64,
+    /// How the reflector decodes objects now: the typed fast path, or each object on its own
+    /// since one did not decode.
+    pub decoding: DecodingMode,
     /// Objects in the current snapshot.
     pub objects: usize,
     /// The current snapshot's generation.

@@ -78,6 +78,10 @@ pub struct StatsReport {
     pub relists_total: u64,
     /// Objects skipped because they did not decode.
     pub decode_failures: u64,
+    /// How the reflector decodes objects: `fast` (typed) or `robust` (each object on its own,
+    /// since one did not decode). Empty from an endpoint that predates the field.
+    #[serde(default)]
+    pub decoding: String,
     /// Events whose event-to-visible delay was measured.
     pub event_to_visible_count: u64,
     /// Sum of those delays, in seconds.
@@ -123,6 +127,7 @@ impl CacheReport {
                     .collect(),
                 relists_total: stats.relists_total(),
                 decode_failures: stats.decode_failures,
+                decoding: stats.decoding.as_str().to_owned(),
                 event_to_visible_count: stats.event_to_visible.count,
                 event_to_visible_sum_seconds: stats.event_to_visible.sum.as_secs_f64(),
             },

@@ -1,0 +1,286 @@
+//! How the reflector decodes: the typed fast path while every object decodes, and the switch to
+//! per-object decoding (one relist, then for good) when one does not — at the start, in a LIST
+//! page or a streaming list, or in the middle of a watch. The bad object is skipped and counted
+//! once, every good object is cached, later changes keep arriving, and a decode error is never
+//! taken for an API failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use apisim::{Control, ServerHandle};
+use glasskube_api::PackageRepository;
+use kube::Api;
+use kube::runtime::watcher;
+use repocache::{Cache, CacheState, DecodingMode, EventType, Metrics, ReflectorBuilder};
+use repocache::{ReflectorHandle, Stats};
+use repocache_tests::{PATIENCE, apisim, client_without_retry, eventually};
+use serde_json::{Value, json};
+
+const REPOS: &str = "packagerepositories";
+/// The fixtures' PackageRepositories, in name order.
+const FIXTURES: [&str; 5] = [
+    "glasskube",
+    "inline-basic",
+    "private-basic",
+    "team-bearer",
+    "team-bearer-ref",
+];
+
+fn start(
+    server: &ServerHandle,
+    config: watcher::Config,
+    metrics: &Metrics,
+) -> (Cache<PackageRepository>, ReflectorHandle) {
+    ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(server)))
+        .watcher_config(config)
+        .metrics(metrics)
+        .start()
+}
+
+/// The strategies every test runs with: LIST+WATCH (default pages), and a streaming list.
+fn strategies() -> [(&'static str, watcher::Config); 2] {
+    [
+        ("list+watch", watcher::Config::default()),
+        ("streaming", watcher::Config::default().streaming_lists()),
+    ]
+}
+
+fn names(cache: &Cache<PackageRepository>) -> Vec<String> {
+    cache
+        .snapshot()
+        .iter()
+        .map(|o| o.metadata.name.clone().unwrap())
+        .collect()
+}
+
+fn url_of(cache: &Cache<PackageRepository>, name: &str) -> Option<String> {
+    cache.get(name).map(|r| r.spec.url.clone())
+}
+
+fn gauge(metrics: &Metrics) -> String {
+    let text = metrics.render();
+    let prefix = r#"repocache_decoding_robust{kind="PackageRepository"} "#;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no decoding gauge in:\n{text}"))
+        .to_owned()
+}
+
+/// The server's objects whose `spec.url` is a string (those that decode), by name and
+/// resourceVersion.
+fn decodable_on_server(control: &Control) -> Vec<(String, String)> {
+    control
+        .list(REPOS)
+        .unwrap()
+        .iter()
+        .filter(|o| o["spec"]["url"].is_string())
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+                o["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The cache holds exactly the server's objects that decode, version by version.
+fn assert_converged(control: &Control, cache: &Cache<PackageRepository>) {
+    let cached: Vec<(String, String)> = cache
+        .snapshot()
+        .iter()
+        .map(|o| {
+            (
+                o.metadata.name.clone().unwrap(),
+                o.metadata.resource_version.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cached, decodable_on_server(control));
+}
+
+/// The figures that say a decode error was not taken for an API failure.
+fn assert_no_api_failure(stats: &Stats) {
+    assert_eq!(stats.state, CacheState::Ready, "{stats:?}");
+    assert_eq!(stats.events(EventType::Error), 0, "{stats:?}");
+}
+
+fn broken(name: &str) -> Value {
+    json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+        "metadata": {"name": name}, "spec": {"url": 42}})
+}
+
+#[tokio::test]
+async fn good_objects_sync_and_follow_changes_on_the_typed_fast_path() {
+    for (strategy, config) in strategies() {
+        let server = apisim().await;
+        let control = server.control();
+        let metrics = Metrics::new();
+        let (cache, _handle) = start(&server, config, &metrics);
+        cache.wait_ready(PATIENCE).await.unwrap();
+        assert!(control.wait_for_watches(1, PATIENCE).await);
+        assert_eq!(names(&cache), FIXTURES, "{strategy}");
+        control
+            .merge_patch(
+                REPOS,
+                None,
+                "glasskube",
+                &json!({"spec": {"url": "https://moved.example/"}}),
+            )
+            .unwrap();
+        eventually("the update arrives", || {
+            url_of(&cache, "glasskube").as_deref() == Some("https://moved.example/")
+        })
+        .await;
+        let stats = cache.stats();
+        assert_eq!(stats.decoding, DecodingMode::Fast, "{strategy}");
+        assert_eq!(stats.decode_failures, 0, "{strategy}");
+        assert_no_api_failure(&stats);
+        assert_eq!(gauge(&metrics), "0", "{strategy}");
+        let lists = u64::from(strategy == "list+watch");
+        assert_eq!(control.count("list", REPOS), lists, "{strategy}");
+        assert_eq!(control.count("watch", REPOS), 1, "{strategy}");
+        assert_converged(&control, &cache);
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_object_at_the_start_switches_to_per_object_decoding() {
+    for (strategy, config) in [
+        // Pages of two: the bad object is on the second page of five, after a good page.
+        ("list+watch", watcher::Config::default().page_size(2)),
+        ("streaming", watcher::Config::default().streaming_lists()),
+    ] {
+        let server = apisim().await;
+        let control = server.control();
+        control.create(broken("m-broken")).unwrap();
+        let metrics = Metrics::new();
+        let (cache, _handle) = start(&server, config, &metrics);
+        cache.wait_ready(PATIENCE).await.unwrap();
+        assert!(control.wait_for_watches(1, PATIENCE).await);
+        assert_eq!(names(&cache), FIXTURES, "{strategy}: every good object");
+        let stats = cache.stats();
+        assert_eq!(stats.decoding, DecodingMode::Robust, "{strategy}");
+        assert_eq!(
+            stats.decode_failures, 1,
+            "{strategy}: counted once, by the per-object relist"
+        );
+        assert_eq!(stats.relists_total(), 1, "{strategy}: one completed sync");
+        assert_no_api_failure(&stats);
+        assert_eq!(gauge(&metrics), "1", "{strategy}");
+        // The switch costs one relist: the typed sync stopped at the bad object (the second
+        // page, or the streaming list's watch) and the per-object one started over.
+        if strategy == "list+watch" {
+            assert_eq!(control.count("list", REPOS), 2 + 3, "{strategy}: pages");
+            assert_eq!(control.count("watch", REPOS), 1, "{strategy}");
+        } else {
+            assert_eq!(control.count("list", REPOS), 0, "{strategy}");
+            assert_eq!(control.count("watch", REPOS), 2, "{strategy}");
+        }
+
+        // Changes keep arriving.
+        control
+            .create(json!({"apiVersion": "packages.glasskube.dev/v1alpha1",
+                "kind": "PackageRepository", "metadata": {"name": "after"},
+                "spec": {"url": "https://after.example/"}}))
+            .unwrap();
+        eventually("a later object arrives", || cache.get("after").is_some()).await;
+        assert_converged(&control, &cache);
+
+        // A restart stays on per-object decoding: one relist, no second switch.
+        let (lists, watches) = (control.count("list", REPOS), control.count("watch", REPOS));
+        cache.refresh().await.unwrap();
+        let stats = cache.stats();
+        assert_eq!(stats.decoding, DecodingMode::Robust, "{strategy}");
+        assert_eq!(
+            stats.decode_failures, 2,
+            "{strategy}: met again by the relist"
+        );
+        if strategy == "list+watch" {
+            let pages = control.list(REPOS).unwrap().len().div_ceil(2) as u64;
+            assert_eq!(control.count("list", REPOS), lists + pages, "{strategy}");
+        } else {
+            assert_eq!(control.count("watch", REPOS), watches + 1, "{strategy}");
+        }
+        assert_no_api_failure(&stats);
+        assert_converged(&control, &cache);
+    }
+}
+
+#[tokio::test]
+async fn an_object_that_turns_undecodable_during_the_watch_switches_and_converges() {
+    for (strategy, config) in strategies() {
+        let server = apisim().await;
+        let control = server.control();
+        let metrics = Metrics::new();
+        let (cache, _handle) = start(&server, config, &metrics);
+        cache.wait_ready(PATIENCE).await.unwrap();
+        assert!(control.wait_for_watches(1, PATIENCE).await);
+        assert_eq!(cache.stats().decoding, DecodingMode::Fast);
+        let (lists, watches) = (control.count("list", REPOS), control.count("watch", REPOS));
+
+        // A write that the kind cannot decode, announced to the watch: with the streaming
+        // list, through the side door plus a hand-made event (a write the API's validation
+        // let through), else as a real write.
+        if strategy == "streaming" {
+            let mut spoiled = control.get(REPOS, None, "glasskube").unwrap();
+            spoiled["spec"]["url"] = json!(["not", "a", "string"]);
+            let stored = control.side_door_put(spoiled).unwrap();
+            assert!(control.inject_event(REPOS, "MODIFIED", &stored).unwrap() >= 1);
+        } else {
+            control
+                .merge_patch(REPOS, None, "glasskube", &json!({"spec": {"url": 42}}))
+                .unwrap();
+        }
+        eventually("the switch's relist completes", || {
+            let stats = cache.stats();
+            stats.decoding == DecodingMode::Robust && stats.relists_total() == 2
+        })
+        .await;
+        let stats = cache.stats();
+        assert_eq!(stats.decode_failures, 1, "{strategy}: counted once");
+        assert_no_api_failure(&stats);
+        assert_eq!(gauge(&metrics), "1", "{strategy}");
+        assert!(cache.get("glasskube").is_none(), "{strategy}: skipped");
+        assert_converged(&control, &cache);
+        // The switch made one relist: a LIST (and a new watch), or a new streaming watch.
+        if strategy == "list+watch" {
+            assert_eq!(control.count("list", REPOS), lists + 1, "{strategy}");
+        } else {
+            assert_eq!(control.count("list", REPOS), lists, "{strategy}");
+            assert_eq!(control.count("watch", REPOS), watches + 1, "{strategy}");
+        }
+
+        // Later updates of the other objects still arrive, and the bad one once it is fixed.
+        control
+            .merge_patch(
+                REPOS,
+                None,
+                "inline-basic",
+                &json!({"spec": {"url": "https://inline.example/"}}),
+            )
+            .unwrap();
+        eventually("a later update arrives", || {
+            url_of(&cache, "inline-basic").as_deref() == Some("https://inline.example/")
+        })
+        .await;
+        control
+            .merge_patch(
+                REPOS,
+                None,
+                "glasskube",
+                &json!({"spec": {"url": "https://fixed.example/"}}),
+            )
+            .unwrap();
+        eventually("the fixed object arrives", || {
+            url_of(&cache, "glasskube").as_deref() == Some("https://fixed.example/")
+        })
+        .await;
+        assert_eq!(names(&cache), FIXTURES, "{strategy}");
+        assert_converged(&control, &cache);
+        let stats = cache.stats();
+        assert_eq!(stats.decoding, DecodingMode::Robust, "{strategy}: for good");
+        assert_eq!(stats.decode_failures, 1, "{strategy}");
+        assert_no_api_failure(&stats);
+    }
+}
