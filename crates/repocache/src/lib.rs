@@ -54,6 +54,7 @@ mod key;
 pub mod layer;
 mod live;
 mod metrics;
+mod ordered;
 mod policy;
 mod reader;
 mod reflector;

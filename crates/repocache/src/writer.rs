@@ -20,8 +20,9 @@ use crate::change::{Batch, Change, diff};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
+use crate::ordered::{Borrowed, Ordered};
 use crate::snapshot::{
-    Index, ObjView, Ordered, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
+    Index, ObjView, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
 };
 
 /// Applies watcher events to a cache and publishes its snapshots.
@@ -252,14 +253,16 @@ where
             self.confirm();
             return Applied::Unchanged;
         }
+        // The vector borrows `obj` from the map, which takes it below; `old` (which the map
+        // lets go of then) is out of the vector by then.
         match self
             .ordered
-            .binary_search_by(|o| cmp_objects(o.as_ref(), obj.as_ref()))
+            .binary_search_by(|o| cmp_objects(o.get().as_ref(), obj.as_ref()))
         {
             Ok(pos) => {
-                self.ordered.set(pos, obj.clone());
+                self.ordered.set(pos, Borrowed::of(&obj));
             }
-            Err(pos) => self.ordered.insert(pos, obj.clone()),
+            Err(pos) => self.ordered.insert(pos, Borrowed::of(&obj)),
         }
         if !self.indexers.is_empty()
             && let Some(key) = ObjectKey::of(obj.as_ref())
@@ -302,9 +305,10 @@ where
             self.confirm();
             return Applied::Unchanged;
         };
+        // `old` is still held here: the vector lets go of it before it can be freed.
         if let Ok(pos) = self
             .ordered
-            .binary_search_by(|o| cmp_object_key(o.as_ref(), key))
+            .binary_search_by(|o| cmp_object_key(o.get().as_ref(), key))
         {
             self.ordered.remove(pos);
         }
@@ -361,8 +365,8 @@ where
         let mut index = Index::default();
         let mut indexes = vec![IndexMap::default(); self.indexers.len()];
         for obj in &entries {
-            ordered.push_back(obj.clone());
             index.insert(Slot(obj.clone()), ());
+            ordered.push_back(Borrowed::of(obj));
             if !self.indexers.is_empty()
                 && let Some(key) = ObjectKey::of(obj.as_ref())
             {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::{cm, contents};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -79,6 +80,9 @@ proptest! {
         let mut rv = 0u64;
         let mut generation = 0u64;
         writer.apply_batch(vec![Event::Init, Event::InitDone]);
+        // Every snapshot stays alive to the end and must read the same then: its ordered view
+        // borrows the objects its map owns, whatever the writer did since.
+        let mut kept = Vec::new();
         for op in ops {
             let before = cache.snapshot();
             match op {
@@ -125,6 +129,17 @@ proptest! {
             }
             let snap = cache.snapshot();
             prop_assert_eq!(contents(&snap), expected(&model));
+            for obj in snap.iter() {
+                let found = match obj.metadata.namespace.as_deref() {
+                    Some(ns) => snap.get_namespaced(ns, obj.metadata.name.as_deref().unwrap()),
+                    None => snap.get(obj.metadata.name.as_deref().unwrap()),
+                };
+                prop_assert!(
+                    found.is_some_and(|f| Arc::ptr_eq(f, obj)),
+                    "the ordered view and the map hold the same object"
+                );
+            }
+            kept.push((snap.clone(), contents(&snap)));
             prop_assert!(snap.generation() >= generation);
             generation = snap.generation();
             prop_assert_eq!(snap.len(), model.len());
@@ -138,6 +153,10 @@ proptest! {
                     Some(orv.to_string())
                 );
             }
+        }
+        drop(writer);
+        for (snap, seen) in &kept {
+            prop_assert_eq!(&contents(snap), seen);
         }
     }
 }
