@@ -301,7 +301,21 @@ fn targets(r: &Results) -> Vec<Target> {
         what: "p99.9 `get` with the writer at least 3x better than kube-runtime `Store::get` under the same writer (every size)".into(),
         measured: worst.map_or_else(
             || "—".into(),
-            |(n, x)| format!("worst {} better at {n} objects", fmt_ratio(x)),
+            |(n, x)| {
+                // A third of kube-runtime's p99.9 can lie below what even the unsynchronized
+                // map reaches idle: then no store can meet the target at that size.
+                let bound = match (r.p999(label::KUBE, n, true), r.p999(label::LIMIT, n, false)) {
+                    (Some(kube), Some(limit)) if kube / 3.0 < limit => format!(
+                        " (a third of kube-runtime's {} is {}, below the unsynchronized \
+                         `HashMap`'s own idle p99.9 of {}: out of any store's reach at that size)",
+                        fmt_ns(kube),
+                        fmt_ns(kube / 3.0),
+                        fmt_ns(limit)
+                    ),
+                    _ => String::new(),
+                };
+                format!("worst {} better at {n} objects{bound}", fmt_ratio(x))
+            },
         ),
         met: worst.map(|(_, x)| x >= 3.0),
     });

@@ -57,13 +57,13 @@ pub struct E2eConfig {
 }
 
 impl E2eConfig {
-    /// The full run: 10,000 objects, 5 repetitions, 1,000 updates, 20 replicas over 5 s, the
+    /// The full run: 10,000 objects, 11 repetitions, 1,000 updates, 20 replicas over 5 s, the
     /// install scenario sized to about a minute uncached at client-go's default rate.
     pub fn full() -> Self {
         Self {
             mode: "full",
             objects: 10_000,
-            sync_reps: 5,
+            sync_reps: 11,
             strategies: vec![
                 Strategy::ListWatch { page: 500 },
                 Strategy::ListWatch { page: 10_000 },
