@@ -304,7 +304,12 @@ fn micro(
     (latency, relist, memory)
 }
 
-/// Test 1 for one store at one size: idle, then with the paced writer.
+/// Idle and busy phases of test 1 alternate this many times per store and size, their samples
+/// merged: drift of the machine over the run (other processes, frequency, the host) then falls on
+/// both alike instead of on whichever phase it happened to meet.
+const LATENCY_ROUNDS: u32 = 3;
+
+/// Test 1 for one store at one size: idle, and with the paced writer, in alternating rounds.
 fn latency_runs<W: WriteSide>(
     store: &'static str,
     objects: &[sides::Obj],
@@ -312,17 +317,47 @@ fn latency_runs<W: WriteSide>(
     floor: u64,
 ) -> [LatencyRun; 2] {
     let n = objects.len();
-    let side: W = sides::filled(objects);
+    let mut side: W = sides::filled(objects);
     let reader = side.reader();
     let keys = sides::keys::<W::Reader>(n);
-    let idle = LatencyRun {
-        store,
-        objects: n,
-        writer: None,
-        reads_per_sec: measure::read_throughput(&reader, &keys, cfg.throughput_phase),
-        hist: measure::read_latency(&reader, &keys, cfg.latency_phase, floor),
-    };
-    [idle, busy_run(store, side, n, cfg, floor)]
+    let latency = cfg.latency_phase / LATENCY_ROUNDS;
+    let throughput = cfg.throughput_phase / LATENCY_ROUNDS;
+    let (mut idle, mut busy) = (measure::histogram(), measure::histogram());
+    let (mut idle_rate, mut busy_rate) = (0.0, 0.0);
+    let (mut events, mut writing) = (0, Duration::ZERO);
+    for _ in 0..LATENCY_ROUNDS {
+        idle_rate += measure::read_throughput(&reader, &keys, throughput);
+        let _ = idle.add(measure::read_latency(&reader, &keys, latency, floor));
+        let started = Instant::now();
+        let writer = PacedWriter::start(side, n, cfg.writer_rate);
+        std::thread::sleep(Duration::from_millis(20));
+        busy_rate += measure::read_throughput(&reader, &keys, throughput);
+        let _ = busy.add(measure::read_latency(&reader, &keys, latency, floor));
+        let (back, stats) = writer.stop();
+        side = back;
+        events += stats.events;
+        writing += started.elapsed();
+    }
+    let rounds = f64::from(LATENCY_ROUNDS);
+    [
+        LatencyRun {
+            store,
+            objects: n,
+            writer: None,
+            reads_per_sec: idle_rate / rounds,
+            hist: idle,
+        },
+        LatencyRun {
+            store,
+            objects: n,
+            writer: Some(measure::WriterStats {
+                events,
+                rate: events as f64 / writing.as_secs_f64().max(1e-9),
+            }),
+            reads_per_sec: busy_rate / rounds,
+            hist: busy,
+        },
+    ]
 }
 
 /// Test 1 for one store at one size, with the paced writer only.

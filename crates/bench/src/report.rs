@@ -519,12 +519,15 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         s,
         "One reader thread; the writer (when present) on another thread. Each phase ran {:.2} s \
-         (latency) + {:.2} s (throughput). The writer drives repocache as its reflector does: it \
+         (latency) + {:.2} s (throughput), split into three rounds in which idle and writer \
+         phases alternate (the samples of a phase's rounds merged), so that drift of the machine \
+         over the run falls on both alike; the `{}` row ran in one piece. The writer drives repocache as its reflector does: it \
          stages each event and publishes at most once per millisecond (the default publish \
          interval), each publish carrying every event since the last; the row \
          `{}` is the same cache with the interval off (`publish_interval(Duration::ZERO)`).\n",
         r.phase_secs.0,
         r.phase_secs.1,
+        label::REPOCACHE_PER_EVENT,
         label::REPOCACHE_PER_EVENT
     );
     let _ = writeln!(
