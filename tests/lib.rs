@@ -61,3 +61,19 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// The (name, resourceVersion) of every object in the cache's current snapshot, in its order:
+/// what to compare with the server's objects to tell the cache converged.
+pub fn cached_versions<K: kube::Resource>(cache: &repocache::Cache<K>) -> Vec<(String, String)> {
+    cache
+        .snapshot()
+        .iter()
+        .map(|o| {
+            let meta = o.meta();
+            (
+                meta.name.clone().unwrap_or_default(),
+                meta.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}

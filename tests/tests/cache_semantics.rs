@@ -13,7 +13,9 @@ use repocache::{
     ApiReason, Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle,
     RelistReason, Source,
 };
-use repocache_tests::{PATIENCE, apisim, client_without_retry, eventually, init_tracing};
+use repocache_tests::{
+    PATIENCE, apisim, cached_versions, client_without_retry, eventually, init_tracing,
+};
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";
@@ -315,16 +317,7 @@ async fn restart_with_lost_history_recovers_the_servers_state() {
             )
         })
         .collect();
-    let cached: Vec<(String, String)> = cache
-        .snapshot()
-        .iter()
-        .map(|r| {
-            (
-                r.metadata.name.clone().unwrap(),
-                r.metadata.resource_version.clone().unwrap(),
-            )
-        })
-        .collect();
+    let cached = cached_versions(&cache);
     assert_eq!(cached, server_state);
     assert!(cache.stats().relists(RelistReason::Expired) >= 1);
 }

@@ -11,7 +11,7 @@ use kube::Api;
 use kube::runtime::watcher;
 use repocache::{Cache, CacheState, DecodingMode, EventType, Metrics, ReflectorBuilder};
 use repocache::{ReflectorHandle, Stats};
-use repocache_tests::{PATIENCE, apisim, client_without_retry, eventually};
+use repocache_tests::{PATIENCE, apisim, cached_versions, client_without_retry, eventually};
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";
@@ -86,16 +86,7 @@ fn decodable_on_server(control: &Control) -> Vec<(String, String)> {
 
 /// The cache holds exactly the server's objects that decode, version by version.
 fn assert_converged(control: &Control, cache: &Cache<PackageRepository>) {
-    let cached: Vec<(String, String)> = cache
-        .snapshot()
-        .iter()
-        .map(|o| {
-            (
-                o.metadata.name.clone().unwrap(),
-                o.metadata.resource_version.clone().unwrap(),
-            )
-        })
-        .collect();
+    let cached = cached_versions(cache);
     assert_eq!(cached, decodable_on_server(control));
 }
 

@@ -11,7 +11,7 @@ use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
 use repocache::{Cache, CacheState, EventType, ReflectorBuilder, ReflectorHandle};
-use repocache_tests::{PATIENCE, client_without_retry, eventually};
+use repocache_tests::{PATIENCE, cached_versions, client_without_retry, eventually};
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";
@@ -72,16 +72,7 @@ fn assert_equals_server(control: &Control, cache: &Cache<PackageRepository>) {
         .iter()
         .map(|o| (o["metadata"]["name"].as_str().unwrap().to_owned(), rv(o)))
         .collect();
-    let cached: Vec<(String, String)> = cache
-        .snapshot()
-        .iter()
-        .map(|o| {
-            (
-                o.metadata.name.clone().unwrap(),
-                o.metadata.resource_version.clone().unwrap(),
-            )
-        })
-        .collect();
+    let cached = cached_versions(cache);
     assert_eq!(cached, server);
 }
 

@@ -167,37 +167,48 @@ impl<'de, K: DeserializeOwned> Visitor<'de> for DecodedVisitor<K> {
     }
 }
 
+/// The type-level half of `Resource` for a wrapper around `K` (`Decoded<K>`, and the reflector's
+/// typed fast path): kind, group, version, plural, URL and metadata API are `K`'s, the scope is
+/// dynamic (so that an `Api` of the wrapper can be narrowed to a namespace for any `K`). The
+/// wrapper writes `meta`/`meta_mut` itself.
+macro_rules! forward_resource_type {
+    () => {
+        type DynamicType = K::DynamicType;
+        type Scope = DynamicResourceScope;
+
+        fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::kind(dt)
+        }
+
+        fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::group(dt)
+        }
+
+        fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::version(dt)
+        }
+
+        fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::api_version(dt)
+        }
+
+        fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
+            K::plural(dt)
+        }
+
+        fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
+            K::url_path(dt, namespace)
+        }
+
+        fn metadata_api() -> bool {
+            K::metadata_api()
+        }
+    };
+}
+pub(crate) use forward_resource_type;
+
 impl<K: Resource> Resource for Decoded<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = DynamicResourceScope;
-
-    fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::api_version(dt)
-    }
-
-    fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
-        K::url_path(dt, namespace)
-    }
-
-    fn metadata_api() -> bool {
-        K::metadata_api()
-    }
+    forward_resource_type!();
 
     fn meta(&self) -> &ObjectMeta {
         match self {

@@ -190,36 +190,7 @@ impl<'de, K: Deserialize<'de>> Deserialize<'de> for Typed<K> {
 }
 
 impl<K: Resource> Resource for Typed<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = DynamicResourceScope;
-
-    fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::api_version(dt)
-    }
-
-    fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    fn url_path(dt: &Self::DynamicType, namespace: Option<&str>) -> String {
-        K::url_path(dt, namespace)
-    }
-
-    fn metadata_api() -> bool {
-        K::metadata_api()
-    }
+    crate::decoded::forward_resource_type!();
 
     fn meta(&self) -> &ObjectMeta {
         self.0.meta()
