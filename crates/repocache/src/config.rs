@@ -18,11 +18,13 @@ pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 128;
 /// The shortest time between two snapshots a reflector publishes: 1 ms.
 ///
 /// A quiet watch's event is published as soon as it arrives; under a steady stream of events
-/// (a busy cluster sends thousands a second) the reflector publishes at most this often, each
-/// snapshot carrying every event since the last. Every publish costs readers fresh cache misses
-/// on the new snapshot; at 10,000 events/s, publishing each one doubles the slowest reads
-/// (see docs/BENCHMARKS.md), while 1 ms adds at most 1 ms to the time an event takes to
-/// become visible.
+/// (a busy cluster sends thousands a second) the reflector publishes at most about this often,
+/// each snapshot carrying every event since the last. Every publish costs readers fresh cache
+/// misses on the new snapshot: with 10 objects and 10,000 events/s, publishing each one made
+/// the p99.9 read 2.5x its idle figure, against 1.7x with this interval (docs/BENCHMARKS.md).
+/// An event that arrives within the interval waits for its end (less than 1 ms); code that
+/// writes an object and waits to see it before its next write meets that on every write, and
+/// may prefer an interval of zero.
 pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Per-cache options for the [`Writer`](crate::Writer) (and so for a reflector or a cache set).
