@@ -385,18 +385,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
             };
             let Some(change) = change else { break };
             let mut out = std::io::stdout().lock();
-            if change.event == "resynced" {
-                writeln!(
-                    out,
-                    "# fell behind the cache; the lines that follow catch up"
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "{:<8} {}   resourceVersion={}",
-                    change.event, change.key, change.resource_version
-                )?;
-            }
+            repocache_cli::watch::print(&mut out, &change)?;
             out.flush()?;
         },
         // An endpoint: its snapshots, polled at --interval and diffed.

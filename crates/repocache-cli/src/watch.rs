@@ -5,19 +5,29 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use repocache::debug::ViewChange;
 use serde_json::Value;
 
 use crate::verify::versions;
 
-/// A change between two snapshots.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Change {
-    /// `added`, `updated` or `deleted`.
-    pub event: &'static str,
-    /// `name` or `namespace/name`.
-    pub key: String,
-    /// The object's resourceVersion (for `deleted`: the last one seen).
-    pub resource_version: String,
+/// A change between two snapshots: the same record a local cache's subscription gives
+/// (`CacheView::changes`), so that both ways print through [`print`].
+pub type Change = ViewChange;
+
+/// Prints one change as `repocache watch` shows it.
+pub fn print(out: &mut dyn Write, change: &Change) -> std::io::Result<()> {
+    if change.event == "resynced" {
+        writeln!(
+            out,
+            "# fell behind the cache; the lines that follow catch up"
+        )
+    } else {
+        writeln!(
+            out,
+            "{:<8} {}   resourceVersion={}",
+            change.event, change.key, change.resource_version
+        )
+    }
 }
 
 /// The changes from `before` to `after` (key → resourceVersion), in key order.
@@ -82,11 +92,7 @@ impl Follower {
         let now = versions(objects);
         let changes = diff(&self.known, &now);
         for change in &changes {
-            writeln!(
-                out,
-                "{:<8} {}   resourceVersion={}",
-                change.event, change.key, change.resource_version
-            )?;
+            print(out, change)?;
         }
         out.flush()?;
         self.known = now;
@@ -132,6 +138,23 @@ mod tests {
                 ("deleted", "c", "3"),
                 ("added", "d", "8")
             ]
+        );
+    }
+
+    #[test]
+    fn print_writes_a_change_line_and_a_resync_notice() {
+        let mut out = Vec::new();
+        let change = |event: &'static str, key: &str, rv: &str| Change {
+            event,
+            key: key.to_owned(),
+            resource_version: rv.to_owned(),
+        };
+        print(&mut out, &change("updated", "ns/a", "7")).unwrap();
+        print(&mut out, &change("resynced", "", "")).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "updated  ns/a   resourceVersion=7\n\
+             # fell behind the cache; the lines that follow catch up\n"
         );
     }
 }
