@@ -108,11 +108,7 @@ impl WriteSide for Repocache {
         self.stage_and_publish_due(Event::Apply(obj));
     }
     fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
-        self.writer.apply(Event::Init);
-        for obj in objects {
-            self.writer.apply(Event::InitApply(obj));
-        }
-        self.writer.apply(Event::InitDone);
+        relist_writer(&mut self.writer, objects);
         self.due = None;
     }
     fn tick(&mut self) {
@@ -152,12 +148,18 @@ impl WriteSide for RepocachePerEvent {
         self.0.apply(Event::Apply(obj));
     }
     fn relist(&mut self, objects: &mut dyn Iterator<Item = Obj>) {
-        self.0.apply(Event::Init);
-        for obj in objects {
-            self.0.apply(Event::InitApply(obj));
-        }
-        self.0.apply(Event::InitDone);
+        relist_writer(&mut self.0, objects);
     }
+}
+
+/// A full relist through a repocache writer: `Init`, one `InitApply` per object, `InitDone`
+/// (which publishes at once, whatever the publish interval).
+fn relist_writer(writer: &mut repocache::Writer<Obj>, objects: &mut dyn Iterator<Item = Obj>) {
+    writer.apply(Event::Init);
+    for obj in objects {
+        writer.apply(Event::InitApply(obj));
+    }
+    writer.apply(Event::InitDone);
 }
 
 /// kube-runtime's reflector store: `store::Writer` + `Store`.
