@@ -63,8 +63,6 @@ pub struct Writer<K> {
     retired: Vec<Arc<Snapshot<K>>>,
     /// The shortest time between two publishes by [`Writer::publish_due`].
     publish_interval: Duration,
-    /// When the last snapshot was published.
-    last_publish: Option<Instant>,
 }
 
 /// What [`Writer::publish_due`] did.
@@ -130,7 +128,6 @@ where
             unrecorded: false,
             retired: Vec::new(),
             publish_interval: config.publish_interval,
-            last_publish: None,
         }
     }
 }
@@ -425,10 +422,9 @@ where
         if !self.dirty {
             return Publish::Clean;
         }
-        if let Some(last) = self.last_publish
-            && !self.publish_interval.is_zero()
-        {
-            let due = last + self.publish_interval;
+        if !self.publish_interval.is_zero() {
+            // The current snapshot was built when it was published.
+            let due = self.shared.current.load().built_at() + self.publish_interval;
             if self.shared.clock.now() < due {
                 return Publish::Deferred(due);
             }
@@ -449,7 +445,6 @@ where
         if !self.dirty {
             return false;
         }
-        self.last_publish = Some(self.shared.clock.now());
         self.generation += 1;
         let snapshot =
             Arc::new(self.snapshot_of(&self.index, &self.ordered, &self.indexes, self.generation));
