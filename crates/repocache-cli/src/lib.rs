@@ -51,6 +51,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
+/// Parses a duration that must be longer than zero, such as a polling interval (see
+/// [`parse_duration`] for the syntax). `0`, `0s` or a duration that rounds to zero nanoseconds is
+/// an error, not a busy loop (or a panic).
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "invalid interval {:?} (must be longer than zero, e.g. 500ms, 1s)",
+            text.trim()
+        ));
+    }
+    Ok(duration)
+}
+
 /// A duration as people read it: `850ms`, `12.3s`, `4m10s`, `2h5m`, `3d`.
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
@@ -88,6 +102,11 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("0ms").is_err());
+        assert!(parse_interval("0.0000000001s").is_err());
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
     }
 
     #[test]

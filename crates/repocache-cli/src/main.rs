@@ -16,7 +16,7 @@ use repocache_cli::kinds::Kind;
 use repocache_cli::source::{Caches, ClusterArgs, Endpoint, cluster_client};
 use repocache_cli::table::{Output, write_dump};
 use repocache_cli::watch::Follower;
-use repocache_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, parse_duration, verify};
+use repocache_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, parse_duration, parse_interval, verify};
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -145,7 +145,8 @@ struct WatchArgs {
     source: SourceArgs,
     /// With --endpoint: how often to poll it (one request each). A cache built from the cluster
     /// is followed through its subscription instead: every change, as it is published.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// Must be longer than zero.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
 }
 

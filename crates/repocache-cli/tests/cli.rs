@@ -227,6 +227,11 @@ async fn dump_from_an_endpoint_equals_dump_from_the_cluster() {
         .unwrap();
     let url = debug.url();
     let env = [("REPOCACHE_TOKEN", "t0k3n")];
+    // A zero polling interval against a live endpoint is an input error, not a panic.
+    for interval in ["0", "0s", "0ms"] {
+        let run = repocache_env(&["watch", "--endpoint", &url, "--interval", interval], &env).await;
+        assert_one_error_line(&run, "must be longer than zero");
+    }
     for output in ["json", "yaml", "table", "wide"] {
         let from_endpoint = repocache_env(&["dump", "--endpoint", &url, "-o", output], &env).await;
         let from_cluster = repocache(&["dump", "--kubeconfig", kc, "-o", output]).await;
@@ -390,6 +395,22 @@ async fn errors_are_one_line_and_exit_2() {
     assert_one_error_line(
         &repocache(&["dump", "--endpoint", "http://127.0.0.1:1"]).await,
         "cannot reach the debug endpoint at http://127.0.0.1:1",
+    );
+    // Duration inputs that do not parse.
+    assert_one_error_line(
+        &repocache(&[
+            "watch",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--interval",
+            "soon",
+        ])
+        .await,
+        "invalid duration",
+    );
+    assert_one_error_line(
+        &repocache(&["verify", "--grace", "3 weeks"]).await,
+        "invalid duration",
     );
     // A cluster nobody serves.
     let dir = tempfile::tempdir().unwrap();
