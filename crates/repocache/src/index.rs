@@ -3,6 +3,8 @@
 //!
 //! Indexes live inside the [`Snapshot`](crate::Snapshot), so an index and the objects it points
 //! to are always from the same moment. The writer updates them with each event in O(log n).
+//! Index functions are user code: the writer runs them before it updates any of its maps, so
+//! one that panics costs the event it ran for and nothing else.
 
 use std::fmt;
 use std::sync::Arc;
@@ -59,17 +61,29 @@ pub(crate) type IndexMap = imbl::GenericHashMap<
     imbl::shared_ptr::DefaultSharedPtr,
 >;
 
+/// The values `obj` is indexed under: the user's index function, run before the writer
+/// touches any of its maps (see [`Writer`](crate::Writer), "Panics").
+pub(crate) fn values_of<K>(indexer: &Indexer<K>, obj: &K) -> Vec<String> {
+    (indexer.values)(obj)
+}
+
 /// Adds `key` under each of `obj`'s values.
 pub(crate) fn insert<K>(map: &mut IndexMap, indexer: &Indexer<K>, key: &ObjectKey, obj: &K) {
-    for value in (indexer.values)(obj) {
+    insert_values(map, key, values_of(indexer, obj));
+}
+
+/// Adds `key` under each of these values (computed beforehand with [`values_of`]).
+pub(crate) fn insert_values(map: &mut IndexMap, key: &ObjectKey, values: Vec<String>) {
+    for value in values {
         map.entry(value).or_default().insert(key.clone());
     }
 }
 
-/// Removes `key` from under each of `obj`'s values (dropping values left empty).
-pub(crate) fn remove<K>(map: &mut IndexMap, indexer: &Indexer<K>, key: &ObjectKey, obj: &K) {
-    for value in (indexer.values)(obj) {
-        let now_empty = match map.get_mut(&value) {
+/// Removes `key` from under each of these values (computed beforehand with [`values_of`]),
+/// dropping values left empty.
+pub(crate) fn remove_values(map: &mut IndexMap, key: &ObjectKey, values: &[String]) {
+    for value in values {
+        let now_empty = match map.get_mut(value) {
             Some(keys) => {
                 keys.remove(key);
                 keys.is_empty()
@@ -77,7 +91,7 @@ pub(crate) fn remove<K>(map: &mut IndexMap, indexer: &Indexer<K>, key: &ObjectKe
             None => false,
         };
         if now_empty {
-            map.remove(&value);
+            map.remove(value);
         }
     }
 }

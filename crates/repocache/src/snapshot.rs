@@ -18,7 +18,7 @@ use kube::Resource;
 use crate::clock::Clock;
 use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
-use crate::ordered::{Borrowed, Ordered};
+use crate::ordered::Ordered;
 
 /// The hasher of the lookup maps: foldhash, seeded per process (a fraction of SipHash's cost
 /// on short keys such as object names).
@@ -154,7 +154,7 @@ impl<K> Snapshot<K> {
 
     /// The objects as an owned, ordered vector (one `Arc` clone per object).
     pub fn to_vec(&self) -> Vec<Arc<K>> {
-        self.ordered.iter().map(|o| o.get().clone()).collect()
+        self.ordered.iter().cloned().collect()
     }
 
     /// The number of objects.
@@ -289,14 +289,14 @@ impl<'a, K> IntoIterator for &'a Snapshot<K> {
 
 /// Iterator over a snapshot's objects in (namespace, name) order; see [`Snapshot::iter`].
 pub struct Iter<'a, K> {
-    inner: imbl::vector::Iter<'a, Borrowed<K>, imbl::shared_ptr::DefaultSharedPtr>,
+    inner: imbl::vector::Iter<'a, Arc<K>, imbl::shared_ptr::DefaultSharedPtr>,
 }
 
 impl<'a, K> Iterator for Iter<'a, K> {
     type Item = &'a Arc<K>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next().map(Borrowed::get)
+        self.inner.next()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -306,7 +306,7 @@ impl<'a, K> Iterator for Iter<'a, K> {
 
 impl<K> DoubleEndedIterator for Iter<'_, K> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.inner.next_back().map(Borrowed::get)
+        self.inner.next_back()
     }
 }
 

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use kube::Resource;
 use kube::runtime::watcher::Event;
 use tokio::sync::broadcast;
-use tracing::{debug, trace, warn};
+use tracing::{debug, error, trace, warn};
 
 use crate::cache::{Cache, Shared};
 use crate::change::{Batch, Change, diff};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
-use crate::ordered::{Borrowed, Ordered};
+use crate::ordered::Ordered;
 use crate::snapshot::{
     Index, ObjView, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
 };
@@ -39,6 +39,29 @@ use crate::snapshot::{
 /// once per [`CacheConfig::publish_interval`], so that a busy watch does not hand readers a new
 /// snapshot (and fresh cache misses) for every event. The driver must call
 /// [`publish`](Self::publish) at the instant `publish_due` names.
+///
+/// # User code and panics
+///
+/// The writer runs user code: the [`CacheConfig`] transform and index functions, and the object
+/// type's own `Resource::meta()` (and `Drop`). It runs the transform, the index functions and
+/// every search before it updates any of its maps: when one of them panics and the caller
+/// catches the panic (`catch_unwind` around [`apply`](Self::apply)), that event is lost and the
+/// writer is whole — it goes on as if the event had never come.
+///
+/// One step cannot run without user code: the lookup map hashes and compares objects by their
+/// `meta()`. When a panic unwinds through an update of the working state (a `meta()` that
+/// panics, an object's `Drop` that panics), the update may be half done, and the writer is
+/// **poisoned**: at once it logs an error and marks the cache
+/// [`Stopped`](crate::CacheState::Stopped) (readiness waiters wake up), and it never publishes
+/// again ([`apply`](Self::apply) and [`stage`](Self::stage) drop their event and return
+/// [`Applied::Poisoned`], [`publish`](Self::publish) returns `false`,
+/// [`publish_due`](Self::publish_due) returns [`Publish::Clean`]). Readers keep the last
+/// published snapshot, which is whole. See [`is_poisoned`](Self::is_poisoned).
+///
+/// A `meta()` that answers differently on successive calls (a name or namespace that changes)
+/// makes the cache's contents for such objects unspecified — as a `HashMap` key whose hash
+/// changes does — but never unsafe: every snapshot stays whole and readable, and the next
+/// relist rebuilds the cache from what the server lists.
 pub struct Writer<K> {
     shared: Arc<Shared<K>>,
     index: Index<K>,
@@ -63,6 +86,41 @@ pub struct Writer<K> {
     retired: Vec<Arc<Snapshot<K>>>,
     /// The shortest time between two publishes by [`Writer::publish_due`].
     publish_interval: Duration,
+    /// Set while the working state is being updated; still set afterwards only when a panic
+    /// unwound through the update (see [`Updating`]).
+    poisoned: bool,
+}
+
+/// Marks the writer poisoned while it updates its working state. [`Updating::end`] clears the
+/// mark; when a panic unwinds through the update instead, the guard's `Drop` logs it and marks
+/// the cache stopped, and the mark stays.
+struct Updating<'a, K> {
+    shared: &'a Shared<K>,
+    poisoned: &'a mut bool,
+}
+
+impl<'a, K> Updating<'a, K> {
+    fn begin(shared: &'a Shared<K>, poisoned: &'a mut bool) -> Self {
+        *poisoned = true;
+        Self { shared, poisoned }
+    }
+
+    fn end(self) {
+        *self.poisoned = false;
+        std::mem::forget(self);
+    }
+}
+
+impl<K> Drop for Updating<'_, K> {
+    fn drop(&mut self) {
+        // Only reached when a panic unwinds through the update: `end` forgets the guard.
+        error!(
+            kind = %self.shared.kind,
+            "a panic unwound through an update of the writer's working state: the writer is \
+             poisoned and publishes nothing more; the cache is stopped"
+        );
+        self.shared.mark_stopped();
+    }
 }
 
 /// What [`Writer::publish_due`] did.
@@ -91,6 +149,9 @@ pub enum Applied {
     Relisted,
     /// The object has no name and cannot be cached; it was skipped.
     Skipped,
+    /// The writer is poisoned (a panic unwound through an earlier update; see [`Writer`],
+    /// "User code and panics"): the event was dropped.
+    Poisoned,
 }
 
 impl<K> Writer<K>
@@ -128,6 +189,7 @@ where
             unrecorded: false,
             retired: Vec::new(),
             publish_interval: config.publish_interval,
+            poisoned: false,
         }
     }
 }
@@ -179,6 +241,9 @@ where
     /// A completed relist (`InitDone`) is the exception: it always publishes at once, and makes
     /// the cache ready.
     pub fn stage(&mut self, event: Event<K>) -> Applied {
+        if self.poisoned {
+            return Applied::Poisoned;
+        }
         match event {
             Event::Init => {
                 if self.relist.is_some() {
@@ -250,29 +315,29 @@ where
             self.confirm();
             return Applied::Unchanged;
         }
-        // The vector borrows `obj` from the map, which takes it below; `old` (which the map
-        // lets go of then) is out of the vector by then.
-        match self
+        // User code first (the index functions, and `meta()` in the search and the key): when
+        // it panics, the working state is as it was.
+        let position = self
             .ordered
-            .binary_search_by(|o| cmp_objects(o.get().as_ref(), obj.as_ref()))
-        {
-            Ok(pos) => {
-                self.ordered.set(pos, Borrowed::of(&obj));
-            }
-            Err(pos) => self.ordered.insert(pos, Borrowed::of(&obj)),
-        }
-        if !self.indexers.is_empty()
-            && let Some(key) = ObjectKey::of(obj.as_ref())
-        {
-            for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
-                if let Some(old) = &old {
-                    index::remove(map, indexer, &key, old.as_ref());
-                }
-                index::insert(map, indexer, &key, obj.as_ref());
-            }
-        }
-        self.index.insert(Slot(obj.clone()), ());
+            .binary_search_by(|o| cmp_objects(o.as_ref(), obj.as_ref()));
+        let index_updates = self.index_updates(obj.as_ref(), old.as_deref(), Some(obj.as_ref()));
         let new_rv = obj.meta().resource_version.clone();
+        let updating = Updating::begin(&self.shared, &mut self.poisoned);
+        // The one step that runs user code: the map hashes and compares by `meta()`.
+        self.index.insert(Slot(obj.clone()), ());
+        match position {
+            Ok(pos) => {
+                self.ordered.set(pos, obj.clone());
+            }
+            Err(pos) => self.ordered.insert(pos, obj.clone()),
+        }
+        if let Some((key, updates)) = index_updates {
+            for (map, (old_values, new_values)) in self.indexes.iter_mut().zip(updates) {
+                index::remove_values(map, &key, &old_values);
+                index::insert_values(map, &key, new_values);
+            }
+        }
+        updating.end();
         if self.recording() {
             self.pending.push(match old {
                 Some(old) => Change::Updated {
@@ -297,25 +362,31 @@ where
             buffer.retain(|o| cmp_object_key(o.as_ref(), key).is_ne());
             return Applied::Buffered;
         }
-        let Some((Slot(old), ())) = self.index.remove_with_key(key) else {
+        let Some(old) = lookup(&self.index, key).cloned() else {
             trace!(kind = %self.shared.kind, key = %key.display(), "delete of an object the cache does not hold");
             self.confirm();
             return Applied::Unchanged;
         };
-        // `old` is still held here: the vector lets go of it before it can be freed.
-        if let Ok(pos) = self
+        // User code first (the index functions, `meta()` in the search and the key); then the
+        // update. `removed` (the same object as `old` unless `meta()` is inconsistent) is
+        // dropped after the update.
+        let position = self
             .ordered
-            .binary_search_by(|o| cmp_object_key(o.get().as_ref(), key))
-        {
+            .binary_search_by(|o| cmp_object_key(o.as_ref(), key));
+        let index_updates = self.index_updates(old.as_ref(), Some(old.as_ref()), None);
+        let updating = Updating::begin(&self.shared, &mut self.poisoned);
+        // The one step that runs user code: the map hashes and compares by `meta()`.
+        let removed = self.index.remove_with_key(key);
+        if let Ok(pos) = position {
             self.ordered.remove(pos);
         }
-        if !self.indexers.is_empty()
-            && let Some(old_key) = ObjectKey::of(old.as_ref())
-        {
-            for (map, indexer) in self.indexes.iter_mut().zip(self.indexers.iter()) {
-                index::remove(map, indexer, &old_key, old.as_ref());
+        if let Some((key, updates)) = index_updates {
+            for (map, (old_values, _)) in self.indexes.iter_mut().zip(updates) {
+                index::remove_values(map, &key, &old_values);
             }
         }
+        updating.end();
+        drop(removed);
         if self.recording() {
             self.pending.push(Change::Deleted {
                 object: old,
@@ -361,9 +432,11 @@ where
         let mut ordered = Ordered::new();
         let mut index = Index::default();
         let mut indexes = vec![IndexMap::default(); self.indexers.len()];
+        // The new state is built aside (user code included: index functions, `meta()`); a
+        // panic leaves the working state as it was, without the relist.
         for obj in &entries {
             index.insert(Slot(obj.clone()), ());
-            ordered.push_back(Borrowed::of(obj));
+            ordered.push_back(obj.clone());
             if !self.indexers.is_empty()
                 && let Some(key) = ObjectKey::of(obj.as_ref())
             {
@@ -373,17 +446,24 @@ where
             }
         }
         debug!(kind = %self.shared.kind, objects = ordered.len(), rv = ?newest, "relist complete");
-        if self.recording() {
+        let recorded = self.recording().then(|| {
             let before = self.shared.current.load_full();
             let after = self.snapshot_of(&index, &ordered, &indexes, 0);
+            diff(&before, &after, 0)
+        });
+        // From here on no user code runs until the relist is published: the replaced state
+        // (whose objects' `Drop` is user code) is dropped at the end.
+        let mut replaced_pending = Vec::new();
+        if let Some(changes) = recorded {
             // Everything staged since the last publish is covered by this diff.
-            self.pending.clear();
-            self.pending.extend(diff(&before, &after, 0));
+            replaced_pending = std::mem::replace(&mut self.pending, changes);
             self.unrecorded = false;
         }
-        self.index = index;
-        self.ordered = ordered;
-        self.indexes = indexes;
+        let replaced = (
+            std::mem::replace(&mut self.index, index),
+            std::mem::replace(&mut self.ordered, ordered),
+            std::mem::replace(&mut self.indexes, indexes),
+        );
         // The list's own resourceVersion is not reported by the watcher; its newest object
         // stands in for it, but never moves the snapshot's version back (a delete seen before
         // the relist may be newer than every listed object).
@@ -391,7 +471,37 @@ where
         self.dirty = true;
         self.publish();
         self.shared.mark_ready();
+        drop((replaced, replaced_pending));
         Applied::Relisted
+    }
+
+    /// The index updates for an object `old` → `new` (either absent) under `key_of`'s key: per
+    /// indexer, the values to remove and the values to add. Runs the user's index functions;
+    /// `None` without indexes.
+    #[allow(clippy::type_complexity)]
+    fn index_updates(
+        &self,
+        key_of: &K,
+        old: Option<&K>,
+        new: Option<&K>,
+    ) -> Option<(ObjectKey, Vec<(Vec<String>, Vec<String>)>)> {
+        if self.indexers.is_empty() {
+            return None;
+        }
+        let key = ObjectKey::of(key_of)?;
+        let updates = self
+            .indexers
+            .iter()
+            .map(|indexer| {
+                (
+                    old.map(|o| index::values_of(indexer, o))
+                        .unwrap_or_default(),
+                    new.map(|n| index::values_of(indexer, n))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        Some((key, updates))
     }
 
     fn snapshot_of(
@@ -419,7 +529,7 @@ where
     /// Publishes the working state if it changed and the last publish was at least the
     /// publish interval ago; otherwise says when to publish. See [`Publish`].
     pub fn publish_due(&mut self) -> Publish {
-        if !self.dirty {
+        if !self.dirty || self.poisoned {
             return Publish::Clean;
         }
         if !self.publish_interval.is_zero() {
@@ -440,22 +550,22 @@ where
     }
 
     /// Publishes the working state as a new snapshot now if it changed (whatever the publish
-    /// interval); returns whether it did.
+    /// interval); returns whether it did. A poisoned writer never publishes.
     pub fn publish(&mut self) -> bool {
-        if !self.dirty {
+        if !self.dirty || self.poisoned {
             return false;
         }
         self.generation += 1;
         let snapshot =
             Arc::new(self.snapshot_of(&self.index, &self.ordered, &self.indexes, self.generation));
-        // Readers never wait for a publish, and never free a replaced snapshot either: the
-        // writer keeps it until no reader holds it, then frees it here.
-        let replaced = self.shared.current.swap(snapshot.clone());
-        self.retired.push(replaced);
-        self.release_retired();
         self.dirty = false;
         let pending = std::mem::take(&mut self.pending);
         let unrecorded = std::mem::replace(&mut self.unrecorded, false);
+        // Readers never wait for a publish, and never free a replaced snapshot either: the
+        // writer keeps it until no reader holds it, then frees it (below, after the state is
+        // updated: freeing runs the objects' `Drop`, which is user code).
+        let replaced = self.shared.current.swap(snapshot.clone());
+        self.retired.push(replaced);
         if self.changes.receiver_count() > 0 {
             let generation = self.generation;
             let changes = (!unrecorded).then(|| {
@@ -467,6 +577,7 @@ where
             // Never blocks: a subscriber that falls behind the buffer lags and resyncs.
             let _ = self.changes.send(Arc::new(Batch { snapshot, changes }));
         }
+        self.release_retired();
         true
     }
 
@@ -482,6 +593,12 @@ where
 
     pub(crate) fn shared(&self) -> Arc<Shared<K>> {
         self.shared.clone()
+    }
+
+    /// Whether a panic unwound through an update of the working state: the writer publishes
+    /// nothing more, and the cache is stopped (see [`Writer`], "User code and panics").
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
     }
 
     /// Whether a relist is in progress (between `Init` and `InitDone`).
