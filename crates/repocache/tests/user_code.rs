@@ -300,9 +300,10 @@ fn fickle_names(snapshot: &Snapshot<Fickle>) -> Vec<String> {
 
 #[test]
 fn a_resource_whose_meta_answers_inconsistently_never_breaks_a_snapshot() {
+    // Only the current snapshot is kept: holding every snapshot would keep every object
+    // alive, and hide an object the writer let go of too early.
     let mut writer: Writer<Fickle> = Writer::new();
     let cache = writer.cache();
-    let mut published = vec![cache.snapshot()];
     let relist_of = |objects: Vec<Fickle>| {
         let mut events = vec![Event::Init];
         events.extend(objects.into_iter().map(Event::InitApply));
@@ -314,7 +315,7 @@ fn a_resource_whose_meta_answers_inconsistently_never_breaks_a_snapshot() {
         Fickle::flipping("d", "a", 2),
         Fickle::steady("f", 3),
     ]));
-    published.push(cache.snapshot());
+    check_fickle(&cache.snapshot());
     let mut rv = 10;
     let mut next = || {
         rv += 1;
@@ -338,22 +339,16 @@ fn a_resource_whose_meta_answers_inconsistently_never_breaks_a_snapshot() {
     ];
     for event in events {
         writer.apply(event);
-        published.push(cache.snapshot());
-        for snapshot in &published {
-            check_fickle(snapshot);
-        }
+        check_fickle(&cache.snapshot());
     }
     // The writer goes on; a relist rebuilds the cache from what the server lists.
     writer.apply_batch(relist_of(vec![
         Fickle::steady("a", 100),
         Fickle::steady("z", 101),
     ]));
-    published.push(cache.snapshot());
+    check_fickle(&cache.snapshot());
     assert_eq!(fickle_names(&cache.snapshot()), ["a", "z"]);
     assert!(!writer.is_poisoned());
-    for snapshot in &published {
-        check_fickle(snapshot);
-    }
 }
 
 #[test]
