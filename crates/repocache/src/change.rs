@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use kube::Resource;
 
-use crate::snapshot::{Snapshot, cmp_objects};
+use crate::ordered::Ordered;
+use crate::snapshot::cmp_objects;
 
 /// One change to a cache, as a subscriber sees it. Every change carries the generation of the
 /// snapshot it belongs to: after the changes of generation `g`, the subscriber's view equals
@@ -117,11 +118,17 @@ impl<K> Change<K> {
 }
 
 /// What one publish changed, as sent to subscribers.
+///
+/// A batch holds no snapshot: the broadcast buffer keeps the last batches for a subscriber
+/// that has not read them, and a snapshot in each would keep that many whole generations of
+/// objects alive. The writer also bounds the changes the buffer holds (see
+/// [`CacheConfig::subscriber_buffer_changes`](crate::CacheConfig::subscriber_buffer_changes)).
 pub(crate) struct Batch<K> {
-    /// The published snapshot.
-    pub(crate) snapshot: Arc<Snapshot<K>>,
+    /// The generation of the published snapshot.
+    pub(crate) generation: u64,
     /// The changes from the previous snapshot, or `None` when the writer did not record them
-    /// (no subscriber was listening when they were applied): subscribers diff instead.
+    /// (no subscriber was listening when they were applied, or there were more than the buffer
+    /// may hold): subscribers diff their view against the current snapshot instead.
     pub(crate) changes: Option<Vec<Change<K>>>,
 }
 
@@ -130,10 +137,20 @@ pub(crate) struct Batch<K> {
 /// A merge of the two ordered object lists: O(n + m). Objects that are the same `Arc` in both,
 /// or have the same resourceVersion, are unchanged.
 pub(crate) fn diff<K: Resource>(
-    old: &Snapshot<K>,
-    new: &Snapshot<K>,
+    old: &Ordered<K>,
+    new: &Ordered<K>,
     generation: u64,
 ) -> Vec<Change<K>> {
+    diff_at_most(old, new, generation, usize::MAX).unwrap_or_default()
+}
+
+/// [`diff`], or `None` as soon as there are more than `limit` changes.
+pub(crate) fn diff_at_most<K: Resource>(
+    old: &Ordered<K>,
+    new: &Ordered<K>,
+    generation: u64,
+    limit: usize,
+) -> Option<Vec<Change<K>>> {
     let mut changes = Vec::new();
     let mut olds = old.iter().peekable();
     let mut news = new.iter().peekable();
@@ -144,6 +161,9 @@ pub(crate) fn diff<K: Resource>(
             (None, Some(_)) => Ordering::Greater,
             (Some(o), Some(n)) => cmp_objects(o.as_ref(), n.as_ref()),
         };
+        if changes.len() > limit {
+            return None;
+        }
         match order {
             Ordering::Less => {
                 if let Some(o) = olds.next() {
@@ -176,5 +196,25 @@ pub(crate) fn diff<K: Resource>(
             }
         }
     }
-    changes
+    (changes.len() <= limit).then_some(changes)
+}
+
+/// Applies one change to an ordered view of objects (a subscriber's view of the cache).
+pub(crate) fn apply_to<K: Resource>(view: &mut Ordered<K>, change: &Change<K>) {
+    match change {
+        Change::Added { object, .. } | Change::Updated { new: object, .. } => {
+            match view.binary_search_by(|o| cmp_objects(o.as_ref(), object.as_ref())) {
+                Ok(pos) => {
+                    view.set(pos, object.clone());
+                }
+                Err(pos) => view.insert(pos, object.clone()),
+            }
+        }
+        Change::Deleted { object, .. } => {
+            if let Ok(pos) = view.binary_search_by(|o| cmp_objects(o.as_ref(), object.as_ref())) {
+                view.remove(pos);
+            }
+        }
+        Change::Synced { .. } | Change::Lagged { .. } => {}
+    }
 }

@@ -15,6 +15,10 @@ pub type Transform<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
 /// How many publishes a subscriber may fall behind before it is resynced.
 pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 128;
 
+/// How many changes the subscriber buffer holds at most, over all its publishes (see
+/// [`CacheConfig::subscriber_buffer_changes`]).
+pub const DEFAULT_SUBSCRIBER_BUFFER_CHANGES: usize = 4096;
+
 /// The shortest time between two snapshots a reflector publishes: 1 ms.
 ///
 /// A quiet watch's event is published as soon as it arrives; under a steady stream of events
@@ -38,6 +42,7 @@ pub struct CacheConfig<K> {
     pub(crate) transform: Option<Transform<K>>,
     pub(crate) indexers: Vec<Indexer<K>>,
     pub(crate) subscriber_buffer: usize,
+    pub(crate) subscriber_buffer_changes: usize,
     pub(crate) publish_interval: Duration,
 }
 
@@ -47,6 +52,7 @@ impl<K: Resource + 'static> Default for CacheConfig<K> {
             transform: Some(Arc::new(drop_managed_fields::<K>)),
             indexers: Vec::new(),
             subscriber_buffer: DEFAULT_SUBSCRIBER_BUFFER,
+            subscriber_buffer_changes: DEFAULT_SUBSCRIBER_BUFFER_CHANGES,
             publish_interval: DEFAULT_PUBLISH_INTERVAL,
         }
     }
@@ -58,6 +64,7 @@ impl<K> Clone for CacheConfig<K> {
             transform: self.transform.clone(),
             indexers: self.indexers.clone(),
             subscriber_buffer: self.subscriber_buffer,
+            subscriber_buffer_changes: self.subscriber_buffer_changes,
             publish_interval: self.publish_interval,
         }
     }
@@ -69,6 +76,7 @@ impl<K> fmt::Debug for CacheConfig<K> {
             .field("transform", &self.transform.is_some())
             .field("indexers", &self.indexers)
             .field("subscriber_buffer", &self.subscriber_buffer)
+            .field("subscriber_buffer_changes", &self.subscriber_buffer_changes)
             .field("publish_interval", &self.publish_interval)
             .finish()
     }
@@ -109,6 +117,19 @@ impl<K: Resource + 'static> CacheConfig<K> {
     /// [`Change::Lagged`](crate::Change::Lagged) and a resync (at least 1).
     pub fn subscriber_buffer(mut self, publishes: usize) -> Self {
         self.subscriber_buffer = publishes.max(1);
+        self
+    }
+
+    /// How many changes the subscriber buffer holds at most, over all the publishes it holds
+    /// (default [`DEFAULT_SUBSCRIBER_BUFFER_CHANGES`], 4,096; zero sends no change at all).
+    ///
+    /// This bounds what a subscriber that never reads costs (see
+    /// [`Subscription`](crate::Subscription), "What a subscriber holds"): each buffered change
+    /// keeps one or two object versions alive. A publish whose changes do not fit (a relist that
+    /// replaced many objects, say) is sent without them; subscribers then diff their view
+    /// against the current snapshot, which delivers the same net changes.
+    pub fn subscriber_buffer_changes(mut self, changes: usize) -> Self {
+        self.subscriber_buffer_changes = changes;
         self
     }
 

@@ -7,6 +7,7 @@
 //! writer also records what each publish changed and sends it to the subscribers; it never
 //! waits for them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, error, trace, warn};
 
 use crate::cache::{Cache, Shared};
-use crate::change::{Batch, Change, diff};
+use crate::change::{Batch, Change, diff_at_most};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
@@ -78,8 +79,17 @@ pub struct Writer<K> {
     changes: broadcast::Sender<Arc<Batch<K>>>,
     /// The changes since the last publish (recorded only while someone subscribes).
     pending: Vec<Change<K>>,
-    /// Some change since the last publish was applied while nobody was recording.
+    /// Some change since the last publish was applied while nobody was recording (or more
+    /// changes were staged than the subscriber buffer may hold).
     unrecorded: bool,
+    /// The most changes the subscriber buffer may hold, over all its batches.
+    buffer_changes: usize,
+    /// How many batches the broadcast buffer holds (its capacity, a power of two).
+    buffer_slots: usize,
+    /// The number of changes in each of the last `buffer_slots` batches sent, oldest first,
+    /// and their sum: what the broadcast buffer may still hold.
+    buffered: VecDeque<usize>,
+    buffered_sum: usize,
     /// Snapshots replaced by a publish that readers still hold. The writer keeps a reference
     /// so that it, not a reader, frees each one (a relist's old snapshot can take milliseconds
     /// to free); see [`Writer::release_retired`].
@@ -187,6 +197,11 @@ where
             changes,
             pending: Vec::new(),
             unrecorded: false,
+            buffer_changes: config.subscriber_buffer_changes,
+            // tokio's broadcast channel rounds its capacity up to a power of two.
+            buffer_slots: config.subscriber_buffer.max(1).next_power_of_two(),
+            buffered: VecDeque::new(),
+            buffered_sum: 0,
             retired: Vec::new(),
             publish_interval: config.publish_interval,
             poisoned: false,
@@ -292,12 +307,16 @@ where
         Arc::new(obj)
     }
 
+    /// Whether to record the change being applied: someone subscribes, and the changes since
+    /// the last publish still fit the subscriber buffer. Otherwise the next publish is sent
+    /// without its changes (subscribers diff instead).
     fn recording(&mut self) -> bool {
-        let recording = self.changes.receiver_count() > 0;
-        if !recording {
-            self.unrecorded = true;
+        if self.changes.receiver_count() > 0 && self.pending.len() < self.buffer_changes {
+            return true;
         }
-        recording
+        self.unrecorded = true;
+        self.pending = Vec::new();
+        false
     }
 
     /// Inserts or replaces one object in the working state.
@@ -446,19 +465,25 @@ where
             }
         }
         debug!(kind = %self.shared.kind, objects = ordered.len(), rv = ?newest, "relist complete");
+        // Everything staged since the last publish is covered by this diff (unless it has
+        // more changes than the subscriber buffer may hold: then subscribers diff themselves).
         let recorded = self.recording().then(|| {
-            let before = self.shared.current.load_full();
-            let after = self.snapshot_of(&index, &ordered, &indexes, 0);
-            diff(&before, &after, 0)
+            let before = self.shared.current.load();
+            diff_at_most(&before.ordered, &ordered, 0, self.buffer_changes)
         });
         // From here on no user code runs until the relist is published: the replaced state
         // (whose objects' `Drop` is user code) is dropped at the end.
-        let mut replaced_pending = Vec::new();
-        if let Some(changes) = recorded {
-            // Everything staged since the last publish is covered by this diff.
-            replaced_pending = std::mem::replace(&mut self.pending, changes);
-            self.unrecorded = false;
-        }
+        let replaced_pending = match recorded {
+            Some(Some(changes)) => {
+                self.unrecorded = false;
+                std::mem::replace(&mut self.pending, changes)
+            }
+            Some(None) => {
+                self.unrecorded = true;
+                std::mem::take(&mut self.pending)
+            }
+            None => Vec::new(),
+        };
         let replaced = (
             std::mem::replace(&mut self.index, index),
             std::mem::replace(&mut self.ordered, ordered),
@@ -564,18 +589,33 @@ where
         // Readers never wait for a publish, and never free a replaced snapshot either: the
         // writer keeps it until no reader holds it, then frees it (below, after the state is
         // updated: freeing runs the objects' `Drop`, which is user code).
-        let replaced = self.shared.current.swap(snapshot.clone());
+        let replaced = self.shared.current.swap(snapshot);
         self.retired.push(replaced);
         if self.changes.receiver_count() > 0 {
             let generation = self.generation;
-            let changes = (!unrecorded).then(|| {
+            // The slot this batch takes in the broadcast buffer drops the oldest batch when the
+            // buffer is full; the changes the buffer holds stay within `buffer_changes`.
+            let freed = if self.buffered.len() == self.buffer_slots {
+                self.buffered.pop_front().unwrap_or_default()
+            } else {
+                0
+            };
+            self.buffered_sum -= freed;
+            let fits = self.buffered_sum + pending.len() <= self.buffer_changes;
+            let changes = (!unrecorded && fits).then(|| {
                 pending
                     .into_iter()
                     .map(|c| c.with_generation(generation))
-                    .collect()
+                    .collect::<Vec<_>>()
             });
+            let sent = changes.as_ref().map_or(0, Vec::len);
+            self.buffered.push_back(sent);
+            self.buffered_sum += sent;
             // Never blocks: a subscriber that falls behind the buffer lags and resyncs.
-            let _ = self.changes.send(Arc::new(Batch { snapshot, changes }));
+            let _ = self.changes.send(Arc::new(Batch {
+                generation,
+                changes,
+            }));
         }
         self.release_retired();
         true

@@ -223,6 +223,54 @@ async fn the_stream_ends_when_the_writer_goes() {
     assert_eq!(rest.len(), 2, "the current state and Synced, then the end");
 }
 
+#[tokio::test]
+async fn a_subscriber_that_never_reads_keeps_at_most_the_buffered_changes_alive() {
+    let mut writer = Writer::with_config(
+        CacheConfig::new()
+            .subscriber_buffer(128)
+            .subscriber_buffer_changes(8),
+    );
+    writer.apply_batch(relist([]));
+    let cache = writer.cache();
+    // Subscribed to an empty cache: its view holds nothing.
+    let mut dead = cache.subscribe();
+    let mut replaced = Vec::new();
+    for round in 0..40u64 {
+        for i in 0..5 {
+            let name = format!("o{i}");
+            if let Some(old) = cache.get(&name) {
+                replaced.push(std::sync::Arc::downgrade(&old));
+            }
+            writer.apply(Event::Apply(obj(&name, 1 + round * 5 + i, "v")));
+        }
+    }
+    // A replaced version is kept alive only by the dead subscriber's buffered changes: at most
+    // 8 changes, each holding at most two versions (an update's old and new).
+    let alive = replaced.iter().filter(|w| w.strong_count() > 0).count();
+    assert!(
+        alive <= 2 * 8,
+        "{alive} of {} replaced versions alive; the buffer may hold 8 changes",
+        replaced.len()
+    );
+    // Reading it later still brings its view to the cache (by diffing).
+    let mut view: BTreeMap<String, u64> = BTreeMap::new();
+    for change in drain(&mut dead) {
+        if let Change::Added { object, .. } | Change::Updated { new: object, .. } = change {
+            let rv = object.metadata.resource_version.as_deref().unwrap();
+            view.insert(object.metadata.name.clone().unwrap(), rv.parse().unwrap());
+        }
+    }
+    let current: BTreeMap<String, u64> = cache
+        .snapshot()
+        .iter()
+        .map(|o| {
+            let rv = o.metadata.resource_version.as_deref().unwrap();
+            (o.metadata.name.clone().unwrap(), rv.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(view, current);
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Apply(u8, u8),
@@ -248,8 +296,15 @@ proptest! {
     /// Whatever the interleaving of writes, joins and (slow) reads, every subscriber's replayed
     /// view equals the cache once it has drained, and generations never go backwards.
     #[test]
-    fn every_subscribers_replayed_view_equals_the_cache(ops in prop::collection::vec(op(), 1..80)) {
-        let mut writer = Writer::with_config(CacheConfig::new().subscriber_buffer(3));
+    fn every_subscribers_replayed_view_equals_the_cache(
+        ops in prop::collection::vec(op(), 1..80),
+        buffered_changes in prop::sample::select(vec![0usize, 2, 5, 4096]),
+    ) {
+        let mut writer = Writer::with_config(
+            CacheConfig::new()
+                .subscriber_buffer(3)
+                .subscriber_buffer_changes(buffered_changes),
+        );
         let cache = writer.cache();
         let mut subs: Vec<(Subscription<ConfigMap>, BTreeMap<String, String>, u64)> = vec![];
         let mut rv = 0u64;
@@ -257,12 +312,22 @@ proptest! {
             for change in drain(sub) {
                 assert!(change.generation() >= *last, "generation went backwards");
                 *last = change.generation();
+                // Every change fits the view it is applied to: an added object is new to it,
+                // an updated or deleted one is in it.
                 match change {
-                    Change::Added { object, .. } | Change::Updated { new: object, .. } => {
-                        view.insert(object.metadata.name.clone().unwrap(), value(&object).into());
+                    Change::Added { object, .. } => {
+                        let name = object.metadata.name.clone().unwrap();
+                        assert!(!view.contains_key(&name), "added {name} twice");
+                        view.insert(name, value(&object).into());
+                    }
+                    Change::Updated { new: object, .. } => {
+                        let name = object.metadata.name.clone().unwrap();
+                        assert!(view.contains_key(&name), "updated {name}, not in the view");
+                        view.insert(name, value(&object).into());
                     }
                     Change::Deleted { object, .. } => {
-                        view.remove(object.metadata.name.as_deref().unwrap());
+                        let name = object.metadata.name.as_deref().unwrap();
+                        assert!(view.remove(name).is_some(), "deleted {name}, not in the view");
                     }
                     _ => {}
                 }
