@@ -13,7 +13,13 @@
 //!   repocache against apisim (the `chaos` binary of `repocache-tests`, release build unless
 //!   `--debug`); prints faults, writes, convergence and read latency, and the first failing
 //!   seed with the command that reproduces it.
+//! - `miri [-- <test harness args>]`: the writer, model, subscription, index and user-code tests
+//!   of `repocache` under `cargo +nightly miri test` (Tree Borrows, few proptest cases); adds
+//!   the `miri` and `rust-src` nightly components when missing, and exits 3 when Miri cannot be
+//!   had (see `miri.rs`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod miri;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,7 +28,7 @@ use std::time::Instant;
 
 use glasskube_api::crd;
 
-const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug]";
+const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug] | miri [-- <test args>]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
         Some("crds") => crds(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
+        Some("miri") => miri::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -70,10 +70,10 @@ fn expected(model: &BTreeMap<ModelKey, (u64, u8)>) -> Vec<(String, String, Strin
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(256))]
 
     #[test]
-    fn every_published_snapshot_equals_the_model(ops in prop::collection::vec(op(), 1..60)) {
+    fn every_published_snapshot_equals_the_model(ops in prop::collection::vec(op(), 1..common::schedule_len(60))) {
         let mut writer = Writer::<ConfigMap>::new();
         let cache = writer.cache();
         let mut model: BTreeMap<ModelKey, (u64, u8)> = BTreeMap::new();

@@ -291,13 +291,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(128))]
 
     /// Whatever the interleaving of writes, joins and (slow) reads, every subscriber's replayed
     /// view equals the cache once it has drained, and generations never go backwards.
     #[test]
     fn every_subscribers_replayed_view_equals_the_cache(
-        ops in prop::collection::vec(op(), 1..80),
+        ops in prop::collection::vec(op(), 1..common::schedule_len(80)),
         buffered_changes in prop::sample::select(vec![0usize, 2, 5, 4096]),
     ) {
         let mut writer = Writer::with_config(

@@ -60,3 +60,23 @@ pub fn contents(snapshot: &Snapshot<ConfigMap>) -> Vec<(String, String, String)>
         })
         .collect()
 }
+
+/// The proptest config of these tests: `cases` cases unless `PROPTEST_CASES` says otherwise
+/// (`cargo xtask miri` sets it low), and no failure file under Miri (whose isolation forbids
+/// the file system).
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    if cfg!(miri) {
+        config.failure_persistence = None;
+    }
+    config
+}
+
+/// The longest generated schedule: `n`, or a fraction of it under Miri (about a thousand times
+/// slower than a debug build).
+pub const fn schedule_len(n: usize) -> usize {
+    if cfg!(miri) { n / 4 } else { n }
+}
