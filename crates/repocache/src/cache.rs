@@ -31,11 +31,15 @@ use crate::subscription::Subscription;
 enum Readiness {
     /// No relist has completed yet.
     Pending,
-    /// The first relist completed; stays so for the life of the cache.
+    /// The first relist completed; stays so until the cache stops.
     Ready,
-    /// The writer stopped before the first relist completed.
+    /// The writer or its reflector stopped (before or after the first relist): never ready
+    /// again.
     Stopped,
 }
+
+/// Why a cache stopped when its writer went away and nothing more specific was recorded.
+const WRITER_STOPPED: &str = "its writer was dropped or poisoned";
 
 /// A request from a read handle to its reflector task.
 pub(crate) enum Command {
@@ -88,24 +92,77 @@ impl<K> Shared<K> {
         }
     }
 
+    /// Records a completed sync: the state becomes `Ready` first, and only then is readiness
+    /// signalled, so that whoever sees `wait_ready` return Ok also sees `is_ready()` and
+    /// `state()` say ready (one truth for every surface). A stopped cache stays stopped.
     pub(crate) fn mark_ready(&self) {
+        if !self.set_state(CacheState::Ready) {
+            return;
+        }
         self.readiness.send_if_modified(|r| {
-            let changed = *r != Readiness::Ready;
-            *r = Readiness::Ready;
+            let changed = *r == Readiness::Pending;
+            if changed {
+                *r = Readiness::Ready;
+            }
             changed
         });
     }
 
-    /// Records that no writer will ever update this cache again.
+    /// Records that no writer will ever update this cache again (the writer was dropped or
+    /// poisoned). Keeps a more specific reason recorded before (e.g. the reflector's).
     pub(crate) fn mark_stopped(&self) {
-        self.state.store(Arc::new(CacheState::Stopped));
-        self.readiness.send_if_modified(|r| {
-            let pending = *r == Readiness::Pending;
-            if pending {
-                *r = Readiness::Stopped;
-            }
-            pending
+        self.stop(WRITER_STOPPED, false);
+    }
+
+    /// Records that the cache stopped for good, and why (replacing a less specific reason).
+    pub(crate) fn mark_stopped_because(&self, reason: impl Into<String>) {
+        self.stop(&reason.into(), true);
+    }
+
+    fn stop(&self, reason: &str, replace: bool) {
+        self.state.rcu(|state| match &**state {
+            CacheState::Stopped { .. } if !replace => state.clone(),
+            _ => Arc::new(CacheState::Stopped {
+                reason: reason.to_owned(),
+            }),
         });
+        // After the state: whoever sees readiness end sees why.
+        self.readiness.send_if_modified(|r| {
+            let changed = *r != Readiness::Stopped;
+            *r = Readiness::Stopped;
+            changed
+        });
+    }
+
+    /// Stores the reflector's view of the state, unless the cache has stopped (a stopped cache
+    /// never comes back). Returns whether it was stored.
+    pub(crate) fn set_state(&self, new: CacheState) -> bool {
+        let new = Arc::new(new);
+        let previous = self.state.rcu(|state| {
+            if state.is_stopped() {
+                state.clone()
+            } else {
+                new.clone()
+            }
+        });
+        !previous.is_stopped()
+    }
+
+    /// The error for a call that needs a cache that has stopped.
+    pub(crate) fn stopped_error(&self) -> Error {
+        let reason = match &**self.state.load() {
+            CacheState::Stopped { reason } => reason.clone(),
+            _ => WRITER_STOPPED.to_owned(),
+        };
+        Error::Stopped {
+            kind: self.kind.clone(),
+            reason,
+        }
+    }
+
+    /// Whether the cache has stopped for good.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state.load().is_stopped()
     }
 
     pub(crate) fn set_ttl(&self, ttl: Duration) {
@@ -118,7 +175,7 @@ impl<K> Shared<K> {
     }
 
     fn is_ready(&self) -> bool {
-        *self.readiness.borrow() == Readiness::Ready
+        *self.readiness.borrow() == Readiness::Ready && !self.is_stopped()
     }
 }
 
@@ -227,7 +284,12 @@ impl<K> Cache<K> {
         self.shared.ttl()
     }
 
-    /// Whether the first full sync has completed. Stays true across later relists.
+    /// Whether the first full sync has completed and the cache has not stopped. Stays true
+    /// across later relists, staleness and failures; false for good once the cache is
+    /// [`Stopped`](CacheState::Stopped).
+    ///
+    /// Agrees with [`wait_ready`](Self::wait_ready) and [`state`](Self::state): once
+    /// `wait_ready` returned Ok, `is_ready()` is true and `state()` is no longer `Starting`.
     pub fn is_ready(&self) -> bool {
         self.shared.is_ready()
     }
@@ -249,7 +311,7 @@ impl<K> Cache<K> {
         if state == CacheState::Ready && self.is_stale() {
             let snapshot = self.shared.current.load();
             return CacheState::Stale {
-                since: snapshot.confirmed_at() + self.ttl(),
+                since: crate::clock::saturating_add(snapshot.confirmed_at(), self.ttl()),
                 reason: format!("not confirmed within the TTL of {:?}", self.ttl()),
             };
         }
@@ -291,21 +353,22 @@ impl<K> Cache<K> {
     /// Waits until the first full sync has completed.
     ///
     /// Returns at once when the cache is already ready. Fails with [`Error::Stopped`] when the
-    /// writer stopped before the first sync.
+    /// cache has stopped (its writer or reflector ended, before or after the first sync): a
+    /// stopped cache is never ready.
     pub async fn ready(&self) -> Result<(), Error> {
         let mut rx = self.shared.readiness.subscribe();
         let result = rx.wait_for(|r| *r != Readiness::Pending).await;
         match result.map(|r| *r) {
             Ok(Readiness::Ready) => Ok(()),
-            _ => Err(Error::Stopped {
-                kind: self.shared.kind.clone(),
-            }),
+            _ => Err(self.shared.stopped_error()),
         }
     }
 
-    /// Waits at most `timeout` for the first full sync.
+    /// Waits at most `timeout` (any duration; `Duration::MAX` waits for ever) for the first
+    /// full sync.
     ///
-    /// Fails with [`Error::ReadyTimeout`] when the time runs out first.
+    /// Fails with [`Error::ReadyTimeout`] when the time runs out first, and with
+    /// [`Error::Stopped`] when the cache has stopped.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         match tokio::time::timeout(timeout, self.ready()).await {
             Ok(result) => result,
@@ -330,9 +393,7 @@ impl<K> Cache<K> {
                 kind: self.shared.kind.clone(),
             })?;
         let (tx, rx) = oneshot::channel();
-        let stopped = || Error::Stopped {
-            kind: self.shared.kind.clone(),
-        };
+        let stopped = || self.shared.stopped_error();
         control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
     }

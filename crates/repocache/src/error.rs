@@ -17,10 +17,12 @@ pub enum Error {
         waited: Duration,
     },
     /// The cache's reflector (or writer) stopped: it will never sync or refresh again.
-    #[error("{kind} cache is stopped")]
+    #[error("{kind} cache is stopped: {reason}")]
     Stopped {
         /// The kind the cache holds.
         kind: String,
+        /// Why it stopped (as [`CacheState::Stopped`](crate::CacheState::Stopped) says).
+        reason: String,
     },
     /// A live read or a refresh needs the cache's reflector, and this cache has none (it is
     /// fed by hand through a [`Writer`](crate::Writer)).

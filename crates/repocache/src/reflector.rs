@@ -16,7 +16,9 @@
 //! snapshot, and the cache's [`CacheState`] says it is stale (or failing, with the error).
 
 use std::fmt::Debug;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -25,9 +27,10 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::cache::{Cache, Command, Shared};
+use crate::clock::{later, saturating_add};
 use crate::config::CacheConfig;
 use crate::decoded::Decoded;
 use crate::feed::Feed;
@@ -140,6 +143,10 @@ where
     /// How long a snapshot may go unconfirmed (no watch event, no relist) before it is stale
     /// and the reflector relists. Zero disables the TTL.
     ///
+    /// Range: any duration. A TTL too long for the clock to add (e.g. `Duration::MAX`) never
+    /// expires, like zero; [`Cache::ttl`] reports it saturated at `u64::MAX` nanoseconds
+    /// (about 584 years).
+    ///
     /// A quiet cluster confirms nothing: pick a TTL that a relist every TTL does not make
     /// expensive (a relist is one paginated LIST).
     pub fn ttl(mut self, ttl: Duration) -> Self {
@@ -195,7 +202,13 @@ where
             api = api.constrain(ns);
         }
         let span = info_span!("reflector", kind = %cache.kind(), namespace = namespace.as_deref().unwrap_or(""));
+        let cause = Arc::new(StopCause::default());
+        let supervisor = shared.clone();
         let task = Task {
+            _stopped: StopGuard {
+                shared: shared.clone(),
+                cause: cause.clone(),
+            },
             api,
             config: self.config,
             ttl: self.ttl,
@@ -210,9 +223,22 @@ where
             waiters: Vec::new(),
             arrivals: Vec::new(),
         };
-        let run: RunFn =
-            Box::new(move |stop_rx| Box::pin(task.run(stop_rx, control_rx).instrument(span)));
-        (cache, PendingReflector { run })
+        let run: RunFn = Box::new(move |stop_rx| {
+            Box::pin(async move {
+                let run = task.run(stop_rx, control_rx).instrument(span.clone());
+                // A panic in user code (an indexer, a transform) ends the task: the cache must
+                // say so, with the message, rather than look alive.
+                if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
+                    let message = panic_message(panic.as_ref());
+                    span.in_scope(|| {
+                        error!(panic = %message, "reflector task panicked; the cache is stopped");
+                    });
+                    supervisor
+                        .mark_stopped_because(format!("the reflector task panicked: {message}"));
+                }
+            })
+        });
+        (cache, PendingReflector { run, cause })
     }
 }
 
@@ -222,6 +248,7 @@ type RunFn =
 /// A reflector whose task is built but not yet started.
 pub(crate) struct PendingReflector {
     run: RunFn,
+    cause: Arc<StopCause>,
 }
 
 impl PendingReflector {
@@ -232,23 +259,80 @@ impl PendingReflector {
         ReflectorHandle {
             stop: Some(stop_tx),
             task: Some(task),
+            cause: self.cause,
         }
+    }
+}
+
+/// What the handle did to end the task (read when the task ends, to say why it stopped).
+#[derive(Debug, Default)]
+struct StopCause(AtomicU8);
+
+impl StopCause {
+    const NONE: u8 = 0;
+    const STOPPED: u8 = 1;
+    const DROPPED: u8 = 2;
+
+    fn set(&self, cause: u8) {
+        let _ = self
+            .0
+            .compare_exchange(Self::NONE, cause, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Marks the cache stopped, with the reason, when the task ends for whatever reason: a normal
+/// stop, the handle dropped, the runtime shut down (the task is dropped), or a panic (the
+/// message is added once the panic is caught). The first field of [`Task`], so that it runs
+/// before the writer's own drop.
+struct StopGuard<K> {
+    shared: Arc<Shared<K>>,
+    cause: Arc<StopCause>,
+}
+
+impl<K> Drop for StopGuard<K> {
+    fn drop(&mut self) {
+        let reason = if std::thread::panicking() {
+            "the reflector task panicked"
+        } else {
+            match self.cause.0.load(Ordering::Acquire) {
+                StopCause::STOPPED => "stopped by ReflectorHandle::stop",
+                StopCause::DROPPED => "its ReflectorHandle was dropped",
+                _ => "the reflector task was cancelled (its Tokio runtime shut down)",
+            }
+        };
+        info!(kind = %self.shared.kind, reason, "reflector stopped");
+        self.shared.mark_stopped_because(reason);
+    }
+}
+
+/// The message of a caught panic (a `&str` or `String` payload), or a placeholder.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<a panic payload that is not a string>".to_owned()
     }
 }
 
 /// Stops a reflector's watch task: explicitly with [`stop`](Self::stop), or on drop.
 ///
-/// Once stopped, the cache keeps serving its last snapshot; it is never updated again, and its
-/// state is [`CacheState::Stopped`].
+/// Once stopped, the cache keeps serving its last snapshot; it is never updated again, its
+/// state is [`CacheState::Stopped`] (with the reason), and it is no longer ready. The same
+/// holds when the task ends otherwise: its runtime shut down, or a panic in user code (the
+/// panic's message is logged and kept in the state).
 #[derive(Debug)]
 pub struct ReflectorHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    cause: Arc<StopCause>,
 }
 
 impl ReflectorHandle {
     /// Stops the watch task and waits until it has ended.
     pub async fn stop(mut self) {
+        self.cause.set(StopCause::STOPPED);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -269,6 +353,7 @@ impl ReflectorHandle {
 impl Drop for ReflectorHandle {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
+            self.cause.set(StopCause::DROPPED);
             task.abort();
         }
     }
@@ -308,6 +393,8 @@ enum LastError {
 }
 
 struct Task<K> {
+    /// Marks the cache stopped when the task ends (first field: dropped first).
+    _stopped: StopGuard<K>,
     api: Api<Decoded<K>>,
     config: watcher::Config,
     ttl: Duration,
@@ -434,15 +521,16 @@ where
         info!(reason = reason.as_str(), "relisting");
     }
 
-    /// When the TTL next needs a look, if it is enabled.
+    /// When the TTL next needs a look, if it is enabled (and representable).
     fn ttl_deadline(&self) -> Option<Instant> {
         if self.ttl.is_zero() {
             return None;
         }
-        Some(match self.forced_at {
-            Some(at) => at + self.reforce_after(),
-            None => self.shared.current.load().confirmed_at() + self.ttl,
-        })
+        // A deadline beyond what an `Instant` can hold is no deadline (saturating: never).
+        match self.forced_at {
+            Some(at) => later(at, self.reforce_after()),
+            None => later(self.shared.current.load().confirmed_at(), self.ttl),
+        }
     }
 
     /// How long a relist we forced may take before we force another: one TTL, doubling with
@@ -459,7 +547,7 @@ where
     fn on_ttl(&mut self, stream: &mut EventStream<K>) {
         let now = Instant::now();
         if let Some(at) = self.forced_at
-            && now < at + self.reforce_after()
+            && later(at, self.reforce_after()).is_none_or(|due| now < due)
         {
             return;
         }
@@ -477,10 +565,10 @@ where
             **self.shared.state.load(),
             CacheState::Ready | CacheState::Starting
         ) {
-            self.shared.state.store(Arc::new(CacheState::Stale {
-                since: snapshot.confirmed_at() + self.ttl,
+            self.shared.set_state(CacheState::Stale {
+                since: saturating_add(snapshot.confirmed_at(), self.ttl),
                 reason,
-            }));
+            });
         }
         self.restart(stream, RelistReason::Ttl);
     }
@@ -528,7 +616,7 @@ where
         self.shared
             .last_relist
             .store(Some(Arc::new((reason, Instant::now()))));
-        self.shared.state.store(Arc::new(CacheState::Ready));
+        self.shared.set_state(CacheState::Ready);
         let snapshot = self.shared.current.load();
         info!(
             reason = reason.as_str(),
@@ -563,10 +651,10 @@ where
                 CacheState::Stale { since, .. } => *since,
                 _ => Instant::now(),
             };
-            self.shared.state.store(Arc::new(CacheState::Failed {
+            self.shared.set_state(CacheState::Failed {
                 last_error: err.to_string(),
                 since,
-            }));
+            });
         }
     }
 
@@ -609,7 +697,7 @@ where
             )
             && self.is_fresh()
         {
-            self.shared.state.store(Arc::new(CacheState::Ready));
+            self.shared.set_state(CacheState::Ready);
         }
     }
 

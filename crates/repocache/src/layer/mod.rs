@@ -259,6 +259,9 @@ impl CacheLayer {
     /// Without it, the layer serves while [`Cache::state`] is `Ready`: the cache's own TTL is
     /// the bound. A quiet cluster confirms nothing, so a bound shorter than the cache's TTL
     /// makes quiet kinds pass through until the next relist.
+    ///
+    /// Range: any duration (`Duration::MAX`: any age, while the cache is ready). A stopped
+    /// cache passes through whatever the bound.
     pub fn max_staleness(mut self, bound: Duration) -> Self {
         Arc::make_mut(&mut self.config).max_staleness = Some(bound);
         self
@@ -266,6 +269,8 @@ impl CacheLayer {
 
     /// How long a snapshot stays held for the continue tokens that point into it
     /// (default [`DEFAULT_CONTINUE_TTL`]); a later continue gets 410 Expired.
+    ///
+    /// Range: any duration (it is only compared with a held snapshot's age).
     pub fn continue_ttl(mut self, ttl: Duration) -> Self {
         Arc::make_mut(&mut self.config).continue_ttl = ttl;
         self

@@ -114,12 +114,17 @@ impl<K> Registered<K> {
 
     /// The current snapshot, if the cache may answer now under the layer's policy.
     fn fresh(&self, ctx: &Ctx) -> Result<Arc<Snapshot<K>>, Outcome> {
+        // A stopped cache is never served from, whatever the bound (and even if it was ready).
+        let state = self.cache.state();
+        if state.is_stopped() {
+            return Err(Outcome::Stale);
+        }
         if !self.cache.is_ready() {
             return Err(Outcome::NotReady);
         }
         let snapshot = self.cache.snapshot();
         match ctx.max_staleness {
-            None => match self.cache.state() {
+            None => match state {
                 CacheState::Ready => {}
                 CacheState::Starting => return Err(Outcome::NotReady),
                 _ => return Err(Outcome::Stale),
