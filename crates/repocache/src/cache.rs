@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use crate::change::Batch;
 use crate::clock::Clock;
@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::index::Indexer;
 use crate::key::ObjectKey;
 use crate::live::Live;
-use crate::policy::{Read, ReadPolicy, Source};
+use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 use crate::stats::{ApiReason, Counters, RelistReason, Stats};
@@ -68,6 +68,11 @@ pub(crate) struct Shared<K> {
     pub(crate) control: OnceLock<mpsc::UnboundedSender<Command>>,
     /// Where the writer sends its changes (weak: the stream ends when the writer goes).
     pub(crate) changes: broadcast::WeakSender<Arc<Batch<K>>>,
+    /// Woken at every publish and every proven progress (for [`Cache::wait_for`]).
+    published: Notify,
+    /// The newest resourceVersion a watch BOOKMARK proved the current snapshot reflects (0:
+    /// none). Only grows: a later snapshot reflects at least what an earlier one did.
+    progress: AtomicU64,
 }
 
 impl<K> Shared<K> {
@@ -89,6 +94,24 @@ impl<K> Shared<K> {
             live: OnceLock::new(),
             control: OnceLock::new(),
             changes,
+            published: Notify::new(),
+            progress: AtomicU64::new(0),
+        }
+    }
+
+    /// Wakes the callers waiting for a version: a snapshot was published.
+    pub(crate) fn notify_published(&self) {
+        self.published.notify_waiters();
+    }
+
+    /// The newest resourceVersion `snapshot` (the current one) is known to reflect: its own
+    /// version or a later one proven by a bookmark. `None` when its version does not parse as
+    /// an integer (incomparable), or when it has none and no bookmark proved any.
+    pub(crate) fn version_of(&self, snapshot: &Snapshot<K>) -> Option<u64> {
+        let progress = self.progress.load(Ordering::Acquire);
+        match snapshot.resource_version() {
+            Some(rv) => rv.parse::<u64>().ok().map(|rv| rv.max(progress)),
+            None => (progress > 0).then_some(progress),
         }
     }
 
@@ -234,6 +257,10 @@ impl<K> fmt::Debug for Cache<K> {
 impl<K> Cache<K> {
     pub(crate) fn from_shared(shared: Arc<Shared<K>>) -> Self {
         Self { shared }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<K> {
+        &self.shared
     }
 
     /// The current snapshot: one atomic load, no lock, no I/O.
@@ -413,14 +440,121 @@ impl<K> Cache<K> {
         Subscription::new(self.shared.clone())
     }
 
-    /// Decides whether a policy read must go to the server, and why.
-    fn live_reason(&self, policy: ReadPolicy, snapshot: &Snapshot<K>) -> Option<ApiReason> {
-        match policy {
-            ReadPolicy::Cached => None,
-            ReadPolicy::Fresh => Some(ApiReason::Fresh),
-            ReadPolicy::MaxStaleness(bound) => (!self.is_ready()
-                || snapshot.since_confirmed() > bound)
-                .then_some(ApiReason::Fallback),
+    /// The newest resourceVersion the current snapshot is known to reflect: the snapshot's own
+    /// resourceVersion, or a later one that a watch BOOKMARK proved it current to. `None` when
+    /// the snapshot's version is not an integer (resourceVersions are compared only when they
+    /// parse) or when nothing proved any version yet.
+    pub fn version(&self) -> Option<u64> {
+        self.shared.version_of(&self.shared.current.load())
+    }
+
+    /// Waits until the snapshot reflects `resource_version` (e.g. the one a write of yours
+    /// returned), at most `timeout` (any duration), and returns that snapshot: reads from it
+    /// see the write and everything before it.
+    ///
+    /// Versions are compared as integers. Fails with [`Error::IncomparableVersion`] when
+    /// `resource_version` or the snapshot's does not parse (the safe answer then is a live
+    /// read), [`Error::VersionTimeout`] when the time runs out, and [`Error::Stopped`] when the
+    /// cache stops. Returns at once when the snapshot already reflects it. Costs no request.
+    pub async fn wait_for(
+        &self,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Snapshot<K>>, Error> {
+        let want = resource_version
+            .parse::<u64>()
+            .map_err(|_| Error::IncomparableVersion {
+                kind: self.shared.kind.clone(),
+                version: resource_version.to_owned(),
+            })?;
+        self.wait_for_version(want, timeout).await
+    }
+
+    pub(crate) async fn wait_for_version(
+        &self,
+        want: u64,
+        timeout: Duration,
+    ) -> Result<Arc<Snapshot<K>>, Error> {
+        let shared = &self.shared;
+        let deadline = crate::clock::later(tokio::time::Instant::now().into_std(), timeout)
+            .map(tokio::time::Instant::from_std);
+        loop {
+            // Register for the next publish before looking, so that none is missed.
+            let notified = shared.published.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let snapshot = shared.current.load_full();
+            let reached = shared.version_of(&snapshot);
+            match reached {
+                Some(rv) if rv >= want => return Ok(snapshot),
+                None if snapshot.resource_version().is_some() => {
+                    return Err(Error::IncomparableVersion {
+                        kind: shared.kind.clone(),
+                        version: want.to_string(),
+                    });
+                }
+                _ => {}
+            }
+            if shared.is_stopped() {
+                return Err(shared.stopped_error());
+            }
+            let timed_out = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, notified).await.is_err(),
+                None => {
+                    notified.await;
+                    false
+                }
+            };
+            if timed_out {
+                return Err(Error::VersionTimeout {
+                    kind: shared.kind.clone(),
+                    version: want.to_string(),
+                    reached,
+                    waited: timeout,
+                });
+            }
+        }
+    }
+
+    /// Decides whether a policy read must go to the server, and why; for the version policies,
+    /// waits for the snapshot first. Returns the snapshot to answer from otherwise.
+    async fn plan_read(
+        &self,
+        policy: ReadPolicy,
+    ) -> Result<Result<Arc<Snapshot<K>>, ApiReason>, Error>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K::DynamicType: Default,
+    {
+        let snapshot = self.shared.current.load_full();
+        let want = match policy {
+            ReadPolicy::Cached => return Ok(Ok(snapshot)),
+            ReadPolicy::Fresh => return Ok(Err(ApiReason::Fresh)),
+            ReadPolicy::MaxStaleness(bound) => {
+                return Ok(if !self.is_ready() || snapshot.since_confirmed() > bound {
+                    Err(ApiReason::Fallback)
+                } else {
+                    Ok(snapshot)
+                });
+            }
+            ReadPolicy::AtLeast(rv) => rv,
+            ReadPolicy::Consistent => {
+                let live = self.live(ApiReason::Version)?;
+                match live.current_version::<K>().await? {
+                    Some(rv) => rv,
+                    // The server's version is not an integer: only a live read is safe.
+                    None => return Ok(Err(ApiReason::Fallback)),
+                }
+            }
+        };
+        if !self.is_ready() {
+            return Ok(Err(ApiReason::Fallback));
+        }
+        match self.wait_for_version(want, DEFAULT_VERSION_WAIT).await {
+            Ok(snapshot) => Ok(Ok(snapshot)),
+            Err(Error::Stopped { .. } | Error::VersionTimeout { .. })
+            | Err(Error::IncomparableVersion { .. }) => Ok(Err(ApiReason::Fallback)),
+            Err(other) => Err(other),
         }
     }
 
@@ -510,10 +644,9 @@ where
     /// Every object, as fresh as `policy` asks: the snapshot's, or one live LIST with the
     /// cache's selectors, ordered by namespace then name either way.
     pub async fn list_with(&self, policy: ReadPolicy) -> Result<Read<Vec<Arc<K>>>, Error> {
-        let snapshot = self.shared.current.load_full();
-        match self.live_reason(policy, &snapshot) {
-            None => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
-            Some(reason) => {
+        match self.plan_read(policy).await? {
+            Ok(snapshot) => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
+            Err(reason) => {
                 let mut objects = self.live(reason)?.list::<K>().await?;
                 objects.sort_by_cached_key(|o| ObjectKey::of(o.as_ref()));
                 Ok(Read {
@@ -530,9 +663,8 @@ where
         name: &str,
         policy: ReadPolicy,
     ) -> Result<Read<Option<Arc<K>>>, Error> {
-        let snapshot = self.shared.current.load_full();
-        match self.live_reason(policy, &snapshot) {
-            None => {
+        match self.plan_read(policy).await? {
+            Ok(snapshot) => {
                 let found = match namespace {
                     Some(ns) => snapshot.get_namespaced(ns, name),
                     None => snapshot.get(name),
@@ -541,7 +673,7 @@ where
                 self.count(found.is_some());
                 Ok(Self::from_snapshot(&snapshot, found))
             }
-            Some(reason) => {
+            Err(reason) => {
                 let found = self.live(reason)?.get::<K>(namespace, name).await?;
                 Ok(Read {
                     value: found.map(Arc::new),

@@ -45,6 +45,31 @@ pub enum Error {
         /// The names of every repository marked default.
         names: Vec<String>,
     },
+    /// The cache did not reach a resourceVersion within the time the caller allowed (see
+    /// [`Cache::wait_for`](crate::Cache::wait_for)).
+    #[error(
+        "{kind} cache did not reach resourceVersion {version} within {waited:?} (at {reached:?})"
+    )]
+    VersionTimeout {
+        /// The kind the cache holds.
+        kind: String,
+        /// The resourceVersion waited for.
+        version: String,
+        /// The newest resourceVersion the cache was known to reflect when the time ran out.
+        reached: Option<u64>,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// A resourceVersion that cannot be compared: it (or the cache's) is not an integer.
+    /// resourceVersions are opaque to clients; repocache orders them only when both parse as
+    /// integers (as etcd's revisions do), and otherwise refuses to guess.
+    #[error("{kind}: resourceVersion {version:?} cannot be compared with the cache's")]
+    IncomparableVersion {
+        /// The kind the cache holds.
+        kind: String,
+        /// The resourceVersion asked for.
+        version: String,
+    },
     /// A live request to the API server failed.
     #[error("live request for {kind} failed: {source}")]
     Api {

@@ -77,7 +77,7 @@ pub use error::Error;
 pub use index::{IndexFn, Indexer};
 pub use key::ObjectKey;
 pub use metrics::Metrics;
-pub use policy::{Read, ReadPolicy, Source};
+pub use policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 pub use reader::Reader;
 pub use reflector::{DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector};
 pub use snapshot::{Iter, Snapshot};

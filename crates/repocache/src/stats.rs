@@ -19,19 +19,29 @@ pub enum ApiReason {
     Relist,
     /// A WATCH request that keeps the cache current.
     Watch,
+    /// A small LIST (`limit=1`) that learns the server's current resourceVersion for a
+    /// [`ReadPolicy::Consistent`](crate::ReadPolicy::Consistent) read.
+    Version,
 }
 
 impl ApiReason {
     /// Every reason, in the order figures report them.
-    pub const ALL: [ApiReason; 4] = [Self::Fallback, Self::Fresh, Self::Relist, Self::Watch];
+    pub const ALL: [ApiReason; 5] = [
+        Self::Fallback,
+        Self::Fresh,
+        Self::Relist,
+        Self::Watch,
+        Self::Version,
+    ];
 
-    /// The label value: `fallback`, `fresh`, `relist` or `watch`.
+    /// The label value: `fallback`, `fresh`, `relist`, `watch` or `version`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fallback => "fallback",
             Self::Fresh => "fresh",
             Self::Relist => "relist",
             Self::Watch => "watch",
+            Self::Version => "version",
         }
     }
 }
@@ -184,7 +194,7 @@ impl DelayHistogram {
 pub(crate) struct Counters {
     pub(crate) hits: StripedCounter,
     pub(crate) misses: StripedCounter,
-    api: [AtomicU64; 4],
+    api: [AtomicU64; ApiReason::ALL.len()],
     events: [AtomicU64; 6],
     relists: [AtomicU64; 5],
     decode_failures: AtomicU64,
@@ -284,7 +294,7 @@ pub struct Stats {
     /// `get`/`get_namespaced` calls that found nothing.
     pub misses: u64,
     /// Live requests to the API server, by reason.
-    pub api_requests: [(ApiReason, u64); 4],
+    pub api_requests: [(ApiReason, u64); 5],
     /// Watcher events received, by type.
     pub events: [(EventType, u64); 6],
     /// Completed relists, by reason.

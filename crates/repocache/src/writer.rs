@@ -451,6 +451,7 @@ where
         // Readers never wait for a publish, and never free a replaced snapshot either: the
         // writer keeps it until no reader holds it, then frees it here.
         let replaced = self.shared.current.swap(snapshot.clone());
+        self.shared.notify_published();
         self.retired.push(replaced);
         self.release_retired();
         self.dirty = false;

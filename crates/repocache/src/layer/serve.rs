@@ -7,10 +7,12 @@
 //! polled.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::Response;
 use k8s_selectors::{FieldSelector, LabelSelector};
 use kube::Resource;
@@ -56,6 +58,8 @@ pub(crate) struct Ctx {
     pub max_staleness: Option<Duration>,
     /// How long a snapshot stays held for a continue token.
     pub continue_ttl: Duration,
+    /// Whether reads wait for (or pass through until) the writes through this layer.
+    pub read_your_writes: bool,
 }
 
 /// A GET or LIST the layer may answer.
@@ -74,6 +78,14 @@ pub(crate) trait Serve: Send + Sync {
     /// Decides whether to answer `req` locally: the work to do, or why the request must go to
     /// the server.
     fn plan(self: Arc<Self>, req: LocalRequest<'_>, ctx: Ctx) -> Result<Job, Outcome>;
+    /// Records the resourceVersion a successful write through the layer returned; later reads
+    /// are answered locally only from a snapshot that reflects it. Returns the wait (at most
+    /// `wait`) for the snapshot to reach it, if it has not yet.
+    fn observe_write(
+        self: Arc<Self>,
+        resource_version: &str,
+        wait: Duration,
+    ) -> Option<BoxFuture<'static, ()>>;
 }
 
 /// A snapshot kept for the continue tokens that point into it.
@@ -100,6 +112,12 @@ pub(crate) struct Registered<K> {
     counters: Arc<Counters>,
     /// Recent snapshots that continue tokens point into (replaced whole: readers never lock).
     held: ArcSwap<Vec<Held<K>>>,
+    /// The newest (integer) resourceVersion a write through the layer returned: a read is
+    /// answered locally only from a snapshot that reflects it (0: none yet).
+    written: AtomicU64,
+    /// A write returned a resourceVersion that is not an integer: reads pass through until the
+    /// snapshot's version is exactly that one (it cannot be ordered, so nothing else is safe).
+    written_opaque: ArcSwapOption<String>,
 }
 
 impl<K> Registered<K> {
@@ -109,7 +127,26 @@ impl<K> Registered<K> {
             cache,
             info,
             held: ArcSwap::from_pointee(Vec::new()),
+            written: AtomicU64::new(0),
+            written_opaque: ArcSwapOption::empty(),
         }
+    }
+
+    /// Whether `snapshot` reflects every write that came back through the layer.
+    fn has_own_writes(&self, snapshot: &Snapshot<K>) -> bool {
+        if let Some(opaque) = &*self.written_opaque.load() {
+            if snapshot.resource_version() != Some(opaque.as_str()) {
+                return false;
+            }
+            self.written_opaque.store(None);
+        }
+        let written = self.written.load(Ordering::Acquire);
+        written == 0
+            || self
+                .cache
+                .shared()
+                .version_of(snapshot)
+                .is_some_and(|rv| rv >= written)
     }
 
     /// The current snapshot, if the cache may answer now under the layer's policy.
@@ -123,6 +160,9 @@ impl<K> Registered<K> {
             return Err(Outcome::NotReady);
         }
         let snapshot = self.cache.snapshot();
+        if ctx.read_your_writes && !self.has_own_writes(&snapshot) {
+            return Err(Outcome::Behind);
+        }
         match ctx.max_staleness {
             None => match state {
                 CacheState::Ready => {}
@@ -224,11 +264,12 @@ impl Token {
     }
 }
 
-/// Whether `snapshot` is at least as new as resourceVersion `min` (numeric versions only).
-fn not_older_than<K>(snapshot: &Snapshot<K>, min: u64) -> bool {
-    snapshot
-        .resource_version()
-        .and_then(|rv| rv.parse::<u64>().ok())
+/// Whether `snapshot` (of `cache`) reflects resourceVersion `min` (numeric versions only; a
+/// bookmark may prove a quiet snapshot current to a later version than its own).
+fn not_older_than<K>(cache: &Cache<K>, snapshot: &Snapshot<K>, min: u64) -> bool {
+    cache
+        .shared()
+        .version_of(snapshot)
         .is_some_and(|rv| rv >= min)
 }
 
@@ -367,6 +408,34 @@ where
         &self.counters
     }
 
+    fn observe_write(
+        self: Arc<Self>,
+        resource_version: &str,
+        wait: Duration,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let Ok(rv) = resource_version.parse::<u64>() else {
+            // Not orderable: pass reads through until the snapshot is at exactly this version.
+            self.written_opaque
+                .store(Some(Arc::new(resource_version.to_owned())));
+            return None;
+        };
+        self.written.fetch_max(rv, Ordering::AcqRel);
+        if wait.is_zero()
+            || self
+                .cache
+                .shared()
+                .version_of(&self.cache.snapshot())
+                .is_some_and(|at| at >= rv)
+        {
+            return None;
+        }
+        Some(Box::pin(async move {
+            if let Err(err) = self.cache.wait_for_version(rv, wait).await {
+                tracing::debug!(kind = %self.info.kind, error = %err, "own write not in the snapshot yet; reads pass through until it is");
+            }
+        }))
+    }
+
     fn plan(self: Arc<Self>, req: LocalRequest<'_>, ctx: Ctx) -> Result<Job, Outcome> {
         // Paths the server answers with a 404 of its own (a cluster-scoped kind inside a
         // namespace, a namespaced object without one) are the server's to answer.
@@ -392,7 +461,7 @@ where
                 }
                 let snapshot = self.fresh(&ctx)?;
                 if let VersionNeed::NotOlderThan(min) = need
-                    && !not_older_than(&snapshot, min)
+                    && !not_older_than(&self.cache, &snapshot, min)
                 {
                     return Err(Outcome::Unsupported);
                 }
@@ -442,7 +511,7 @@ where
                             return Err(Outcome::NotReady);
                         }
                         if let VersionNeed::NotOlderThan(min) = need
-                            && !not_older_than(&snapshot, min)
+                            && !not_older_than(&self.cache, &snapshot, min)
                         {
                             return Err(Outcome::Unsupported);
                         }

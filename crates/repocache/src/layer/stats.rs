@@ -38,11 +38,14 @@ pub enum Outcome {
     NotReady,
     /// Passed through: the cache is stale beyond the layer's bound, failing, or stopped.
     Stale,
+    /// Passed through: a write through this layer returned a resourceVersion that the snapshot
+    /// has not reached yet (read-your-own-writes; see [`CacheLayer::own_writes_wait`](super::CacheLayer::own_writes_wait)).
+    Behind,
 }
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Served,
         Outcome::NotFound,
         Outcome::Expired,
@@ -53,6 +56,7 @@ impl Outcome {
         Outcome::Unsupported,
         Outcome::NotReady,
         Outcome::Stale,
+        Outcome::Behind,
     ];
 
     /// A one-word name for logs and metric labels.
@@ -68,6 +72,7 @@ impl Outcome {
             Outcome::Unsupported => "unsupported",
             Outcome::NotReady => "not_ready",
             Outcome::Stale => "stale",
+            Outcome::Behind => "behind",
         }
     }
 
@@ -82,7 +87,7 @@ impl Outcome {
     /// Whether the request was a fallback: one the layer would have answered, had the
     /// cache been ready and fresh.
     pub fn is_fallback(self) -> bool {
-        matches!(self, Outcome::NotReady | Outcome::Stale)
+        matches!(self, Outcome::NotReady | Outcome::Stale | Outcome::Behind)
     }
 
     fn index(self) -> usize {
