@@ -73,6 +73,10 @@ pub(crate) struct Shared<K> {
     /// The newest resourceVersion a watch BOOKMARK proved the current snapshot reflects (0:
     /// none). Only grows: a later snapshot reflects at least what an earlier one did.
     progress: AtomicU64,
+    /// The newest bookmark seen on the wire and not applied yet (0: none).
+    bookmark: AtomicU64,
+    /// Wakes the reflector when a bookmark was seen.
+    pub(crate) bookmark_seen: Notify,
 }
 
 impl<K> Shared<K> {
@@ -96,12 +100,34 @@ impl<K> Shared<K> {
             changes,
             published: Notify::new(),
             progress: AtomicU64::new(0),
+            bookmark: AtomicU64::new(0),
+            bookmark_seen: Notify::new(),
         }
     }
 
     /// Wakes the callers waiting for a version: a snapshot was published.
     pub(crate) fn notify_published(&self) {
         self.published.notify_waiters();
+    }
+
+    /// Records that the current snapshot reflects everything up to resourceVersion `rv` (a
+    /// BOOKMARK proved it), and wakes the callers waiting for a version.
+    pub(crate) fn note_progress(&self, rv: u64) {
+        if self.progress.fetch_max(rv, Ordering::AcqRel) < rv {
+            self.published.notify_waiters();
+        }
+    }
+
+    /// A BOOKMARK of this resourceVersion was seen on the watch's wire (not applied yet: the
+    /// reflector applies it once the events in front of it are in; see `bookmark`).
+    pub(crate) fn saw_bookmark(&self, rv: u64) {
+        self.bookmark.fetch_max(rv, Ordering::AcqRel);
+        self.bookmark_seen.notify_one();
+    }
+
+    /// Takes the newest bookmark seen and not applied yet (0: none).
+    pub(crate) fn take_bookmark(&self) -> u64 {
+        self.bookmark.swap(0, Ordering::AcqRel)
     }
 
     /// The newest resourceVersion `snapshot` (the current one) is known to reflect: its own

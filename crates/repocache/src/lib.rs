@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod bookmark;
 mod cache;
 mod cache_set;
 mod change;

@@ -10,8 +10,10 @@
 //! stream of events is published at most once per publish interval
 //! ([`CacheConfig::publish_interval`], 1 ms by default); a relist is published at once.
 //!
-//! The same task is the supervisor: when the snapshot goes unconfirmed for longer than the TTL
-//! (a watch that silently stopped delivering), it restarts the watch, which relists; a caller's
+//! The same task is the supervisor: events, relists and watch BOOKMARKs (seen on the wire by
+//! the `bookmark` module; applied only once the events in front of them are in) confirm the
+//! snapshot. When it goes unconfirmed for longer than the TTL (a watch that silently stopped
+//! delivering), it restarts the watch, which relists; a caller's
 //! [`Cache::refresh`] does the same on demand. Until the relist completes, readers keep the last
 //! snapshot, and the cache's [`CacheState`] says it is stale (or failing, with the error).
 
@@ -140,15 +142,17 @@ where
         self
     }
 
-    /// How long a snapshot may go unconfirmed (no watch event, no relist) before it is stale
-    /// and the reflector relists. Zero disables the TTL.
+    /// How long a snapshot may go unconfirmed (no watch event, no BOOKMARK, no relist) before
+    /// it is stale and the reflector relists. Zero disables the TTL.
     ///
     /// Range: any duration. A TTL too long for the clock to add (e.g. `Duration::MAX`) never
     /// expires, like zero; [`Cache::ttl`] reports it saturated at `u64::MAX` nanoseconds
     /// (about 584 years).
     ///
-    /// A quiet cluster confirms nothing: pick a TTL that a relist every TTL does not make
-    /// expensive (a relist is one paginated LIST).
+    /// On a quiet kind only bookmarks confirm the snapshot (the API server sends one about
+    /// once a minute when the watch asks for them, as kube-runtime's watcher does by default):
+    /// pick a TTL longer than that, or with bookmarks disabled, one that a relist every TTL
+    /// does not make expensive (a relist is one paginated LIST).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -196,6 +200,11 @@ where
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let _ = shared.control.set(control_tx);
 
+        let bookmarks: crate::bookmark::Sink = {
+            let shared = shared.clone();
+            Arc::new(move |rv| shared.saw_bookmark(rv))
+        };
+        let client = crate::bookmark::observed(client, bookmarks);
         let mut api =
             Api::<Decoded<K>>::all_with(counted(client, shared.clone()), &Default::default());
         if let Some(ns) = namespace.as_deref() {
@@ -222,6 +231,8 @@ where
             synced_once: false,
             waiters: Vec::new(),
             arrivals: Vec::new(),
+            drained: false,
+            publish_armed: false,
         };
         let run: RunFn = Box::new(move |stop_rx| {
             Box::pin(async move {
@@ -414,6 +425,11 @@ struct Task<K> {
     waiters: Vec<oneshot::Sender<u64>>,
     /// Arrival times of the events applied since the last publish.
     arrivals: Vec<Instant>,
+    /// The last poll of the event stream found nothing ready: every watch line seen on the
+    /// wire so far has been decoded and handled (so a bookmark seen may be applied).
+    drained: bool,
+    /// A publish is deferred (see `CacheConfig::publish_interval`).
+    publish_armed: bool,
 }
 
 type EventStream<K> = crate::decoding::Events<K>;
@@ -441,7 +457,7 @@ where
         // The publish the writer deferred (see `CacheConfig::publish_interval`), if any.
         let publish_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(publish_timer);
-        let mut publish_armed = false;
+        let shared = self.shared.clone();
         loop {
             match self.ttl_deadline() {
                 Some(at) if armed.is_none_or(|armed| at < armed) => {
@@ -464,35 +480,45 @@ where
                     armed = None;
                     self.on_ttl(&mut stream);
                 }
-                _ = &mut publish_timer, if publish_armed => {
-                    publish_armed = false;
+                _ = &mut publish_timer, if self.publish_armed => {
+                    self.publish_armed = false;
                     self.writer.publish();
                     self.published();
+                    self.apply_bookmark();
                 }
                 _ = housekeeping.tick() => {
                     // Snapshots that readers held past their replacement are freed here.
                     self.writer.release_retired();
                 }
+                _ = shared.bookmark_seen.notified() => self.apply_bookmark(),
                 item = stream.next() => {
                     let Some(item) = item else {
                         warn!("watch stream ended; restarting it");
                         stream = self.new_stream();
+                        self.drained = false;
+                        self.shared.take_bookmark();
                         continue;
                     };
                     self.handle(item);
                     // Coalesce the events that are already there into the same publish.
+                    self.drained = false;
                     for _ in 1..MAX_BATCH {
                         match stream.next().now_or_never() {
                             Some(Some(item)) => self.handle(item),
-                            _ => break,
+                            Some(None) => break,
+                            None => {
+                                self.drained = true;
+                                break;
+                            }
                         }
                     }
                     if let Some(at) = self.publish_due()
-                        && !publish_armed
+                        && !self.publish_armed
                     {
                         publish_timer.as_mut().reset(timer_deadline(at).into());
-                        publish_armed = true;
+                        self.publish_armed = true;
                     }
+                    self.apply_bookmark();
                 }
             }
         }
@@ -500,7 +526,7 @@ where
         if self.writer.publish() {
             self.published();
         }
-        self.shared.mark_stopped();
+        // The task's guard marks the cache stopped, with the reason, as the task ends.
         debug!("watch stopped");
     }
 
@@ -518,6 +544,9 @@ where
         self.forced_at = Some(Instant::now());
         self.forced_attempts = self.forced_attempts.saturating_add(1);
         *stream = self.new_stream();
+        // Bookmarks seen on the old watch may be ahead of the events it never handed over.
+        self.drained = false;
+        self.shared.take_bookmark();
         info!(reason = reason.as_str(), "relisting");
     }
 
@@ -571,6 +600,31 @@ where
             });
         }
         self.restart(stream, RelistReason::Ttl);
+    }
+
+    /// Applies the newest BOOKMARK seen on the wire, once that is sound: the event stream has
+    /// run dry (so every event in front of the bookmark has been handled), what was handled is
+    /// published, and no relist is under way. A bookmark proves the watch delivered every
+    /// change up to its resourceVersion: it confirms the current snapshot (as an event would)
+    /// and proves it reflects that version ([`Cache::version`]). A stalled watch sends none,
+    /// so the TTL still catches it.
+    fn apply_bookmark(&mut self) {
+        if !self.drained
+            || self.publish_armed
+            || !self.synced_once
+            || self.forced.is_some()
+            || self.writer.relist_in_progress()
+        {
+            return;
+        }
+        let rv = self.shared.take_bookmark();
+        if rv == 0 {
+            return;
+        }
+        self.shared.counters.record_event(EventType::Bookmark);
+        self.shared.current.load().confirm(self.shared.clock.now());
+        self.shared.note_progress(rv);
+        self.recover();
     }
 
     fn handle(&mut self, item: watcher::Result<Event<Decoded<K>>>) {

@@ -124,17 +124,20 @@ pub enum EventType {
     InitDone,
     /// A watch or list error (retried with backoff).
     Error,
+    /// A watch BOOKMARK that confirmed the snapshot (seen on the wire; see the reflector).
+    Bookmark,
 }
 
 impl EventType {
     /// Every type, in the order figures report them.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         Self::Apply,
         Self::Delete,
         Self::Init,
         Self::InitApply,
         Self::InitDone,
         Self::Error,
+        Self::Bookmark,
     ];
 
     /// The label value.
@@ -146,6 +149,7 @@ impl EventType {
             Self::InitApply => "init_apply",
             Self::InitDone => "init_done",
             Self::Error => "error",
+            Self::Bookmark => "bookmark",
         }
     }
 }
@@ -195,7 +199,7 @@ pub(crate) struct Counters {
     pub(crate) hits: StripedCounter,
     pub(crate) misses: StripedCounter,
     api: [AtomicU64; ApiReason::ALL.len()],
-    events: [AtomicU64; 6],
+    events: [AtomicU64; EventType::ALL.len()],
     relists: [AtomicU64; 5],
     decode_failures: AtomicU64,
     /// Set once the reflector decodes each object on its own ([`DecodingMode::Robust`]).
@@ -296,7 +300,7 @@ pub struct Stats {
     /// Live requests to the API server, by reason.
     pub api_requests: [(ApiReason, u64); 5],
     /// Watcher events received, by type.
-    pub events: [(EventType, u64); 6],
+    pub events: [(EventType, u64); 7],
     /// Completed relists, by reason.
     pub relists: [(RelistReason, u64); 5],
     /// Objects skipped because they did not decode as the cache's kind (counted once per event

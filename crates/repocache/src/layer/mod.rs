@@ -281,12 +281,12 @@ impl CacheLayer {
         self
     }
 
-    /// Serves only from snapshots confirmed (by a watch event or a relist) within `bound`;
-    /// older ones pass through, as do requests while the cache is not ready.
+    /// Serves only from snapshots confirmed (by a watch event, a bookmark or a relist) within
+    /// `bound`; older ones pass through, as do requests while the cache is not ready.
     ///
     /// Without it, the layer serves while [`Cache::state`] is `Ready`: the cache's own TTL is
-    /// the bound. A quiet cluster confirms nothing, so a bound shorter than the cache's TTL
-    /// makes quiet kinds pass through until the next relist.
+    /// the bound. On a quiet kind only bookmarks confirm, so a bound shorter than the server's
+    /// bookmark interval makes quiet kinds pass through between bookmarks.
     ///
     /// Range: any duration (`Duration::MAX`: any age, while the cache is ready). A stopped
     /// cache passes through whatever the bound.
