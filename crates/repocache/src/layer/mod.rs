@@ -59,6 +59,13 @@
 //! or stopped watch); with [`CacheLayer::max_staleness`], a snapshot not confirmed within that
 //! bound. Errors are always the server's: whatever the layer cannot vouch for is passed through.
 //!
+//! # Serve-stale-on-error (opt-in)
+//!
+//! With [`CacheLayer::serve_stale_on_error`]`(true)`, while a synced cache is `Failed` or `Stale`
+//! (its watch or relist failing, or unconfirmed beyond its TTL), GET and LIST are answered from
+//! its last snapshot with `Warning: 299 - "served from a repocache snapshot N s old"` instead of
+//! being passed to a server that is probably failing too (outcome `served_stale`).
+//!
 //! # Read-your-own-writes
 //!
 //! A GET or LIST without a resourceVersion means "the most recent" to the API server. So a
@@ -166,6 +173,7 @@ struct Config {
     continue_ttl: Duration,
     read_your_writes: bool,
     own_writes_wait: Duration,
+    serve_stale: bool,
 }
 
 /// A tower [`Layer`] for the service inside a `kube::Client`: GET and LIST of the registered
@@ -196,6 +204,7 @@ impl fmt::Debug for CacheLayer {
             .field("max_staleness", &self.config.max_staleness)
             .field("read_your_writes", &self.config.read_your_writes)
             .field("own_writes_wait", &self.config.own_writes_wait)
+            .field("serve_stale", &self.config.serve_stale)
             .finish_non_exhaustive()
     }
 }
@@ -218,6 +227,7 @@ impl CacheLayer {
                 continue_ttl: DEFAULT_CONTINUE_TTL,
                 read_your_writes: true,
                 own_writes_wait: DEFAULT_OWN_WRITES_WAIT,
+                serve_stale: false,
             }),
         }
     }
@@ -313,6 +323,21 @@ impl CacheLayer {
     /// answered from any ready snapshot, which may be older than a write just made.
     pub fn read_your_writes(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.config).read_your_writes = on;
+        self
+    }
+
+    /// Serve-stale-on-error (off by default): while a cache that has synced is `Failed` or
+    /// `Stale` (its watch or relist is failing, or nothing confirmed it within its TTL), GET and
+    /// LIST are answered from its last snapshot instead of being passed to a server that is
+    /// likely failing too, with the header `Warning: 299 - "served from a repocache snapshot N s
+    /// old"` (N: seconds since the snapshot was last confirmed), which kubectl and client-go
+    /// display; counted as [`Outcome::ServedStale`].
+    ///
+    /// A cache that never synced, or that stopped, still passes through; so does a read behind
+    /// a write of one's own. A snapshot merely older than [`max_staleness`](Self::max_staleness)
+    /// while the watch is healthy is not an error, and passes through as before.
+    pub fn serve_stale_on_error(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).serve_stale = on;
         self
     }
 
@@ -503,6 +528,7 @@ impl Config {
                 max_staleness: self.max_staleness,
                 continue_ttl: self.continue_ttl,
                 read_your_writes: self.read_your_writes,
+                serve_stale: self.serve_stale,
             };
             match kind.clone().plan(request, ctx) {
                 Ok(job) => {

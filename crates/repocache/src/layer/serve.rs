@@ -60,6 +60,9 @@ pub(crate) struct Ctx {
     pub continue_ttl: Duration,
     /// Whether reads wait for (or pass through until) the writes through this layer.
     pub read_your_writes: bool,
+    /// Whether a cache that is `Failed` or `Stale` (after its first sync) still answers, from
+    /// its last snapshot, with a `Warning` header.
+    pub serve_stale: bool,
 }
 
 /// A GET or LIST the layer may answer.
@@ -149,8 +152,9 @@ impl<K> Registered<K> {
                 .is_some_and(|rv| rv >= written)
     }
 
-    /// The current snapshot, if the cache may answer now under the layer's policy.
-    fn fresh(&self, ctx: &Ctx) -> Result<Arc<Snapshot<K>>, Outcome> {
+    /// The current snapshot, if the cache may answer now under the layer's policy; with the
+    /// snapshot's age when it answers only because the layer serves stale snapshots on error.
+    fn fresh(&self, ctx: &Ctx) -> Result<(Arc<Snapshot<K>>, Option<Duration>), Outcome> {
         // A stopped cache is never served from, whatever the bound (and even if it was ready).
         let state = self.cache.state();
         if state.is_stopped() {
@@ -163,19 +167,25 @@ impl<K> Registered<K> {
         if ctx.read_your_writes && !self.has_own_writes(&snapshot) {
             return Err(Outcome::Behind);
         }
-        match ctx.max_staleness {
+        let fresh = match ctx.max_staleness {
             None => match state {
-                CacheState::Ready => {}
+                CacheState::Ready => true,
                 CacheState::Starting => return Err(Outcome::NotReady),
-                _ => return Err(Outcome::Stale),
+                _ => false,
             },
-            Some(bound) => {
-                if snapshot.since_confirmed() > bound {
-                    return Err(Outcome::Stale);
-                }
-            }
+            Some(bound) => snapshot.since_confirmed() <= bound,
+        };
+        if fresh {
+            return Ok((snapshot, None));
         }
-        Ok(snapshot)
+        // Serve-stale-on-error answers only for a cache whose watch is in trouble, not for one
+        // merely older than the layer's bound.
+        let in_trouble = matches!(state, CacheState::Failed { .. } | CacheState::Stale { .. });
+        if ctx.serve_stale && in_trouble {
+            let age = snapshot.since_confirmed();
+            return Ok((snapshot, Some(age)));
+        }
+        Err(Outcome::Stale)
     }
 
     /// Keeps `snapshot` for the continue tokens that point into it.
@@ -271,6 +281,31 @@ fn not_older_than<K>(cache: &Cache<K>, snapshot: &Snapshot<K>, min: u64) -> bool
         .shared()
         .version_of(snapshot)
         .is_some_and(|rv| rv >= min)
+}
+
+/// For an answer from a snapshot served only because its cache is failing or stale (see
+/// [`CacheLayer::serve_stale_on_error`](super::CacheLayer::serve_stale_on_error)): adds the
+/// Kubernetes `Warning` header that kubectl and client-go display, and counts it as
+/// [`Outcome::ServedStale`].
+fn warned(job: Job, stale: Option<Duration>) -> Job {
+    let Some(age) = stale else {
+        return job;
+    };
+    Box::new(move || {
+        let (mut response, outcome) = job();
+        let warning = format!(
+            "299 - \"served from a repocache snapshot {} s old\"",
+            age.as_secs()
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&warning) {
+            response.headers_mut().insert(http::header::WARNING, value);
+        }
+        let outcome = match outcome {
+            Outcome::Served | Outcome::NotFound => Outcome::ServedStale,
+            other => other,
+        };
+        (response, outcome)
+    })
 }
 
 /// What a LIST selects.
@@ -459,16 +494,17 @@ where
                 if need == VersionNeed::Unsupported {
                     return Err(Outcome::Unsupported);
                 }
-                let snapshot = self.fresh(&ctx)?;
+                let (snapshot, stale) = self.fresh(&ctx)?;
                 if let VersionNeed::NotOlderThan(min) = need
                     && !not_older_than(&self.cache, &snapshot, min)
                 {
                     return Err(Outcome::Unsupported);
                 }
                 let namespace = req.namespace.map(str::to_owned);
-                Ok(Box::new(move || {
-                    self.get(&snapshot, namespace.as_deref(), &name)
-                }))
+                Ok(warned(
+                    Box::new(move || self.get(&snapshot, namespace.as_deref(), &name)),
+                    stale,
+                ))
             }
             Verb::List => {
                 if params.unsupported || params.watch {
@@ -506,7 +542,7 @@ where
                         }))
                     }
                     None => {
-                        let snapshot = self.fresh(&ctx)?;
+                        let (snapshot, stale) = self.fresh(&ctx)?;
                         if snapshot.resource_version().is_none() {
                             return Err(Outcome::NotReady);
                         }
@@ -515,9 +551,10 @@ where
                         {
                             return Err(Outcome::Unsupported);
                         }
-                        Ok(Box::new(move || {
-                            self.page(&snapshot, 0, limit, &selection, &ctx)
-                        }))
+                        Ok(warned(
+                            Box::new(move || self.page(&snapshot, 0, limit, &selection, &ctx)),
+                            stale,
+                        ))
                     }
                 }
             }

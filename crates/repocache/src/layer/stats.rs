@@ -25,6 +25,9 @@ pub enum Outcome {
     Expired,
     /// Answered locally: 500, an object that would not serialize (never expected).
     Error,
+    /// Answered locally from the last snapshot of a failing or stale cache, with a `Warning`
+    /// header (only with [`CacheLayer::serve_stale_on_error`](super::CacheLayer::serve_stale_on_error)).
+    ServedStale,
     /// Passed through: the request asked to bypass the cache.
     Bypass,
     /// Passed through: no cache for this kind (or namespace), or not a resource request.
@@ -45,11 +48,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Served,
         Outcome::NotFound,
         Outcome::Expired,
         Outcome::Error,
+        Outcome::ServedStale,
         Outcome::Bypass,
         Outcome::NotCached,
         Outcome::Verb,
@@ -66,6 +70,7 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::Expired => "expired",
             Outcome::Error => "error",
+            Outcome::ServedStale => "served_stale",
             Outcome::Bypass => "bypass",
             Outcome::NotCached => "not_cached",
             Outcome::Verb => "verb",
@@ -80,7 +85,11 @@ impl Outcome {
     pub fn is_local(self) -> bool {
         matches!(
             self,
-            Outcome::Served | Outcome::NotFound | Outcome::Expired | Outcome::Error
+            Outcome::Served
+                | Outcome::NotFound
+                | Outcome::Expired
+                | Outcome::Error
+                | Outcome::ServedStale
         )
     }
 
