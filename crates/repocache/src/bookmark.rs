@@ -1,4 +1,14 @@
-//! Watch BOOKMARKs, seen on the wire: kube-runtime's watcher consumes them internally (it only
+//! The reflector's own client layer: a deadline on every non-watch request, and watch
+//! BOOKMARKs seen on the wire.
+//!
+//! **Deadline.** kube's client retries 429/503/504 underneath (up to 15 times, backing off
+//! from 5 ms and doubling, honouring `Retry-After`), invisibly to the watcher above it; a LIST
+//! against a server that keeps answering 503 could take minutes to fail. Each LIST (each page)
+//! the reflector sends, retries included, must answer within the list timeout
+//! ([`DEFAULT_LIST_TIMEOUT`]), or it fails with a timeout error that the watcher sees, backs
+//! off from, and the cache reports as `Failed`. Watches are long-lived and have no deadline.
+//!
+//! **Bookmarks.**  kube-runtime's watcher consumes them internally (it only
 //! moves its resourceVersion on), so the reflector's client wraps the body of every watch
 //! response and reports each bookmark's resourceVersion as its line goes by.
 //!
@@ -15,6 +25,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::Request;
@@ -33,8 +44,20 @@ const PREFIX: &[u8] = b"{\"type\":\"BOOKMARK\"";
 /// Where a seen bookmark's resourceVersion goes.
 pub(crate) type Sink = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Wraps `client` so that the bodies of its watch responses report their bookmarks to `sink`.
-pub(crate) fn observed(client: Client, sink: Sink) -> Client {
+/// How long one LIST request of a reflector (kube's retries underneath included) may take before
+/// it fails with a timeout, unless told otherwise (see `ReflectorBuilder::list_timeout`).
+pub const DEFAULT_LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reflector's request that did not answer within its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no answer within {0:?} (the client may be retrying 429/503/504 underneath); the watcher backs off and retries"
+)]
+pub(crate) struct DeadlineExceeded(Duration);
+
+/// Wraps `client` so that its non-watch requests fail after `list_timeout` (zero: no deadline)
+/// and the bodies of its watch responses report their bookmarks to `sink`.
+pub(crate) fn observed(client: Client, sink: Sink, list_timeout: Duration) -> Client {
     let namespace = client.default_namespace().to_owned();
     let service = tower::service_fn(move |request: Request<Body>| {
         let watch = request
@@ -46,7 +69,18 @@ pub(crate) fn observed(client: Client, sink: Sink) -> Client {
         let client = client.clone();
         let sink = sink.clone();
         async move {
-            let response = client.send(request).await?;
+            let response = if watch || list_timeout.is_zero() {
+                client.send(request).await?
+            } else {
+                match tokio::time::timeout(list_timeout, client.send(request)).await {
+                    Ok(response) => response?,
+                    Err(_) => {
+                        return Err(kube::Error::Service(Box::new(DeadlineExceeded(
+                            list_timeout,
+                        ))));
+                    }
+                }
+            };
             Ok::<_, kube::Error>(response.map(|body| Observed {
                 body,
                 scan: watch.then(|| Scan::new(sink)),

@@ -80,7 +80,9 @@ pub use key::ObjectKey;
 pub use metrics::Metrics;
 pub use policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 pub use reader::Reader;
-pub use reflector::{DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector};
+pub use reflector::{
+    DEFAULT_LIST_TIMEOUT, DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector,
+};
 pub use snapshot::{Iter, Snapshot};
 pub use state::CacheState;
 pub use stats::{ApiReason, DELAY_BUCKETS, DecodingMode, Delays, EventType, RelistReason, Stats};

@@ -52,6 +52,8 @@ const MAX_REFORCE: Duration = Duration::from_secs(300);
 /// The TTL a cache gets unless told otherwise: five minutes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
+pub use crate::bookmark::DEFAULT_LIST_TIMEOUT;
+
 /// Starts a reflector with the default options: watches `api` with `config` and keeps a
 /// cache of its objects. See [`ReflectorBuilder`] for the TTL and metrics.
 ///
@@ -86,6 +88,7 @@ pub struct ReflectorBuilder<K> {
     ttl: Duration,
     metrics: Option<Metrics>,
     cache_config: CacheConfig<K>,
+    list_timeout: Duration,
 }
 
 impl<K> ReflectorBuilder<K>
@@ -102,6 +105,7 @@ where
             ttl: DEFAULT_TTL,
             metrics: None,
             cache_config: CacheConfig::default(),
+            list_timeout: DEFAULT_LIST_TIMEOUT,
         }
     }
 
@@ -158,6 +162,17 @@ where
         self
     }
 
+    /// How long one LIST request (one page) of the reflector may take, kube's own retries of
+    /// 429/503/504 underneath included, before it fails (default [`DEFAULT_LIST_TIMEOUT`],
+    /// 10 s; zero: no deadline). The watcher then backs off and retries, and the cache reports
+    /// `Failed`; see the retry policy in [`ReflectorBuilder::start`].
+    ///
+    /// Range: any duration; a value too long for the clock is no deadline.
+    pub fn list_timeout(mut self, timeout: Duration) -> Self {
+        self.list_timeout = timeout;
+        self
+    }
+
     /// Reports this cache's figures through `metrics`.
     pub fn metrics(mut self, metrics: &Metrics) -> Self {
         self.metrics = Some(metrics.clone());
@@ -167,8 +182,28 @@ where
     /// Starts the watch task.
     ///
     /// Returns the cache's read handle, not yet ready (see [`Cache::ready`]), and the handle
-    /// that stops the task. Watch errors are logged and retried with kube-runtime's default
-    /// backoff, and never end the task. Dropping the handle stops the task too.
+    /// that stops the task. Watch errors are logged and retried, and never end the task.
+    /// Dropping the handle stops the task too.
+    ///
+    /// # Retry policy
+    ///
+    /// Three layers, from the bottom:
+    ///
+    /// 1. The `kube::Client` you gave (if built with kube's default stack) retries 429, 503 and
+    ///    504 up to 15 times, backing off from 5 ms and doubling with jitter, honouring
+    ///    `Retry-After`; the reflector cannot see these retries.
+    /// 2. The reflector bounds each LIST (page), those retries included, by the
+    ///    [list timeout](Self::list_timeout) (10 s): past it the request fails with a timeout.
+    /// 3. kube-runtime's watcher retries a failed LIST or WATCH with its default backoff:
+    ///    0.8 s doubling to 30 s, with up to 100 % jitter (so at most 60 s), reset after 120 s of
+    ///    success. Every error it sees is logged; a failing relist makes the cache `Failed {
+    ///    last_error }` (a failing watch of a fresh, ready cache does not: the snapshot is
+    ///    still current; the TTL bounds that).
+    ///
+    /// So with a persistent 5xx, the cache reports `Failed` within the list timeout of the
+    /// relist's start (at once for a status kube does not retry, e.g. 500); and once the
+    /// server answers again, the next attempt succeeds within the list timeout plus one
+    /// watcher backoff (≤ 10 s + 60 s; after a short outage, a few seconds).
     ///
     /// # Panics
     ///
@@ -204,7 +239,7 @@ where
             let shared = shared.clone();
             Arc::new(move |rv| shared.saw_bookmark(rv))
         };
-        let client = crate::bookmark::observed(client, bookmarks);
+        let client = crate::bookmark::observed(client, bookmarks, self.list_timeout);
         let mut api =
             Api::<Decoded<K>>::all_with(counted(client, shared.clone()), &Default::default());
         if let Some(ns) = namespace.as_deref() {
