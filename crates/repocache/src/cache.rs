@@ -563,6 +563,10 @@ impl<K> Cache<K> {
                     Ok(snapshot)
                 });
             }
+            // A cache that never synced cannot reach any version: read live at once.
+            ReadPolicy::AtLeast(_) | ReadPolicy::Consistent if !self.is_ready() => {
+                return Ok(Err(ApiReason::Fallback));
+            }
             ReadPolicy::AtLeast(rv) => rv,
             ReadPolicy::Consistent => {
                 let live = self.live(ApiReason::Version)?;
@@ -573,9 +577,6 @@ impl<K> Cache<K> {
                 }
             }
         };
-        if !self.is_ready() {
-            return Ok(Err(ApiReason::Fallback));
-        }
         match self.wait_for_version(want, DEFAULT_VERSION_WAIT).await {
             Ok(snapshot) => Ok(Ok(snapshot)),
             Err(Error::Stopped { .. } | Error::VersionTimeout { .. })
