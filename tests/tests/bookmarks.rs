@@ -10,7 +10,8 @@ use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
 use repocache::{
-    ApiReason, Cache, CacheState, EventType, ReadPolicy, ReflectorBuilder, RelistReason, Source,
+    ApiReason, Cache, CacheState, EventType, RESYNC_TTLS, ReadPolicy, ReflectorBuilder,
+    RelistReason, Source,
 };
 use repocache_tests::{PATIENCE, apisim_with, eventually};
 use serde_json::json;
@@ -59,8 +60,36 @@ async fn bookmarks_keep_a_quiet_kind_confirmed_without_relisting() {
         stats.events(EventType::Bookmark),
     );
     assert_eq!(stats.relists(RelistReason::Ttl), 0);
-    assert_eq!(control.count("list", REPOS), 1, "only the initial LIST");
+    // Only the initial LIST, unless the run was slow enough to reach the safety net.
+    assert_eq!(
+        control.count("list", REPOS),
+        1 + stats.relists(RelistReason::Resync)
+    );
+    if started.elapsed() < TTL * RESYNC_TTLS {
+        assert_eq!(stats.relists(RelistReason::Resync), 0);
+    }
     assert!(repos.version().is_some());
+}
+
+#[tokio::test]
+async fn a_kind_kept_confirmed_by_bookmarks_is_still_relisted_every_resync_period() {
+    let server = quiet_server().await;
+    let ttl = Duration::from_millis(100);
+    let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
+        .ttl(ttl)
+        .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let started = Instant::now();
+    eventually("the safety-net relist", || {
+        repos.stats().relists(RelistReason::Resync) >= 1
+    })
+    .await;
+    eprintln!(
+        "resync after {:?} (TTL {ttl:?} x {RESYNC_TTLS})",
+        started.elapsed()
+    );
+    assert_eq!(repos.stats().relists(RelistReason::Ttl), 0, "never stale");
+    assert!(started.elapsed() >= ttl * (RESYNC_TTLS - 1));
 }
 
 #[tokio::test]

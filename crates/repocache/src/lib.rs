@@ -81,7 +81,7 @@ pub use metrics::Metrics;
 pub use policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 pub use reader::Reader;
 pub use reflector::{
-    DEFAULT_LIST_TIMEOUT, DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector,
+    DEFAULT_LIST_TIMEOUT, DEFAULT_TTL, RESYNC_TTLS, ReflectorBuilder, ReflectorHandle, reflector,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use state::CacheState;

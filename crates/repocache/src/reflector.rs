@@ -49,6 +49,12 @@ const MAX_BATCH: usize = 1024;
 /// is longer).
 const MAX_REFORCE: Duration = Duration::from_secs(300);
 
+/// However often events or bookmarks confirm a snapshot, a cache with a TTL relists at least
+/// once every this many TTLs (80 minutes with the default TTL): a safety net that bounds the
+/// damage of an event lost anywhere between the store and the cache (bookmarks prove delivery
+/// only as far as the server and the watch path are right).
+pub const RESYNC_TTLS: u32 = 16;
+
 /// The TTL a cache gets unless told otherwise: five minutes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
@@ -147,7 +153,8 @@ where
     }
 
     /// How long a snapshot may go unconfirmed (no watch event, no BOOKMARK, no relist) before
-    /// it is stale and the reflector relists. Zero disables the TTL.
+    /// it is stale and the reflector relists. Zero disables the TTL. Whatever confirms it, a
+    /// cache with a TTL also relists once every [`RESYNC_TTLS`] TTLs (a safety net).
     ///
     /// Range: any duration. A TTL too long for the clock to add (e.g. `Duration::MAX`) never
     /// expires, like zero; [`Cache::ttl`] reports it saturated at `u64::MAX` nanoseconds
@@ -593,8 +600,21 @@ where
         // A deadline beyond what an `Instant` can hold is no deadline (saturating: never).
         match self.forced_at {
             Some(at) => later(at, self.reforce_after()),
-            None => later(self.shared.current.load().confirmed_at(), self.ttl),
+            None => {
+                let ttl = later(self.shared.current.load().confirmed_at(), self.ttl);
+                match (ttl, self.resync_due()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         }
+    }
+
+    /// When the safety-net relist is due: [`RESYNC_TTLS`] TTLs after the last relist.
+    fn resync_due(&self) -> Option<Instant> {
+        let last = self.shared.last_relist.load();
+        let (_, at) = last.as_deref()?;
+        later(*at, self.ttl.saturating_mul(RESYNC_TTLS))
     }
 
     /// How long a relist we forced may take before we force another: one TTL, doubling with
@@ -618,6 +638,15 @@ where
         let snapshot = self.shared.current.load_full();
         let unconfirmed = snapshot.since_confirmed();
         if unconfirmed < self.ttl {
+            if self.resync_due().is_some_and(|due| now >= due) {
+                // Confirmed (by bookmarks), but not relisted for RESYNC_TTLS TTLs: the state
+                // stays Ready while the safety-net relist runs.
+                info!(
+                    ttls = RESYNC_TTLS,
+                    "no relist for {RESYNC_TTLS} TTLs; relisting as a safety net"
+                );
+                self.restart(stream, RelistReason::Resync);
+            }
             return;
         }
         let reason = format!(

@@ -59,19 +59,23 @@ pub enum RelistReason {
     Manual,
     /// The previous list or watch failed with another error.
     Error,
+    /// The safety net: a snapshot that bookmarks kept confirming was not relisted for
+    /// [`RESYNC_TTLS`](crate::RESYNC_TTLS) TTLs.
+    Resync,
 }
 
 impl RelistReason {
     /// Every reason, in the order figures report them.
-    pub const ALL: [RelistReason; 5] = [
+    pub const ALL: [RelistReason; 6] = [
         Self::Initial,
         Self::Expired,
         Self::Ttl,
         Self::Manual,
         Self::Error,
+        Self::Resync,
     ];
 
-    /// The label value: `initial`, `expired`, `ttl`, `manual` or `error`.
+    /// The label value: `initial`, `expired`, `ttl`, `manual`, `error` or `resync`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Initial => "initial",
@@ -79,6 +83,7 @@ impl RelistReason {
             Self::Ttl => "ttl",
             Self::Manual => "manual",
             Self::Error => "error",
+            Self::Resync => "resync",
         }
     }
 }
@@ -200,7 +205,7 @@ pub(crate) struct Counters {
     pub(crate) misses: StripedCounter,
     api: [AtomicU64; ApiReason::ALL.len()],
     events: [AtomicU64; EventType::ALL.len()],
-    relists: [AtomicU64; 5],
+    relists: [AtomicU64; RelistReason::ALL.len()],
     decode_failures: AtomicU64,
     /// Set once the reflector decodes each object on its own ([`DecodingMode::Robust`]).
     robust: AtomicBool,
@@ -302,7 +307,7 @@ pub struct Stats {
     /// Watcher events received, by type.
     pub events: [(EventType, u64); 7],
     /// Completed relists, by reason.
-    pub relists: [(RelistReason, u64); 5],
+    pub relists: [(RelistReason, u64); 6],
     /// Objects skipped because they did not decode as the cache's kind (counted once per event
     /// in [`DecodingMode::Robust`]; the object that ends the fast path is counted when the relist
     /// that follows meets it, if it still does not decode).
