@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use glasskube_api::{ClusterPackage, Package, PackageInfo, PackageRepository};
 use repocache::glasskube::{self, BY_REPOSITORY, BY_URL, DEFAULT_REPOSITORY, RepositoryLookup};
-use repocache::{CacheSet, CacheState, Change, Error, KindOptions};
+use repocache::{CacheSet, Change, Error, KindOptions};
 use repocache_tests::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
@@ -95,8 +95,9 @@ async fn four_kinds_one_readiness_typed_access_and_indexes() {
     assert_eq!(control.count("list", "packageinfos"), 1);
 
     caches.shutdown().await;
-    assert_eq!(repos.state(), CacheState::Stopped);
-    assert_eq!(packages.state(), CacheState::Stopped);
+    assert!(repos.state().is_stopped());
+    assert!(packages.state().is_stopped());
+    assert!(!repos.is_ready() && !packages.is_ready());
 }
 
 #[tokio::test]

@@ -147,7 +147,16 @@ async fn stop_ends_the_watch_and_keeps_the_last_snapshot() {
     repos.wait_ready(PATIENCE).await.unwrap();
     assert!(control.wait_for_watches(1, PATIENCE).await);
     handle.stop().await;
-    assert_eq!(repos.state(), CacheState::Stopped);
+    assert!(
+        matches!(repos.state(), CacheState::Stopped { ref reason } if reason.contains("ReflectorHandle::stop")),
+        "{:?}",
+        repos.state()
+    );
+    assert!(!repos.is_ready(), "a stopped cache is not ready");
+    assert!(matches!(
+        repos.wait_ready(PATIENCE).await,
+        Err(repocache::Error::Stopped { .. })
+    ));
     assert_eq!(
         repos.snapshot().len(),
         5,
@@ -175,10 +184,11 @@ async fn dropping_the_handle_stops_the_task() {
     repos.wait_ready(PATIENCE).await.unwrap();
     assert!(control.wait_for_watches(1, PATIENCE).await);
     drop(handle);
-    eventually("the cache reports stopped", || {
-        repos.state() == CacheState::Stopped
+    eventually("the cache reports stopped, and why", || {
+        matches!(repos.state(), CacheState::Stopped { ref reason } if reason.contains("dropped"))
     })
     .await;
+    assert!(!repos.is_ready());
     eventually("the server sees the watch closed", || {
         control.open_watches() == 0
     })

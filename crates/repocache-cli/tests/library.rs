@@ -131,6 +131,54 @@ async fn readyz_is_503_until_the_first_sync() {
 }
 
 #[tokio::test]
+async fn readyz_is_503_and_the_debug_view_says_why_once_the_reflector_died() {
+    let server = apisim().await;
+    let (repos, _h) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
+        .index_by("boom", |r: &PackageRepository| {
+            if r.metadata.name.as_deref() == Some("late") {
+                panic!("indexer exploded on late");
+            }
+            Vec::new()
+        })
+        .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    assert_eq!(get(debug.local_addr(), "/readyz", None).await.0, 200);
+    server
+        .control()
+        .create(serde_json::json!({
+            "apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+            "metadata": {"name": "late"}, "spec": {"url": "https://late.example/"}
+        }))
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !repos
+        .state()
+        .to_string()
+        .contains("indexer exploded on late")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{}", repos.state());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, body) = get(debug.local_addr(), "/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("stopped: the reflector task panicked"),
+        "{body}"
+    );
+    let (_, body) = get(debug.local_addr(), "/debug/caches", None).await;
+    let report: CachesReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(report.caches[0].state, "stopped");
+    assert!(!report.caches[0].ready);
+    assert!(
+        report.caches[0]
+            .state_detail
+            .contains("indexer exploded on late"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn objects_are_redacted_and_secrets_need_an_opt_in() {
     let server = apisim().await;
     let (repos, _h) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client())).start();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use crate::change::Batch;
 use crate::clock::Clock;
@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::index::Indexer;
 use crate::key::ObjectKey;
 use crate::live::Live;
-use crate::policy::{Read, ReadPolicy, Source};
+use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 use crate::stats::{ApiReason, Counters, RelistReason, Stats};
@@ -31,11 +31,15 @@ use crate::subscription::Subscription;
 enum Readiness {
     /// No relist has completed yet.
     Pending,
-    /// The first relist completed; stays so for the life of the cache.
+    /// The first relist completed; stays so until the cache stops.
     Ready,
-    /// The writer stopped before the first relist completed.
+    /// The writer or its reflector stopped (before or after the first relist): never ready
+    /// again.
     Stopped,
 }
+
+/// Why a cache stopped when its writer went away and nothing more specific was recorded.
+const WRITER_STOPPED: &str = "its writer was dropped or poisoned";
 
 /// A request from a read handle to its reflector task.
 pub(crate) enum Command {
@@ -64,6 +68,15 @@ pub(crate) struct Shared<K> {
     pub(crate) control: OnceLock<mpsc::UnboundedSender<Command>>,
     /// Where the writer sends its changes (weak: the stream ends when the writer goes).
     pub(crate) changes: broadcast::WeakSender<Arc<Batch<K>>>,
+    /// Woken at every publish and every proven progress (for [`Cache::wait_for`]).
+    published: Notify,
+    /// The newest resourceVersion a watch BOOKMARK proved the current snapshot reflects (0:
+    /// none). Only grows: a later snapshot reflects at least what an earlier one did.
+    progress: AtomicU64,
+    /// The newest bookmark seen on the wire and not applied yet (0: none).
+    bookmark: AtomicU64,
+    /// Wakes the reflector when a bookmark was seen.
+    pub(crate) bookmark_seen: Notify,
 }
 
 impl<K> Shared<K> {
@@ -85,27 +98,120 @@ impl<K> Shared<K> {
             live: OnceLock::new(),
             control: OnceLock::new(),
             changes,
+            published: Notify::new(),
+            progress: AtomicU64::new(0),
+            bookmark: AtomicU64::new(0),
+            bookmark_seen: Notify::new(),
         }
     }
 
+    /// Wakes the callers waiting for a version: a snapshot was published.
+    pub(crate) fn notify_published(&self) {
+        self.published.notify_waiters();
+    }
+
+    /// Records that the current snapshot reflects everything up to resourceVersion `rv` (a
+    /// BOOKMARK proved it), and wakes the callers waiting for a version.
+    pub(crate) fn note_progress(&self, rv: u64) {
+        if self.progress.fetch_max(rv, Ordering::AcqRel) < rv {
+            self.published.notify_waiters();
+        }
+    }
+
+    /// A BOOKMARK of this resourceVersion was seen on the watch's wire (not applied yet: the
+    /// reflector applies it once the events in front of it are in; see `bookmark`).
+    pub(crate) fn saw_bookmark(&self, rv: u64) {
+        self.bookmark.fetch_max(rv, Ordering::AcqRel);
+        self.bookmark_seen.notify_one();
+    }
+
+    /// Takes the newest bookmark seen and not applied yet (0: none).
+    pub(crate) fn take_bookmark(&self) -> u64 {
+        self.bookmark.swap(0, Ordering::AcqRel)
+    }
+
+    /// The newest resourceVersion `snapshot` (the current one) is known to reflect: its own
+    /// version or a later one proven by a bookmark. `None` when its version does not parse as
+    /// an integer (incomparable), or when it has none and no bookmark proved any.
+    pub(crate) fn version_of(&self, snapshot: &Snapshot<K>) -> Option<u64> {
+        let progress = self.progress.load(Ordering::Acquire);
+        match snapshot.resource_version() {
+            Some(rv) => rv.parse::<u64>().ok().map(|rv| rv.max(progress)),
+            None => (progress > 0).then_some(progress),
+        }
+    }
+
+    /// Records a completed sync: the state becomes `Ready` first, and only then is readiness
+    /// signalled, so that whoever sees `wait_ready` return Ok also sees `is_ready()` and
+    /// `state()` say ready (one truth for every surface). A stopped cache stays stopped.
     pub(crate) fn mark_ready(&self) {
+        if !self.set_state(CacheState::Ready) {
+            return;
+        }
         self.readiness.send_if_modified(|r| {
-            let changed = *r != Readiness::Ready;
-            *r = Readiness::Ready;
+            let changed = *r == Readiness::Pending;
+            if changed {
+                *r = Readiness::Ready;
+            }
             changed
         });
     }
 
-    /// Records that no writer will ever update this cache again.
+    /// Records that no writer will ever update this cache again (the writer was dropped or
+    /// poisoned). Keeps a more specific reason recorded before (e.g. the reflector's).
     pub(crate) fn mark_stopped(&self) {
-        self.state.store(Arc::new(CacheState::Stopped));
-        self.readiness.send_if_modified(|r| {
-            let pending = *r == Readiness::Pending;
-            if pending {
-                *r = Readiness::Stopped;
-            }
-            pending
+        self.stop(WRITER_STOPPED, false);
+    }
+
+    /// Records that the cache stopped for good, and why (replacing a less specific reason).
+    pub(crate) fn mark_stopped_because(&self, reason: impl Into<String>) {
+        self.stop(&reason.into(), true);
+    }
+
+    fn stop(&self, reason: &str, replace: bool) {
+        self.state.rcu(|state| match &**state {
+            CacheState::Stopped { .. } if !replace => state.clone(),
+            _ => Arc::new(CacheState::Stopped {
+                reason: reason.to_owned(),
+            }),
         });
+        // After the state: whoever sees readiness end sees why.
+        self.readiness.send_if_modified(|r| {
+            let changed = *r != Readiness::Stopped;
+            *r = Readiness::Stopped;
+            changed
+        });
+    }
+
+    /// Stores the reflector's view of the state, unless the cache has stopped (a stopped cache
+    /// never comes back). Returns whether it was stored.
+    pub(crate) fn set_state(&self, new: CacheState) -> bool {
+        let new = Arc::new(new);
+        let previous = self.state.rcu(|state| {
+            if state.is_stopped() {
+                state.clone()
+            } else {
+                new.clone()
+            }
+        });
+        !previous.is_stopped()
+    }
+
+    /// The error for a call that needs a cache that has stopped.
+    pub(crate) fn stopped_error(&self) -> Error {
+        let reason = match &**self.state.load() {
+            CacheState::Stopped { reason } => reason.clone(),
+            _ => WRITER_STOPPED.to_owned(),
+        };
+        Error::Stopped {
+            kind: self.kind.clone(),
+            reason,
+        }
+    }
+
+    /// Whether the cache has stopped for good.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state.load().is_stopped()
     }
 
     pub(crate) fn set_ttl(&self, ttl: Duration) {
@@ -118,7 +224,7 @@ impl<K> Shared<K> {
     }
 
     fn is_ready(&self) -> bool {
-        *self.readiness.borrow() == Readiness::Ready
+        *self.readiness.borrow() == Readiness::Ready && !self.is_stopped()
     }
 }
 
@@ -179,6 +285,10 @@ impl<K> Cache<K> {
         Self { shared }
     }
 
+    pub(crate) fn shared(&self) -> &Shared<K> {
+        &self.shared
+    }
+
     /// The current snapshot: one atomic load, no lock, no I/O.
     ///
     /// The snapshot stays valid (and unchanged) for as long as it is held, whatever the
@@ -227,7 +337,12 @@ impl<K> Cache<K> {
         self.shared.ttl()
     }
 
-    /// Whether the first full sync has completed. Stays true across later relists.
+    /// Whether the first full sync has completed and the cache has not stopped. Stays true
+    /// across later relists, staleness and failures; false for good once the cache is
+    /// [`Stopped`](CacheState::Stopped).
+    ///
+    /// Agrees with [`wait_ready`](Self::wait_ready) and [`state`](Self::state): once
+    /// `wait_ready` returned Ok, `is_ready()` is true and `state()` is no longer `Starting`.
     pub fn is_ready(&self) -> bool {
         self.shared.is_ready()
     }
@@ -249,7 +364,7 @@ impl<K> Cache<K> {
         if state == CacheState::Ready && self.is_stale() {
             let snapshot = self.shared.current.load();
             return CacheState::Stale {
-                since: snapshot.confirmed_at() + self.ttl(),
+                since: crate::clock::saturating_add(snapshot.confirmed_at(), self.ttl()),
                 reason: format!("not confirmed within the TTL of {:?}", self.ttl()),
             };
         }
@@ -291,21 +406,22 @@ impl<K> Cache<K> {
     /// Waits until the first full sync has completed.
     ///
     /// Returns at once when the cache is already ready. Fails with [`Error::Stopped`] when the
-    /// writer stopped before the first sync.
+    /// cache has stopped (its writer or reflector ended, before or after the first sync): a
+    /// stopped cache is never ready.
     pub async fn ready(&self) -> Result<(), Error> {
         let mut rx = self.shared.readiness.subscribe();
         let result = rx.wait_for(|r| *r != Readiness::Pending).await;
         match result.map(|r| *r) {
             Ok(Readiness::Ready) => Ok(()),
-            _ => Err(Error::Stopped {
-                kind: self.shared.kind.clone(),
-            }),
+            _ => Err(self.shared.stopped_error()),
         }
     }
 
-    /// Waits at most `timeout` for the first full sync.
+    /// Waits at most `timeout` (any duration; `Duration::MAX` waits for ever) for the first
+    /// full sync.
     ///
-    /// Fails with [`Error::ReadyTimeout`] when the time runs out first.
+    /// Fails with [`Error::ReadyTimeout`] when the time runs out first, and with
+    /// [`Error::Stopped`] when the cache has stopped.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         match tokio::time::timeout(timeout, self.ready()).await {
             Ok(result) => result,
@@ -330,9 +446,7 @@ impl<K> Cache<K> {
                 kind: self.shared.kind.clone(),
             })?;
         let (tx, rx) = oneshot::channel();
-        let stopped = || Error::Stopped {
-            kind: self.shared.kind.clone(),
-        };
+        let stopped = || self.shared.stopped_error();
         control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
     }
@@ -352,14 +466,122 @@ impl<K> Cache<K> {
         Subscription::new(self.shared.clone())
     }
 
-    /// Decides whether a policy read must go to the server, and why.
-    fn live_reason(&self, policy: ReadPolicy, snapshot: &Snapshot<K>) -> Option<ApiReason> {
-        match policy {
-            ReadPolicy::Cached => None,
-            ReadPolicy::Fresh => Some(ApiReason::Fresh),
-            ReadPolicy::MaxStaleness(bound) => (!self.is_ready()
-                || snapshot.since_confirmed() > bound)
-                .then_some(ApiReason::Fallback),
+    /// The newest resourceVersion the current snapshot is known to reflect: the snapshot's own
+    /// resourceVersion, or a later one that a watch BOOKMARK proved it current to. `None` when
+    /// the snapshot's version is not an integer (resourceVersions are compared only when they
+    /// parse) or when nothing proved any version yet.
+    pub fn version(&self) -> Option<u64> {
+        self.shared.version_of(&self.shared.current.load())
+    }
+
+    /// Waits until the snapshot reflects `resource_version` (e.g. the one a write of yours
+    /// returned), at most `timeout` (any duration), and returns that snapshot: reads from it
+    /// see the write and everything before it.
+    ///
+    /// Versions are compared as integers. Fails with [`Error::IncomparableVersion`] when
+    /// `resource_version` or the snapshot's does not parse (the safe answer then is a live
+    /// read), [`Error::VersionTimeout`] when the time runs out, and [`Error::Stopped`] when the
+    /// cache stops. Returns at once when the snapshot already reflects it. Costs no request.
+    pub async fn wait_for(
+        &self,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Snapshot<K>>, Error> {
+        let want = resource_version
+            .parse::<u64>()
+            .map_err(|_| Error::IncomparableVersion {
+                kind: self.shared.kind.clone(),
+                version: resource_version.to_owned(),
+            })?;
+        self.wait_for_version(want, timeout).await
+    }
+
+    pub(crate) async fn wait_for_version(
+        &self,
+        want: u64,
+        timeout: Duration,
+    ) -> Result<Arc<Snapshot<K>>, Error> {
+        let shared = &self.shared;
+        let deadline = crate::clock::later(tokio::time::Instant::now().into_std(), timeout)
+            .map(tokio::time::Instant::from_std);
+        loop {
+            // Register for the next publish before looking, so that none is missed.
+            let notified = shared.published.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let snapshot = shared.current.load_full();
+            let reached = shared.version_of(&snapshot);
+            match reached {
+                Some(rv) if rv >= want => return Ok(snapshot),
+                None if snapshot.resource_version().is_some() => {
+                    return Err(Error::IncomparableVersion {
+                        kind: shared.kind.clone(),
+                        version: want.to_string(),
+                    });
+                }
+                _ => {}
+            }
+            if shared.is_stopped() {
+                return Err(shared.stopped_error());
+            }
+            let timed_out = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, notified).await.is_err(),
+                None => {
+                    notified.await;
+                    false
+                }
+            };
+            if timed_out {
+                return Err(Error::VersionTimeout {
+                    kind: shared.kind.clone(),
+                    version: want.to_string(),
+                    reached,
+                    waited: timeout,
+                });
+            }
+        }
+    }
+
+    /// Decides whether a policy read must go to the server, and why; for the version policies,
+    /// waits for the snapshot first. Returns the snapshot to answer from otherwise.
+    async fn plan_read(
+        &self,
+        policy: ReadPolicy,
+    ) -> Result<Result<Arc<Snapshot<K>>, ApiReason>, Error>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K::DynamicType: Default,
+    {
+        let snapshot = self.shared.current.load_full();
+        let want = match policy {
+            ReadPolicy::Cached => return Ok(Ok(snapshot)),
+            ReadPolicy::Fresh => return Ok(Err(ApiReason::Fresh)),
+            ReadPolicy::MaxStaleness(bound) => {
+                return Ok(if !self.is_ready() || snapshot.since_confirmed() > bound {
+                    Err(ApiReason::Fallback)
+                } else {
+                    Ok(snapshot)
+                });
+            }
+            // A cache that never synced cannot reach any version: read live at once.
+            ReadPolicy::AtLeast(_) | ReadPolicy::Consistent if !self.is_ready() => {
+                return Ok(Err(ApiReason::Fallback));
+            }
+            ReadPolicy::AtLeast(rv) => rv,
+            ReadPolicy::Consistent => {
+                let live = self.live(ApiReason::Version)?;
+                match live.current_version::<K>().await? {
+                    Some(rv) => rv,
+                    // The server's version is not an integer: only a live read is safe.
+                    None => return Ok(Err(ApiReason::Fallback)),
+                }
+            }
+        };
+        match self.wait_for_version(want, DEFAULT_VERSION_WAIT).await {
+            Ok(snapshot) => Ok(Ok(snapshot)),
+            Err(Error::Stopped { .. } | Error::VersionTimeout { .. })
+            | Err(Error::IncomparableVersion { .. }) => Ok(Err(ApiReason::Fallback)),
+            Err(other) => Err(other),
         }
     }
 
@@ -449,10 +671,9 @@ where
     /// Every object, as fresh as `policy` asks: the snapshot's, or one live LIST with the
     /// cache's selectors, ordered by namespace then name either way.
     pub async fn list_with(&self, policy: ReadPolicy) -> Result<Read<Vec<Arc<K>>>, Error> {
-        let snapshot = self.shared.current.load_full();
-        match self.live_reason(policy, &snapshot) {
-            None => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
-            Some(reason) => {
+        match self.plan_read(policy).await? {
+            Ok(snapshot) => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
+            Err(reason) => {
                 let mut objects = self.live(reason)?.list::<K>().await?;
                 objects.sort_by_cached_key(|o| ObjectKey::of(o.as_ref()));
                 Ok(Read {
@@ -469,9 +690,8 @@ where
         name: &str,
         policy: ReadPolicy,
     ) -> Result<Read<Option<Arc<K>>>, Error> {
-        let snapshot = self.shared.current.load_full();
-        match self.live_reason(policy, &snapshot) {
-            None => {
+        match self.plan_read(policy).await? {
+            Ok(snapshot) => {
                 let found = match namespace {
                     Some(ns) => snapshot.get_namespaced(ns, name),
                     None => snapshot.get(name),
@@ -480,7 +700,7 @@ where
                 self.count(found.is_some());
                 Ok(Self::from_snapshot(&snapshot, found))
             }
-            Some(reason) => {
+            Err(reason) => {
                 let found = self.live(reason)?.get::<K>(namespace, name).await?;
                 Ok(Read {
                     value: found.map(Arc::new),

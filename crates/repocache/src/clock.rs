@@ -32,3 +32,20 @@ impl Clock {
         self.epoch + Duration::from_nanos(nanos)
     }
 }
+
+/// `at + d`, or `None` when that is beyond what an [`Instant`] can represent ("never").
+pub(crate) fn later(at: Instant, d: Duration) -> Option<Instant> {
+    at.checked_add(d)
+}
+
+/// `at + d`, saturating: an instant that cannot be represented becomes the latest one that can
+/// be found by halving `d` (for a display or a `since` field, never for a deadline).
+pub(crate) fn saturating_add(at: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(t) = at.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}

@@ -31,6 +31,9 @@ pub const DEFAULT_SUBSCRIBER_BUFFER_CHANGES: usize = 4096;
 /// may prefer an interval of zero.
 pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The longest publish interval: [`CacheConfig::publish_interval`] clamps longer ones to it.
+pub const MAX_PUBLISH_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Per-cache options for the [`Writer`](crate::Writer) (and so for a reflector or a cache set).
 ///
 /// By default the cache drops `metadata.managedFields` from every object (they are large and
@@ -139,8 +142,10 @@ impl<K: Resource + 'static> CacheConfig<K> {
     ///
     /// Longer intervals disturb readers less under a busy watch and make an event visible
     /// later (by at most the interval); see [`Writer::publish_due`](crate::Writer::publish_due).
+    ///
+    /// Range: zero to [`MAX_PUBLISH_INTERVAL`] (one hour); a longer interval is clamped to it.
     pub fn publish_interval(mut self, interval: Duration) -> Self {
-        self.publish_interval = interval;
+        self.publish_interval = interval.min(MAX_PUBLISH_INTERVAL);
         self
     }
 }

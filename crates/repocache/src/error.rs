@@ -17,10 +17,12 @@ pub enum Error {
         waited: Duration,
     },
     /// The cache's reflector (or writer) stopped: it will never sync or refresh again.
-    #[error("{kind} cache is stopped")]
+    #[error("{kind} cache is stopped: {reason}")]
     Stopped {
         /// The kind the cache holds.
         kind: String,
+        /// Why it stopped (as [`CacheState::Stopped`](crate::CacheState::Stopped) says).
+        reason: String,
     },
     /// A live read or a refresh needs the cache's reflector, and this cache has none (it is
     /// fed by hand through a [`Writer`](crate::Writer)).
@@ -42,6 +44,31 @@ pub enum Error {
     SeveralDefaults {
         /// The names of every repository marked default.
         names: Vec<String>,
+    },
+    /// The cache did not reach a resourceVersion within the time the caller allowed (see
+    /// [`Cache::wait_for`](crate::Cache::wait_for)).
+    #[error(
+        "{kind} cache did not reach resourceVersion {version} within {waited:?} (at {reached:?})"
+    )]
+    VersionTimeout {
+        /// The kind the cache holds.
+        kind: String,
+        /// The resourceVersion waited for.
+        version: String,
+        /// The newest resourceVersion the cache was known to reflect when the time ran out.
+        reached: Option<u64>,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// A resourceVersion that cannot be compared: it (or the cache's) is not an integer.
+    /// resourceVersions are opaque to clients; repocache orders them only when both parse as
+    /// integers (as etcd's revisions do), and otherwise refuses to guess.
+    #[error("{kind}: resourceVersion {version:?} cannot be compared with the cache's")]
+    IncomparableVersion {
+        /// The kind the cache holds.
+        kind: String,
+        /// The resourceVersion asked for.
+        version: String,
     },
     /// A live request to the API server failed.
     #[error("live request for {kind} failed: {source}")]

@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod bookmark;
 mod cache;
 mod cache_set;
 mod change;
@@ -70,16 +71,18 @@ pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
 pub use config::{
     CacheConfig, DEFAULT_PUBLISH_INTERVAL, DEFAULT_SUBSCRIBER_BUFFER,
-    DEFAULT_SUBSCRIBER_BUFFER_CHANGES, Transform, drop_managed_fields,
+    DEFAULT_SUBSCRIBER_BUFFER_CHANGES, MAX_PUBLISH_INTERVAL, Transform, drop_managed_fields,
 };
 pub use decoded::{Decoded, InvalidObject};
 pub use error::Error;
 pub use index::{IndexFn, Indexer};
 pub use key::ObjectKey;
 pub use metrics::Metrics;
-pub use policy::{Read, ReadPolicy, Source};
+pub use policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 pub use reader::Reader;
-pub use reflector::{DEFAULT_TTL, ReflectorBuilder, ReflectorHandle, reflector};
+pub use reflector::{
+    DEFAULT_LIST_TIMEOUT, DEFAULT_TTL, RESYNC_TTLS, ReflectorBuilder, ReflectorHandle, reflector,
+};
 pub use snapshot::{Iter, Snapshot};
 pub use state::CacheState;
 pub use stats::{ApiReason, DELAY_BUCKETS, DecodingMode, Delays, EventType, RelistReason, Stats};

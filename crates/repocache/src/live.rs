@@ -68,6 +68,42 @@ impl Live {
         }
     }
 
+    /// The server's current resourceVersion, from one `LIST limit=1` of the kind (its list's
+    /// `metadata.resourceVersion`; upstream serves a LIST without a resourceVersion as a
+    /// consistent read). `None` when it is missing or not an integer.
+    pub(crate) async fn current_version<K>(&self) -> Result<Option<u64>, Error>
+    where
+        K: Resource,
+        K::DynamicType: Default,
+    {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(default)]
+            metadata: kube::core::ListMeta,
+        }
+        let url = K::url_path(&Default::default(), self.namespace.as_deref());
+        let params = ListParams {
+            label_selector: self.label_selector.clone(),
+            field_selector: self.field_selector.clone(),
+            limit: Some(1),
+            ..ListParams::default()
+        };
+        let request = Request::new(url)
+            .list(&params)
+            .map_err(|e| Error::request::<K>(kube::Error::BuildRequest(e)))?;
+        let head = self
+            .client
+            .request::<Head>(request)
+            .await
+            .map_err(Error::request::<K>)?;
+        let rv = head.metadata.resource_version;
+        debug!(
+            resource_version = rv.as_deref().unwrap_or(""),
+            "server's current version"
+        );
+        Ok(rv.and_then(|rv| rv.parse().ok()))
+    }
+
     /// One LIST with the cache's selectors; objects that do not decode are skipped.
     pub(crate) async fn list<K>(&self) -> Result<Vec<Arc<K>>, Error>
     where

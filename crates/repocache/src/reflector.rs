@@ -10,13 +10,17 @@
 //! stream of events is published at most once per publish interval
 //! ([`CacheConfig::publish_interval`], 1 ms by default); a relist is published at once.
 //!
-//! The same task is the supervisor: when the snapshot goes unconfirmed for longer than the TTL
-//! (a watch that silently stopped delivering), it restarts the watch, which relists; a caller's
+//! The same task is the supervisor: events, relists and watch BOOKMARKs (seen on the wire by
+//! the `bookmark` module; applied only once the events in front of them are in) confirm the
+//! snapshot. When it goes unconfirmed for longer than the TTL (a watch that silently stopped
+//! delivering), it restarts the watch, which relists; a caller's
 //! [`Cache::refresh`] does the same on demand. Until the relist completes, readers keep the last
 //! snapshot, and the cache's [`CacheState`] says it is stale (or failing, with the error).
 
 use std::fmt::Debug;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -25,9 +29,10 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::cache::{Cache, Command, Shared};
+use crate::clock::{later, saturating_add};
 use crate::config::CacheConfig;
 use crate::decoded::Decoded;
 use crate::feed::Feed;
@@ -44,8 +49,16 @@ const MAX_BATCH: usize = 1024;
 /// is longer).
 const MAX_REFORCE: Duration = Duration::from_secs(300);
 
+/// However often events or bookmarks confirm a snapshot, a cache with a TTL relists at least
+/// once every this many TTLs (80 minutes with the default TTL): a safety net that bounds the
+/// damage of an event lost anywhere between the store and the cache (bookmarks prove delivery
+/// only as far as the server and the watch path are right).
+pub const RESYNC_TTLS: u32 = 16;
+
 /// The TTL a cache gets unless told otherwise: five minutes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+pub use crate::bookmark::DEFAULT_LIST_TIMEOUT;
 
 /// Starts a reflector with the default options: watches `api` with `config` and keeps a
 /// cache of its objects. See [`ReflectorBuilder`] for the TTL and metrics.
@@ -81,6 +94,7 @@ pub struct ReflectorBuilder<K> {
     ttl: Duration,
     metrics: Option<Metrics>,
     cache_config: CacheConfig<K>,
+    list_timeout: Duration,
 }
 
 impl<K> ReflectorBuilder<K>
@@ -97,6 +111,7 @@ where
             ttl: DEFAULT_TTL,
             metrics: None,
             cache_config: CacheConfig::default(),
+            list_timeout: DEFAULT_LIST_TIMEOUT,
         }
     }
 
@@ -137,13 +152,31 @@ where
         self
     }
 
-    /// How long a snapshot may go unconfirmed (no watch event, no relist) before it is stale
-    /// and the reflector relists. Zero disables the TTL.
+    /// How long a snapshot may go unconfirmed (no watch event, no BOOKMARK, no relist) before
+    /// it is stale and the reflector relists. Zero disables the TTL. Whatever confirms it, a
+    /// cache with a TTL also relists once every [`RESYNC_TTLS`] TTLs (a safety net).
     ///
-    /// A quiet cluster confirms nothing: pick a TTL that a relist every TTL does not make
-    /// expensive (a relist is one paginated LIST).
+    /// Range: any duration. A TTL too long for the clock to add (e.g. `Duration::MAX`) never
+    /// expires, like zero; [`Cache::ttl`] reports it saturated at `u64::MAX` nanoseconds
+    /// (about 584 years).
+    ///
+    /// On a quiet kind only bookmarks confirm the snapshot (the API server sends one about
+    /// once a minute when the watch asks for them, as kube-runtime's watcher does by default):
+    /// pick a TTL longer than that, or with bookmarks disabled, one that a relist every TTL
+    /// does not make expensive (a relist is one paginated LIST).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// How long one LIST request (one page) of the reflector may take, kube's own retries of
+    /// 429/503/504 underneath included, before it fails (default [`DEFAULT_LIST_TIMEOUT`],
+    /// 10 s; zero: no deadline). The watcher then backs off and retries, and the cache reports
+    /// `Failed`; see the retry policy in [`ReflectorBuilder::start`].
+    ///
+    /// Range: any duration; a value too long for the clock is no deadline.
+    pub fn list_timeout(mut self, timeout: Duration) -> Self {
+        self.list_timeout = timeout;
         self
     }
 
@@ -156,8 +189,28 @@ where
     /// Starts the watch task.
     ///
     /// Returns the cache's read handle, not yet ready (see [`Cache::ready`]), and the handle
-    /// that stops the task. Watch errors are logged and retried with kube-runtime's default
-    /// backoff, and never end the task. Dropping the handle stops the task too.
+    /// that stops the task. Watch errors are logged and retried, and never end the task.
+    /// Dropping the handle stops the task too.
+    ///
+    /// # Retry policy
+    ///
+    /// Three layers, from the bottom:
+    ///
+    /// 1. The `kube::Client` you gave (if built with kube's default stack) retries 429, 503 and
+    ///    504 up to 15 times, backing off from 5 ms and doubling with jitter, honouring
+    ///    `Retry-After`; the reflector cannot see these retries.
+    /// 2. The reflector bounds each LIST (page), those retries included, by the
+    ///    [list timeout](Self::list_timeout) (10 s): past it the request fails with a timeout.
+    /// 3. kube-runtime's watcher retries a failed LIST or WATCH with its default backoff:
+    ///    0.8 s doubling to 30 s, with up to 100 % jitter (so at most 60 s), reset after 120 s of
+    ///    success. Every error it sees is logged; a failing relist makes the cache `Failed {
+    ///    last_error }` (a failing watch of a fresh, ready cache does not: the snapshot is
+    ///    still current; the TTL bounds that).
+    ///
+    /// So with a persistent 5xx, the cache reports `Failed` within the list timeout of the
+    /// relist's start (at once for a status kube does not retry, e.g. 500); and once the
+    /// server answers again, the next attempt succeeds within the list timeout plus one
+    /// watcher backoff (≤ 10 s + 60 s; after a short outage, a few seconds).
     ///
     /// # Panics
     ///
@@ -189,13 +242,24 @@ where
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let _ = shared.control.set(control_tx);
 
+        let bookmarks: crate::bookmark::Sink = {
+            let shared = shared.clone();
+            Arc::new(move |rv| shared.saw_bookmark(rv))
+        };
+        let client = crate::bookmark::observed(client, bookmarks, self.list_timeout);
         let mut api =
             Api::<Decoded<K>>::all_with(counted(client, shared.clone()), &Default::default());
         if let Some(ns) = namespace.as_deref() {
             api = api.constrain(ns);
         }
         let span = info_span!("reflector", kind = %cache.kind(), namespace = namespace.as_deref().unwrap_or(""));
+        let cause = Arc::new(StopCause::default());
+        let supervisor = shared.clone();
         let task = Task {
+            _stopped: StopGuard {
+                shared: shared.clone(),
+                cause: cause.clone(),
+            },
             api,
             config: self.config,
             ttl: self.ttl,
@@ -209,10 +273,25 @@ where
             synced_once: false,
             waiters: Vec::new(),
             arrivals: Vec::new(),
+            drained: false,
+            publish_armed: false,
         };
-        let run: RunFn =
-            Box::new(move |stop_rx| Box::pin(task.run(stop_rx, control_rx).instrument(span)));
-        (cache, PendingReflector { run })
+        let run: RunFn = Box::new(move |stop_rx| {
+            Box::pin(async move {
+                let run = task.run(stop_rx, control_rx).instrument(span.clone());
+                // A panic in user code (an indexer, a transform) ends the task: the cache must
+                // say so, with the message, rather than look alive.
+                if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
+                    let message = panic_message(panic.as_ref());
+                    span.in_scope(|| {
+                        error!(panic = %message, "reflector task panicked; the cache is stopped");
+                    });
+                    supervisor
+                        .mark_stopped_because(format!("the reflector task panicked: {message}"));
+                }
+            })
+        });
+        (cache, PendingReflector { run, cause })
     }
 }
 
@@ -222,6 +301,7 @@ type RunFn =
 /// A reflector whose task is built but not yet started.
 pub(crate) struct PendingReflector {
     run: RunFn,
+    cause: Arc<StopCause>,
 }
 
 impl PendingReflector {
@@ -232,23 +312,80 @@ impl PendingReflector {
         ReflectorHandle {
             stop: Some(stop_tx),
             task: Some(task),
+            cause: self.cause,
         }
+    }
+}
+
+/// What the handle did to end the task (read when the task ends, to say why it stopped).
+#[derive(Debug, Default)]
+struct StopCause(AtomicU8);
+
+impl StopCause {
+    const NONE: u8 = 0;
+    const STOPPED: u8 = 1;
+    const DROPPED: u8 = 2;
+
+    fn set(&self, cause: u8) {
+        let _ = self
+            .0
+            .compare_exchange(Self::NONE, cause, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Marks the cache stopped, with the reason, when the task ends for whatever reason: a normal
+/// stop, the handle dropped, the runtime shut down (the task is dropped), or a panic (the
+/// message is added once the panic is caught). The first field of [`Task`], so that it runs
+/// before the writer's own drop.
+struct StopGuard<K> {
+    shared: Arc<Shared<K>>,
+    cause: Arc<StopCause>,
+}
+
+impl<K> Drop for StopGuard<K> {
+    fn drop(&mut self) {
+        let reason = if std::thread::panicking() {
+            "the reflector task panicked"
+        } else {
+            match self.cause.0.load(Ordering::Acquire) {
+                StopCause::STOPPED => "stopped by ReflectorHandle::stop",
+                StopCause::DROPPED => "its ReflectorHandle was dropped",
+                _ => "the reflector task was cancelled (its Tokio runtime shut down)",
+            }
+        };
+        info!(kind = %self.shared.kind, reason, "reflector stopped");
+        self.shared.mark_stopped_because(reason);
+    }
+}
+
+/// The message of a caught panic (a `&str` or `String` payload), or a placeholder.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<a panic payload that is not a string>".to_owned()
     }
 }
 
 /// Stops a reflector's watch task: explicitly with [`stop`](Self::stop), or on drop.
 ///
-/// Once stopped, the cache keeps serving its last snapshot; it is never updated again, and its
-/// state is [`CacheState::Stopped`].
+/// Once stopped, the cache keeps serving its last snapshot; it is never updated again, its
+/// state is [`CacheState::Stopped`] (with the reason), and it is no longer ready. The same
+/// holds when the task ends otherwise: its runtime shut down, or a panic in user code (the
+/// panic's message is logged and kept in the state).
 #[derive(Debug)]
 pub struct ReflectorHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    cause: Arc<StopCause>,
 }
 
 impl ReflectorHandle {
     /// Stops the watch task and waits until it has ended.
     pub async fn stop(mut self) {
+        self.cause.set(StopCause::STOPPED);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -269,6 +406,7 @@ impl ReflectorHandle {
 impl Drop for ReflectorHandle {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
+            self.cause.set(StopCause::DROPPED);
             task.abort();
         }
     }
@@ -308,6 +446,8 @@ enum LastError {
 }
 
 struct Task<K> {
+    /// Marks the cache stopped when the task ends (first field: dropped first).
+    _stopped: StopGuard<K>,
     api: Api<Decoded<K>>,
     config: watcher::Config,
     ttl: Duration,
@@ -327,6 +467,11 @@ struct Task<K> {
     waiters: Vec<oneshot::Sender<u64>>,
     /// Arrival times of the events applied since the last publish.
     arrivals: Vec<Instant>,
+    /// The last poll of the event stream found nothing ready: every watch line seen on the
+    /// wire so far has been decoded and handled (so a bookmark seen may be applied).
+    drained: bool,
+    /// A publish is deferred (see `CacheConfig::publish_interval`).
+    publish_armed: bool,
 }
 
 type EventStream<K> = crate::decoding::Events<K>;
@@ -354,7 +499,7 @@ where
         // The publish the writer deferred (see `CacheConfig::publish_interval`), if any.
         let publish_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(publish_timer);
-        let mut publish_armed = false;
+        let shared = self.shared.clone();
         loop {
             match self.ttl_deadline() {
                 Some(at) if armed.is_none_or(|armed| at < armed) => {
@@ -377,35 +522,45 @@ where
                     armed = None;
                     self.on_ttl(&mut stream);
                 }
-                _ = &mut publish_timer, if publish_armed => {
-                    publish_armed = false;
+                _ = &mut publish_timer, if self.publish_armed => {
+                    self.publish_armed = false;
                     self.writer.publish();
                     self.published();
+                    self.apply_bookmark();
                 }
                 _ = housekeeping.tick() => {
                     // Snapshots that readers held past their replacement are freed here.
                     self.writer.release_retired();
                 }
+                _ = shared.bookmark_seen.notified() => self.apply_bookmark(),
                 item = stream.next() => {
                     let Some(item) = item else {
                         warn!("watch stream ended; restarting it");
                         stream = self.new_stream();
+                        self.drained = false;
+                        self.shared.take_bookmark();
                         continue;
                     };
                     self.handle(item);
                     // Coalesce the events that are already there into the same publish.
+                    self.drained = false;
                     for _ in 1..MAX_BATCH {
                         match stream.next().now_or_never() {
                             Some(Some(item)) => self.handle(item),
-                            _ => break,
+                            Some(None) => break,
+                            None => {
+                                self.drained = true;
+                                break;
+                            }
                         }
                     }
                     if let Some(at) = self.publish_due()
-                        && !publish_armed
+                        && !self.publish_armed
                     {
                         publish_timer.as_mut().reset(timer_deadline(at).into());
-                        publish_armed = true;
+                        self.publish_armed = true;
                     }
+                    self.apply_bookmark();
                 }
             }
         }
@@ -413,7 +568,7 @@ where
         if self.writer.publish() {
             self.published();
         }
-        self.shared.mark_stopped();
+        // The task's guard marks the cache stopped, with the reason, as the task ends.
         debug!("watch stopped");
     }
 
@@ -431,18 +586,35 @@ where
         self.forced_at = Some(Instant::now());
         self.forced_attempts = self.forced_attempts.saturating_add(1);
         *stream = self.new_stream();
+        // Bookmarks seen on the old watch may be ahead of the events it never handed over.
+        self.drained = false;
+        self.shared.take_bookmark();
         info!(reason = reason.as_str(), "relisting");
     }
 
-    /// When the TTL next needs a look, if it is enabled.
+    /// When the TTL next needs a look, if it is enabled (and representable).
     fn ttl_deadline(&self) -> Option<Instant> {
         if self.ttl.is_zero() {
             return None;
         }
-        Some(match self.forced_at {
-            Some(at) => at + self.reforce_after(),
-            None => self.shared.current.load().confirmed_at() + self.ttl,
-        })
+        // A deadline beyond what an `Instant` can hold is no deadline (saturating: never).
+        match self.forced_at {
+            Some(at) => later(at, self.reforce_after()),
+            None => {
+                let ttl = later(self.shared.current.load().confirmed_at(), self.ttl);
+                match (ttl, self.resync_due()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+
+    /// When the safety-net relist is due: [`RESYNC_TTLS`] TTLs after the last relist.
+    fn resync_due(&self) -> Option<Instant> {
+        let last = self.shared.last_relist.load();
+        let (_, at) = last.as_deref()?;
+        later(*at, self.ttl.saturating_mul(RESYNC_TTLS))
     }
 
     /// How long a relist we forced may take before we force another: one TTL, doubling with
@@ -459,13 +631,22 @@ where
     fn on_ttl(&mut self, stream: &mut EventStream<K>) {
         let now = Instant::now();
         if let Some(at) = self.forced_at
-            && now < at + self.reforce_after()
+            && later(at, self.reforce_after()).is_none_or(|due| now < due)
         {
             return;
         }
         let snapshot = self.shared.current.load_full();
         let unconfirmed = snapshot.since_confirmed();
         if unconfirmed < self.ttl {
+            if self.resync_due().is_some_and(|due| now >= due) {
+                // Confirmed (by bookmarks), but not relisted for RESYNC_TTLS TTLs: the state
+                // stays Ready while the safety-net relist runs.
+                info!(
+                    ttls = RESYNC_TTLS,
+                    "no relist for {RESYNC_TTLS} TTLs; relisting as a safety net"
+                );
+                self.restart(stream, RelistReason::Resync);
+            }
             return;
         }
         let reason = format!(
@@ -477,12 +658,37 @@ where
             **self.shared.state.load(),
             CacheState::Ready | CacheState::Starting
         ) {
-            self.shared.state.store(Arc::new(CacheState::Stale {
-                since: snapshot.confirmed_at() + self.ttl,
+            self.shared.set_state(CacheState::Stale {
+                since: saturating_add(snapshot.confirmed_at(), self.ttl),
                 reason,
-            }));
+            });
         }
         self.restart(stream, RelistReason::Ttl);
+    }
+
+    /// Applies the newest BOOKMARK seen on the wire, once that is sound: the event stream has
+    /// run dry (so every event in front of the bookmark has been handled), what was handled is
+    /// published, and no relist is under way. A bookmark proves the watch delivered every
+    /// change up to its resourceVersion: it confirms the current snapshot (as an event would)
+    /// and proves it reflects that version ([`Cache::version`]). A stalled watch sends none,
+    /// so the TTL still catches it.
+    fn apply_bookmark(&mut self) {
+        if !self.drained
+            || self.publish_armed
+            || !self.synced_once
+            || self.forced.is_some()
+            || self.writer.relist_in_progress()
+        {
+            return;
+        }
+        let rv = self.shared.take_bookmark();
+        if rv == 0 {
+            return;
+        }
+        self.shared.counters.record_event(EventType::Bookmark);
+        self.shared.current.load().confirm(self.shared.clock.now());
+        self.shared.note_progress(rv);
+        self.recover();
     }
 
     fn handle(&mut self, item: watcher::Result<Event<Decoded<K>>>) {
@@ -528,7 +734,7 @@ where
         self.shared
             .last_relist
             .store(Some(Arc::new((reason, Instant::now()))));
-        self.shared.state.store(Arc::new(CacheState::Ready));
+        self.shared.set_state(CacheState::Ready);
         let snapshot = self.shared.current.load();
         info!(
             reason = reason.as_str(),
@@ -563,10 +769,10 @@ where
                 CacheState::Stale { since, .. } => *since,
                 _ => Instant::now(),
             };
-            self.shared.state.store(Arc::new(CacheState::Failed {
+            self.shared.set_state(CacheState::Failed {
                 last_error: err.to_string(),
                 since,
-            }));
+            });
         }
     }
 
@@ -609,7 +815,7 @@ where
             )
             && self.is_fresh()
         {
-            self.shared.state.store(Arc::new(CacheState::Ready));
+            self.shared.set_state(CacheState::Ready);
         }
     }
 

@@ -27,8 +27,15 @@ pub enum CacheState {
         /// When the failures began.
         since: Instant,
     },
-    /// The reflector was stopped; the cache is never updated again.
-    Stopped,
+    /// The reflector (or the writer) has ended, for whatever reason: stopped by its handle,
+    /// the handle dropped, its runtime shut down, or a panic in user code (an indexer, a
+    /// transform). The cache is never updated again; it keeps serving its last snapshot, but no
+    /// surface reports it ready (`is_ready` is false, `wait_ready` fails with
+    /// [`Error::Stopped`](crate::Error::Stopped), the layer passes through, `/readyz` is 503).
+    Stopped {
+        /// Why it stopped (for a panic, the panic's message).
+        reason: String,
+    },
 }
 
 impl CacheState {
@@ -39,8 +46,13 @@ impl CacheState {
             Self::Ready => "ready",
             Self::Stale { .. } => "stale",
             Self::Failed { .. } => "failed",
-            Self::Stopped => "stopped",
+            Self::Stopped { .. } => "stopped",
         }
+    }
+
+    /// Whether the cache has stopped for good (see [`CacheState::Stopped`]).
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Self::Stopped { .. })
     }
 
     /// How long the cache has been stale or failing, if it is.
@@ -61,6 +73,7 @@ impl fmt::Display for CacheState {
             Self::Failed { last_error, since } => {
                 write!(f, "failing for {:.1?}: {last_error}", since.elapsed())
             }
+            Self::Stopped { reason } => write!(f, "stopped: {reason}"),
             other => f.write_str(other.as_str()),
         }
     }

@@ -19,19 +19,29 @@ pub enum ApiReason {
     Relist,
     /// A WATCH request that keeps the cache current.
     Watch,
+    /// A small LIST (`limit=1`) that learns the server's current resourceVersion for a
+    /// [`ReadPolicy::Consistent`](crate::ReadPolicy::Consistent) read.
+    Version,
 }
 
 impl ApiReason {
     /// Every reason, in the order figures report them.
-    pub const ALL: [ApiReason; 4] = [Self::Fallback, Self::Fresh, Self::Relist, Self::Watch];
+    pub const ALL: [ApiReason; 5] = [
+        Self::Fallback,
+        Self::Fresh,
+        Self::Relist,
+        Self::Watch,
+        Self::Version,
+    ];
 
-    /// The label value: `fallback`, `fresh`, `relist` or `watch`.
+    /// The label value: `fallback`, `fresh`, `relist`, `watch` or `version`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fallback => "fallback",
             Self::Fresh => "fresh",
             Self::Relist => "relist",
             Self::Watch => "watch",
+            Self::Version => "version",
         }
     }
 }
@@ -49,19 +59,23 @@ pub enum RelistReason {
     Manual,
     /// The previous list or watch failed with another error.
     Error,
+    /// The safety net: a snapshot that bookmarks kept confirming was not relisted for
+    /// [`RESYNC_TTLS`](crate::RESYNC_TTLS) TTLs.
+    Resync,
 }
 
 impl RelistReason {
     /// Every reason, in the order figures report them.
-    pub const ALL: [RelistReason; 5] = [
+    pub const ALL: [RelistReason; 6] = [
         Self::Initial,
         Self::Expired,
         Self::Ttl,
         Self::Manual,
         Self::Error,
+        Self::Resync,
     ];
 
-    /// The label value: `initial`, `expired`, `ttl`, `manual` or `error`.
+    /// The label value: `initial`, `expired`, `ttl`, `manual`, `error` or `resync`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Initial => "initial",
@@ -69,6 +83,7 @@ impl RelistReason {
             Self::Ttl => "ttl",
             Self::Manual => "manual",
             Self::Error => "error",
+            Self::Resync => "resync",
         }
     }
 }
@@ -114,17 +129,20 @@ pub enum EventType {
     InitDone,
     /// A watch or list error (retried with backoff).
     Error,
+    /// A watch BOOKMARK that confirmed the snapshot (seen on the wire; see the reflector).
+    Bookmark,
 }
 
 impl EventType {
     /// Every type, in the order figures report them.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         Self::Apply,
         Self::Delete,
         Self::Init,
         Self::InitApply,
         Self::InitDone,
         Self::Error,
+        Self::Bookmark,
     ];
 
     /// The label value.
@@ -136,6 +154,7 @@ impl EventType {
             Self::InitApply => "init_apply",
             Self::InitDone => "init_done",
             Self::Error => "error",
+            Self::Bookmark => "bookmark",
         }
     }
 }
@@ -184,9 +203,9 @@ impl DelayHistogram {
 pub(crate) struct Counters {
     pub(crate) hits: StripedCounter,
     pub(crate) misses: StripedCounter,
-    api: [AtomicU64; 4],
-    events: [AtomicU64; 6],
-    relists: [AtomicU64; 5],
+    api: [AtomicU64; ApiReason::ALL.len()],
+    events: [AtomicU64; EventType::ALL.len()],
+    relists: [AtomicU64; RelistReason::ALL.len()],
     decode_failures: AtomicU64,
     /// Set once the reflector decodes each object on its own ([`DecodingMode::Robust`]).
     robust: AtomicBool,
@@ -284,11 +303,11 @@ pub struct Stats {
     /// `get`/`get_namespaced` calls that found nothing.
     pub misses: u64,
     /// Live requests to the API server, by reason.
-    pub api_requests: [(ApiReason, u64); 4],
+    pub api_requests: [(ApiReason, u64); 5],
     /// Watcher events received, by type.
-    pub events: [(EventType, u64); 6],
+    pub events: [(EventType, u64); 7],
     /// Completed relists, by reason.
-    pub relists: [(RelistReason, u64); 5],
+    pub relists: [(RelistReason, u64); 6],
     /// Objects skipped because they did not decode as the cache's kind (counted once per event
     /// in [`DecodingMode::Robust`]; the object that ends the fast path is counted when the relist
     /// that follows meets it, if it still does not decode).

@@ -590,6 +590,7 @@ where
         // writer keeps it until no reader holds it, then frees it (below, after the state is
         // updated: freeing runs the objects' `Drop`, which is user code).
         let replaced = self.shared.current.swap(snapshot);
+        self.shared.notify_published();
         self.retired.push(replaced);
         if self.changes.receiver_count() > 0 {
             let generation = self.generation;

@@ -90,7 +90,7 @@ async fn a_writer_dropped_before_sync_wakes_waiters_with_an_error() {
 }
 
 #[tokio::test]
-async fn a_writer_dropped_after_sync_leaves_the_cache_ready() {
+async fn a_writer_dropped_after_sync_stops_the_cache_and_keeps_its_snapshot() {
     let mut writer = Writer::<ConfigMap>::new();
     let cache = writer.cache();
     writer.apply_batch([
@@ -98,8 +98,11 @@ async fn a_writer_dropped_after_sync_leaves_the_cache_ready() {
         Event::InitApply(obj("a", 1, "a")),
         Event::InitDone,
     ]);
-    drop(writer);
     assert!(cache.is_ready());
-    cache.ready().await.unwrap();
-    assert!(cache.get("a").is_some());
+    assert_eq!(cache.state(), repocache::CacheState::Ready);
+    drop(writer);
+    assert!(!cache.is_ready(), "a stopped cache is never ready");
+    assert!(cache.state().is_stopped());
+    assert!(matches!(cache.ready().await, Err(Error::Stopped { .. })));
+    assert!(cache.get("a").is_some(), "the last snapshot stays readable");
 }

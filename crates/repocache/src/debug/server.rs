@@ -354,9 +354,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     let mut body = String::new();
     let mut ready = true;
     for cache in &app.caches {
-        let this = cache.is_ready() && !cache.is_stale();
-        ready &= this;
+        // One load of the state: a stopped cache is never ready, whatever its snapshot's age.
         let state = cache.state();
+        let this = cache.is_ready() && !cache.is_stale() && !state.is_stopped();
+        ready &= this;
         body.push_str(&format!(
             "{}: {}\n",
             cache.kind(),

@@ -59,6 +59,28 @@
 //! or stopped watch); with [`CacheLayer::max_staleness`], a snapshot not confirmed within that
 //! bound. Errors are always the server's: whatever the layer cannot vouch for is passed through.
 //!
+//! # Serve-stale-on-error (opt-in)
+//!
+//! With [`CacheLayer::serve_stale_on_error`]`(true)`, while a synced cache is `Failed` or `Stale`
+//! (its watch or relist failing, or unconfirmed beyond its TTL), GET and LIST are answered from
+//! its last snapshot with `Warning: 299 - "served from a repocache snapshot N s old"` instead of
+//! being passed to a server that is probably failing too (outcome `served_stale`).
+//!
+//! # Read-your-own-writes
+//!
+//! A GET or LIST without a resourceVersion means "the most recent" to the API server. So a
+//! successful write (create, update, patch, delete, deletecollection, subresources included) of
+//! a cached kind through the layer records the resourceVersion its response carries, and its
+//! response completes only once the cache's snapshot reflects that version (at most
+//! [`CacheLayer::own_writes_wait`], default 300 ms, usually the watch's few milliseconds). A
+//! later GET or LIST through the layer (any clone of it) is answered from the snapshot only if
+//! the snapshot reflects every write recorded for its kind; otherwise it passes through,
+//! counted as [`Outcome::Behind`]. Versions are compared as integers; a write whose version is
+//! not an integer makes reads pass through until the snapshot is at exactly that version.
+//! Writes made by other clients are not seen this way: use the [`ReadPolicy`](crate::ReadPolicy)
+//! reads (`AtLeast`, `Consistent`) or the bypass. [`CacheLayer::read_your_writes`]`(false)`
+//! turns it off.
+//!
 //! # Fresh reads (the bypass)
 //!
 //! For the few operations that must see the server now (e.g. read-modify-write right after a
@@ -90,8 +112,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryFutureExt;
-use futures::future::{Either, MapOk};
+use futures::future::{BoxFuture, Either};
 use http::header::{ACCEPT, HeaderName};
 use http::{HeaderMap, Method, Request, Response};
 use http_body::{Frame, SizeHint};
@@ -115,6 +136,14 @@ use stats::{CounterSet, Counters};
 /// The request header that makes the layer pass a request to the server (stripped before it
 /// is forwarded). Any value but `false` or `0` bypasses.
 pub const BYPASS_HEADER: &str = "x-repocache-bypass";
+
+/// How long a write through the layer waits, at most, for its cache's snapshot to reflect it
+/// before it returns (read-your-own-writes), unless told otherwise.
+pub const DEFAULT_OWN_WRITES_WAIT: Duration = Duration::from_millis(300);
+
+/// The largest write response the layer reads a resourceVersion from (larger ones are far
+/// beyond the API server's object limit; their reads are not held back).
+const MAX_RECORDED_BODY: usize = 8 << 20;
 
 /// How long a snapshot stays held for the continue tokens that point into it, unless told
 /// otherwise (the order of upstream's compaction interval).
@@ -142,6 +171,9 @@ struct Config {
     other: Arc<Counters>,
     max_staleness: Option<Duration>,
     continue_ttl: Duration,
+    read_your_writes: bool,
+    own_writes_wait: Duration,
+    serve_stale: bool,
 }
 
 /// A tower [`Layer`] for the service inside a `kube::Client`: GET and LIST of the registered
@@ -170,6 +202,9 @@ impl fmt::Debug for CacheLayer {
         f.debug_struct("CacheLayer")
             .field("kinds", &kinds)
             .field("max_staleness", &self.config.max_staleness)
+            .field("read_your_writes", &self.config.read_your_writes)
+            .field("own_writes_wait", &self.config.own_writes_wait)
+            .field("serve_stale", &self.config.serve_stale)
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +225,9 @@ impl CacheLayer {
                 other: Arc::new(Counters::new("other")),
                 max_staleness: None,
                 continue_ttl: DEFAULT_CONTINUE_TTL,
+                read_your_writes: true,
+                own_writes_wait: DEFAULT_OWN_WRITES_WAIT,
+                serve_stale: false,
             }),
         }
     }
@@ -253,19 +291,60 @@ impl CacheLayer {
         self
     }
 
-    /// Serves only from snapshots confirmed (by a watch event or a relist) within `bound`;
-    /// older ones pass through, as do requests while the cache is not ready.
+    /// Serves only from snapshots confirmed (by a watch event, a bookmark or a relist) within
+    /// `bound`; older ones pass through, as do requests while the cache is not ready.
     ///
     /// Without it, the layer serves while [`Cache::state`] is `Ready`: the cache's own TTL is
-    /// the bound. A quiet cluster confirms nothing, so a bound shorter than the cache's TTL
-    /// makes quiet kinds pass through until the next relist.
+    /// the bound. On a quiet kind only bookmarks confirm, so a bound shorter than the server's
+    /// bookmark interval makes quiet kinds pass through between bookmarks.
+    ///
+    /// Range: any duration (`Duration::MAX`: any age, while the cache is ready). A stopped
+    /// cache passes through whatever the bound.
     pub fn max_staleness(mut self, bound: Duration) -> Self {
         Arc::make_mut(&mut self.config).max_staleness = Some(bound);
         self
     }
 
+    /// How long a write through the layer waits, at most, for its cache's snapshot to reflect
+    /// the resourceVersion it returned (default [`DEFAULT_OWN_WRITES_WAIT`], 300 ms; zero: never
+    /// wait, reads pass through instead until the snapshot catches up).
+    ///
+    /// Range: any duration. The write's response is complete only once its snapshot reflects
+    /// it or the time ran out; either way a later read through this layer never answers from a
+    /// snapshot older than the write (it passes through, counted as [`Outcome::Behind`]).
+    pub fn own_writes_wait(mut self, wait: Duration) -> Self {
+        Arc::make_mut(&mut self.config).own_writes_wait = wait;
+        self
+    }
+
+    /// Read-your-own-writes (on by default): every successful write of a cached kind through
+    /// this layer records the resourceVersion it returned, and a later GET or LIST is answered
+    /// from the snapshot only once the snapshot reflects it. `false` turns it off: reads are
+    /// answered from any ready snapshot, which may be older than a write just made.
+    pub fn read_your_writes(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).read_your_writes = on;
+        self
+    }
+
+    /// Serve-stale-on-error (off by default): while a cache that has synced is `Failed` or
+    /// `Stale` (its watch or relist is failing, or nothing confirmed it within its TTL), GET and
+    /// LIST are answered from its last snapshot instead of being passed to a server that is
+    /// likely failing too, with the header `Warning: 299 - "served from a repocache snapshot N s
+    /// old"` (N: seconds since the snapshot was last confirmed), which kubectl and client-go
+    /// display; counted as [`Outcome::ServedStale`].
+    ///
+    /// A cache that never synced, or that stopped, still passes through; so does a read behind
+    /// a write of one's own. A snapshot merely older than [`max_staleness`](Self::max_staleness)
+    /// while the watch is healthy is not an error, and passes through as before.
+    pub fn serve_stale_on_error(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).serve_stale = on;
+        self
+    }
+
     /// How long a snapshot stays held for the continue tokens that point into it
     /// (default [`DEFAULT_CONTINUE_TTL`]); a later continue gets 410 Expired.
+    ///
+    /// Range: any duration (it is only compared with a held snapshot's age).
     pub fn continue_ttl(mut self, ttl: Duration) -> Self {
         Arc::make_mut(&mut self.config).continue_ttl = ttl;
         self
@@ -359,6 +438,21 @@ struct Planned {
     counters: Arc<Counters>,
 }
 
+/// A write of a cached kind passing through: the resourceVersion of its response is recorded.
+#[derive(Clone)]
+struct WriteWatch {
+    kind: Arc<dyn Serve>,
+    wait: Duration,
+}
+
+/// What the layer does with a request.
+enum Plan {
+    /// Answers it locally.
+    Local(Planned),
+    /// Passes it through; for a write of a cached kind, records its response's version.
+    Pass(Option<WriteWatch>),
+}
+
 /// Whether every media range the client accepts is plain JSON.
 fn accepts_plain_json(headers: &HeaderMap) -> bool {
     headers.get_all(ACCEPT).iter().all(|value| {
@@ -381,7 +475,7 @@ fn impersonated(headers: &HeaderMap) -> bool {
 
 impl Config {
     /// Decides whether to answer `req` locally. Counts (and logs) requests that pass through.
-    fn plan(&self, req: &mut Request<Body>) -> Option<Planned> {
+    fn plan(&self, req: &mut Request<Body>) -> Plan {
         let bypass = req
             .headers_mut()
             .remove(HeaderName::from_static(BYPASS_HEADER))
@@ -390,7 +484,7 @@ impl Config {
         let Some(target) = parse_path(path) else {
             self.other.record(Verb::Other, Outcome::NotCached);
             trace!(%path, "not a resource path: passed through");
-            return None;
+            return Plan::Pass(None);
         };
         let params = Params::parse(req.uri().query().unwrap_or(""));
         let watch = params.as_ref().is_some_and(|p| p.watch);
@@ -405,7 +499,7 @@ impl Config {
         let Some((index, kind)) = found else {
             self.other.record(verb, Outcome::NotCached);
             trace!(%path, verb = verb.as_str(), "no cache for this resource: passed through");
-            return None;
+            return Plan::Pass(None);
         };
         let outcome = if bypass {
             Outcome::Bypass
@@ -433,10 +527,12 @@ impl Config {
                 index,
                 max_staleness: self.max_staleness,
                 continue_ttl: self.continue_ttl,
+                read_your_writes: self.read_your_writes,
+                serve_stale: self.serve_stale,
             };
             match kind.clone().plan(request, ctx) {
                 Ok(job) => {
-                    return Some(Planned {
+                    return Plan::Local(Planned {
                         job,
                         verb,
                         counters: kind.counters().clone(),
@@ -447,15 +543,53 @@ impl Config {
         };
         kind.counters().record(verb, outcome);
         trace!(%path, verb = verb.as_str(), outcome = outcome.as_str(), "passed through");
-        None
+        let write = matches!(
+            verb,
+            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
+        );
+        Plan::Pass((write && self.read_your_writes).then(|| WriteWatch {
+            kind: kind.clone(),
+            wait: self.own_writes_wait,
+        }))
     }
 }
 
 /// The future of a [`CacheService`] response: a local answer, or the inner service's.
-pub type ResponseFuture<F, B, E> = Either<LocalAnswer<B, E>, MapOk<F, RemoteMap<B>>>;
+pub type ResponseFuture<F, B, E> = Either<LocalAnswer<B, E>, RemoteAnswer<F, B>>;
 
-/// Maps the inner service's response to the layer's body type.
-pub type RemoteMap<B> = fn(Response<B>) -> Response<LayerBody<B>>;
+/// The inner service's response, with the layer's body type (which, for a successful write of
+/// a cached kind, records the resourceVersion it returns and ends once the snapshot has it).
+pub struct RemoteAnswer<F, B> {
+    inner: Pin<Box<F>>,
+    write: Option<WriteWatch>,
+    _types: PhantomData<fn() -> B>,
+}
+
+impl<F, B> fmt::Debug for RemoteAnswer<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteAnswer")
+            .field("write", &self.write.is_some())
+            .finish()
+    }
+}
+
+impl<F, B, E> Future for RemoteAnswer<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<LayerBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = std::task::ready!(self.inner.as_mut().poll(cx))?;
+        let write = self.write.take();
+        Poll::Ready(Ok(match write {
+            Some(write) if response.status().is_success() => {
+                response.map(|body| LayerBody::recording(body, write))
+            }
+            _ => response.map(LayerBody::remote),
+        }))
+    }
+}
 
 /// A response the layer answers itself; the work runs when it is first polled, in the caller's
 /// task (not in the client's buffer worker).
@@ -513,14 +647,15 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         match self.config.plan(&mut req) {
-            Some(planned) => Either::Left(LocalAnswer {
+            Plan::Local(planned) => Either::Left(LocalAnswer {
                 planned: Some(planned),
                 _types: PhantomData,
             }),
-            None => {
-                let map: RemoteMap<B> = |r| r.map(LayerBody::remote);
-                Either::Right(self.inner.call(req).map_ok(map))
-            }
+            Plan::Pass(write) => Either::Right(RemoteAnswer {
+                inner: Box::pin(self.inner.call(req)),
+                write,
+                _types: PhantomData,
+            }),
         }
     }
 }
@@ -533,6 +668,44 @@ pub struct LayerBody<B> {
 enum BodyKind<B> {
     Local(Option<Bytes>),
     Remote(Pin<Box<B>>),
+    Recording(Box<Recording<B>>),
+}
+
+/// A successful write's response body: passed on as it arrives, and copied (up to
+/// [`MAX_RECORDED_BODY`]) to read its resourceVersion at the end; the body ends only once the
+/// cache's snapshot reflects that version (or the wait ran out).
+struct Recording<B> {
+    body: Pin<Box<B>>,
+    copy: Vec<u8>,
+    overflow: bool,
+    write: WriteWatch,
+    waiting: Option<BoxFuture<'static, ()>>,
+    done: bool,
+}
+
+impl<B> Recording<B> {
+    /// At the end of the body: records the version and returns the wait for the snapshot.
+    fn finish(&mut self) -> Option<BoxFuture<'static, ()>> {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(rename = "resourceVersion")]
+            resource_version: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Head {
+            metadata: Option<Meta>,
+        }
+        if self.overflow {
+            tracing::warn!("write response too large to read its resourceVersion");
+            return None;
+        }
+        let copy = std::mem::take(&mut self.copy);
+        let rv = serde_json::from_slice::<Head>(&copy)
+            .ok()
+            .and_then(|h| h.metadata)
+            .and_then(|m| m.resource_version)?;
+        self.write.kind.clone().observe_write(&rv, self.write.wait)
+    }
 }
 
 impl<B> LayerBody<B> {
@@ -547,13 +720,26 @@ impl<B> LayerBody<B> {
             kind: BodyKind::Remote(Box::pin(body)),
         }
     }
+
+    fn recording(body: B, write: WriteWatch) -> Self {
+        Self {
+            kind: BodyKind::Recording(Box::new(Recording {
+                body: Box::pin(body),
+                copy: Vec::new(),
+                overflow: false,
+                write,
+                waiting: None,
+                done: false,
+            })),
+        }
+    }
 }
 
 impl<B> fmt::Debug for LayerBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             BodyKind::Local(_) => "local",
-            BodyKind::Remote(_) => "remote",
+            BodyKind::Remote(_) | BodyKind::Recording(_) => "remote",
         };
         f.debug_struct("LayerBody").field("kind", &kind).finish()
     }
@@ -573,6 +759,36 @@ where
         match &mut self.get_mut().kind {
             BodyKind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             BodyKind::Remote(body) => body.as_mut().poll_frame(cx),
+            BodyKind::Recording(rec) => loop {
+                if let Some(waiting) = rec.waiting.as_mut() {
+                    std::task::ready!(waiting.as_mut().poll(cx));
+                    rec.waiting = None;
+                    rec.done = true;
+                }
+                if rec.done {
+                    return Poll::Ready(None);
+                }
+                match std::task::ready!(rec.body.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            if rec.copy.len() + data.len() <= MAX_RECORDED_BODY {
+                                rec.copy.extend_from_slice(data);
+                            } else {
+                                rec.overflow = true;
+                            }
+                        }
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    Some(Err(err)) => {
+                        rec.done = true;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                    None => match rec.finish() {
+                        Some(wait) => rec.waiting = Some(wait),
+                        None => rec.done = true,
+                    },
+                }
+            },
         }
     }
 
@@ -580,6 +796,7 @@ where
         match &self.kind {
             BodyKind::Local(bytes) => bytes.is_none(),
             BodyKind::Remote(body) => body.is_end_stream(),
+            BodyKind::Recording(rec) => rec.done,
         }
     }
 
@@ -589,6 +806,7 @@ where
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             BodyKind::Remote(body) => body.size_hint(),
+            BodyKind::Recording(rec) => rec.body.size_hint(),
         }
     }
 }

@@ -7,10 +7,12 @@
 //! polled.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::Response;
 use k8s_selectors::{FieldSelector, LabelSelector};
 use kube::Resource;
@@ -56,6 +58,11 @@ pub(crate) struct Ctx {
     pub max_staleness: Option<Duration>,
     /// How long a snapshot stays held for a continue token.
     pub continue_ttl: Duration,
+    /// Whether reads wait for (or pass through until) the writes through this layer.
+    pub read_your_writes: bool,
+    /// Whether a cache that is `Failed` or `Stale` (after its first sync) still answers, from
+    /// its last snapshot, with a `Warning` header.
+    pub serve_stale: bool,
 }
 
 /// A GET or LIST the layer may answer.
@@ -74,6 +81,14 @@ pub(crate) trait Serve: Send + Sync {
     /// Decides whether to answer `req` locally: the work to do, or why the request must go to
     /// the server.
     fn plan(self: Arc<Self>, req: LocalRequest<'_>, ctx: Ctx) -> Result<Job, Outcome>;
+    /// Records the resourceVersion a successful write through the layer returned; later reads
+    /// are answered locally only from a snapshot that reflects it. Returns the wait (at most
+    /// `wait`) for the snapshot to reach it, if it has not yet.
+    fn observe_write(
+        self: Arc<Self>,
+        resource_version: &str,
+        wait: Duration,
+    ) -> Option<BoxFuture<'static, ()>>;
 }
 
 /// A snapshot kept for the continue tokens that point into it.
@@ -100,6 +115,12 @@ pub(crate) struct Registered<K> {
     counters: Arc<Counters>,
     /// Recent snapshots that continue tokens point into (replaced whole: readers never lock).
     held: ArcSwap<Vec<Held<K>>>,
+    /// The newest (integer) resourceVersion a write through the layer returned: a read is
+    /// answered locally only from a snapshot that reflects it (0: none yet).
+    written: AtomicU64,
+    /// A write returned a resourceVersion that is not an integer: reads pass through until the
+    /// snapshot's version is exactly that one (it cannot be ordered, so nothing else is safe).
+    written_opaque: ArcSwapOption<String>,
 }
 
 impl<K> Registered<K> {
@@ -109,28 +130,62 @@ impl<K> Registered<K> {
             cache,
             info,
             held: ArcSwap::from_pointee(Vec::new()),
+            written: AtomicU64::new(0),
+            written_opaque: ArcSwapOption::empty(),
         }
     }
 
-    /// The current snapshot, if the cache may answer now under the layer's policy.
-    fn fresh(&self, ctx: &Ctx) -> Result<Arc<Snapshot<K>>, Outcome> {
+    /// Whether `snapshot` reflects every write that came back through the layer.
+    fn has_own_writes(&self, snapshot: &Snapshot<K>) -> bool {
+        if let Some(opaque) = &*self.written_opaque.load() {
+            if snapshot.resource_version() != Some(opaque.as_str()) {
+                return false;
+            }
+            self.written_opaque.store(None);
+        }
+        let written = self.written.load(Ordering::Acquire);
+        written == 0
+            || self
+                .cache
+                .shared()
+                .version_of(snapshot)
+                .is_some_and(|rv| rv >= written)
+    }
+
+    /// The current snapshot, if the cache may answer now under the layer's policy; with the
+    /// snapshot's age when it answers only because the layer serves stale snapshots on error.
+    fn fresh(&self, ctx: &Ctx) -> Result<(Arc<Snapshot<K>>, Option<Duration>), Outcome> {
+        // A stopped cache is never served from, whatever the bound (and even if it was ready).
+        let state = self.cache.state();
+        if state.is_stopped() {
+            return Err(Outcome::Stale);
+        }
         if !self.cache.is_ready() {
             return Err(Outcome::NotReady);
         }
         let snapshot = self.cache.snapshot();
-        match ctx.max_staleness {
-            None => match self.cache.state() {
-                CacheState::Ready => {}
-                CacheState::Starting => return Err(Outcome::NotReady),
-                _ => return Err(Outcome::Stale),
-            },
-            Some(bound) => {
-                if snapshot.since_confirmed() > bound {
-                    return Err(Outcome::Stale);
-                }
-            }
+        if ctx.read_your_writes && !self.has_own_writes(&snapshot) {
+            return Err(Outcome::Behind);
         }
-        Ok(snapshot)
+        let fresh = match ctx.max_staleness {
+            None => match state {
+                CacheState::Ready => true,
+                CacheState::Starting => return Err(Outcome::NotReady),
+                _ => false,
+            },
+            Some(bound) => snapshot.since_confirmed() <= bound,
+        };
+        if fresh {
+            return Ok((snapshot, None));
+        }
+        // Serve-stale-on-error answers only for a cache whose watch is in trouble, not for one
+        // merely older than the layer's bound.
+        let in_trouble = matches!(state, CacheState::Failed { .. } | CacheState::Stale { .. });
+        if ctx.serve_stale && in_trouble {
+            let age = snapshot.since_confirmed();
+            return Ok((snapshot, Some(age)));
+        }
+        Err(Outcome::Stale)
     }
 
     /// Keeps `snapshot` for the continue tokens that point into it.
@@ -219,12 +274,38 @@ impl Token {
     }
 }
 
-/// Whether `snapshot` is at least as new as resourceVersion `min` (numeric versions only).
-fn not_older_than<K>(snapshot: &Snapshot<K>, min: u64) -> bool {
-    snapshot
-        .resource_version()
-        .and_then(|rv| rv.parse::<u64>().ok())
+/// Whether `snapshot` (of `cache`) reflects resourceVersion `min` (numeric versions only; a
+/// bookmark may prove a quiet snapshot current to a later version than its own).
+fn not_older_than<K>(cache: &Cache<K>, snapshot: &Snapshot<K>, min: u64) -> bool {
+    cache
+        .shared()
+        .version_of(snapshot)
         .is_some_and(|rv| rv >= min)
+}
+
+/// For an answer from a snapshot served only because its cache is failing or stale (see
+/// [`CacheLayer::serve_stale_on_error`](super::CacheLayer::serve_stale_on_error)): adds the
+/// Kubernetes `Warning` header that kubectl and client-go display, and counts it as
+/// [`Outcome::ServedStale`].
+fn warned(job: Job, stale: Option<Duration>) -> Job {
+    let Some(age) = stale else {
+        return job;
+    };
+    Box::new(move || {
+        let (mut response, outcome) = job();
+        let warning = format!(
+            "299 - \"served from a repocache snapshot {} s old\"",
+            age.as_secs()
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&warning) {
+            response.headers_mut().insert(http::header::WARNING, value);
+        }
+        let outcome = match outcome {
+            Outcome::Served | Outcome::NotFound => Outcome::ServedStale,
+            other => other,
+        };
+        (response, outcome)
+    })
 }
 
 /// What a LIST selects.
@@ -362,6 +443,34 @@ where
         &self.counters
     }
 
+    fn observe_write(
+        self: Arc<Self>,
+        resource_version: &str,
+        wait: Duration,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let Ok(rv) = resource_version.parse::<u64>() else {
+            // Not orderable: pass reads through until the snapshot is at exactly this version.
+            self.written_opaque
+                .store(Some(Arc::new(resource_version.to_owned())));
+            return None;
+        };
+        self.written.fetch_max(rv, Ordering::AcqRel);
+        if wait.is_zero()
+            || self
+                .cache
+                .shared()
+                .version_of(&self.cache.snapshot())
+                .is_some_and(|at| at >= rv)
+        {
+            return None;
+        }
+        Some(Box::pin(async move {
+            if let Err(err) = self.cache.wait_for_version(rv, wait).await {
+                tracing::debug!(kind = %self.info.kind, error = %err, "own write not in the snapshot yet; reads pass through until it is");
+            }
+        }))
+    }
+
     fn plan(self: Arc<Self>, req: LocalRequest<'_>, ctx: Ctx) -> Result<Job, Outcome> {
         // Paths the server answers with a 404 of its own (a cluster-scoped kind inside a
         // namespace, a namespaced object without one) are the server's to answer.
@@ -385,16 +494,17 @@ where
                 if need == VersionNeed::Unsupported {
                     return Err(Outcome::Unsupported);
                 }
-                let snapshot = self.fresh(&ctx)?;
+                let (snapshot, stale) = self.fresh(&ctx)?;
                 if let VersionNeed::NotOlderThan(min) = need
-                    && !not_older_than(&snapshot, min)
+                    && !not_older_than(&self.cache, &snapshot, min)
                 {
                     return Err(Outcome::Unsupported);
                 }
                 let namespace = req.namespace.map(str::to_owned);
-                Ok(Box::new(move || {
-                    self.get(&snapshot, namespace.as_deref(), &name)
-                }))
+                Ok(warned(
+                    Box::new(move || self.get(&snapshot, namespace.as_deref(), &name)),
+                    stale,
+                ))
             }
             Verb::List => {
                 if params.unsupported || params.watch {
@@ -432,18 +542,19 @@ where
                         }))
                     }
                     None => {
-                        let snapshot = self.fresh(&ctx)?;
+                        let (snapshot, stale) = self.fresh(&ctx)?;
                         if snapshot.resource_version().is_none() {
                             return Err(Outcome::NotReady);
                         }
                         if let VersionNeed::NotOlderThan(min) = need
-                            && !not_older_than(&snapshot, min)
+                            && !not_older_than(&self.cache, &snapshot, min)
                         {
                             return Err(Outcome::Unsupported);
                         }
-                        Ok(Box::new(move || {
-                            self.page(&snapshot, 0, limit, &selection, &ctx)
-                        }))
+                        Ok(warned(
+                            Box::new(move || self.page(&snapshot, 0, limit, &selection, &ctx)),
+                            stale,
+                        ))
                     }
                 }
             }

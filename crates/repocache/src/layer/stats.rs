@@ -25,6 +25,9 @@ pub enum Outcome {
     Expired,
     /// Answered locally: 500, an object that would not serialize (never expected).
     Error,
+    /// Answered locally from the last snapshot of a failing or stale cache, with a `Warning`
+    /// header (only with [`CacheLayer::serve_stale_on_error`](super::CacheLayer::serve_stale_on_error)).
+    ServedStale,
     /// Passed through: the request asked to bypass the cache.
     Bypass,
     /// Passed through: no cache for this kind (or namespace), or not a resource request.
@@ -38,21 +41,26 @@ pub enum Outcome {
     NotReady,
     /// Passed through: the cache is stale beyond the layer's bound, failing, or stopped.
     Stale,
+    /// Passed through: a write through this layer returned a resourceVersion that the snapshot
+    /// has not reached yet (read-your-own-writes; see [`CacheLayer::own_writes_wait`](super::CacheLayer::own_writes_wait)).
+    Behind,
 }
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Served,
         Outcome::NotFound,
         Outcome::Expired,
         Outcome::Error,
+        Outcome::ServedStale,
         Outcome::Bypass,
         Outcome::NotCached,
         Outcome::Verb,
         Outcome::Unsupported,
         Outcome::NotReady,
         Outcome::Stale,
+        Outcome::Behind,
     ];
 
     /// A one-word name for logs and metric labels.
@@ -62,12 +70,14 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::Expired => "expired",
             Outcome::Error => "error",
+            Outcome::ServedStale => "served_stale",
             Outcome::Bypass => "bypass",
             Outcome::NotCached => "not_cached",
             Outcome::Verb => "verb",
             Outcome::Unsupported => "unsupported",
             Outcome::NotReady => "not_ready",
             Outcome::Stale => "stale",
+            Outcome::Behind => "behind",
         }
     }
 
@@ -75,14 +85,18 @@ impl Outcome {
     pub fn is_local(self) -> bool {
         matches!(
             self,
-            Outcome::Served | Outcome::NotFound | Outcome::Expired | Outcome::Error
+            Outcome::Served
+                | Outcome::NotFound
+                | Outcome::Expired
+                | Outcome::Error
+                | Outcome::ServedStale
         )
     }
 
     /// Whether the request was a fallback: one the layer would have answered, had the
     /// cache been ready and fresh.
     pub fn is_fallback(self) -> bool {
-        matches!(self, Outcome::NotReady | Outcome::Stale)
+        matches!(self, Outcome::NotReady | Outcome::Stale | Outcome::Behind)
     }
 
     fn index(self) -> usize {
