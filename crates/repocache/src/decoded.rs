@@ -46,6 +46,15 @@ pub struct InvalidObject {
     pub error: String,
 }
 
+/// An object's metadata and nothing else: every other field is skipped unparsed (serde_json
+/// skips a value without a depth limit), so the metadata of an object nested too deep to decode,
+/// or whose other fields are broken, is still known.
+#[derive(Deserialize)]
+struct MetadataOnly {
+    #[serde(default)]
+    metadata: ObjectMeta,
+}
+
 /// The name serde_json's deserializer recognizes to hand out a value's raw text (its
 /// `RawValue` token). If a future serde_json stopped recognizing it, deserialization would take
 /// the `visit_newtype_struct` path below: slower, never wrong.
@@ -58,12 +67,8 @@ impl<K: DeserializeOwned> Decoded<K> {
         match serde_json::from_str::<K>(text) {
             Ok(obj) => Decoded::Valid(obj),
             Err(err) => Decoded::Invalid(InvalidObject {
-                metadata: serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("metadata")
-                            .and_then(|m| ObjectMeta::deserialize(m).ok())
-                    })
+                metadata: serde_json::from_str::<MetadataOnly>(text)
+                    .map(|m| m.metadata)
                     .unwrap_or_default(),
                 error: err.to_string(),
             }),
@@ -228,6 +233,7 @@ impl<K: Resource> Resource for Decoded<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use glasskube_api::PackageInfo;
     use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::json;
 
@@ -293,6 +299,33 @@ mod tests {
         let items: Vec<Decoded<ConfigMap>> = serde_json::from_reader(&list[..]).unwrap();
         assert!(matches!(items[0], Decoded::Valid(_)));
         assert!(matches!(items[1], Decoded::Invalid(_)));
+    }
+
+    #[test]
+    fn an_object_nested_too_deep_keeps_its_metadata() {
+        let mut deep = String::from("\"leaf\"");
+        for _ in 0..1000 {
+            deep = format!("{{\"n\":{deep}}}");
+        }
+        // PackageInfo's manifest takes any JSON, at any depth serde_json allows.
+        let text = format!(
+            r#"{{"metadata":{{"name":"deep","resourceVersion":"5"}},"spec":{{"name":"p"}},"status":{{"manifest":{deep}}}}}"#
+        );
+        match Decoded::<PackageInfo>::from_json(&text) {
+            Decoded::Invalid(bad) => {
+                assert_eq!(bad.metadata.name.as_deref(), Some("deep"));
+                assert_eq!(bad.metadata.resource_version.as_deref(), Some("5"));
+                assert!(bad.error.contains("recursion limit"), "{}", bad.error);
+            }
+            Decoded::Valid(_) => panic!("nested past the recursion limit"),
+        }
+        // Inside a list, the raw capture of the item has no depth limit either.
+        let list = format!(r#"[{{"metadata":{{"name":"a"}},"spec":{{"name":"p"}}}},{text}]"#);
+        let items: Vec<Decoded<PackageInfo>> = serde_json::from_str(&list).unwrap();
+        assert!(matches!(items[0], Decoded::Valid(_)));
+        assert!(
+            matches!(&items[1], Decoded::Invalid(bad) if bad.metadata.name.as_deref() == Some("deep"))
+        );
     }
 
     #[test]
