@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use apisim::{Control, FailSpec, Server, ServerConfig, ServerHandle};
+use apisim::{Control, FailSpec, LatencySpec, Server, ServerConfig, ServerHandle};
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{Cache, CacheState, EventType, ReflectorBuilder, ReflectorHandle};
+use repocache::{Cache, CacheState, DecodingMode, EventType, LineRejection, ReflectorBuilder};
+use repocache::{ReflectorHandle, RelistReason};
 use repocache_tests::{PATIENCE, cached_versions, client_without_retry, eventually};
 use serde_json::{Value, json};
 
@@ -408,4 +409,201 @@ async fn an_html_error_page_instead_of_json_fails_the_request_not_the_cache() {
     })
     .await;
     assert_equals_server(&control, &cache);
+}
+
+/// The process's resident set, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Polls `condition` until it holds or [`PATIENCE`] passes; whether it held.
+async fn within_patience(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// A cache with a small line cap, whose next LIST is slowed down so that the state between a
+/// rejected line and the relist it causes can be seen.
+async fn capped_cache(
+    server: &ServerHandle,
+    max_line: usize,
+) -> (Cache<PackageRepository>, ReflectorHandle) {
+    let (cache, handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(server)))
+            .max_line(max_line)
+            .start();
+    cache.wait_ready(PATIENCE).await.unwrap();
+    assert!(server.control().wait_for_watches(1, PATIENCE).await);
+    server.control().add_latency(LatencySpec {
+        verb: Some("list".into()),
+        resource: Some(REPOS.into()),
+        latency_ms: 1_000,
+        count: Some(1),
+    });
+    (cache, handle)
+}
+
+/// Right after a rejected line: the cache says it is not current, and why.
+async fn assert_not_current(cache: &Cache<PackageRepository>) {
+    eventually(
+        "the state says the cache is not current",
+        || matches!(cache.state(), CacheState::Stale { reason, .. } if reason.contains("rejected")),
+    )
+    .await;
+}
+
+/// After a rejected line: the cache it is not current until the relist, then holds
+/// `after` (a real write behind the bad line) and `unseen` (a write no watch ever announced,
+/// which only a relist finds).
+async fn assert_relisted_after_rejection(
+    control: &Control,
+    cache: &Cache<PackageRepository>,
+    why: LineRejection,
+) {
+    eventually("the relist brings what came after the bad line", || {
+        cache.get("after").is_some() && cache.get("unseen").is_some()
+    })
+    .await;
+    eventually("ready again", || cache.state() == CacheState::Ready).await;
+    let stats = cache.stats();
+    assert_eq!(stats.rejected_lines(why), 1, "{stats:?}");
+    assert_eq!(
+        stats.rejected_lines.iter().map(|(_, n)| n).sum::<u64>(),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.relists(RelistReason::Error), 1, "{stats:?}");
+    assert_eq!(
+        stats.decoding,
+        DecodingMode::Fast,
+        "a bad line is not a bad object"
+    );
+    assert_eq!(stats.decode_failures, 0);
+    assert_equals_server(control, cache);
+}
+
+#[tokio::test]
+async fn a_watch_line_over_the_cap_is_never_buffered_whole_and_costs_a_relist() {
+    const CAP: usize = 64 << 10;
+    // 256 MiB of zero bytes and no newline: a line that never ends. The zeroed allocation is
+    // not resident until read, so what the process holds is what the client buffers.
+    const LINE: usize = 256 << 20;
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, CAP).await;
+    let start =
+        b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\"},\"spec\":{\"url\":\"";
+    let mut line = vec![0u8; LINE];
+    line[..start.len()].copy_from_slice(start);
+    let before = rss();
+    assert_eq!(control.inject_bytes(REPOS, line).unwrap(), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut peak = before;
+    let stale = within_patience(|| {
+        peak = peak.max(rss());
+        matches!(cache.state(), CacheState::Stale { reason, .. } if reason.contains("rejected"))
+    })
+    .await;
+    let recovered = within_patience(|| {
+        peak = peak.max(rss());
+        cache.get("unseen").is_some()
+    })
+    .await;
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "a {LINE}-byte line with a {CAP}-byte cap: stale {stale}, recovered {recovered} after {:?}, RSS peak +{:.1} MiB, rejected {:?}",
+        started.elapsed(),
+        grown as f64 / f64::from(1 << 20),
+        cache.stats().rejected_lines
+    );
+    assert!(stale, "the state never said the cache was not current");
+    assert!(recovered, "the cache never relisted");
+    assert!(
+        grown < 64 << 20,
+        "RSS grew {grown} bytes for a {LINE}-byte line (cap {CAP})"
+    );
+    assert_relisted_after_rejection(&control, &cache, LineRejection::TooLong).await;
+}
+
+#[tokio::test]
+async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let mut bad = control.get(REPOS, None, "a").unwrap();
+    bad["spec"]["url"] = json!("https://PLACEHOLDER.example/");
+    let line = String::from_utf8(apisim_line("MODIFIED", &bad)).unwrap();
+    let line = line.replace("PLACEHOLDER", "\u{1}").into_bytes();
+    let line: Vec<u8> = line
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    assert_eq!(control.inject_bytes(REPOS, line).unwrap(), 1);
+    // A real write right behind the bad line, on the same stream.
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let stale = within_patience(
+        || matches!(cache.state(), CacheState::Stale { reason, .. } if reason.contains("rejected")),
+    )
+    .await;
+    let recovered = within_patience(|| cache.get("after").is_some()).await;
+    eprintln!(
+        "a line that is not UTF-8: stale {stale}, the event behind it seen {recovered} after {:?}, {} WATCHes, {:?}",
+        started.elapsed(),
+        control.count("watch", REPOS),
+        cache.stats().rejected_lines
+    );
+    assert!(stale && recovered);
+    assert_eq!(url_of(&cache, "a").as_deref(), Some("https://a.example/"));
+    assert_relisted_after_rejection(&control, &cache, LineRejection::NotUtf8).await;
+}
+
+#[tokio::test]
+async fn an_error_event_whose_code_is_not_a_number_is_rejected_not_taken_for_a_bad_object() {
+    let server = server().await;
+    let control = server.control();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": "I am a teapot", "reason": "Teapot", "code": "418"});
+    assert_eq!(control.inject_event(REPOS, "ERROR", &status).unwrap(), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    assert_relisted_after_rejection(&control, &cache, LineRejection::MalformedError).await;
+}
+
+/// A watch line as an API server writes it: the event with its object, and a newline.
+fn apisim_line(event_type: &str, object: &Value) -> Vec<u8> {
+    let mut line = json!({"type": event_type, "object": object}).to_string();
+    line.push('\n');
+    line.into_bytes()
 }

@@ -39,6 +39,7 @@ pub struct CacheConfig<K> {
     pub(crate) indexers: Vec<Indexer<K>>,
     pub(crate) subscriber_buffer: usize,
     pub(crate) publish_interval: Duration,
+    pub(crate) max_line: usize,
 }
 
 impl<K: Resource + 'static> Default for CacheConfig<K> {
@@ -48,6 +49,7 @@ impl<K: Resource + 'static> Default for CacheConfig<K> {
             indexers: Vec::new(),
             subscriber_buffer: DEFAULT_SUBSCRIBER_BUFFER,
             publish_interval: DEFAULT_PUBLISH_INTERVAL,
+            max_line: crate::line_guard::DEFAULT_MAX_LINE,
         }
     }
 }
@@ -59,6 +61,7 @@ impl<K> Clone for CacheConfig<K> {
             indexers: self.indexers.clone(),
             subscriber_buffer: self.subscriber_buffer,
             publish_interval: self.publish_interval,
+            max_line: self.max_line,
         }
     }
 }
@@ -70,6 +73,7 @@ impl<K> fmt::Debug for CacheConfig<K> {
             .field("indexers", &self.indexers)
             .field("subscriber_buffer", &self.subscriber_buffer)
             .field("publish_interval", &self.publish_interval)
+            .field("max_line", &self.max_line)
             .finish()
     }
 }
@@ -120,6 +124,17 @@ impl<K: Resource + 'static> CacheConfig<K> {
     /// later (by at most the interval); see [`Writer::publish_due`](crate::Writer::publish_due).
     pub fn publish_interval(mut self, interval: Duration) -> Self {
         self.publish_interval = interval;
+        self
+    }
+
+    /// The longest watch line a reflector accepts, in bytes (default
+    /// [`DEFAULT_MAX_LINE`](crate::DEFAULT_MAX_LINE), 16 MiB; values below
+    /// [`MIN_MAX_LINE`](crate::MIN_MAX_LINE), 4 KiB, are raised to it). A watch line is one
+    /// event with its whole object; a longer one is never buffered whole: it is counted in
+    /// [`Stats::rejected_lines`](crate::Stats::rejected_lines), skipped, and the reflector
+    /// relists. The API server's own limit on an object is far below the default.
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.max_line = bytes.max(crate::line_guard::MIN_MAX_LINE);
         self
     }
 }
