@@ -607,3 +607,50 @@ fn apisim_line(event_type: &str, object: &Value) -> Vec<u8> {
     line.push('\n');
     line.into_bytes()
 }
+
+#[tokio::test]
+async fn resource_versions_that_are_not_numbers_never_move_the_snapshot_back() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    control.create(repo("b", "https://b.example/")).unwrap();
+    let (cache, _handle) = cache(&server).await;
+    let at = snapshot_rv(&cache);
+    assert!(at > 1);
+
+    // Not a number, and a number past u64, for a known object and for new ones.
+    let mut a = control.get(REPOS, None, "a").unwrap();
+    a["spec"]["url"] = json!("https://opaque.example/");
+    a["metadata"]["resourceVersion"] = json!("not-a-number");
+    control.inject_event(REPOS, "MODIFIED", &a).unwrap();
+    let mut opaque = repo("opaque", "https://opaque.example/");
+    opaque["metadata"]["resourceVersion"] = json!("zzz");
+    control.inject_event(REPOS, "ADDED", &opaque).unwrap();
+    let mut huge = repo("huge", "https://huge.example/");
+    huge["metadata"]["resourceVersion"] = json!("18446744073709551616");
+    control.inject_event(REPOS, "ADDED", &huge).unwrap();
+    // A late event after them: compared with a number, it must not win either.
+    let mut late = repo("late", "https://late.example/");
+    late["metadata"]["resourceVersion"] = json!("1");
+    control.inject_event(REPOS, "ADDED", &late).unwrap();
+    eventually("the injected objects arrive", || {
+        cache.get("opaque").is_some() && cache.get("huge").is_some() && cache.get("late").is_some()
+    })
+    .await;
+    assert_eq!(
+        cache.snapshot().resource_version(),
+        Some(at.to_string().as_str()),
+        "the snapshot's version stays numeric and where it was"
+    );
+    assert_eq!(
+        url_of(&cache, "a").as_deref(),
+        Some("https://a.example/"),
+        "a version that is not a number does not replace a numbered object"
+    );
+    // A real write moves it forward again.
+    barrier(&control, &cache, 1).await;
+    assert_eq!(snapshot_rv(&cache), control.resource_version());
+    assert!(snapshot_rv(&cache) > at);
+    cache.refresh().await.unwrap();
+    assert_equals_server(&control, &cache);
+}
