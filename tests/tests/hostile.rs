@@ -654,3 +654,53 @@ async fn resource_versions_that_are_not_numbers_never_move_the_snapshot_back() {
     cache.refresh().await.unwrap();
     assert_equals_server(&control, &cache);
 }
+
+#[tokio::test]
+async fn an_object_of_another_kind_is_counted_and_never_cached() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = cache(&server).await;
+    let secret = |name: &str| {
+        let mut obj = repo(name, "https://secret.example/");
+        obj["apiVersion"] = json!("v1");
+        obj["kind"] = json!("Secret");
+        obj["metadata"]["resourceVersion"] = json!((control.resource_version() + 1).to_string());
+        obj
+    };
+    // On the typed fast path: the first one switches to per-object decoding (one relist).
+    control.inject_event(REPOS, "ADDED", &secret("s1")).unwrap();
+    eventually("the switch's relist completes", || {
+        let stats = cache.stats();
+        stats.decoding == DecodingMode::Robust && stats.relists_total() == 2
+    })
+    .await;
+    // Per object: another kind, the right kind at another apiVersion, and a delete of another
+    // kind's object that has the name of one the cache holds.
+    control.inject_event(REPOS, "ADDED", &secret("s2")).unwrap();
+    let mut other_version = repo("v", "https://v.example/");
+    other_version["apiVersion"] = json!("packages.glasskube.dev/v2");
+    other_version["metadata"]["resourceVersion"] =
+        json!((control.resource_version() + 1).to_string());
+    control
+        .inject_event(REPOS, "MODIFIED", &other_version)
+        .unwrap();
+    control
+        .inject_event(REPOS, "DELETED", &secret("a"))
+        .unwrap();
+    barrier(&control, &cache, 1).await;
+    let stats = cache.stats();
+    assert_eq!(stats.decode_failures, 3, "{stats:?}");
+    for name in ["s1", "s2", "v"] {
+        assert!(
+            cache.get(name).is_none(),
+            "{name} is not a PackageRepository"
+        );
+    }
+    assert!(
+        cache.get("a").is_some(),
+        "a Secret's delete is not the repository's"
+    );
+    assert_eq!(stats.state, CacheState::Ready);
+    assert_equals_server(&control, &cache);
+}

@@ -97,6 +97,7 @@ where
 fn robust<K>(api: &Api<Decoded<K>>, config: &watcher::Config) -> Events<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
 {
     watcher(api.clone(), config.clone())
         .default_backoff()
@@ -142,6 +143,7 @@ impl<K> Unpin for FastPath<K> {}
 impl<K> FastPath<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
 {
     fn switch(&mut self, err: &watcher::Error) {
         if self.shared.counters.record_robust_decoding() {
@@ -158,6 +160,7 @@ where
 impl<K> Stream for FastPath<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
 {
     type Item = watcher::Result<Event<Decoded<K>>>;
 
@@ -191,9 +194,14 @@ fn valid<K>(event: Event<Typed<K>>) -> Event<Decoded<K>> {
 #[derive(Clone, Debug)]
 struct Typed<K>(K);
 
-impl<'de, K: Deserialize<'de>> Deserialize<'de> for Typed<K> {
+/// Refuses an object whose `apiVersion` or `kind` names another kind, as `Decoded<K>` does.
+impl<'de, K> Deserialize<'de> for Typed<K>
+where
+    K: Resource + Deserialize<'de>,
+    K::DynamicType: Default,
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        K::deserialize(deserializer).map(Typed)
+        crate::decoded::deserialize_checked(deserializer).map(Typed)
     }
 }
 
@@ -276,6 +284,21 @@ mod tests {
         ] {
             assert!(!is_decode_error(&err), "{err:?}");
         }
+    }
+
+    #[test]
+    fn typed_refuses_an_object_of_another_kind() {
+        let list = r#"{"metadata":{},"items":[{"apiVersion":"packages.glasskube.dev/v1alpha1","kind":"PackageInfo","metadata":{"name":"a"},"spec":{"name":"p"}},
+            {"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"spec":{"name":"p"}}]}"#;
+        let err = serde_json::from_str::<ObjectList<Typed<PackageInfo>>>(list).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a packages.glasskube.dev/v1alpha1 PackageInfo"),
+            "{err}"
+        );
+        assert!(is_decode_error(&watcher::Error::InitialListFailed(
+            kube::Error::SerdeError(err)
+        )));
     }
 
     #[test]
