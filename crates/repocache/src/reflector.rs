@@ -577,6 +577,9 @@ where
         if let Some(message) = crate::line_guard::rejected(err) {
             // The line guard rejected a watch line (counted there) and ended the watch with a
             // 410: the watcher relists. Until then the cache may miss what the line carried.
+            if !self.synced_once {
+                return;
+            }
             self.forced.get_or_insert(RelistReason::Error);
             if matches!(**self.shared.state.load(), CacheState::Ready) {
                 self.shared.state.store(Arc::new(CacheState::Stale {
