@@ -581,6 +581,15 @@ async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
     assert!(stale && recovered);
     assert_eq!(url_of(&cache, "a").as_deref(), Some("https://a.example/"));
     assert_relisted_after_rejection(&control, &cache, LineRejection::NotUtf8).await;
+    let metrics = repocache::Metrics::new();
+    metrics.track(&cache);
+    let text = metrics.render();
+    for (reason, n) in [("not_utf8", 1), ("too_long", 0), ("malformed_error", 0)] {
+        let sample = format!(
+            r#"repocache_rejected_lines_total{{kind="PackageRepository",reason="{reason}"}} {n}"#
+        );
+        assert!(text.lines().any(|l| l == sample), "{sample} in:\n{text}");
+    }
 }
 
 #[tokio::test]
