@@ -213,7 +213,8 @@ where
 /// Decodes `K` from `deserializer`, refusing an object whose `apiVersion` or `kind` is given and
 /// names something else than `K` (an object that is not what the cache holds). An object that
 /// gives neither (as the items of some lists do) is taken as `K`; a kind whose type-level names
-/// are empty (a dynamic type without its `DynamicType`) is not checked.
+/// are empty (a dynamic type without its `DynamicType`) and a metadata-only kind
+/// (`PartialObjectMeta<K>`, whose objects say `PartialObjectMetadata`) are not checked.
 ///
 /// The check costs no extra pass: only the object's top-level `apiVersion` and `kind` entries
 /// are looked at, as `K`'s own decoding reads them.
@@ -235,7 +236,8 @@ where
 {
     let dt = K::DynamicType::default();
     let kind = K::kind(&dt);
-    if kind.is_empty() {
+    // Metadata-only objects call themselves `meta.k8s.io/v1` `PartialObjectMetadata`.
+    if kind.is_empty() || K::metadata_api() {
         return K::deserialize(deserializer);
     }
     let api_version = K::api_version(&dt);
@@ -615,6 +617,13 @@ mod tests {
                 "{v}"
             );
         }
+        // Metadata-only objects name themselves, not the kind.
+        let partial = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "p"}});
+        assert!(matches!(
+            Decoded::<kube::core::PartialObjectMeta<ConfigMap>>::from_json(&partial.to_string()),
+            Decoded::Valid(_)
+        ));
         // Any other decode error is not foreign.
         let bad = json!({"metadata": {"name": "b"}, "spec": {"name": 5}});
         assert!(
