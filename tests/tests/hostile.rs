@@ -584,7 +584,12 @@ async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
     let metrics = repocache::Metrics::new();
     metrics.track(&cache);
     let text = metrics.render();
-    for (reason, n) in [("not_utf8", 1), ("too_long", 0), ("malformed_error", 0)] {
+    for (reason, n) in [
+        ("not_utf8", 1),
+        ("too_long", 0),
+        ("not_an_object", 0),
+        ("malformed_error", 0),
+    ] {
         let sample = format!(
             r#"repocache_rejected_lines_total{{kind="PackageRepository",reason="{reason}"}} {n}"#
         );
@@ -608,6 +613,23 @@ async fn an_error_event_whose_code_is_not_a_number_is_rejected_not_taken_for_a_b
         .unwrap();
     assert_not_current(&cache).await;
     assert_relisted_after_rejection(&control, &cache, LineRejection::MalformedError).await;
+}
+
+#[tokio::test]
+async fn a_watch_line_that_is_not_json_costs_that_line_and_a_relist() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    assert_eq!(control.inject_malformed_line(None), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
 }
 
 /// A watch line as an API server writes it: the event with its object, and a newline.

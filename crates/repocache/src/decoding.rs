@@ -33,8 +33,8 @@
 //! failed, and a false switch costs one relist and one pass per object, where a missed one
 //! costs a cache that never becomes ready. Timeouts, HTTP errors and API errors with a code are
 //! not decode errors and keep the reflector's usual handling; lines that are too long, not
-//! UTF-8, or ERROR events that are not a Status never reach kube's decoder (see
-//! [`crate::line_guard`]).
+//! UTF-8, not shaped as a JSON object, or ERROR events that are not a Status never reach kube's
+//! decoder (see [`crate::line_guard`]).
 //!
 //! **It never goes back.** Once robust, the reflector stays robust for its life, restarts
 //! included. An object that does not decode is usually a schema skew (a CRD served at a newer

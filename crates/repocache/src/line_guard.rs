@@ -10,6 +10,10 @@
 //!   [`CacheConfig::max_line`](crate::CacheConfig::max_line)) is never buffered whole; once the
 //!   cap is passed the guard stops reading the body;
 //! - **not UTF-8**: a line with an invalid UTF-8 sequence;
+//! - **not an object**: a line that does not start with `{` and end with `}` (an HTML page, a
+//!   garbled or cut line; every watch event is a JSON object). A line that looks like an object
+//!   but is not JSON still reaches kube's decoder, which skips it (on the typed fast path it
+//!   also switches the reflector to per-object decoding, which relists);
 //! - **malformed ERROR**: an `ERROR` event whose object is not a `Status` (a `code` that is not a
 //!   number); kube's client would take it for an object that does not decode.
 //!
@@ -56,19 +60,28 @@ pub enum LineRejection {
     TooLong,
     /// Not valid UTF-8.
     NotUtf8,
+    /// Not a JSON object (every watch event is one): it does not start with `{` and end with
+    /// `}`.
+    NotAnObject,
     /// An `ERROR` event whose object is not a `Status`.
     MalformedError,
 }
 
 impl LineRejection {
     /// Every reason, in the order figures report them.
-    pub const ALL: [LineRejection; 3] = [Self::TooLong, Self::NotUtf8, Self::MalformedError];
+    pub const ALL: [LineRejection; 4] = [
+        Self::TooLong,
+        Self::NotUtf8,
+        Self::NotAnObject,
+        Self::MalformedError,
+    ];
 
-    /// The label value: `too_long`, `not_utf8` or `malformed_error`.
+    /// The label value: `too_long`, `not_utf8`, `not_an_object` or `malformed_error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooLong => "too_long",
             Self::NotUtf8 => "not_utf8",
+            Self::NotAnObject => "not_an_object",
             Self::MalformedError => "malformed_error",
         }
     }
@@ -79,6 +92,7 @@ impl fmt::Display for LineRejection {
         f.write_str(match self {
             Self::TooLong => "longer than the cap",
             Self::NotUtf8 => "not UTF-8",
+            Self::NotAnObject => "not a JSON object",
             Self::MalformedError => "an ERROR event whose object is not a Status",
         })
     }
@@ -185,6 +199,11 @@ impl Guard {
         }
         if std::str::from_utf8(line).is_err() {
             return Err(LineRejection::NotUtf8);
+        }
+        let text = line.trim_ascii();
+        let object = text.starts_with(b"{") && text.ends_with(b"}");
+        if !text.is_empty() && !object {
+            return Err(LineRejection::NotAnObject);
         }
         if is_malformed_error(line) {
             return Err(LineRejection::MalformedError);
@@ -376,6 +395,25 @@ mod tests {
             assert_eq!(lines.next(), None, "nothing after the rejected line");
             assert_eq!(*seen.lock().unwrap(), [(LineRejection::NotUtf8, 9)]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_an_object_is_rejected() {
+        for text in [
+            &b"{this is not json\n"[..],
+            b"<html>502</html>\n",
+            b"[1,2]\n",
+            b"null\n",
+        ] {
+            let (body, seen) = guard(chunks(vec![text.to_vec()]), MIN_MAX_LINE);
+            assert!(read_all(body).await.contains(REJECTED_REASON));
+            assert_eq!(seen.lock().unwrap()[0].0, LineRejection::NotAnObject);
+        }
+        // Whitespace around an object, and blank lines, are fine.
+        let text = b"  {\"a\":1} \r\n\n \n".to_vec();
+        let (body, seen) = guard(chunks(vec![text.clone()]), MIN_MAX_LINE);
+        assert_eq!(read_all(body).await.as_bytes(), text);
+        assert!(seen.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -194,7 +194,7 @@ impl Collector for Metrics {
         family(
             &mut encoder,
             "repocache_rejected_lines",
-            "Watch lines rejected before decoding (too long, not UTF-8, a malformed ERROR event), by reason; each costs a relist.",
+            "Watch lines rejected before decoding (too long, not UTF-8, not a JSON object, a malformed ERROR event), by reason; each costs a relist.",
             counter,
             all.iter().flat_map(|s| {
                 s.rejected_lines

@@ -189,7 +189,7 @@ pub(crate) struct Counters {
     events: [AtomicU64; 6],
     relists: [AtomicU64; 5],
     decode_failures: AtomicU64,
-    rejected_lines: [AtomicU64; 3],
+    rejected_lines: [AtomicU64; 4],
     /// Set once the reflector decodes each object on its own ([`DecodingMode::Robust`]).
     robust: AtomicBool,
     pub(crate) delays: DelayHistogram,
@@ -306,9 +306,9 @@ pub struct Stats {
     /// that follows meets it, if it still does not decode).
     pub decode_failures: u64,
     /// Watch lines rejected before decoding, by reason: longer than
-    /// [`CacheConfig::max_line`](crate::CacheConfig::max_line), not UTF-8, or an ERROR event
-    /// that is not a Status. Each costs that line and one relist.
-    pub rejected_lines: [(LineRejection, u64); 3],
+    /// [`CacheConfig::max_line`](crate::CacheConfig::max_line), not UTF-8, not a JSON object,
+    /// or an ERROR event that is not a Status. Each costs that line and one relist.
+    pub rejected_lines: [(LineRejection, u64); 4],
     /// How the reflector decodes objects now: the typed fast path, or each object on its own
     /// since one did not decode.
     pub decoding: DecodingMode,
