@@ -632,6 +632,77 @@ async fn a_watch_line_that_is_not_json_costs_that_line_and_a_relist() {
     assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
 }
 
+/// A line shaped like a watch event, whose JSON is broken (a trailing comma) past its `type`.
+const BROKEN_JSON_EVENT: &str =
+    r#"{"type":"MODIFIED","object":{"metadata":{"name":"a","resourceVersion":"999",}}}"#;
+
+#[tokio::test]
+async fn a_watch_line_shaped_like_an_object_that_is_not_json_costs_that_line_and_a_relist() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
+}
+
+#[tokio::test]
+async fn a_watch_line_that_is_not_json_costs_a_relist_when_the_cache_decodes_each_object() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = cache(&server).await;
+    // One object that does not decode: the cache decodes each object on its own from now on.
+    assert_eq!(control.inject_undecodable(REPOS).unwrap(), 1);
+    eventually("per-object decoding", || {
+        cache.stats().decoding == DecodingMode::Robust
+    })
+    .await;
+    barrier(&control, &cache, 1).await;
+    assert!(control.wait_for_watches(1, PATIENCE).await);
+    let before = cache.stats();
+    control.add_latency(LatencySpec {
+        verb: Some("list".into()),
+        resource: Some(REPOS.into()),
+        latency_ms: 1_000,
+        count: Some(1),
+    });
+
+    assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    eventually("the relist brings what came after the bad line", || {
+        cache.get("after").is_some() && cache.get("unseen").is_some()
+    })
+    .await;
+    eventually("ready again", || cache.state() == CacheState::Ready).await;
+    let stats = cache.stats();
+    assert_eq!(
+        stats.rejected_lines(LineRejection::NotAnObject),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.relists(RelistReason::Error),
+        before.relists(RelistReason::Error) + 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.decode_failures, before.decode_failures, "{stats:?}");
+    assert_equals_server(&control, &cache);
+}
+
 /// A watch line as an API server writes it: the event with its object, and a newline.
 fn apisim_line(event_type: &str, object: &Value) -> Vec<u8> {
     let mut line = json!({"type": event_type, "object": object}).to_string();

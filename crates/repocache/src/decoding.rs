@@ -33,7 +33,7 @@
 //! failed, and a false switch costs one relist and one pass per object, where a missed one
 //! costs a cache that never becomes ready. Timeouts, HTTP errors and API errors with a code are
 //! not decode errors and keep the reflector's usual handling; lines that are too long, not
-//! UTF-8, not shaped as a JSON object, or ERROR events that are not a Status never reach kube's
+//! UTF-8, not a JSON object (broken JSON included), or ERROR events that are not a Status never reach kube's
 //! decoder (see [`crate::line_guard`]).
 //!
 //! **It never goes back.** Once robust, the reflector stays robust for its life, restarts

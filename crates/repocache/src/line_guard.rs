@@ -10,10 +10,9 @@
 //!   [`CacheConfig::max_line`](crate::CacheConfig::max_line)) is never buffered whole; once the
 //!   cap is passed the guard stops reading the body;
 //! - **not UTF-8**: a line with an invalid UTF-8 sequence;
-//! - **not an object**: a line that does not start with `{` and end with `}` (an HTML page, a
-//!   garbled or cut line; every watch event is a JSON object). A line that looks like an object
-//!   but is not JSON still reaches kube's decoder, which skips it (on the typed fast path it
-//!   also switches the reflector to per-object decoding, which relists);
+//! - **not an object**: a line that is not a JSON object (an HTML page, a garbled or cut line,
+//!   an object whose JSON is broken; every watch event is a JSON object). kube's decoder would
+//!   skip such a line and the event it carried, on either decoding path, with no relist;
 //! - **malformed ERROR**: an `ERROR` event whose object is not a `Status` (a `code` that is not a
 //!   number); kube's client would take it for an object that does not decode.
 //!
@@ -25,8 +24,15 @@
 //! state is `Stale` with the reason. Memory stays bounded by the cap plus one chunk of the
 //! connection here, and the cap in kube's codec.
 //!
-//! The guard's own cost is one pass over each line (a newline search and a UTF-8 check) on
-//! watch bodies only; LIST bodies pass through untouched. A line cut by a closing connection is
+//! The guard's own cost, on watch bodies only (LIST bodies pass through untouched), is a
+//! newline search (`memchr`), a UTF-8 check and one syntax pass over each line that reads
+//! nothing but the event's `type` (serde's `IgnoredAny` for the rest: no allocation, no
+//! recursion, so nesting that kube's decoder refuses still passes here and costs only its
+//! object); an `ERROR` event's object is then decoded as a `Status`. Measured against a typed
+//! decode of the same line (release build, busy 2-core machine): 1.6 µs for a 766-byte
+//! PackageRepository event (the typed decode alone: 4.6–6.8 µs), 6.5 µs for a 16 KiB one
+//! (typed: 13–15 µs); the earlier checks without the syntax pass, with a bytewise newline
+//! search and a window search for `"ERROR"`, took 1.4 µs and 31–44 µs. A line cut by a closing connection is
 //! dropped without counting (the watcher resumes from its last resourceVersion and the server
 //! sends it again).
 
@@ -60,8 +66,8 @@ pub enum LineRejection {
     TooLong,
     /// Not valid UTF-8.
     NotUtf8,
-    /// Not a JSON object (every watch event is one): it does not start with `{` and end with
-    /// `}`.
+    /// Not a JSON object (every watch event is one): not JSON at all, JSON that is not an
+    /// object, or an object whose JSON is broken.
     NotAnObject,
     /// An `ERROR` event whose object is not a `Status`.
     MalformedError,
@@ -150,7 +156,7 @@ impl Guard {
     /// Takes one chunk of the body.
     fn push(&mut self, mut data: Bytes) {
         while !data.is_empty() && !self.ended {
-            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+            let Some(nl) = memchr::memchr(b'\n', &data) else {
                 if self.partial.len() + data.len() > self.max {
                     self.reject(LineRejection::TooLong, self.partial.len() + data.len());
                 } else {
@@ -160,7 +166,7 @@ impl Guard {
             };
             if self.partial.is_empty() {
                 // Whole lines straight from the chunk, without copying them.
-                let end = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let end = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
                 let run = data.split_to(end);
                 self.lines(run);
             } else {
@@ -179,7 +185,7 @@ impl Guard {
     /// Hands on `run` (complete lines, each with its newline) up to its first bad line, if any.
     fn lines(&mut self, run: Bytes) {
         let mut start = 0;
-        while let Some(nl) = run[start..].iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', &run[start..]) {
             let line = &run[start..start + nl];
             if let Err(why) = self.check(line) {
                 if start > 0 {
@@ -197,18 +203,24 @@ impl Guard {
         if line.len() > self.max {
             return Err(LineRejection::TooLong);
         }
-        if std::str::from_utf8(line).is_err() {
+        let Ok(text) = std::str::from_utf8(line) else {
             return Err(LineRejection::NotUtf8);
+        };
+        let text = text.trim_ascii();
+        if text.is_empty() {
+            return Ok(());
         }
-        let text = line.trim_ascii();
-        let object = text.starts_with(b"{") && text.ends_with(b"}");
-        if !text.is_empty() && !object {
+        // serde_json would also read a struct from an array: the shape is checked first.
+        if !(text.starts_with('{') && text.ends_with('}')) {
             return Err(LineRejection::NotAnObject);
         }
-        if is_malformed_error(line) {
-            return Err(LineRejection::MalformedError);
+        match serde_json::from_str::<EventType<'_>>(text) {
+            Err(_) => Err(LineRejection::NotAnObject),
+            Ok(EventType { ty: Some(ty) }) if ty == "ERROR" && !is_status_event(text) => {
+                Err(LineRejection::MalformedError)
+            }
+            Ok(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Drops what is buffered, reports the line, and ends the body with an expired watch.
@@ -240,29 +252,22 @@ fn rejected_line(why: LineRejection, len: usize, max: usize) -> Bytes {
     Bytes::from(line)
 }
 
-/// Whether `line` is an `ERROR` event whose object does not decode as a `Status` (only lines that
-/// mention `"ERROR"` are parsed).
-fn is_malformed_error(line: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\"ERROR\"";
-    if !line.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
-        return false;
-    }
-    #[derive(Deserialize)]
-    struct Type<'a> {
-        #[serde(rename = "type", borrow)]
-        ty: Option<std::borrow::Cow<'a, str>>,
-    }
+/// A watch line read for its `type` only: every other entry is skipped as `IgnoredAny`, which
+/// checks its syntax without allocating or recursing.
+#[derive(Deserialize)]
+struct EventType<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Whether the `ERROR` event `line` carries an object that decodes as a `Status`.
+fn is_status_event(line: &str) -> bool {
     #[derive(Deserialize)]
     struct ErrorEvent {
         #[allow(dead_code)]
         object: Status,
     }
-    match serde_json::from_slice::<Type<'_>>(line) {
-        Ok(Type { ty: Some(ty) }) if ty == "ERROR" => {
-            serde_json::from_slice::<ErrorEvent>(line).is_err()
-        }
-        _ => false,
-    }
+    serde_json::from_str::<ErrorEvent>(line).is_ok()
 }
 
 /// The reason, if `err` is the ERROR event that replaced a rejected line.
@@ -401,6 +406,9 @@ mod tests {
     async fn a_line_that_is_not_an_object_is_rejected() {
         for text in [
             &b"{this is not json\n"[..],
+            b"{this is not json}\n",
+            b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\",}}}\n",
+            b"{\"type\":\"ADDED\"} {\"type\":\"ADDED\"}\n",
             b"<html>502</html>\n",
             b"[1,2]\n",
             b"null\n",
@@ -409,6 +417,16 @@ mod tests {
             assert!(read_all(body).await.contains(REJECTED_REASON));
             assert_eq!(seen.lock().unwrap()[0].0, LineRejection::NotAnObject);
         }
+        // Nesting deeper than kube's decoder reads is not the guard's to refuse: that costs the
+        // object only (the decoder's recursion limit makes it a bad object, not a bad line).
+        let deep = format!(
+            "{{\"type\":\"ADDED\",\"object\":{}{}}}\n",
+            "{\"a\":".repeat(1000) + "1",
+            "}".repeat(1000)
+        );
+        let (body, seen) = guard(chunks(vec![deep.clone().into_bytes()]), 1 << 20);
+        assert!(read_all(body).await == deep, "the deep line passes whole");
+        assert!(seen.lock().unwrap().is_empty());
         // Whitespace around an object, and blank lines, are fine.
         let text = b"  {\"a\":1} \r\n\n \n".to_vec();
         let (body, seen) = guard(chunks(vec![text.clone()]), MIN_MAX_LINE);
