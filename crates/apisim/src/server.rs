@@ -557,6 +557,9 @@ impl Control {
     /// Send `bytes` to the open watches of `resource` exactly as given: no newline is added and
     /// they need not be UTF-8 (a line that is not UTF-8, a line longer than a client's limit,
     /// or the start of a line that never ends). Returns the number of watches reached.
+    ///
+    /// Over HTTP: `POST /apisim/faults/inject-bytes?resource=<resource>` with the bytes as the
+    /// request body (any content type); the answer's `watches` is the number reached.
     pub fn inject_bytes(
         &self,
         resource: &str,
