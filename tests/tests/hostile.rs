@@ -703,6 +703,66 @@ async fn a_watch_line_that_is_not_json_costs_a_relist_when_the_cache_decodes_eac
     assert_equals_server(&control, &cache);
 }
 
+#[tokio::test]
+async fn a_line_rejected_during_the_initial_streaming_list_costs_a_relist_and_no_partial_sync() {
+    const CAP: usize = 64 << 10;
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    // An object whose initial ADDED line is longer than the cache's cap: the streaming list
+    // (a watch with sendInitialEvents) meets it among the initial events.
+    let mut big = repo("big", "https://big.example/");
+    big["metadata"]["annotations"] = json!({"note": "x".repeat(CAP)});
+    control.create(big).unwrap();
+    control.create(repo("z", "https://z.example/")).unwrap();
+    let (cache, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
+            .watcher_config(watcher::Config::default().streaming_lists())
+            .max_line(CAP)
+            .start();
+    eventually("the line is rejected", || {
+        cache.stats().rejected_lines(LineRejection::TooLong) >= 1
+    })
+    .await;
+    // Nothing before the bad line was published as if it were the whole list.
+    assert!(!cache.is_ready(), "{:?}", cache.state());
+    assert!(
+        cache.list().is_empty(),
+        "a partial initial list was published"
+    );
+    assert_eq!(
+        control.count("list", REPOS),
+        0,
+        "a streaming list, not a LIST"
+    );
+
+    // The object shrinks: the next streaming list (after the watcher's backoff) reads it whole.
+    control
+        .replace(json!({"apiVersion": "packages.glasskube.dev/v1alpha1",
+            "kind": "PackageRepository", "metadata": {"name": "big"},
+            "spec": {"url": "https://big.example/"}}))
+        .unwrap();
+    cache.wait_ready(PATIENCE).await.unwrap();
+    let stats = cache.stats();
+    let rejected = stats.rejected_lines(LineRejection::TooLong);
+    assert_eq!(
+        stats.rejected_lines.iter().map(|(_, n)| n).sum::<u64>(),
+        rejected,
+        "{stats:?}"
+    );
+    assert_eq!(
+        control.count("watch", REPOS),
+        rejected + 1,
+        "one more streaming list per rejected line, and no more"
+    );
+    assert_eq!(stats.relists(RelistReason::Initial), 1, "{stats:?}");
+    assert_eq!(stats.relists(RelistReason::Error), 0, "{stats:?}");
+    assert_eq!(stats.decode_failures, 0);
+    assert_eq!(stats.decoding, DecodingMode::Fast);
+    assert_eq!(control.count("list", REPOS), 0);
+    assert_equals_server(&control, &cache);
+}
+
 /// A watch line as an API server writes it: the event with its object, and a newline.
 fn apisim_line(event_type: &str, object: &Value) -> Vec<u8> {
     let mut line = json!({"type": event_type, "object": object}).to_string();
