@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use apisim::{Control, ServerHandle};
-use glasskube_api::PackageRepository;
+use glasskube_api::{PackageInfo, PackageRepository};
 use kube::Api;
 use kube::runtime::watcher;
 use repocache::{Cache, CacheState, DecodingMode, EventType, Metrics, ReflectorBuilder};
@@ -272,6 +272,87 @@ async fn an_object_that_turns_undecodable_during_the_watch_switches_and_converge
         let stats = cache.stats();
         assert_eq!(stats.decoding, DecodingMode::Robust, "{strategy}: for good");
         assert_eq!(stats.decode_failures, 1, "{strategy}");
+        assert_no_api_failure(&stats);
+    }
+}
+
+/// A PackageInfo whose `status.manifest` is nested `depth` levels deep.
+fn package_info(name: &str, depth: usize) -> Value {
+    let mut manifest = json!("leaf");
+    for _ in 0..depth {
+        manifest = json!({ "nested": manifest });
+    }
+    json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageInfo",
+        "metadata": {"name": name}, "spec": {"name": name, "version": "v1"},
+        "status": {"manifest": manifest}})
+}
+
+#[tokio::test]
+async fn an_object_nested_deeper_than_the_decoder_allows_costs_that_object_only() {
+    const INFOS: &str = "packageinfos";
+    for (strategy, config) in strategies() {
+        let server = apisim().await;
+        let control = server.control();
+        for info in control.list(INFOS).unwrap() {
+            let name = info["metadata"]["name"].as_str().unwrap().to_owned();
+            control.side_door_delete(INFOS, None, &name).unwrap();
+        }
+        control.side_door_put(package_info("good-a", 3)).unwrap();
+        // Deeper than serde_json's recursion limit (128): a syntax error, not a data error.
+        control.side_door_put(package_info("deep", 200)).unwrap();
+        control.side_door_put(package_info("good-b", 100)).unwrap();
+        let client = client_without_retry(&server);
+        let started = std::time::Instant::now();
+        let (cache, _handle) = ReflectorBuilder::new(Api::<PackageInfo>::all(client))
+            .watcher_config(config)
+            .start();
+        let ready = cache.wait_ready(PATIENCE).await;
+        let figures = format!(
+            "{strategy}: LISTs {}, WATCHes {}, {:?} to ready",
+            control.count("list", INFOS),
+            control.count("watch", INFOS),
+            started.elapsed()
+        );
+        eprintln!("{figures}");
+        ready.unwrap_or_else(|e| panic!("{figures}: {e}"));
+        assert!(control.wait_for_watches(1, PATIENCE).await);
+        let cached: Vec<String> = cache
+            .snapshot()
+            .iter()
+            .map(|o| o.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(cached, ["good-a", "good-b"], "{strategy}");
+        let stats = cache.stats();
+        assert_eq!(stats.decode_failures, 1, "{strategy}: {stats:?}");
+        assert_eq!(stats.decoding, DecodingMode::Robust, "{strategy}");
+        assert_eq!(stats.relists_total(), 1, "{strategy}");
+        assert_no_api_failure(&stats);
+        // The switch costs one relist, no more.
+        if strategy == "list+watch" {
+            assert_eq!(control.count("list", INFOS), 2, "{figures}");
+            assert_eq!(control.count("watch", INFOS), 1, "{figures}");
+        } else {
+            assert_eq!(control.count("list", INFOS), 0, "{figures}");
+            assert_eq!(control.count("watch", INFOS), 2, "{figures}");
+        }
+
+        // A deep update of a good object is counted and skipped (its last good version stays);
+        // a deep delete still removes the object (its metadata decodes at any depth).
+        let mut deep_a = package_info("good-a", 200);
+        deep_a["metadata"] = control.get(INFOS, None, "good-a").unwrap()["metadata"].clone();
+        let stored = control.side_door_put(deep_a).unwrap();
+        control.inject_event(INFOS, "MODIFIED", &stored).unwrap();
+        control.side_door_delete(INFOS, None, "good-b").unwrap();
+        let mut gone = package_info("good-b", 200);
+        gone["metadata"]["resourceVersion"] = json!(control.resource_version().to_string());
+        control.inject_event(INFOS, "DELETED", &gone).unwrap();
+        eventually("the deep delete removes good-b", || {
+            cache.get("good-b").is_none()
+        })
+        .await;
+        let stats = cache.stats();
+        assert_eq!(stats.decode_failures, 2, "{strategy}: {stats:?}");
+        assert!(cache.get("good-a").is_some(), "{strategy}");
         assert_no_api_failure(&stats);
     }
 }

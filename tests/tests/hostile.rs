@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use apisim::{Control, FailSpec, Server, ServerConfig, ServerHandle};
+use apisim::{Control, FailSpec, LatencySpec, Server, ServerConfig, ServerHandle};
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{Cache, CacheState, EventType, ReflectorBuilder, ReflectorHandle};
+use repocache::{Cache, CacheState, DecodingMode, EventType, LineRejection, ReflectorBuilder};
+use repocache::{ReflectorHandle, RelistReason};
 use repocache_tests::{PATIENCE, cached_versions, client_without_retry, eventually};
 use serde_json::{Value, json};
 
@@ -407,5 +408,461 @@ async fn an_html_error_page_instead_of_json_fails_the_request_not_the_cache() {
         cache.state() == CacheState::Ready
     })
     .await;
+    assert_equals_server(&control, &cache);
+}
+
+/// The process's resident set, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Polls `condition` until it holds or [`PATIENCE`] passes; whether it held.
+async fn within_patience(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// A cache with a small line cap, whose next LIST is slowed down so that the state between a
+/// rejected line and the relist it causes can be seen.
+async fn capped_cache(
+    server: &ServerHandle,
+    max_line: usize,
+) -> (Cache<PackageRepository>, ReflectorHandle) {
+    let (cache, handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(server)))
+            .max_line(max_line)
+            .start();
+    cache.wait_ready(PATIENCE).await.unwrap();
+    assert!(server.control().wait_for_watches(1, PATIENCE).await);
+    server.control().add_latency(LatencySpec {
+        verb: Some("list".into()),
+        resource: Some(REPOS.into()),
+        latency_ms: 1_000,
+        count: Some(1),
+    });
+    (cache, handle)
+}
+
+/// Right after a rejected line: the cache says it is not current, and why.
+async fn assert_not_current(cache: &Cache<PackageRepository>) {
+    eventually(
+        "the state says the cache is not current",
+        || matches!(cache.state(), CacheState::Stale { reason, .. } if reason.contains("rejected")),
+    )
+    .await;
+}
+
+/// After a rejected line: the cache it is not current until the relist, then holds
+/// `after` (a real write behind the bad line) and `unseen` (a write no watch ever announced,
+/// which only a relist finds).
+async fn assert_relisted_after_rejection(
+    control: &Control,
+    cache: &Cache<PackageRepository>,
+    why: LineRejection,
+) {
+    eventually("the relist brings what came after the bad line", || {
+        cache.get("after").is_some() && cache.get("unseen").is_some()
+    })
+    .await;
+    eventually("ready again", || cache.state() == CacheState::Ready).await;
+    let stats = cache.stats();
+    assert_eq!(stats.rejected_lines(why), 1, "{stats:?}");
+    assert_eq!(
+        stats.rejected_lines.iter().map(|(_, n)| n).sum::<u64>(),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.relists(RelistReason::Error), 1, "{stats:?}");
+    assert_eq!(
+        stats.decoding,
+        DecodingMode::Fast,
+        "a bad line is not a bad object"
+    );
+    assert_eq!(stats.decode_failures, 0);
+    assert_equals_server(control, cache);
+}
+
+#[tokio::test]
+async fn a_watch_line_over_the_cap_is_never_buffered_whole_and_costs_a_relist() {
+    const CAP: usize = 64 << 10;
+    // 256 MiB of zero bytes and no newline: a line that never ends. The zeroed allocation is
+    // not resident until read, so what the process holds is what the client buffers.
+    const LINE: usize = 256 << 20;
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, CAP).await;
+    let start =
+        b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\"},\"spec\":{\"url\":\"";
+    let mut line = vec![0u8; LINE];
+    line[..start.len()].copy_from_slice(start);
+    let before = rss();
+    assert_eq!(control.inject_bytes(REPOS, line).unwrap(), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut peak = before;
+    let stale = within_patience(|| {
+        peak = peak.max(rss());
+        matches!(cache.state(), CacheState::Stale { reason, .. } if reason.contains("rejected"))
+    })
+    .await;
+    let recovered = within_patience(|| {
+        peak = peak.max(rss());
+        cache.get("unseen").is_some()
+    })
+    .await;
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "a {LINE}-byte line with a {CAP}-byte cap: stale {stale}, recovered {recovered} after {:?}, RSS peak +{:.1} MiB, rejected {:?}",
+        started.elapsed(),
+        grown as f64 / f64::from(1 << 20),
+        cache.stats().rejected_lines
+    );
+    assert!(stale, "the state never said the cache was not current");
+    assert!(recovered, "the cache never relisted");
+    assert!(
+        grown < 64 << 20,
+        "RSS grew {grown} bytes for a {LINE}-byte line (cap {CAP})"
+    );
+    assert_relisted_after_rejection(&control, &cache, LineRejection::TooLong).await;
+}
+
+#[tokio::test]
+async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let mut bad = control.get(REPOS, None, "a").unwrap();
+    bad["spec"]["url"] = json!("https://PLACEHOLDER.example/");
+    let line = String::from_utf8(apisim_line("MODIFIED", &bad)).unwrap();
+    let line = line.replace("PLACEHOLDER", "\u{1}").into_bytes();
+    let line: Vec<u8> = line
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    assert_eq!(control.inject_bytes(REPOS, line).unwrap(), 1);
+    // A real write right behind the bad line, on the same stream.
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let stale = within_patience(
+        || matches!(cache.state(), CacheState::Stale { reason, .. } if reason.contains("rejected")),
+    )
+    .await;
+    let recovered = within_patience(|| cache.get("after").is_some()).await;
+    eprintln!(
+        "a line that is not UTF-8: stale {stale}, the event behind it seen {recovered} after {:?}, {} WATCHes, {:?}",
+        started.elapsed(),
+        control.count("watch", REPOS),
+        cache.stats().rejected_lines
+    );
+    assert!(stale && recovered);
+    assert_eq!(url_of(&cache, "a").as_deref(), Some("https://a.example/"));
+    assert_relisted_after_rejection(&control, &cache, LineRejection::NotUtf8).await;
+    let metrics = repocache::Metrics::new();
+    metrics.track(&cache);
+    let text = metrics.render();
+    for (reason, n) in [
+        ("not_utf8", 1),
+        ("too_long", 0),
+        ("not_an_object", 0),
+        ("malformed_error", 0),
+    ] {
+        let sample = format!(
+            r#"repocache_rejected_lines_total{{kind="PackageRepository",reason="{reason}"}} {n}"#
+        );
+        assert!(text.lines().any(|l| l == sample), "{sample} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_error_event_whose_code_is_not_a_number_is_rejected_not_taken_for_a_bad_object() {
+    let server = server().await;
+    let control = server.control();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": "I am a teapot", "reason": "Teapot", "code": "418"});
+    assert_eq!(control.inject_event(REPOS, "ERROR", &status).unwrap(), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    assert_relisted_after_rejection(&control, &cache, LineRejection::MalformedError).await;
+}
+
+#[tokio::test]
+async fn a_watch_line_that_is_not_json_costs_that_line_and_a_relist() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    assert_eq!(control.inject_malformed_line(None), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
+}
+
+/// A line shaped like a watch event, whose JSON is broken (a trailing comma) past its `type`.
+const BROKEN_JSON_EVENT: &str =
+    r#"{"type":"MODIFIED","object":{"metadata":{"name":"a","resourceVersion":"999",}}}"#;
+
+#[tokio::test]
+async fn a_watch_line_shaped_like_an_object_that_is_not_json_costs_that_line_and_a_relist() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
+}
+
+#[tokio::test]
+async fn a_watch_line_that_is_not_json_costs_a_relist_when_the_cache_decodes_each_object() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = cache(&server).await;
+    // One object that does not decode: the cache decodes each object on its own from now on.
+    assert_eq!(control.inject_undecodable(REPOS).unwrap(), 1);
+    eventually("per-object decoding", || {
+        cache.stats().decoding == DecodingMode::Robust
+    })
+    .await;
+    barrier(&control, &cache, 1).await;
+    assert!(control.wait_for_watches(1, PATIENCE).await);
+    let before = cache.stats();
+    control.add_latency(LatencySpec {
+        verb: Some("list".into()),
+        resource: Some(REPOS.into()),
+        latency_ms: 1_000,
+        count: Some(1),
+    });
+
+    assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
+    control
+        .create(repo("after", "https://after.example/"))
+        .unwrap();
+    control
+        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .unwrap();
+    assert_not_current(&cache).await;
+    eventually("the relist brings what came after the bad line", || {
+        cache.get("after").is_some() && cache.get("unseen").is_some()
+    })
+    .await;
+    eventually("ready again", || cache.state() == CacheState::Ready).await;
+    let stats = cache.stats();
+    assert_eq!(
+        stats.rejected_lines(LineRejection::NotAnObject),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.relists(RelistReason::Error),
+        before.relists(RelistReason::Error) + 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.decode_failures, before.decode_failures, "{stats:?}");
+    assert_equals_server(&control, &cache);
+}
+
+#[tokio::test]
+async fn a_line_rejected_during_the_initial_streaming_list_costs_a_relist_and_no_partial_sync() {
+    const CAP: usize = 64 << 10;
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    // An object whose initial ADDED line is longer than the cache's cap: the streaming list
+    // (a watch with sendInitialEvents) meets it among the initial events.
+    let mut big = repo("big", "https://big.example/");
+    big["metadata"]["annotations"] = json!({"note": "x".repeat(CAP)});
+    control.create(big).unwrap();
+    control.create(repo("z", "https://z.example/")).unwrap();
+    let (cache, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
+            .watcher_config(watcher::Config::default().streaming_lists())
+            .max_line(CAP)
+            .start();
+    eventually("the line is rejected", || {
+        cache.stats().rejected_lines(LineRejection::TooLong) >= 1
+    })
+    .await;
+    // Nothing before the bad line was published as if it were the whole list.
+    assert!(!cache.is_ready(), "{:?}", cache.state());
+    assert!(
+        cache.list().is_empty(),
+        "a partial initial list was published"
+    );
+    assert_eq!(
+        control.count("list", REPOS),
+        0,
+        "a streaming list, not a LIST"
+    );
+
+    // The object shrinks: the next streaming list (after the watcher's backoff) reads it whole.
+    control
+        .replace(json!({"apiVersion": "packages.glasskube.dev/v1alpha1",
+            "kind": "PackageRepository", "metadata": {"name": "big"},
+            "spec": {"url": "https://big.example/"}}))
+        .unwrap();
+    cache.wait_ready(PATIENCE).await.unwrap();
+    let stats = cache.stats();
+    let rejected = stats.rejected_lines(LineRejection::TooLong);
+    assert_eq!(
+        stats.rejected_lines.iter().map(|(_, n)| n).sum::<u64>(),
+        rejected,
+        "{stats:?}"
+    );
+    assert_eq!(
+        control.count("watch", REPOS),
+        rejected + 1,
+        "one more streaming list per rejected line, and no more"
+    );
+    assert_eq!(stats.relists(RelistReason::Initial), 1, "{stats:?}");
+    assert_eq!(stats.relists(RelistReason::Error), 0, "{stats:?}");
+    assert_eq!(stats.decode_failures, 0);
+    assert_eq!(stats.decoding, DecodingMode::Fast);
+    assert_eq!(control.count("list", REPOS), 0);
+    assert_equals_server(&control, &cache);
+}
+
+/// A watch line as an API server writes it: the event with its object, and a newline.
+fn apisim_line(event_type: &str, object: &Value) -> Vec<u8> {
+    let mut line = json!({"type": event_type, "object": object}).to_string();
+    line.push('\n');
+    line.into_bytes()
+}
+
+#[tokio::test]
+async fn resource_versions_that_are_not_numbers_never_move_the_snapshot_back() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    control.create(repo("b", "https://b.example/")).unwrap();
+    let (cache, _handle) = cache(&server).await;
+    let at = snapshot_rv(&cache);
+    assert!(at > 1);
+
+    // Not a number, and a number past u64, for a known object and for new ones.
+    let mut a = control.get(REPOS, None, "a").unwrap();
+    a["spec"]["url"] = json!("https://opaque.example/");
+    a["metadata"]["resourceVersion"] = json!("not-a-number");
+    control.inject_event(REPOS, "MODIFIED", &a).unwrap();
+    let mut opaque = repo("opaque", "https://opaque.example/");
+    opaque["metadata"]["resourceVersion"] = json!("zzz");
+    control.inject_event(REPOS, "ADDED", &opaque).unwrap();
+    let mut huge = repo("huge", "https://huge.example/");
+    huge["metadata"]["resourceVersion"] = json!("18446744073709551616");
+    control.inject_event(REPOS, "ADDED", &huge).unwrap();
+    // A late event after them: compared with a number, it must not win either.
+    let mut late = repo("late", "https://late.example/");
+    late["metadata"]["resourceVersion"] = json!("1");
+    control.inject_event(REPOS, "ADDED", &late).unwrap();
+    eventually("the injected objects arrive", || {
+        cache.get("opaque").is_some() && cache.get("huge").is_some() && cache.get("late").is_some()
+    })
+    .await;
+    assert_eq!(
+        cache.snapshot().resource_version(),
+        Some(at.to_string().as_str()),
+        "the snapshot's version stays numeric and where it was"
+    );
+    assert_eq!(
+        url_of(&cache, "a").as_deref(),
+        Some("https://a.example/"),
+        "a version that is not a number does not replace a numbered object"
+    );
+    // A real write moves it forward again.
+    barrier(&control, &cache, 1).await;
+    assert_eq!(snapshot_rv(&cache), control.resource_version());
+    assert!(snapshot_rv(&cache) > at);
+    cache.refresh().await.unwrap();
+    assert_equals_server(&control, &cache);
+}
+
+#[tokio::test]
+async fn an_object_of_another_kind_is_counted_and_never_cached() {
+    let server = server().await;
+    let control = server.control();
+    control.create(repo("a", "https://a.example/")).unwrap();
+    let (cache, _handle) = cache(&server).await;
+    let secret = |name: &str| {
+        let mut obj = repo(name, "https://secret.example/");
+        obj["apiVersion"] = json!("v1");
+        obj["kind"] = json!("Secret");
+        obj["metadata"]["resourceVersion"] = json!((control.resource_version() + 1).to_string());
+        obj
+    };
+    // On the typed fast path: the first one switches to per-object decoding (one relist).
+    control.inject_event(REPOS, "ADDED", &secret("s1")).unwrap();
+    eventually("the switch's relist completes", || {
+        let stats = cache.stats();
+        stats.decoding == DecodingMode::Robust && stats.relists_total() == 2
+    })
+    .await;
+    // Per object: another kind, the right kind at another apiVersion, and a delete of another
+    // kind's object that has the name of one the cache holds.
+    control.inject_event(REPOS, "ADDED", &secret("s2")).unwrap();
+    let mut other_version = repo("v", "https://v.example/");
+    other_version["apiVersion"] = json!("packages.glasskube.dev/v2");
+    other_version["metadata"]["resourceVersion"] =
+        json!((control.resource_version() + 1).to_string());
+    control
+        .inject_event(REPOS, "MODIFIED", &other_version)
+        .unwrap();
+    control
+        .inject_event(REPOS, "DELETED", &secret("a"))
+        .unwrap();
+    barrier(&control, &cache, 1).await;
+    let stats = cache.stats();
+    assert_eq!(stats.decode_failures, 3, "{stats:?}");
+    for name in ["s1", "s2", "v"] {
+        assert!(
+            cache.get(name).is_none(),
+            "{name} is not a PackageRepository"
+        );
+    }
+    assert!(
+        cache.get("a").is_some(),
+        "a Secret's delete is not the repository's"
+    );
+    assert_eq!(stats.state, CacheState::Ready);
     assert_equals_server(&control, &cache);
 }

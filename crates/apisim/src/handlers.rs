@@ -858,6 +858,21 @@ struct LineBody {
     line: Option<String>,
 }
 
+#[derive(Default, Deserialize)]
+struct ResourceQuery {
+    #[serde(default)]
+    resource: Option<String>,
+}
+
+fn parse_resource_query(raw: &str) -> Result<ResourceQuery, ApiError> {
+    let uri: http::Uri = format!("/?{raw}")
+        .parse()
+        .map_err(|_| ApiError::bad_request("malformed query string"))?;
+    axum::extract::Query::<ResourceQuery>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+}
+
 #[derive(Deserialize)]
 struct InjectBody {
     resource: String,
@@ -904,10 +919,10 @@ async fn handle_control(
     shared: &Arc<Shared>,
     method: &Method,
     segs: &[String],
-    _raw_query: &str,
+    raw_query: &str,
     req: Request,
 ) -> Response {
-    match control(shared, method, segs, req).await {
+    match control(shared, method, segs, raw_query, req).await {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => e.into_response(),
     }
@@ -917,6 +932,7 @@ async fn control(
     shared: &Arc<Shared>,
     method: &Method,
     segs: &[String],
+    raw_query: &str,
     req: Request,
 ) -> Result<Value, ApiError> {
     let c = Control {
@@ -1016,6 +1032,16 @@ async fn control(
                 )?,
                 None => c.inject_undecodable(&b.resource)?,
             };
+            ok(json!({"watches": n}))
+        }
+        // The body, byte for byte (no newline added, not necessarily UTF-8), to the open watches
+        // of `?resource=`: see `Control::inject_bytes`.
+        (Method::POST, ["faults", "inject-bytes"]) => {
+            let q = parse_resource_query(raw_query)?;
+            let resource = q
+                .resource
+                .ok_or_else(|| ApiError::bad_request("the resource query parameter is required"))?;
+            let n = c.inject_bytes(&resource, body)?;
             ok(json!({"watches": n}))
         }
         (Method::POST, ["faults", "inject-event"]) => {

@@ -554,6 +554,22 @@ impl Control {
             .send_raw(Some(res), String::from_utf8_lossy(&line).into_owned()))
     }
 
+    /// Send `bytes` to the open watches of `resource` exactly as given: no newline is added and
+    /// they need not be UTF-8 (a line that is not UTF-8, a line longer than a client's limit,
+    /// or the start of a line that never ends). Returns the number of watches reached.
+    ///
+    /// Over HTTP: `POST /apisim/faults/inject-bytes?resource=<resource>` with the bytes as the
+    /// request body (any content type); the answer's `watches` is the number reached.
+    pub fn inject_bytes(
+        &self,
+        resource: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> Result<usize, ApiError> {
+        let res = self.res(resource)?;
+        tracing::info!(resource, "fault: raw bytes to watches");
+        Ok(self.shared.store.send_bytes(res, bytes.into()))
+    }
+
     /// Cut a watch line in the middle: send the first half of the `event_type` event for
     /// `object` (no newline) to the open watches of `resource`, then end those watches, as a
     /// connection dropped mid-line would. Returns the number of watches reached.

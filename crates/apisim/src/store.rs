@@ -64,6 +64,9 @@ pub(crate) enum Feed {
         line: String,
         cut: bool,
     },
+    /// Injected bytes (fault injection), sent to watches of `res` as they are: no newline is
+    /// added and they need not be UTF-8.
+    Bytes { res: ResId, bytes: bytes::Bytes },
 }
 
 /// Filters a LIST or WATCH applies.
@@ -427,6 +430,11 @@ impl Store {
                 cut: false,
             })
             .unwrap_or(0)
+    }
+
+    /// Send bytes as they are to open watches of `res` (fault injection).
+    pub fn send_bytes(&self, res: ResId, bytes: bytes::Bytes) -> usize {
+        self.feed.send(Feed::Bytes { res, bytes }).unwrap_or(0)
     }
 
     /// Send the first part of a line to open watches of `res`, then end them (fault injection).

@@ -159,6 +159,12 @@ impl Watcher {
     async fn process_feed(&self, feed: Feed) -> Result<(), Stop> {
         match feed {
             Feed::Event(rec) => self.process(&rec).await,
+            Feed::Bytes { res, bytes } => {
+                if res == self.req.res {
+                    self.send(bytes).await?;
+                }
+                Ok(())
+            }
             Feed::Raw { res, line, cut } => {
                 if cut && res.is_none_or(|r| r == self.req.res) {
                     self.send(Bytes::from(line)).await?;

@@ -314,6 +314,69 @@ async fn malformed_line_and_undecodable_object() {
 }
 
 #[tokio::test]
+async fn inject_bytes_over_http_sends_the_body_byte_for_byte() {
+    let s = server().await;
+    let a = s.addr();
+    let mut w = Watch::open(a, &format!("{PR}?watch=true")).await;
+    assert!(s.wait_for_watches(1, T).await);
+    // A line that is not UTF-8, then the start of one that never ends.
+    let line = b"{\"type\":\"ADDED\",\"object\":\"\xff\xfe\"}\n".to_vec();
+    let r = call(
+        a,
+        Method::POST,
+        "/apisim/faults/inject-bytes?resource=packagerepositories",
+        Some("application/octet-stream"),
+        &line,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["watches"], 1);
+    let r = call(
+        a,
+        Method::POST,
+        "/apisim/faults/inject-bytes?resource=packagerepositories.packages.glasskube.dev",
+        None,
+        b"{\"never\":",
+    )
+    .await;
+    assert_eq!(r.json()["watches"], 1, "plural.group names work too");
+    // (the helper reads lines lossily: the invalid bytes show as U+FFFD)
+    let text = match w.next_line().await {
+        Line::Raw(l) => l,
+        Line::Event(v) => v.to_string(),
+        Line::End => panic!("expected the injected line"),
+    };
+    assert!(text.contains('\u{fffd}'), "{text:?}");
+    s.close_watches();
+    assert!(matches!(w.next_line().await, Line::End));
+    assert_eq!(w.rest(), b"{\"never\":", "no newline was added");
+    // Exactly the bytes: check the invalid line through a second watch, byte for byte.
+    let mut w2 = Watch::open(a, &format!("{PR}?watch=true")).await;
+    assert!(s.wait_for_watches(1, T).await);
+    call(
+        a,
+        Method::POST,
+        "/apisim/faults/inject-bytes?resource=packagerepositories",
+        None,
+        &line[..line.len() - 1],
+    )
+    .await;
+    s.close_watches();
+    assert!(matches!(w2.next_line().await, Line::End));
+    assert_eq!(w2.rest(), &line[..line.len() - 1]);
+    // Without a resource, 400; an unknown one, 404; GET, 405.
+    let post = |path: &'static str| call(a, Method::POST, path, None, b"x");
+    assert_eq!(post("/apisim/faults/inject-bytes").await.status, 400);
+    assert_eq!(
+        post("/apisim/faults/inject-bytes?resource=widgets")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get(a, "/apisim/faults/inject-bytes").await.status, 405);
+}
+
+#[tokio::test]
 async fn html_error_pages_instead_of_status() {
     let s = server().await;
     let a = s.addr();

@@ -302,6 +302,12 @@ async fn the_demo_reads_no_repository_after_sync() {
     assert_eq!(c.count("get", "packagerepositories"), 0);
     assert_eq!(c.count("list", "packageinfos"), 1);
     assert_eq!(c.count("get", "packageinfos"), 0);
+    assert_eq!(
+        c.count("watch", "packagerepositories"),
+        1,
+        "the cache's watch"
+    );
+    assert_eq!(c.count("watch", "packageinfos"), 1, "the cache's watch");
     assert!(
         report.cached_after_sync.is_empty(),
         "no request after sync: {:?}",
@@ -318,6 +324,16 @@ async fn the_demo_reads_no_repository_after_sync() {
     );
     assert_eq!(l.count("get", "packagerepositories"), 0);
     assert_eq!(l.count("get", "packageinfos"), 0);
+    assert_eq!(
+        l.count("watch", "packagerepositories"),
+        1,
+        "the layer cache's watch"
+    );
+    assert_eq!(
+        l.count("watch", "packageinfos"),
+        1,
+        "the layer cache's watch"
+    );
     assert!(
         report.layered_after_sync.is_empty(),
         "no request after sync through the layer: {:?}",

@@ -385,6 +385,7 @@ impl<K> Cache<K> {
             events: crate::stats::EventType::ALL.map(|t| (t, 0)),
             relists: RelistReason::ALL.map(|r| (r, 0)),
             decode_failures: 0,
+            rejected_lines: crate::LineRejection::ALL.map(|r| (r, 0)),
             decoding: Default::default(),
             objects: snapshot.len(),
             generation: snapshot.generation(),

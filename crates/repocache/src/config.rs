@@ -47,6 +47,7 @@ pub struct CacheConfig<K> {
     pub(crate) subscriber_buffer: usize,
     pub(crate) subscriber_buffer_changes: usize,
     pub(crate) publish_interval: Duration,
+    pub(crate) max_line: usize,
 }
 
 impl<K: Resource + 'static> Default for CacheConfig<K> {
@@ -57,6 +58,7 @@ impl<K: Resource + 'static> Default for CacheConfig<K> {
             subscriber_buffer: DEFAULT_SUBSCRIBER_BUFFER,
             subscriber_buffer_changes: DEFAULT_SUBSCRIBER_BUFFER_CHANGES,
             publish_interval: DEFAULT_PUBLISH_INTERVAL,
+            max_line: crate::line_guard::DEFAULT_MAX_LINE,
         }
     }
 }
@@ -69,6 +71,7 @@ impl<K> Clone for CacheConfig<K> {
             subscriber_buffer: self.subscriber_buffer,
             subscriber_buffer_changes: self.subscriber_buffer_changes,
             publish_interval: self.publish_interval,
+            max_line: self.max_line,
         }
     }
 }
@@ -81,6 +84,7 @@ impl<K> fmt::Debug for CacheConfig<K> {
             .field("subscriber_buffer", &self.subscriber_buffer)
             .field("subscriber_buffer_changes", &self.subscriber_buffer_changes)
             .field("publish_interval", &self.publish_interval)
+            .field("max_line", &self.max_line)
             .finish()
     }
 }
@@ -146,6 +150,17 @@ impl<K: Resource + 'static> CacheConfig<K> {
     /// Range: zero to [`MAX_PUBLISH_INTERVAL`] (one hour); a longer interval is clamped to it.
     pub fn publish_interval(mut self, interval: Duration) -> Self {
         self.publish_interval = interval.min(MAX_PUBLISH_INTERVAL);
+        self
+    }
+
+    /// The longest watch line a reflector accepts, in bytes (default
+    /// [`DEFAULT_MAX_LINE`](crate::DEFAULT_MAX_LINE), 16 MiB; values below
+    /// [`MIN_MAX_LINE`](crate::MIN_MAX_LINE), 4 KiB, are raised to it). A watch line is one
+    /// event with its whole object; a longer one is never buffered whole: it is counted in
+    /// [`Stats::rejected_lines`](crate::Stats::rejected_lines), skipped, and the reflector
+    /// relists. The API server's own limit on an object is far below the default.
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.max_line = bytes.max(crate::line_guard::MIN_MAX_LINE);
         self
     }
 }

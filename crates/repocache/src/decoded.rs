@@ -3,7 +3,9 @@
 //! A typed LIST fails as a whole when one item does not decode, and a typed watch loses a bad
 //! event. `Decoded<K>` always deserializes: either as the typed object or as its metadata plus
 //! the decode error, so that one bad object is counted, logged and skipped while every other
-//! object keeps syncing. The reflector starts on a typed fast path (no `Decoded`) and watches
+//! object keeps syncing. An object that names another kind in its `apiVersion` or `kind` does
+//! not decode as `K` (even when `K`'s own decoding ignores those fields, as kube's derived
+//! custom resources do), and is marked [`InvalidObject::foreign`]. The reflector starts on a typed fast path (no `Decoded`) and watches
 //! `Decoded<K>` from the first object that does not decode on (see the `decoding` module).
 //!
 //! Decoding costs one extra pass over the object's text, not a second decode: from serde_json's
@@ -14,6 +16,7 @@
 //! `serde_json::Value`.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -21,7 +24,8 @@ use kube::core::DynamicResourceScope;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
+use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A watched object: decoded as `K`, or kept as metadata with the reason it did not decode.
@@ -44,6 +48,18 @@ pub struct InvalidObject {
     pub metadata: ObjectMeta,
     /// Why the object did not decode.
     pub error: String,
+    /// The object names another kind in its `apiVersion` or `kind`: it is not one of the
+    /// cache's objects at all, so not even its delete applies.
+    pub foreign: bool,
+}
+
+/// An object's metadata and nothing else: every other field is skipped unparsed (serde_json
+/// skips a value without a depth limit), so the metadata of an object nested too deep to decode,
+/// or whose other fields are broken, is still known.
+#[derive(Deserialize)]
+struct MetadataOnly {
+    #[serde(default)]
+    metadata: ObjectMeta,
 }
 
 /// The name serde_json's deserializer recognizes to hand out a value's raw text (its
@@ -51,28 +67,35 @@ pub struct InvalidObject {
 /// the `visit_newtype_struct` path below: slower, never wrong.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
-impl<K: DeserializeOwned> Decoded<K> {
-    /// Decodes one object from its JSON text, never failing: a bad object becomes
+impl<K> Decoded<K>
+where
+    K: Resource + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    /// Decodes one object from its JSON text, never failing: a bad object (one that does not
+    /// decode as `K`, or whose `apiVersion` or `kind` names another kind) becomes
     /// [`Decoded::Invalid`].
     pub fn from_json(text: &str) -> Self {
-        match serde_json::from_str::<K>(text) {
+        let foreign = Cell::new(false);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let decoded = deserialize_checked_with::<K, _>(&mut de, &foreign)
+            .and_then(|obj| de.end().map(|()| obj));
+        match decoded {
             Ok(obj) => Decoded::Valid(obj),
             Err(err) => Decoded::Invalid(InvalidObject {
-                metadata: serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("metadata")
-                            .and_then(|m| ObjectMeta::deserialize(m).ok())
-                    })
+                metadata: serde_json::from_str::<MetadataOnly>(text)
+                    .map(|m| m.metadata)
                     .unwrap_or_default(),
                 error: err.to_string(),
+                foreign: foreign.get(),
             }),
         }
     }
 
     /// Decodes one object from JSON, never failing: a bad object becomes [`Decoded::Invalid`].
     pub fn from_value(value: &serde_json::Value) -> Self {
-        match K::deserialize(value) {
+        let foreign = Cell::new(false);
+        match deserialize_checked_with::<K, _>(value, &foreign) {
             Ok(obj) => Decoded::Valid(obj),
             Err(err) => Decoded::Invalid(InvalidObject {
                 metadata: value
@@ -80,12 +103,17 @@ impl<K: DeserializeOwned> Decoded<K> {
                     .and_then(|m| ObjectMeta::deserialize(m).ok())
                     .unwrap_or_default(),
                 error: err.to_string(),
+                foreign: foreign.get(),
             }),
         }
     }
 }
 
-impl<'de, K: DeserializeOwned> Deserialize<'de> for Decoded<K> {
+impl<'de, K> Deserialize<'de> for Decoded<K>
+where
+    K: Resource + DeserializeOwned,
+    K::DynamicType: Default,
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_newtype_struct(RAW_VALUE_TOKEN, DecodedVisitor(PhantomData))
     }
@@ -97,11 +125,22 @@ enum Text<'de> {
     Owned(String),
 }
 
-impl Text<'_> {
+impl<'de> Text<'de> {
     fn as_str(&self) -> &str {
         match self {
             Text::Borrowed(s) => s,
             Text::Owned(s) => s,
+        }
+    }
+
+    /// Hands the string on to `seed`, as the deserializer gave it.
+    fn into_seed<S: DeserializeSeed<'de>, E: serde::de::Error>(
+        self,
+        seed: S,
+    ) -> Result<S::Value, E> {
+        match self {
+            Text::Borrowed(s) => seed.deserialize(BorrowedStrDeserializer::new(s)),
+            Text::Owned(s) => seed.deserialize(StringDeserializer::new(s)),
         }
     }
 }
@@ -131,7 +170,11 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// Takes an object as raw JSON text (from serde_json) or as any value (from anything else).
 struct DecodedVisitor<K>(PhantomData<K>);
 
-impl<'de, K: DeserializeOwned> Visitor<'de> for DecodedVisitor<K> {
+impl<'de, K> Visitor<'de> for DecodedVisitor<K>
+where
+    K: Resource + DeserializeOwned,
+    K::DynamicType: Default,
+{
     type Value = Decoded<K>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -164,6 +207,212 @@ impl<'de, K: DeserializeOwned> Visitor<'de> for DecodedVisitor<K> {
     ) -> Result<Self::Value, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
         Ok(Decoded::from_value(&value))
+    }
+}
+
+/// Decodes `K` from `deserializer`, refusing an object whose `apiVersion` or `kind` is given and
+/// names something else than `K` (an object that is not what the cache holds). An object that
+/// gives neither (as the items of some lists do) is taken as `K`; a kind whose type-level names
+/// are empty (a dynamic type without its `DynamicType`) and a metadata-only kind
+/// (`PartialObjectMeta<K>`, whose objects say `PartialObjectMetadata`) are not checked.
+///
+/// The check costs no extra pass: only the object's top-level `apiVersion` and `kind` entries
+/// are looked at, as `K`'s own decoding reads them.
+pub(crate) fn deserialize_checked<'de, K, D>(deserializer: D) -> Result<K, D::Error>
+where
+    K: Resource + Deserialize<'de>,
+    K::DynamicType: Default,
+    D: Deserializer<'de>,
+{
+    deserialize_checked_with(deserializer, &Cell::new(false))
+}
+
+/// [`deserialize_checked`], which also sets `foreign` when the object names another kind.
+fn deserialize_checked_with<'de, K, D>(deserializer: D, foreign: &Cell<bool>) -> Result<K, D::Error>
+where
+    K: Resource + Deserialize<'de>,
+    K::DynamicType: Default,
+    D: Deserializer<'de>,
+{
+    let dt = K::DynamicType::default();
+    let kind = K::kind(&dt);
+    // Metadata-only objects call themselves `meta.k8s.io/v1` `PartialObjectMetadata`.
+    if kind.is_empty() || K::metadata_api() {
+        return K::deserialize(deserializer);
+    }
+    let api_version = K::api_version(&dt);
+    K::deserialize(Checked {
+        inner: deserializer,
+        expect: Expect {
+            api_version: &api_version,
+            kind: &kind,
+            foreign,
+        },
+    })
+}
+
+/// What an object must call itself, if it does.
+#[derive(Clone, Copy)]
+struct Expect<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    /// Set when the object names another kind.
+    foreign: &'a Cell<bool>,
+}
+
+/// A deserializer that hands `K`'s visitor a map whose `apiVersion` and `kind` are checked.
+struct Checked<'a, D> {
+    inner: D,
+    expect: Expect<'a>,
+}
+
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.inner.$method($($arg,)* visitor)
+        })*
+    };
+}
+
+macro_rules! checked {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.inner.$method($($arg,)* CheckedVisitor { inner: visitor, expect: self.expect })
+        })*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, D> {
+    type Error = D::Error;
+
+    checked! {
+        deserialize_any(),
+        deserialize_map(),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+    }
+
+    forward! {
+        deserialize_bool(), deserialize_i8(), deserialize_i16(), deserialize_i32(),
+        deserialize_i64(), deserialize_i128(), deserialize_u8(), deserialize_u16(),
+        deserialize_u32(), deserialize_u64(), deserialize_u128(), deserialize_f32(),
+        deserialize_f64(), deserialize_char(), deserialize_str(), deserialize_string(),
+        deserialize_bytes(), deserialize_byte_buf(), deserialize_option(), deserialize_unit(),
+        deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str),
+        deserialize_seq(), deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+        deserialize_identifier(), deserialize_ignored_any(),
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+struct CheckedVisitor<'a, V> {
+    inner: V,
+    expect: Expect<'a>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for CheckedVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.inner.visit_map(CheckedMap {
+            inner: map,
+            expect: self.expect,
+            pending: None,
+        })
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.inner.visit_seq(seq)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.inner.visit_bool(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.inner.visit_i64(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.inner.visit_u64(v)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.inner.visit_f64(v)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.inner.visit_str(v)
+    }
+}
+
+/// Which checked entry a value belongs to.
+#[derive(Clone, Copy)]
+enum Named {
+    ApiVersion,
+    Kind,
+}
+
+struct CheckedMap<'a, A> {
+    inner: A,
+    expect: Expect<'a>,
+    pending: Option<Named>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for CheckedMap<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, A::Error> {
+        let Some(key) = self.inner.next_key::<Text<'de>>()? else {
+            return Ok(None);
+        };
+        self.pending = match key.as_str() {
+            "apiVersion" => Some(Named::ApiVersion),
+            "kind" => Some(Named::Kind),
+            _ => None,
+        };
+        key.into_seed(seed).map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        let Some(named) = self.pending.take() else {
+            return self.inner.next_value_seed(seed);
+        };
+        let value = self.inner.next_value::<Text<'de>>()?;
+        let (field, expected) = match named {
+            Named::ApiVersion => ("apiVersion", self.expect.api_version),
+            Named::Kind => ("kind", self.expect.kind),
+        };
+        if value.as_str() != expected {
+            self.expect.foreign.set(true);
+            return Err(A::Error::custom(format_args!(
+                "{field} is {:?}: not a {} {}",
+                value.as_str(),
+                self.expect.api_version,
+                self.expect.kind
+            )));
+        }
+        value.into_seed(seed)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
     }
 }
 
@@ -228,6 +477,7 @@ impl<K: Resource> Resource for Decoded<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use glasskube_api::PackageInfo;
     use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::json;
 
@@ -293,6 +543,93 @@ mod tests {
         let items: Vec<Decoded<ConfigMap>> = serde_json::from_reader(&list[..]).unwrap();
         assert!(matches!(items[0], Decoded::Valid(_)));
         assert!(matches!(items[1], Decoded::Invalid(_)));
+    }
+
+    #[test]
+    fn an_object_nested_too_deep_keeps_its_metadata() {
+        let mut deep = String::from("\"leaf\"");
+        for _ in 0..1000 {
+            deep = format!("{{\"n\":{deep}}}");
+        }
+        // PackageInfo's manifest takes any JSON, at any depth serde_json allows.
+        let text = format!(
+            r#"{{"metadata":{{"name":"deep","resourceVersion":"5"}},"spec":{{"name":"p"}},"status":{{"manifest":{deep}}}}}"#
+        );
+        match Decoded::<PackageInfo>::from_json(&text) {
+            Decoded::Invalid(bad) => {
+                assert_eq!(bad.metadata.name.as_deref(), Some("deep"));
+                assert_eq!(bad.metadata.resource_version.as_deref(), Some("5"));
+                assert!(bad.error.contains("recursion limit"), "{}", bad.error);
+            }
+            Decoded::Valid(_) => panic!("nested past the recursion limit"),
+        }
+        // Inside a list, the raw capture of the item has no depth limit either.
+        let list = format!(r#"[{{"metadata":{{"name":"a"}},"spec":{{"name":"p"}}}},{text}]"#);
+        let items: Vec<Decoded<PackageInfo>> = serde_json::from_str(&list).unwrap();
+        assert!(matches!(items[0], Decoded::Valid(_)));
+        assert!(
+            matches!(&items[1], Decoded::Invalid(bad) if bad.metadata.name.as_deref() == Some("deep"))
+        );
+    }
+
+    #[test]
+    fn an_object_of_another_kind_is_invalid_and_foreign() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "resourceVersion": "3"}, "data": {}});
+        let other_version = json!({"apiVersion": "v2", "kind": "ConfigMap",
+            "metadata": {"name": "c"}});
+        for v in [secret, other_version] {
+            for decoded in [
+                Decoded::<ConfigMap>::from_value(&v),
+                Decoded::<ConfigMap>::from_json(&v.to_string()),
+            ] {
+                match decoded {
+                    Decoded::Invalid(bad) => {
+                        assert!(bad.foreign, "{v}");
+                        assert!(bad.error.contains("not a v1 ConfigMap"), "{}", bad.error);
+                        assert!(bad.metadata.name.is_some());
+                    }
+                    Decoded::Valid(_) => panic!("{v} is not a ConfigMap"),
+                }
+            }
+        }
+        // A CRD type (whose own decoding ignores apiVersion and kind) is checked the same way.
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "spec": {"name": "p"}});
+        assert!(
+            matches!(Decoded::<PackageInfo>::from_json(&secret.to_string()),
+            Decoded::Invalid(bad) if bad.foreign)
+        );
+        // The right kind, and an object that names no kind (as some list items), decode.
+        let named = json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageInfo",
+            "metadata": {"name": "p"}, "spec": {"name": "p"}});
+        let unnamed = json!({"metadata": {"name": "p"}, "spec": {"name": "p"}});
+        for v in [named, unnamed] {
+            assert!(
+                matches!(
+                    Decoded::<PackageInfo>::from_json(&v.to_string()),
+                    Decoded::Valid(_)
+                ),
+                "{v}"
+            );
+            assert!(
+                matches!(Decoded::<PackageInfo>::from_value(&v), Decoded::Valid(_)),
+                "{v}"
+            );
+        }
+        // Metadata-only objects name themselves, not the kind.
+        let partial = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "p"}});
+        assert!(matches!(
+            Decoded::<kube::core::PartialObjectMeta<ConfigMap>>::from_json(&partial.to_string()),
+            Decoded::Valid(_)
+        ));
+        // Any other decode error is not foreign.
+        let bad = json!({"metadata": {"name": "b"}, "spec": {"name": 5}});
+        assert!(
+            matches!(Decoded::<PackageInfo>::from_json(&bad.to_string()),
+            Decoded::Invalid(bad) if !bad.foreign)
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! **When it switches.** kube's client reports an object that does not decode as an error of the
 //! whole response, and the watcher then loses it:
 //!
-//! - a LIST page: `InitialListFailed(kube::Error::SerdeError(_))` (a data error, not a syntax
-//!   one); the watcher would retry the same failing LIST forever;
+//! - a LIST page: `InitialListFailed(kube::Error::SerdeError(_))` — usually a data error, but
+//!   a *syntax* one for an object nested deeper than serde_json's recursion limit (128 levels,
+//!   counting the list's own two); the watcher would retry the same failing LIST forever;
 //! - a watch line (a streaming list's or a watch's): kube's client first tries the line as the
 //!   typed `WatchEvent`, then as a bare `Status` — which every JSON object passes, since all of
 //!   `Status`'s fields are optional — so the error is `WatchFailed(kube::Error::Api(status))`
@@ -27,9 +28,13 @@
 //! error itself never reaches the reflector's error handling: it is not an API failure, does
 //! not count as an `error` event and never makes the cache `Failed`. It is not counted as a
 //! decode failure either: the robust relist meets the object and counts it then (once), if it
-//! still does not decode. Malformed lines, cut lines, timeouts and HTTP errors are not decode
-//! errors: they fail the per-object stream just the same, and keep the reflector's usual
-//! handling.
+//! still does not decode. Any serde error of a LIST page or a watch line counts as such an
+//! error, whatever its category: a serde error does not say whether one item or the envelope
+//! failed, and a false switch costs one relist and one pass per object, where a missed one
+//! costs a cache that never becomes ready. Timeouts, HTTP errors and API errors with a code are
+//! not decode errors and keep the reflector's usual handling; lines that are too long, not
+//! UTF-8, not a JSON object (broken JSON included), or ERROR events that are not a Status never reach kube's
+//! decoder (see [`crate::line_guard`]).
 //!
 //! **It never goes back.** Once robust, the reflector stays robust for its life, restarts
 //! included. An object that does not decode is usually a schema skew (a CRD served at a newer
@@ -92,20 +97,24 @@ where
 fn robust<K>(api: &Api<Decoded<K>>, config: &watcher::Config) -> Events<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
 {
     watcher(api.clone(), config.clone())
         .default_backoff()
         .boxed()
 }
 
-/// Whether a watcher error of the fast path says that an object did not decode as the kind (see
-/// the module docs for what kube reports). Anything else — an HTTP or API error, a timeout, a
-/// line that is not JSON — is not: per-object decoding would fail on it the same way.
+/// Whether a watcher error of the fast path may come from an object that does not decode as the
+/// kind (see the module docs for what kube reports): any serde error of a LIST page or a watch
+/// line, whatever its category. serde_json reports some object-level failures as *syntax* errors
+/// (an object nested deeper than its recursion limit of 128), and an error does not say whether
+/// an item or the envelope failed; per-object decoding tells them apart at the price of one
+/// relist, once. Anything else — an HTTP or API error with a code, a timeout, a broken
+/// connection — is not.
 pub(crate) fn is_decode_error(err: &watcher::Error) -> bool {
-    use serde_json::error::Category;
     match err {
-        watcher::Error::InitialListFailed(kube::Error::SerdeError(e))
-        | watcher::Error::WatchFailed(kube::Error::SerdeError(e)) => e.classify() == Category::Data,
+        watcher::Error::InitialListFailed(kube::Error::SerdeError(_))
+        | watcher::Error::WatchFailed(kube::Error::SerdeError(_)) => true,
         // A watch line that is a JSON object but not a typed event: kube's client read it as a
         // `Status` with nothing in it. An API server's own errors come as ERROR events
         // (`WatchError`) or as HTTP errors (`WatchStartFailed`), always with a code.
@@ -134,6 +143,7 @@ impl<K> Unpin for FastPath<K> {}
 impl<K> FastPath<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
 {
     fn switch(&mut self, err: &watcher::Error) {
         if self.shared.counters.record_robust_decoding() {
@@ -150,6 +160,7 @@ where
 impl<K> Stream for FastPath<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
 {
     type Item = watcher::Result<Event<Decoded<K>>>;
 
@@ -183,9 +194,14 @@ fn valid<K>(event: Event<Typed<K>>) -> Event<Decoded<K>> {
 #[derive(Clone, Debug)]
 struct Typed<K>(K);
 
-impl<'de, K: Deserialize<'de>> Deserialize<'de> for Typed<K> {
+/// Refuses an object whose `apiVersion` or `kind` names another kind, as `Decoded<K>` does.
+impl<'de, K> Deserialize<'de> for Typed<K>
+where
+    K: Resource + Deserialize<'de>,
+    K::DynamicType: Default,
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        K::deserialize(deserializer).map(Typed)
+        crate::decoded::deserialize_checked(deserializer).map(Typed)
     }
 }
 
@@ -204,6 +220,7 @@ impl<K: Resource> Resource for Typed<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use glasskube_api::PackageInfo;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::core::{ObjectList, Status, WatchEvent};
 
@@ -233,14 +250,32 @@ mod tests {
     }
 
     #[test]
+    fn an_item_nested_past_the_recursion_limit_is_a_decode_error() {
+        let mut deep = String::from("1");
+        for _ in 0..200 {
+            deep = format!("[{deep}]");
+        }
+        let list = format!(
+            r#"{{"metadata":{{}},"items":[{{"metadata":{{"name":"a"}},"spec":{{"name":"p"}}}},{{"metadata":{{"name":"d"}},"spec":{{"name":"p"}},"status":{{"manifest":{deep}}}}}]}}"#
+        );
+        let err = serde_json::from_str::<ObjectList<Typed<PackageInfo>>>(&list).unwrap_err();
+        assert_eq!(err.classify(), serde_json::error::Category::Syntax, "{err}");
+        assert!(is_decode_error(&watcher::Error::InitialListFailed(
+            kube::Error::SerdeError(err)
+        )));
+        // Per object, the deep one fails alone, with its metadata.
+        let items: ObjectList<Decoded<PackageInfo>> = serde_json::from_str(&list).unwrap();
+        assert!(matches!(items.items[0], Decoded::Valid(_)));
+        assert!(
+            matches!(&items.items[1], Decoded::Invalid(bad) if bad.metadata.name.as_deref() == Some("d"))
+        );
+    }
+
+    #[test]
     fn other_errors_are_not_decode_errors() {
-        let syntax = serde_error(r#"{"metadata":{},"items":[{"metadata""#);
-        let broken = serde_error(r#"{this is not json"#);
         let gone = Status::failure("too old", "Expired").with_code(410);
         let unavailable = Status::failure("down", "ServiceUnavailable").with_code(503);
         for err in [
-            watcher::Error::InitialListFailed(kube::Error::SerdeError(syntax)),
-            watcher::Error::WatchFailed(kube::Error::SerdeError(broken)),
             watcher::Error::WatchError(gone.clone().boxed()),
             watcher::Error::WatchFailed(kube::Error::Api(unavailable.clone().boxed())),
             watcher::Error::WatchStartFailed(kube::Error::Api(gone.boxed())),
@@ -249,6 +284,21 @@ mod tests {
         ] {
             assert!(!is_decode_error(&err), "{err:?}");
         }
+    }
+
+    #[test]
+    fn typed_refuses_an_object_of_another_kind() {
+        let list = r#"{"metadata":{},"items":[{"apiVersion":"packages.glasskube.dev/v1alpha1","kind":"PackageInfo","metadata":{"name":"a"},"spec":{"name":"p"}},
+            {"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"spec":{"name":"p"}}]}"#;
+        let err = serde_json::from_str::<ObjectList<Typed<PackageInfo>>>(list).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a packages.glasskube.dev/v1alpha1 PackageInfo"),
+            "{err}"
+        );
+        assert!(is_decode_error(&watcher::Error::InitialListFailed(
+            kube::Error::SerdeError(err)
+        )));
     }
 
     #[test]

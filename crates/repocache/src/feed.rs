@@ -2,7 +2,8 @@
 //!
 //! Valid objects go to the writer; an object that did not decode is counted, logged once (until
 //! it decodes again) and skipped, except that its delete still removes what the cache holds
-//! under its name.
+//! under its name — unless it names another kind (`apiVersion`/`kind`), when it is not one of
+//! the cache's objects and its delete is counted and skipped too.
 
 use std::collections::HashSet;
 
@@ -40,6 +41,11 @@ impl Feed {
             }
             Event::Delete(Decoded::Valid(obj)) => Event::Delete(obj),
             Event::InitApply(Decoded::Invalid(bad)) | Event::Apply(Decoded::Invalid(bad)) => {
+                self.invalid(writer, &bad);
+                return Applied::Skipped;
+            }
+            Event::Delete(Decoded::Invalid(bad)) if bad.foreign => {
+                // Another kind's object: what the cache holds under that name is not it.
                 self.invalid(writer, &bad);
                 return Applied::Skipped;
             }

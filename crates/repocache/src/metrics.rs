@@ -38,6 +38,8 @@ impl<K: Send + Sync> StatsSource for Cache<K> {
 /// Families (all labelled `kind`): `repocache_reads_total{result}`,
 /// `repocache_api_requests_total{reason}`, `repocache_watch_events_total{type}`,
 /// `repocache_relists_total{reason}`, `repocache_decode_failures_total`,
+/// `repocache_rejected_lines_total{reason}` (watch lines rejected before decoding, see
+/// [`LineRejection`](crate::LineRejection)),
 /// `repocache_decoding_robust` (1 once the reflector decodes each object on its own, see
 /// [`DecodingMode`](crate::DecodingMode)), `repocache_objects`,
 /// `repocache_snapshot_age_seconds`, `repocache_since_confirmed_seconds`,
@@ -188,6 +190,16 @@ impl Collector for Metrics {
             counter,
             all.iter()
                 .map(|s| (kind(s), ConstCounter::new(s.decode_failures))),
+        )?;
+        family(
+            &mut encoder,
+            "repocache_rejected_lines",
+            "Watch lines rejected before decoding (too long, not UTF-8, not a JSON object, a malformed ERROR event), by reason; each costs a relist.",
+            counter,
+            all.iter().flat_map(|s| {
+                s.rejected_lines
+                    .map(|(r, n)| (with(s, "reason", r.as_str()), ConstCounter::new(n)))
+            }),
         )?;
         family(
             &mut encoder,

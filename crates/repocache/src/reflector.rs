@@ -36,6 +36,7 @@ use crate::clock::{later, saturating_add};
 use crate::config::CacheConfig;
 use crate::decoded::Decoded;
 use crate::feed::Feed;
+use crate::line_guard::{LineGuard, OnReject};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::state::CacheState;
@@ -145,6 +146,13 @@ where
         self
     }
 
+    /// The longest watch line the reflector accepts (see [`CacheConfig::max_line`]; default
+    /// [`DEFAULT_MAX_LINE`](crate::DEFAULT_MAX_LINE), 16 MiB).
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.cache_config = self.cache_config.max_line(bytes);
+        self
+    }
+
     /// The watcher config: label and field selectors, initial list strategy, page size,
     /// bookmarks. Live reads use the same selectors.
     pub fn watcher_config(mut self, config: watcher::Config) -> Self {
@@ -223,6 +231,7 @@ where
     /// Builds the cache and its task without starting the task (a cache set hands out the
     /// caches at registration and starts every task together).
     pub(crate) fn prepare(self) -> (Cache<K>, PendingReflector) {
+        let max_line = self.cache_config.max_line;
         let writer = Writer::<K>::with_config(self.cache_config);
         let shared = writer.shared();
         shared.set_ttl(self.ttl);
@@ -246,9 +255,11 @@ where
             let shared = shared.clone();
             Arc::new(move |rv| shared.saw_bookmark(rv))
         };
+        // The bookmark observer sits above the line guard: it sees only the lines the guard
+        // let through (never a rejected line, nor what follows it on a cut stream).
+        let client = counted(client, shared.clone(), max_line);
         let client = crate::bookmark::observed(client, bookmarks, self.list_timeout);
-        let mut api =
-            Api::<Decoded<K>>::all_with(counted(client, shared.clone()), &Default::default());
+        let mut api = Api::<Decoded<K>>::all_with(client, &Default::default());
         if let Some(ns) = namespace.as_deref() {
             api = api.constrain(ns);
         }
@@ -412,12 +423,25 @@ impl Drop for ReflectorHandle {
     }
 }
 
-/// Wraps `client` so that every request the watcher makes is counted as a relist or a watch.
-fn counted<K>(client: Client, shared: Arc<Shared<K>>) -> Client
+/// Wraps `client` so that every request the watcher makes is counted as a relist or a watch,
+/// and every watch body's lines pass the [`LineGuard`] (at most `max_line` bytes a line).
+fn counted<K>(client: Client, shared: Arc<Shared<K>>, max_line: usize) -> Client
 where
     K: Send + Sync + 'static,
 {
     let namespace = client.default_namespace().to_owned();
+    let on_reject: OnReject = {
+        let shared = shared.clone();
+        Arc::new(move |why, len| {
+            shared.counters.record_rejected_line(why);
+            warn!(
+                reason = why.as_str(),
+                bytes = len,
+                max_line,
+                "watch line rejected; relisting"
+            );
+        })
+    };
     let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
         let query = request.uri().query().unwrap_or_default();
         let watch = query
@@ -431,7 +455,14 @@ where
         };
         shared.counters.record_api(reason);
         let client = client.clone();
-        async move { client.send(request).await }
+        let on_reject = watch.then(|| on_reject.clone());
+        async move {
+            let response = client.send(request).await?;
+            Ok::<_, kube::Error>(response.map(|body| match on_reject {
+                Some(on_reject) => LineGuard::watch(body, max_line, on_reject),
+                None => LineGuard::pass(body),
+            }))
+        }
     });
     Client::new(service, namespace)
 }
@@ -749,6 +780,21 @@ where
     }
 
     fn on_error(&mut self, err: &watcher::Error) {
+        if let Some(message) = crate::line_guard::rejected(err) {
+            // The line guard rejected a watch line (counted there) and ended the watch with a
+            // 410: the watcher relists. Until then the cache may miss what the line carried.
+            if !self.synced_once {
+                return;
+            }
+            self.forced.get_or_insert(RelistReason::Error);
+            if matches!(**self.shared.state.load(), CacheState::Ready) {
+                self.shared.state.store(Arc::new(CacheState::Stale {
+                    since: Instant::now(),
+                    reason: message.to_owned(),
+                }));
+            }
+            return;
+        }
         let expired = is_expired(err);
         self.last_error = Some(if expired {
             LastError::Expired

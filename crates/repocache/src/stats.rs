@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::line_guard::LineRejection;
 use crate::state::CacheState;
 use crate::striped::StripedCounter;
 
@@ -207,6 +208,7 @@ pub(crate) struct Counters {
     events: [AtomicU64; EventType::ALL.len()],
     relists: [AtomicU64; RelistReason::ALL.len()],
     decode_failures: AtomicU64,
+    rejected_lines: [AtomicU64; 4],
     /// Set once the reflector decodes each object on its own ([`DecodingMode::Robust`]).
     robust: AtomicBool,
     pub(crate) delays: DelayHistogram,
@@ -231,6 +233,10 @@ impl Counters {
 
     pub(crate) fn record_decode_failure(&self) {
         self.decode_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_rejected_line(&self, why: LineRejection) {
+        self.rejected_lines[index_of(&LineRejection::ALL, &why)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the switch to [`DecodingMode::Robust`]; false if it had already happened.
@@ -266,6 +272,12 @@ impl Counters {
         });
         stats.relists = RelistReason::ALL.map(|r| (r, self.relists(r)));
         stats.decode_failures = self.decode_failures.load(Ordering::Relaxed);
+        stats.rejected_lines = LineRejection::ALL.map(|r| {
+            (
+                r,
+                self.rejected_lines[index_of(&LineRejection::ALL, &r)].load(Ordering::Relaxed),
+            )
+        });
         stats.decoding = self.decoding();
         stats.event_to_visible = self.delays.read();
     }
@@ -312,6 +324,10 @@ pub struct Stats {
     /// in [`DecodingMode::Robust`]; the object that ends the fast path is counted when the relist
     /// that follows meets it, if it still does not decode).
     pub decode_failures: u64,
+    /// Watch lines rejected before decoding, by reason: longer than
+    /// [`CacheConfig::max_line`](crate::CacheConfig::max_line), not UTF-8, not a JSON object,
+    /// or an ERROR event that is not a Status. Each costs that line and one relist.
+    pub rejected_lines: [(LineRejection, u64); 4],
     /// How the reflector decodes objects now: the typed fast path, or each object on its own
     /// since one did not decode.
     pub decoding: DecodingMode,
@@ -353,6 +369,14 @@ impl Stats {
         self.events
             .iter()
             .find(|(t, _)| *t == ty)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Watch lines rejected for this reason.
+    pub fn rejected_lines(&self, why: LineRejection) -> u64 {
+        self.rejected_lines
+            .iter()
+            .find(|(r, _)| *r == why)
             .map_or(0, |(_, n)| *n)
     }
 

@@ -662,16 +662,23 @@ where
     }
 }
 
-/// Whether resourceVersion `new` should replace `old`.
+/// Whether resourceVersion `new` should replace `old` (an object's, or the snapshot's).
 ///
-/// resourceVersions are opaque to clients; but when both parse as integers (as etcd's revisions
-/// do), an older version never replaces a newer one, and an equal one changes nothing. When
-/// either does not parse, the newer event wins.
+/// resourceVersions are opaque to clients, but every etcd-backed API server sends integers (its
+/// revisions). When both parse as `u64`, an older version never replaces a newer one, and an
+/// equal one changes nothing. A version that does not parse (not a number, or past `u64`) is
+/// not ordered against one that does: the safe answer is to keep the numeric one, so such a
+/// version never replaces a numeric one (the event is ignored as a stale one is), while a
+/// numeric one replaces it. The snapshot's version therefore never moves backwards, nor leaves
+/// the integers once it holds one. When neither parses (a server with opaque versions), the
+/// later event wins, as the watch's order is the only order there is.
 fn is_newer(new: Option<&str>, old: Option<&str>) -> bool {
     match (new, old) {
         (Some(new), Some(old)) => match (new.parse::<u64>(), old.parse::<u64>()) {
             (Ok(n), Ok(o)) => n > o,
-            _ => new != old,
+            (Ok(_), Err(_)) => true,
+            (Err(_), Ok(_)) => false,
+            (Err(_), Err(_)) => new != old,
         },
         (_, None) => true,
         (None, Some(_)) => true,
@@ -687,7 +694,14 @@ mod tests {
         assert!(is_newer(Some("10"), Some("9")));
         assert!(!is_newer(Some("9"), Some("10")));
         assert!(!is_newer(Some("10"), Some("10")));
-        assert!(is_newer(Some("abc"), Some("10")));
+        // Not a number, or past u64: never newer than a number; a number replaces it.
+        assert!(!is_newer(Some("abc"), Some("10")));
+        assert!(!is_newer(Some("18446744073709551616"), Some("10")));
+        assert!(is_newer(Some("10"), Some("abc")));
+        assert!(is_newer(Some("10"), Some("18446744073709551616")));
+        assert!(is_newer(Some("18446744073709551615"), Some("10")));
+        // Both opaque: the later event wins, a repeat changes nothing.
+        assert!(is_newer(Some("abc"), Some("abd")));
         assert!(!is_newer(Some("abc"), Some("abc")));
         assert!(is_newer(Some("1"), None));
         assert!(is_newer(None, Some("1")));

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use apisim::{Server, ServerConfig, ServerHandle};
+use apisim::{Control, Server, ServerConfig, ServerHandle};
 use glasskube_api::{PackageInfo, PackageRepository};
 use kube::Api;
 use kube::api::ListParams;
@@ -122,11 +122,13 @@ pub struct DemoReport {
     pub uncached: RunReport,
     /// The cached run.
     pub cached: RunReport,
-    /// Requests of the cached run after its caches synced, by (verb, resource).
+    /// Requests of the cached run after its caches synced (listed, and their watches open at the
+    /// server), by (verb, resource).
     pub cached_after_sync: BTreeMap<(String, String), u64>,
     /// The uncached code on a layered client.
     pub layered: RunReport,
-    /// Requests of the layered run after its caches synced, by (verb, resource).
+    /// Requests of the layered run after its caches synced (listed, and their watches open at the
+    /// server), by (verb, resource).
     pub layered_after_sync: BTreeMap<(String, String), u64>,
     /// The PackageRepository cache at the end (objects redacted).
     pub repositories: CacheReport,
@@ -268,6 +270,35 @@ pub async fn start_apisim(catalogue: &Catalogue) -> anyhow::Result<ServerHandle>
         .context("the embedded API server does not start")
 }
 
+/// The resources of the demo's caches, as apisim's request log names them.
+const CACHED_RESOURCES: [&str; 2] = ["packagerepositories", "packageinfos"];
+
+/// Waits until apisim has answered one WATCH of each cached resource since its request log was
+/// last reset. A cache's sync is a LIST and a WATCH, but the reflector is ready after the LIST
+/// and opens its watch only then; a "requests after sync" mark taken at readiness alone would
+/// count the caches' own watches as reads whenever they reach the server after it. apisim logs
+/// a watch once its response head is sent, so the mark is taken with both watches open.
+async fn wait_watching(control: &Control, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let missing: Vec<&str> = CACHED_RESOURCES
+            .into_iter()
+            .filter(|resource| control.count("watch", resource) == 0)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the caches of {} did not open their watch within {}",
+                missing.join(", "),
+                crate::human_duration(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn install_all(
     reads: &impl Reads,
     catalogue: &Catalogue,
@@ -362,6 +393,7 @@ pub async fn run(
         config.sync_timeout,
     )
     .await?;
+    wait_watching(&control, config.sync_timeout).await?;
     let at_sync = control.counts();
     let cached_reads = Cached {
         repos: repos.clone(),
@@ -413,6 +445,7 @@ pub async fn run(
     ] {
         crate::source::wait_synced(&view, kind, &server_url, config.sync_timeout).await?;
     }
+    wait_watching(&control, config.sync_timeout).await?;
     let at_sync = control.counts();
     let layered_client = CacheLayer::new()
         .cache(&layer_repos)

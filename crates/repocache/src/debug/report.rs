@@ -82,6 +82,12 @@ pub struct StatsReport {
     /// since one did not decode). Empty from an endpoint that predates the field.
     #[serde(default)]
     pub decoding: String,
+    /// Watch lines rejected before decoding, by reason (`too_long`, `not_utf8`,
+    /// `not_an_object`, `malformed_error`; every reason, zeros included); each cost a relist
+    /// (see [`LineRejection`](crate::LineRejection)). Empty from an endpoint that predates the
+    /// field.
+    #[serde(default)]
+    pub rejected_lines: BTreeMap<String, u64>,
     /// Events whose event-to-visible delay was measured.
     pub event_to_visible_count: u64,
     /// Sum of those delays, in seconds.
@@ -128,10 +134,55 @@ impl CacheReport {
                 relists_total: stats.relists_total(),
                 decode_failures: stats.decode_failures,
                 decoding: stats.decoding.as_str().to_owned(),
+                rejected_lines: stats
+                    .rejected_lines
+                    .iter()
+                    .map(|(r, n)| (r.as_str().to_owned(), *n))
+                    .collect(),
                 event_to_visible_count: stats.event_to_visible.count,
                 event_to_visible_sum_seconds: stats.event_to_visible.sum.as_secs_f64(),
             },
             objects: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+    use crate::LineRejection;
+    use crate::Writer;
+    use crate::debug::CacheView;
+
+    #[test]
+    fn the_report_shows_rejected_lines_by_reason() {
+        let writer = Writer::<ConfigMap>::new();
+        let cache = writer.cache();
+        let counters = &writer.shared().counters;
+        counters.record_rejected_line(LineRejection::NotUtf8);
+        counters.record_rejected_line(LineRejection::NotAnObject);
+        counters.record_rejected_line(LineRejection::NotAnObject);
+        let report = CacheView::new(&cache).report(false, None);
+        let expected: BTreeMap<String, u64> = [
+            ("too_long", 0),
+            ("not_utf8", 1),
+            ("not_an_object", 2),
+            ("malformed_error", 0),
+        ]
+        .into_iter()
+        .map(|(r, n)| (r.to_owned(), n))
+        .collect();
+        assert_eq!(report.stats.rejected_lines, expected);
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        assert_eq!(json["stats"]["rejectedLines"]["not_an_object"], 2, "{json}");
+        // An endpoint that predates the field still reads.
+        let mut old = json;
+        if let Some(stats) = old["stats"].as_object_mut() {
+            stats.remove("rejectedLines");
+        }
+        let read: CacheReport = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read.stats.rejected_lines.is_empty());
     }
 }
