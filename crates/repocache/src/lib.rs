@@ -69,8 +69,8 @@ pub use cache::{Cache, CacheScope};
 pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
 pub use config::{
-    CacheConfig, DEFAULT_PUBLISH_INTERVAL, DEFAULT_SUBSCRIBER_BUFFER, Transform,
-    drop_managed_fields,
+    CacheConfig, DEFAULT_PUBLISH_INTERVAL, DEFAULT_SUBSCRIBER_BUFFER, LAST_APPLIED_ANNOTATION,
+    Transform, drop_managed_fields,
 };
 pub use decoded::{Decoded, InvalidObject};
 pub use error::Error;

@@ -37,7 +37,11 @@ mod report;
 mod server;
 mod view;
 
-pub use redact::{CREDENTIAL_KEYS, REDACTED, Redactor, redact_credentials};
+pub use redact::{
+    CREDENTIAL_KEYS, LAST_APPLIED_ANNOTATION, REDACTED, REDACTION_MARKER_KEY, Redactor,
+    display_markers, mask_url_userinfo, redact_credentials, redaction_marker,
+    redaction_marker_text,
+};
 pub use report::{CacheReport, CachesReport, LastRelist, StatsReport};
 pub use server::{DebugError, DebugHandle, DebugServer, DebugServerBuilder};
 pub use view::{CacheView, ViewChange};
