@@ -435,7 +435,10 @@ mod tests {
             ("https://u:p@host/x", Some("https://<redacted>@host/x")),
             ("https://tok@host", Some("https://<redacted>@host")),
             ("u:p@host/x", Some("<redacted>@host/x")),
-            ("https://u:a/b@c@host/x?q=@#f@", Some("https://<redacted>@host/x?q=@#f@")),
+            (
+                "https://u:a/b@c@host/x?q=@#f@",
+                Some("https://<redacted>@host/x?q=@#f@"),
+            ),
             ("https://host/x?user=a@b", None),
             ("https://host/x", None),
             ("", None),

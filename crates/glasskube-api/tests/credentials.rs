@@ -172,7 +172,10 @@ fn url_userinfo_and_last_applied_annotation_are_redacted() {
     assert_no_secret(&format!("{:?}", typed.spec));
     let display = typed.redacted();
     assert_no_secret(&format!("{display:?}"));
-    assert_eq!(display.spec.url, "https://<redacted>@mirror.example/packages");
+    assert_eq!(
+        display.spec.url,
+        "https://<redacted>@mirror.example/packages"
+    );
     assert_no_secret(&serde_json::to_string(&display).unwrap());
     assert_eq!(display.metadata.annotations.unwrap().len(), 1);
 

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
-use axum::middleware::Next;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
-use serde_json::json;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use serde::Serialize;
+use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -242,9 +242,9 @@ impl DebugServerBuilder {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(app)
-            .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-                limit_body(req, next, limits)
-            }));
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| limit_body(req, next, limits),
+            ));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, router, limits, stop_rx));
         tracing::info!(addr = %local_addr, "debug endpoint listening");
@@ -307,12 +307,7 @@ const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconten
 
 /// The accept loop: each connection served by hyper with the header-read timeout, at most
 /// `max_connections` at once; on stop, every connection finishes its request in flight.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    stop: oneshot::Receiver<()>,
-) {
+async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: oneshot::Receiver<()>) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
