@@ -150,6 +150,9 @@ fn mask_urls(map: &mut Map<String, Value>) {
 }
 
 fn mask_urls_in(value: &mut Value) {
+    if redaction_marker_text(value).is_some() {
+        return;
+    }
     match value {
         Value::String(s) => {
             if let Some(masked) = mask_url_userinfo(s) {
@@ -192,7 +195,8 @@ mod tests {
         assert_eq!(obj["status"]["token"], "kept");
         assert_eq!(obj["metadata"]["name"], "token");
         assert_eq!(obj["spec"]["url"], "https://x");
-        // Idempotent.
+        // Idempotent, a URL marker included.
+        obj["spec"]["mirror"] = redaction_marker("https://<redacted>@h/x");
         let once = obj.clone();
         redact_credentials(&mut obj);
         assert_eq!(obj, once);
