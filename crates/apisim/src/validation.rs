@@ -31,8 +31,11 @@ const CRDS: [&str; 4] = [
     include_str!("../../../deploy/crds/packageinfos.packages.glasskube.dev.yaml"),
 ];
 
+/// (group, version, kind).
+type Gvk = (String, String, String);
+
 /// (group, version, kind) → `openAPIV3Schema`.
-type Schemas = HashMap<(String, String, String), Value>;
+type Schemas = HashMap<Gvk, Value>;
 
 fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
@@ -49,7 +52,7 @@ fn schemas() -> &'static Schemas {
 }
 
 /// The schemas of one CRD (YAML, possibly with comments and a leading `---`).
-fn crd_schemas(text: &str) -> Result<Vec<((String, String, String), Value)>, serde_yaml::Error> {
+fn crd_schemas(text: &str) -> Result<Vec<(Gvk, Value)>, serde_yaml::Error> {
     let crd: Value = serde_yaml::from_str(text)?;
     let spec = &crd["spec"];
     let group = spec["group"].as_str().unwrap_or_default();
