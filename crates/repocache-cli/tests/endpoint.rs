@@ -170,3 +170,23 @@ async fn a_connection_beyond_the_cap_gets_503_and_a_freed_slot_is_reused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn the_demo_refuses_remote_access_without_a_token() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_repocache"))
+        .args(["demo", "--debug-addr", "127.0.0.1:0", "--allow-remote"])
+        .env_remove("REPOCACHE_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = tokio::time::timeout(PATIENCE, output)
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--allow-remote needs a token: pass --token or set REPOCACHE_TOKEN"),
+        "{stderr}"
+    );
+}
