@@ -190,3 +190,33 @@ async fn the_demo_refuses_remote_access_without_a_token() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn error_messages_mask_the_userinfo_of_an_endpoint_url() {
+    // A port nothing listens on: bind one, then close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://admin:endpoint-pw-Vb27@127.0.0.1:{port}");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_repocache"))
+        .args(["dump", "--endpoint", &url])
+        .env_remove("REPOCACHE_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = tokio::time::timeout(PATIENCE, output)
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("http://<redacted>@127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("endpoint-pw-Vb27") && !stderr.contains("admin"),
+        "{stderr}"
+    );
+}
