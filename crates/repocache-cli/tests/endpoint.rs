@@ -89,6 +89,32 @@ async fn a_client_that_sends_its_headers_too_slowly_is_cut_off() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
+    // A client that trickles its headers (one byte every 20 ms, never ending them) is cut off
+    // as well: the timeout covers the whole head, not the gap between bytes.
+    let trickle = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = trickle.into_split();
+    let dripping = tokio::spawn(async move {
+        writer
+            .write_all(b"GET /debug/caches HTTP/1.1\r\nX-Slow: ")
+            .await?;
+        loop {
+            writer.write_all(b"a").await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    });
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, reader.read_to_end(&mut raw))
+        .await
+        .expect("the server did not cut off the trickling client")
+        .ok();
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    dripping.abort();
     // A connection that sends nothing at all is closed too.
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let answer = read_until_closed(&mut silent).await;
