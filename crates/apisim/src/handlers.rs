@@ -19,6 +19,7 @@ use crate::faults::{FailSpec, LatencySpec};
 use crate::resources::{ResId, ResourceDef};
 use crate::server::{Control, Shared};
 use crate::store::{Filter, Preconditions, WatchStart};
+use crate::validation::{self, Part};
 use crate::watch::{self, WatchRequest};
 
 /// Upstream's request body limit (3 MiB).
@@ -508,6 +509,7 @@ async fn resource_verb(
             let body = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
             check_type(def, &obj, &body)?;
+            validation::validate(def, &obj, Part::of(def, false))?;
             let created = shared.store.create(res, ns, obj, dry)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
@@ -517,6 +519,7 @@ async fn resource_verb(
             let body = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
             check_type(def, &obj, &body)?;
+            validation::validate(def, &obj, Part::of(def, status_only))?;
             let updated = shared
                 .store
                 .update_with(res, ns, name, status_only, dry, |_| Ok(obj))?;
@@ -661,6 +664,7 @@ fn patch(
                 .update_with(res, ns, name, status_only, dry, |cur| {
                     let mut v = cur.clone();
                     json_patch::merge(&mut v, &patch);
+                    validation::validate(&def, &v, Part::of(&def, status_only))?;
                     Ok(v)
                 })
         }
@@ -677,6 +681,7 @@ fn patch(
                     json_patch::patch(&mut v, &ops).map_err(|e| {
                         ApiError::invalid(&def.group, &def.kind, name, "json patch", &e.to_string())
                     })?;
+                    validation::validate(&def, &v, Part::of(&def, status_only))?;
                     Ok(v)
                 })
         }

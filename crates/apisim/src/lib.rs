@@ -31,6 +31,7 @@ pub mod resources;
 pub mod seed;
 mod server;
 mod store;
+mod validation;
 pub mod watch;
 
 pub use accounting::{RequestRecord, VERB_CONTROL, VERB_DISCOVERY};

@@ -48,9 +48,10 @@ pub use package::{
 };
 pub use package_info::{PackageInfo, PackageInfoSpec, PackageInfoStatus};
 pub use package_repository::{
-    AuthKind, DEFAULT_REPOSITORY_ANNOTATION, PackageRepository, PackageRepositoryAuthSpec,
-    PackageRepositoryBasicAuthSpec, PackageRepositoryBearerAuthSpec, PackageRepositorySpec,
-    PackageRepositoryStatus, REDACTED, SecretKeySelector, redact_json,
+    AuthKind, DEFAULT_REPOSITORY_ANNOTATION, LAST_APPLIED_ANNOTATION, PackageRepository,
+    PackageRepositoryAuthSpec, PackageRepositoryBasicAuthSpec, PackageRepositoryBearerAuthSpec,
+    PackageRepositorySpec, PackageRepositoryStatus, REDACTED, REDACTION_MARKER_KEY,
+    SecretKeySelector, mask_url_userinfo, redact_json, redaction_marker, redaction_marker_text,
 };
 
 /// API group of all Glasskube kinds.

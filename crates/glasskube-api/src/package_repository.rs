@@ -1,9 +1,18 @@
 //! `PackageRepository`: a cluster-scoped source of Glasskube packages (an index URL plus optional
 //! credentials). This is the kind the repocache cache is built around.
 //!
-//! Inline credentials (`spec.auth.basic.username`/`password`, `spec.auth.bearer.token`) must never
-//! be printed unless explicitly asked for: the `Debug` output of the auth types masks them, and
-//! [`PackageRepository::redacted`] / [`redact_json`] replace them with [`REDACTED`] for dumps.
+//! Credentials (inline `spec.auth.basic.username`/`password`, `spec.auth.bearer.token`, the
+//! userinfo of `spec.url`, and copies of all of them in the
+//! [`LAST_APPLIED_ANNOTATION`]) must never be printed unless explicitly asked for:
+//!
+//! - the `Debug` output of [`PackageRepositorySpec`] and the auth types masks them;
+//! - [`PackageRepository::redacted`] is the typed display form (`<redacted>` strings, the URL as
+//!   `https://<redacted>@host/…`, the annotation dropped): for logs and tables, never for writing
+//!   back;
+//! - [`redact_json`] is the form of machine-readable dumps: each credential becomes a
+//!   [`redaction_marker`], a JSON *object* `{"redacted": "<redacted>"}` where the CRD's schema
+//!   requires a string, so that an API server refuses (422 Invalid, naming the field) to store a
+//!   dump that is applied back, instead of overwriting the real credential with a placeholder.
 
 use std::fmt;
 
@@ -21,11 +30,51 @@ pub const DEFAULT_REPOSITORY_ANNOTATION: &str = "packages.glasskube.dev/default-
 /// Replacement text for redacted inline credentials.
 pub const REDACTED: &str = "<redacted>";
 
+/// The annotation `kubectl apply` keeps the whole applied object in (credentials included).
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The key of a [`redaction_marker`].
+pub const REDACTION_MARKER_KEY: &str = "redacted";
+
+/// What [`redact_json`] puts in place of a credential: `{"redacted": <display>}`, an object where
+/// the schema requires a string, so that no API server accepts it back as the credential's value.
+/// `display` is what a human may see ([`REDACTED`], or a URL with its userinfo masked).
+pub fn redaction_marker(display: &str) -> serde_json::Value {
+    serde_json::json!({ REDACTION_MARKER_KEY: display })
+}
+
+/// The display text of a [`redaction_marker`], or `None` if `value` is not one.
+pub fn redaction_marker_text(value: &serde_json::Value) -> Option<&str> {
+    match value.as_object() {
+        Some(map) if map.len() == 1 => map.get(REDACTION_MARKER_KEY)?.as_str(),
+        _ => None,
+    }
+}
+
+/// `url` with its userinfo replaced by [`REDACTED`], or `None` when it has none.
+///
+/// The userinfo is everything between `scheme://` (or the start, without a scheme) and the last
+/// `@` before any `?` or `#`: a password with an unescaped `/` or `@` is masked whole too (at
+/// the price of masking a path that contains `@`).
+pub fn mask_url_userinfo(url: &str) -> Option<String> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = url.get(start..)?;
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let at = rest.get(..end)?.rfind('@')?;
+    Some(format!(
+        "{}{REDACTED}@{}",
+        url.get(..start)?,
+        rest.get(at + 1..)?
+    ))
+}
+
 /// Desired state of a PackageRepository.
+// `Debug` (implemented below) masks the userinfo of `url`; the auth types mask their inline
+// credentials. (A doc comment here would change the CRD's description.)
 // Several `printcolumn(..)` entries repeat `type_ = "string"`, which clippy mistakes for
 // duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, PartialEq, Default, JsonSchema)]
 #[kube(
     group = "packages.glasskube.dev",
     version = "v1alpha1",
@@ -155,6 +204,16 @@ fn masked(value: Option<&String>) -> Option<&'static str> {
     value.map(|v| if v.is_empty() { "" } else { REDACTED })
 }
 
+impl fmt::Debug for PackageRepositorySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = mask_url_userinfo(&self.url);
+        f.debug_struct("PackageRepositorySpec")
+            .field("url", &url.as_deref().unwrap_or(&self.url))
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
 impl fmt::Debug for PackageRepositoryBasicAuthSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PackageRepositoryBasicAuthSpec")
@@ -250,15 +309,24 @@ impl PackageRepository {
             .is_some_and(PackageRepositoryAuthSpec::has_inline_credentials)
     }
 
-    /// Replaces inline username, password and token with [`REDACTED`] in place.
+    /// Replaces inline username, password and token with [`REDACTED`], masks the userinfo of
+    /// `spec.url` and drops the [`LAST_APPLIED_ANNOTATION`], in place.
     pub fn redact_credentials(&mut self) {
         if let Some(auth) = self.spec.auth.as_mut() {
             auth.redact_credentials();
         }
+        if let Some(masked) = mask_url_userinfo(&self.spec.url) {
+            self.spec.url = masked;
+        }
+        if let Some(annotations) = self.metadata.annotations.as_mut() {
+            annotations.remove(LAST_APPLIED_ANNOTATION);
+        }
     }
 
-    /// A copy with inline credentials replaced by [`REDACTED`]: what dumps, logs and debug
-    /// responses show unless credentials were explicitly asked for.
+    /// A copy with inline credentials replaced by [`REDACTED`], the URL's userinfo masked and
+    /// the [`LAST_APPLIED_ANNOTATION`] dropped: what logs and tables show unless credentials
+    /// were explicitly asked for. It is a display form: written back to a server it would
+    /// replace the credentials with the placeholder; machine-readable dumps use [`redact_json`].
     #[must_use]
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
@@ -275,14 +343,21 @@ impl HasConditions for PackageRepository {
     }
 }
 
-/// Redacts inline credentials in raw PackageRepository JSON, in place, and returns how many
-/// values it replaced.
+/// Redacts credentials in raw PackageRepository JSON, in place, and returns how many values it
+/// replaced or removed.
 ///
-/// Replaces non-empty `spec.auth.basic.username`, `spec.auth.basic.password` and
-/// `spec.auth.bearer.token` with [`REDACTED`]; Secret references are left alone. Also descends
-/// into list objects (`items[]`) and watch events (`object`), so a whole list or event can be
-/// passed. Values of other shapes are left unchanged; other kinds have no such paths and are
-/// therefore untouched.
+/// - non-empty `spec.auth.basic.username`, `spec.auth.basic.password` and
+///   `spec.auth.bearer.token` become a [`redaction_marker`] of [`REDACTED`];
+/// - `spec.url` with userinfo becomes a [`redaction_marker`] of the URL with its userinfo
+///   masked ([`mask_url_userinfo`]);
+/// - the [`LAST_APPLIED_ANNOTATION`] (a copy of the applied object, credentials included) is
+///   removed from `metadata.annotations`.
+///
+/// Secret references are left alone. Markers are objects where the CRD requires strings, so an
+/// API server refuses the redacted object (422) rather than store a placeholder over a real
+/// credential. Already redacted values stay as they are (redacting twice changes nothing).
+/// Also descends into list objects (`items[]`) and watch events (`object`), so a whole list or
+/// event can be passed. Values of other shapes are left unchanged.
 pub fn redact_json(value: &mut serde_json::Value) -> usize {
     let Some(object) = value.as_object_mut() else {
         return 0;
@@ -294,9 +369,28 @@ pub fn redact_json(value: &mut serde_json::Value) -> usize {
     if let Some(inner) = object.get_mut("object") {
         count += redact_json(inner);
     }
-    let Some(auth) = object
+    if let Some(annotations) = object
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(serde_json::Value::as_object_mut)
+        && annotations.remove(LAST_APPLIED_ANNOTATION).is_some()
+    {
+        count += 1;
+    }
+    let Some(spec) = object
         .get_mut("spec")
-        .and_then(|s| s.get_mut("auth"))
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return count;
+    };
+    if let Some(url) = spec.get_mut("url")
+        && let Some(masked) = url.as_str().and_then(mask_url_userinfo)
+    {
+        *url = redaction_marker(&masked);
+        count += 1;
+    }
+    let Some(auth) = spec
+        .get_mut("auth")
         .and_then(serde_json::Value::as_object_mut)
     else {
         return count;
@@ -317,14 +411,51 @@ pub fn redact_json(value: &mut serde_json::Value) -> usize {
     count
 }
 
-/// Replaces `map[key]` with [`REDACTED`] unless it is absent, `null` or an empty string.
+/// Replaces `map[key]` with a [`redaction_marker`] unless it is absent, `null`, an empty string
+/// or a marker already.
 fn redact_json_field(map: &mut serde_json::Map<String, serde_json::Value>, key: &str) -> usize {
     match map.get_mut(key) {
         None | Some(serde_json::Value::Null) => 0,
         Some(serde_json::Value::String(s)) if s.is_empty() => 0,
+        Some(v) if redaction_marker_text(v).is_some() => 0,
         Some(v) => {
-            *v = serde_json::Value::String(REDACTED.to_owned());
+            *v = redaction_marker(REDACTED);
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_userinfo_is_masked_whole() {
+        let cases = [
+            ("https://u:p@host/x", Some("https://<redacted>@host/x")),
+            ("https://tok@host", Some("https://<redacted>@host")),
+            ("u:p@host/x", Some("<redacted>@host/x")),
+            (
+                "https://u:a/b@c@host/x?q=@#f@",
+                Some("https://<redacted>@host/x?q=@#f@"),
+            ),
+            ("https://host/x?user=a@b", None),
+            ("https://host/x", None),
+            ("", None),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(mask_url_userinfo(url).as_deref(), masked, "{url}");
+        }
+    }
+
+    #[test]
+    fn markers_round_trip_their_text() {
+        let marker = redaction_marker("https://<redacted>@h");
+        assert_eq!(redaction_marker_text(&marker), Some("https://<redacted>@h"));
+        assert_eq!(redaction_marker_text(&serde_json::json!("x")), None);
+        assert_eq!(
+            redaction_marker_text(&serde_json::json!({"redacted": "x", "other": 1})),
+            None
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! PackageRepository, on the repository's fixtures.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use glasskube_api::{AuthKind, PackageRepository, REDACTED, redact_json};
+use glasskube_api::{
+    AuthKind, LAST_APPLIED_ANNOTATION, PackageRepository, REDACTED, redact_json, redaction_marker,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -133,21 +135,57 @@ fn debug_output_masks_credentials() {
 
 #[test]
 fn json_redaction() {
+    let marker = redaction_marker(REDACTED);
     let mut v = raw("inline-basic");
     assert_eq!(redact_json(&mut v), 2);
-    assert_eq!(v["spec"]["auth"]["basic"]["username"], REDACTED);
-    assert_eq!(v["spec"]["auth"]["basic"]["password"], REDACTED);
+    assert_eq!(v["spec"]["auth"]["basic"]["username"], marker);
+    assert_eq!(v["spec"]["auth"]["basic"]["password"], marker);
     assert_eq!(v["spec"]["url"], raw("inline-basic")["spec"]["url"]);
-    // Typed and JSON redaction agree.
-    assert_eq!(
-        v,
-        serde_json::to_value(repo("inline-basic").redacted()).unwrap()
-    );
+    // Redacting twice changes nothing.
+    let once = v.clone();
+    assert_eq!(redact_json(&mut v), 0);
+    assert_eq!(v, once);
+    // The typed display form puts the placeholder text where the JSON form puts a marker.
+    let mut display = serde_json::to_value(repo("inline-basic").redacted()).unwrap();
+    display["spec"]["auth"]["basic"]["username"] = marker.clone();
+    display["spec"]["auth"]["basic"]["password"] = marker.clone();
+    assert_eq!(v, display);
 
     let mut v = raw("team-bearer");
     assert_eq!(redact_json(&mut v), 1);
-    assert_eq!(v["spec"]["auth"]["bearer"]["token"], REDACTED);
+    assert_eq!(v["spec"]["auth"]["bearer"]["token"], marker);
     assert_no_secret(&v.to_string());
+}
+
+#[test]
+fn url_userinfo_and_last_applied_annotation_are_redacted() {
+    let mut v = raw("inline-basic");
+    let applied = v.to_string();
+    v["spec"]["url"] = json!("https://deploy:s3cr3t-inline-password@mirror.example/packages");
+    v["metadata"]["annotations"] = json!({
+        LAST_APPLIED_ANNOTATION: applied,
+        "team": "platform",
+    });
+    let typed: PackageRepository = serde_json::from_value(v.clone()).unwrap();
+    // The spec's Debug masks the URL's userinfo; ObjectMeta's Debug (k8s-openapi's) prints the
+    // annotation, which is why the cache drops it by default and logs use `redacted()`.
+    assert_no_secret(&format!("{:?}", typed.spec));
+    let display = typed.redacted();
+    assert_no_secret(&format!("{display:?}"));
+    assert_eq!(
+        display.spec.url,
+        "https://<redacted>@mirror.example/packages"
+    );
+    assert_no_secret(&serde_json::to_string(&display).unwrap());
+    assert_eq!(display.metadata.annotations.unwrap().len(), 1);
+
+    assert_eq!(redact_json(&mut v), 4);
+    assert_no_secret(&v.to_string());
+    assert_eq!(
+        v["spec"]["url"],
+        redaction_marker("https://<redacted>@mirror.example/packages")
+    );
+    assert_eq!(v["metadata"]["annotations"], json!({"team": "platform"}));
 }
 
 #[test]
@@ -170,7 +208,10 @@ fn json_redaction_of_lists_events_and_odd_shapes() {
     let mut odd = json!({"spec": {"auth": {"basic": {"password": 42, "username": ""},
                                            "bearer": {"token": null}}}});
     assert_eq!(redact_json(&mut odd), 1);
-    assert_eq!(odd["spec"]["auth"]["basic"]["password"], REDACTED);
+    assert_eq!(
+        odd["spec"]["auth"]["basic"]["password"],
+        redaction_marker(REDACTED)
+    );
     assert_eq!(odd["spec"]["auth"]["basic"]["username"], "");
     for mut garbage in [
         json!(null),

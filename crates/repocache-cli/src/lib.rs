@@ -3,7 +3,7 @@
 //! - [`kinds`]: Glasskube's four kinds and the names the command accepts for them;
 //! - [`source`]: where a dump comes from: a running process's debug endpoint, or a fresh cache
 //!   built from a cluster (kubeconfig);
-//! - [`table`]: the `table`, `wide`, `json` and `yaml` outputs;
+//! - [`table`]: the `table`, `wide`, `json`, `yaml` and `name` outputs;
 //! - [`verify`], [`watch`]: the `verify` and `watch` subcommands;
 //! - [`ratelimit`]: client-go's client-side token bucket (5 requests/s, burst 10 by default);
 //! - [`demo`]: the newcomer's demo: the same dependency-resolving install uncached (through the
@@ -83,7 +83,9 @@ pub fn human_duration(d: Duration) -> String {
 
 /// The redaction the command applies to every object it prints (unless `--show-secrets`):
 /// Glasskube's schema-aware [`glasskube_api::redact_json`] and repocache's generic
-/// [`repocache::debug::redact_credentials`].
+/// [`repocache::debug::redact_credentials`]. Credentials become redaction markers
+/// (`{"redacted": "<redacted>"}`); the `kubectl.kubernetes.io/last-applied-configuration`
+/// annotation is removed. Tables show the markers' text ([`repocache::debug::display_markers`]).
 pub fn redact(object: &mut serde_json::Value) {
     glasskube_api::redact_json(object);
     repocache::debug::redact_credentials(object);

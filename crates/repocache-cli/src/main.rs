@@ -27,7 +27,10 @@ Exit codes:
 Kinds (--kind): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);
 singular names and kind names (PackageRepository) work too.
 
-Credentials: inline passwords, tokens and usernames print as <redacted> unless --show-secrets.
+Credentials: inline passwords, tokens and usernames, URL userinfo and Secret data print as
+<redacted> unless --show-secrets; the kubectl last-applied annotation is left out. In -o json/yaml
+each one is {redacted: <redacted>}, an object, which the API server refuses where the schema wants a
+string: applying such a dump back fails for objects with credentials instead of overwriting them.
 With --endpoint, --show-secrets asks the endpoint for them (?secrets=true); an endpoint reveals
 them only if its process started it with allow_secrets, otherwise the request fails (403).
 
@@ -124,7 +127,7 @@ struct DumpArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// Print inline credentials instead of <redacted>.
+    /// Print credentials instead of <redacted> (the output can then overwrite them when applied).
     #[arg(long)]
     show_secrets: bool,
 }
@@ -171,9 +174,18 @@ struct DemoArgs {
     /// (e.g. 127.0.0.1:9464) until interrupted, to try dump, verify and watch on.
     #[arg(long, value_name = "ADDR")]
     debug_addr: Option<SocketAddr>,
-    /// Allow --debug-addr to bind a non-loopback address.
+    /// Allow --debug-addr to bind a non-loopback address (needs --token).
     #[arg(long, requires = "debug_addr")]
     allow_remote: bool,
+    /// The bearer token the debug endpoint requires on /debug/* and /metrics (required with
+    /// --allow-remote).
+    #[arg(
+        long,
+        env = "REPOCACHE_TOKEN",
+        hide_env_values = true,
+        requires = "debug_addr"
+    )]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -490,6 +502,10 @@ async fn demo_cmd(args: DemoArgs) -> anyhow::Result<i32> {
     if args.debug_addr.is_some_and(|a| !a.ip().is_loopback()) && !args.allow_remote {
         bail!("--debug-addr is not a loopback address: add --allow-remote to serve it anyway");
     }
+    let token = args.token.clone().filter(|t| !t.is_empty());
+    if args.allow_remote && token.is_none() {
+        bail!("--allow-remote needs a token: pass --token or set REPOCACHE_TOKEN");
+    }
     let config = DemoConfig {
         packages: args.packages,
         depth: args.depth,
@@ -508,15 +524,17 @@ async fn demo_cmd(args: DemoArgs) -> anyhow::Result<i32> {
     }
     if let Some(addr) = args.debug_addr {
         let glasskube = |object: &mut serde_json::Value| repocache_cli::redact(object);
-        let handle = DebugServer::builder()
+        let mut builder = DebugServer::builder()
             .cache(&session.repositories)
             .cache(&session.package_infos)
             .metrics(&session.metrics)
             .bind(addr)
             .allow_remote(args.allow_remote)
-            .redact(glasskube)
-            .start()
-            .await?;
+            .redact(glasskube);
+        if let Some(token) = &token {
+            builder = builder.token(token.clone());
+        }
+        let handle = builder.start().await?;
         let dir = std::env::temp_dir().join(format!("repocache-demo-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -539,14 +557,20 @@ async fn demo_cmd(args: DemoArgs) -> anyhow::Result<i32> {
             session.server.url(),
             kubeconfig.display()
         )?;
+        // The token itself is never printed: the user gave it, and knows it.
+        let token_hint = if token.is_some() {
+            " --token $REPOCACHE_TOKEN"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "Try: repocache dump --endpoint {} -o wide",
+            "Try: repocache dump --endpoint {}{token_hint} -o wide",
             handle.url()
         )?;
         writeln!(
             out,
-            "     repocache verify --endpoint {} --kubeconfig {}",
+            "     repocache verify --endpoint {}{token_hint} --kubeconfig {}",
             handle.url(),
             kubeconfig.display()
         )?;

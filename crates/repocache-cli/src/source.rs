@@ -49,7 +49,12 @@ pub async fn cluster_client(args: &ClusterArgs) -> anyhow::Result<(Client, Strin
     config.connect_timeout = Some(Duration::from_secs(5));
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config).context("cannot build a client for the cluster")?;
-    Ok((client, url.trim_end_matches('/').to_owned()))
+    Ok((client, shown_url(url.trim_end_matches('/'))))
+}
+
+/// A URL as messages show it: with any userinfo masked (`https://<redacted>@host/…`).
+pub fn shown_url(url: &str) -> String {
+    repocache::debug::mask_url_userinfo(url).unwrap_or_else(|| url.to_owned())
 }
 
 /// Caches started by the command for some kinds; stopped when dropped.
@@ -178,9 +183,11 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// The endpoint at `url` (e.g. `http://127.0.0.1:9464`), with an optional bearer token.
+    /// Messages show the URL with any userinfo masked.
     pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Self> {
-        let url = url.trim_end_matches('/').to_owned();
-        let uri: http::Uri = url
+        let real = url.trim_end_matches('/');
+        let url = shown_url(real);
+        let uri: http::Uri = real
             .parse()
             .map_err(|e| anyhow!("invalid endpoint URL {url:?}: {e}"))?;
         if uri.scheme_str() != Some("http") && uri.scheme_str() != Some("https") {
@@ -199,7 +206,7 @@ impl Endpoint {
         })
     }
 
-    /// The endpoint's URL.
+    /// The endpoint's URL (userinfo masked).
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -1,5 +1,12 @@
 //! The dump's outputs: `table` and `wide` (kubectl-like columns under a header line that
-//! describes the cache), `json` and `yaml` (a `v1` `List` of the objects, ready for kubectl).
+//! describes the cache), `json` and `yaml` (a `v1` `List` of the objects, for kubectl) and
+//! `name` (`kind.group/name` lines, as `kubectl get -o name`).
+//!
+//! The objects arrive redacted (unless `--show-secrets`): each credential is a redaction marker
+//! (`{"redacted": "<redacted>"}`, see [`repocache::debug::redaction_marker`]). `json` and `yaml`
+//! print the markers as they are, so that applying a dump back is refused by the API server
+//! (the CRD requires a string there) instead of overwriting a credential; the columns of
+//! `table` and `wide` show their text (`<redacted>`, `https://<redacted>@host/…`).
 
 use std::io::Write;
 
@@ -24,6 +31,8 @@ pub enum Output {
     Json,
     /// A `v1` `List` of the objects, as YAML.
     Yaml,
+    /// One `kind.group/name` line per object, as `kubectl get -o name`.
+    Name,
 }
 
 /// The line above a table: the cache's state, resourceVersion, size, age and relists.
@@ -83,6 +92,11 @@ pub fn write_dump(
                 out.write_all(serde_yaml::to_string(&list)?.as_bytes())?;
             }
         }
+        Output::Name => {
+            for object in reports.iter().flat_map(|r| r.objects.iter().flatten()) {
+                writeln!(out, "{}", name_line(object))?;
+            }
+        }
         Output::Table | Output::Wide => {
             for (i, report) in reports.iter().enumerate() {
                 if i > 0 {
@@ -95,6 +109,17 @@ pub fn write_dump(
         }
     }
     Ok(())
+}
+
+/// `packagerepository.packages.glasskube.dev/glasskube` (`kubectl get -o name`'s form).
+pub fn name_line(object: &Value) -> String {
+    let field = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let kind = field("/kind").to_ascii_lowercase();
+    let group = field("/apiVersion")
+        .rsplit_once('/')
+        .map(|(group, _)| format!(".{group}"))
+        .unwrap_or_default();
+    format!("{kind}{group}/{}", field("/metadata/name"))
 }
 
 /// Lays `rows` out in columns three spaces apart (the first row is the header).
@@ -183,11 +208,14 @@ fn ready(conditions: &[Condition]) -> (String, String) {
     }
 }
 
+/// Decodes each object, with its redaction markers replaced by their display text.
 fn decode<K: serde::de::DeserializeOwned>(objects: &[Value]) -> Vec<Result<K, String>> {
     objects
         .iter()
         .map(|o| {
-            serde_json::from_value::<K>(o.clone()).map_err(|_| {
+            let mut shown = o.clone();
+            repocache::debug::display_markers(&mut shown);
+            serde_json::from_value::<K>(shown).map_err(|_| {
                 o.pointer("/metadata/name")
                     .and_then(Value::as_str)
                     .unwrap_or("<unnamed>")

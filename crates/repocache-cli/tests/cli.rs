@@ -171,11 +171,27 @@ async fn dump_prints_every_format_and_redacts_unless_asked() {
         .iter()
         .find(|o| o["metadata"]["name"] == "inline-basic")
         .unwrap();
-    assert_eq!(inline["spec"]["auth"]["basic"]["password"], "<redacted>");
+    assert_eq!(
+        inline["spec"]["auth"]["basic"]["password"],
+        json!({"redacted": "<redacted>"})
+    );
     let yaml = repocache(&["dump", "--kubeconfig", kc, "-o", "yaml"])
         .await
         .stdout;
-    assert!(yaml.contains("password: <redacted>"), "{yaml}");
+    assert!(
+        yaml.contains("password:\n          redacted: <redacted>"),
+        "{yaml}"
+    );
+    let names = repocache(&["dump", "--kubeconfig", kc, "-o", "name"]).await;
+    assert_eq!(names.code, 0, "{}", names.stderr);
+    assert!(
+        names
+            .stdout
+            .lines()
+            .any(|l| l == "packagerepository.packages.glasskube.dev/inline-basic"),
+        "{}",
+        names.stdout
+    );
 
     for output in ["json", "yaml"] {
         let run = repocache(&["dump", "--kubeconfig", kc, "-o", output, "--show-secrets"]).await;

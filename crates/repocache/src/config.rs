@@ -36,8 +36,10 @@ pub const MAX_PUBLISH_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Per-cache options for the [`Writer`](crate::Writer) (and so for a reflector or a cache set).
 ///
-/// By default the cache drops `metadata.managedFields` from every object (they are large and
-/// no reader of a cache needs them) and shrinks its `finalizers` and `ownerReferences` to fit
+/// By default the cache drops `metadata.managedFields` and the
+/// [`LAST_APPLIED_ANNOTATION`] from every object (they are large, no reader of a cache needs
+/// them, and the annotation repeats every credential of an object created with `kubectl apply`)
+/// and shrinks its `finalizers` and `ownerReferences` to fit
 /// (see [`drop_managed_fields`]), keeps no secondary index, and lets a subscriber fall
 /// [`DEFAULT_SUBSCRIBER_BUFFER`] publishes behind; a reflector publishes at most every
 /// [`DEFAULT_PUBLISH_INTERVAL`] while events keep arriving.
@@ -90,20 +92,22 @@ impl<K> fmt::Debug for CacheConfig<K> {
 }
 
 impl<K: Resource + 'static> CacheConfig<K> {
-    /// The defaults: drop managedFields, no index, the default subscriber buffer and publish
+    /// The defaults: drop managedFields and the last-applied annotation, no index, the default subscriber buffer and publish
     /// interval.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Replaces the transform (the default drops managedFields; call
+    /// Replaces the transform (the default drops managedFields and the last-applied
+    /// annotation; call
     /// [`drop_managed_fields`] inside yours to keep that).
     pub fn transform(mut self, transform: impl Fn(&mut K) + Send + Sync + 'static) -> Self {
         self.transform = Some(Arc::new(transform));
         self
     }
 
-    /// Stores objects exactly as the server sent them.
+    /// Stores objects exactly as the server sent them (byte-equal when serialized again),
+    /// managedFields and the [`LAST_APPLIED_ANNOTATION`] included.
     pub fn no_transform(mut self) -> Self {
         self.transform = None;
         self
@@ -165,8 +169,13 @@ impl<K: Resource + 'static> CacheConfig<K> {
     }
 }
 
-/// The default transform: drops `metadata.managedFields` and shrinks `metadata.finalizers` and
-/// `metadata.ownerReferences` to fit.
+/// The annotation `kubectl apply` keeps the whole applied object in: about the object's size
+/// again, and a copy of every inline credential the object carries.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The default transform: drops `metadata.managedFields` and the [`LAST_APPLIED_ANNOTATION`]
+/// (and `metadata.annotations` when that was the only one), and shrinks `metadata.finalizers`
+/// and `metadata.ownerReferences` to fit.
 ///
 /// Decoding JSON text, serde grows a list by doubling from empty (the text gives no length up
 /// front), so an object with one finalizer arrives with room for four; a cached object keeps that
@@ -175,6 +184,12 @@ impl<K: Resource + 'static> CacheConfig<K> {
 pub fn drop_managed_fields<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut()
+        && annotations.remove(LAST_APPLIED_ANNOTATION).is_some()
+        && annotations.is_empty()
+    {
+        meta.annotations = None;
+    }
     if let Some(finalizers) = meta.finalizers.as_mut() {
         finalizers.shrink_to_fit();
     }
@@ -227,5 +242,28 @@ mod tests {
             .unwrap()
             .remove("managedFields");
         assert_eq!(serde_json::to_value(&cm).unwrap(), expected);
+    }
+
+    #[test]
+    fn drop_managed_fields_drops_the_last_applied_annotation_only() {
+        let mut cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "annotations": {
+                LAST_APPLIED_ANNOTATION: "{\"data\":{\"password\":\"pw\"}}",
+                "team": "platform"}},
+        }))
+        .unwrap();
+        drop_managed_fields(&mut cm);
+        let annotations = cm.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["team"], "platform");
+        // The only annotation: no empty map is left behind.
+        let mut alone: ConfigMap = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "b", "annotations": {LAST_APPLIED_ANNOTATION: "{}"}},
+        }))
+        .unwrap();
+        drop_managed_fields(&mut alone);
+        assert!(alone.metadata.annotations.is_none());
     }
 }

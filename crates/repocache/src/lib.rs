@@ -72,7 +72,8 @@ pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
 pub use config::{
     CacheConfig, DEFAULT_PUBLISH_INTERVAL, DEFAULT_SUBSCRIBER_BUFFER,
-    DEFAULT_SUBSCRIBER_BUFFER_CHANGES, MAX_PUBLISH_INTERVAL, Transform, drop_managed_fields,
+    DEFAULT_SUBSCRIBER_BUFFER_CHANGES, LAST_APPLIED_ANNOTATION, MAX_PUBLISH_INTERVAL, Transform,
+    drop_managed_fields,
 };
 pub use decoded::{Decoded, InvalidObject};
 pub use error::Error;

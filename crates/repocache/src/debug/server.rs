@@ -4,17 +4,22 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::redact::{Redactor, redact_credentials};
 use super::report::CachesReport;
@@ -37,6 +42,12 @@ pub enum DebugError {
     /// The token is empty (it would protect nothing).
     #[error("the debug endpoint's token is empty")]
     EmptyToken,
+    /// Remote access was allowed without a token: anyone who reaches the address would read
+    /// every cached object.
+    #[error(
+        "refusing to allow remote access to the debug endpoint without a token: set one (token / --token / REPOCACHE_TOKEN)"
+    )]
+    RemoteWithoutToken,
     /// The address could not be bound.
     #[error("cannot bind the debug endpoint to {addr}: {source}")]
     Bind {
@@ -47,6 +58,14 @@ pub enum DebugError {
         source: std::io::Error,
     },
 }
+
+/// How long a client may take to send a request's headers (and its body), by default: a
+/// connection that sends nothing, or sends slowly, is closed after this long.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body accepted by default (the routes take none): larger gets 413.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 16 * 1024;
+/// How many connections are served at once by default; one more is answered 503 and closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// The debug endpoint. Start one with [`DebugServer::builder`].
 #[derive(Debug)]
@@ -64,6 +83,9 @@ impl DebugServer {
             token: None,
             redact: Arc::new(redact_credentials),
             allow_secrets: false,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -79,6 +101,9 @@ pub struct DebugServerBuilder {
     token: Option<String>,
     redact: Redactor,
     allow_secrets: bool,
+    header_read_timeout: Duration,
+    max_request_body: usize,
+    max_connections: usize,
 }
 
 impl fmt::Debug for DebugServerBuilder {
@@ -89,6 +114,9 @@ impl fmt::Debug for DebugServerBuilder {
             .field("allow_remote", &self.allow_remote)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_secrets", &self.allow_secrets)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -121,7 +149,9 @@ impl DebugServerBuilder {
         self
     }
 
-    /// Allows binding a non-loopback address (default: refused).
+    /// Allows binding a non-loopback address (default: refused). Needs a
+    /// [`token`](Self::token): [`start`](Self::start) fails with
+    /// [`DebugError::RemoteWithoutToken`] otherwise.
     #[must_use]
     pub fn allow_remote(mut self, allow: bool) -> Self {
         self.allow_remote = allow;
@@ -151,6 +181,30 @@ impl DebugServerBuilder {
         self
     }
 
+    /// How long a client may take to send a request's headers, and then its body (default
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`]); an idle keep-alive connection is closed after as long.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The largest request body accepted (default [`DEFAULT_MAX_REQUEST_BODY`]); a larger one
+    /// gets 413.
+    #[must_use]
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
+        self
+    }
+
+    /// How many connections are served at once (default [`DEFAULT_MAX_CONNECTIONS`], at
+    /// least 1); a connection beyond that is answered `503` and closed.
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
     /// Binds and starts serving on the current Tokio runtime.
     pub async fn start(self) -> Result<DebugHandle, DebugError> {
         let addr = self.addr;
@@ -159,6 +213,9 @@ impl DebugServerBuilder {
         }
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(DebugError::EmptyToken);
+        }
+        if self.allow_remote && self.token.is_none() {
+            return Err(DebugError::RemoteWithoutToken);
         }
         let metrics = self.metrics.unwrap_or(self.own_metrics);
         let listener = TcpListener::bind(addr)
@@ -174,23 +231,22 @@ impl DebugServerBuilder {
             redact: self.redact,
             allow_secrets: self.allow_secrets,
         });
+        let limits = Limits {
+            header_read_timeout: self.header_read_timeout,
+            max_request_body: self.max_request_body,
+            max_connections: self.max_connections,
+        };
         let router = Router::new()
             .route("/debug/caches", get(caches))
             .route("/metrics", get(metrics_route))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(app);
+            .with_state(app)
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| limit_body(req, next, limits),
+            ));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::warn!(%err, "debug endpoint stopped with an error");
-            }
-        });
+        let task = tokio::spawn(serve(listener, router, limits, stop_rx));
         tracing::info!(addr = %local_addr, "debug endpoint listening");
         Ok(DebugHandle {
             local_addr,
@@ -235,6 +291,106 @@ impl Drop for DebugHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// The connection limits of a running server.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    header_read_timeout: Duration,
+    max_request_body: usize,
+    max_connections: usize,
+}
+
+/// What a connection beyond the cap is told before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 54\r\nconnection: close\r\n\r\n{\"error\":\"too many connections to the debug endpoint\"}\n";
+
+/// The accept loop: each connection served by hyper with the header-read timeout, at most
+/// `max_connections` at once; on stop, every connection finishes its request in flight.
+async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: oneshot::Receiver<()>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "debug endpoint: accept failed");
+                        // E.g. out of file descriptors: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    tracing::warn!(%peer, max = limits.max_connections, "debug endpoint: too many connections, refusing one");
+                    connections.spawn(refuse(stream));
+                    continue;
+                };
+                let service = TowerToHyperService::new(router.clone());
+                let mut closing = closing_rx.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.header_read_timeout);
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    let served = tokio::select! {
+                        served = connection.as_mut() => served,
+                        _ = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(err) = served {
+                        tracing::debug!(%peer, %err, "debug endpoint: connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Answers a connection beyond the cap with 503 and closes it (without reading its request).
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Reads the request body up to `max_request_body` bytes within the header-read timeout:
+/// larger gets 413, slower 408.
+async fn limit_body(req: Request, next: Next, limits: Limits) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        limits.header_read_timeout,
+        axum::body::to_bytes(body, limits.max_request_body),
+    )
+    .await;
+    match read {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(_)) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than {} bytes (or broken)",
+                limits.max_request_body
+            ),
+        ),
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time".to_owned(),
+        ),
     }
 }
 
