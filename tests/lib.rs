@@ -54,10 +54,16 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Logs to the test's output when `RUST_LOG` is set.
+/// Logs to the test's (captured) output when `RUST_LOG` is set, and nothing otherwise.
+///
+/// Many tests inject faults on purpose, and the reflector logs each at WARN or ERROR: without
+/// `RUST_LOG` those lines would flood `cargo test`'s output (tokio's worker threads are not
+/// captured by the test harness). `RUST_LOG=repocache=debug cargo test …` brings them back.
 pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_test_writer()
         .try_init();
 }
