@@ -118,6 +118,8 @@ async fn fresh_reads_make_one_request_each_and_max_staleness_only_when_stale() {
     let lists = control.count("list", REPOS);
     let listed = cache.list_with(ReadPolicy::Fresh).await.unwrap();
     assert_eq!(listed.value.len(), 5);
+    // `into_value` hands over the answer itself.
+    assert_eq!(listed.clone().into_value().len(), 5);
     assert_eq!(control.count("list", REPOS), lists + 1);
     // A fresh miss is the server's 404, as None.
     assert!(

@@ -22,6 +22,8 @@ use std::time::Instant;
 
 use glasskube_api::crd;
 
+mod mutants;
+
 const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug]";
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Some("crds") => crds(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
+        Some("mutants") => mutants::main(&args[1..], &workspace_root()),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
