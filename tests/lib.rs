@@ -54,10 +54,76 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Logs to the test's output when `RUST_LOG` is set.
+/// How long the request log must stay unchanged before [`Baseline::settle`] trusts it.
+pub const QUIET: Duration = Duration::from_millis(150);
+
+/// The server's request log and the runtime's live tasks before a workload that must make
+/// no request: [`settle`](Self::settle) lets in-flight work finish before the test counts.
+pub struct Baseline {
+    control: apisim::Control,
+    tasks: usize,
+    requests: usize,
+}
+
+impl Baseline {
+    /// Takes the baseline: call it before the workload.
+    pub fn take(control: &apisim::Control) -> Self {
+        Self {
+            control: control.clone(),
+            requests: control.requests().len(),
+            tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        }
+    }
+
+    /// Lets in-flight work finish before a test counts the server's requests: waits until the
+    /// runtime has no more live tasks than at the baseline (a request spawned in the background
+    /// is a task until it completes, however long its connection takes) — or the request log
+    /// already grew, which the test's own assertion then reports — and apisim's request log has
+    /// not grown for [`QUIET`] (apisim records a request when it completes). Panics after
+    /// [`PATIENCE`] when that never happens, naming the extra tasks.
+    ///
+    /// Call it before every assertion that a request was *not* made: without it, a request
+    /// still being sent in the background would slip by unseen.
+    pub async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut seen = self.control.requests().len();
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let tasks = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+            let now = self.control.requests().len();
+            if now != seen || (tasks > self.tasks && now == self.requests) {
+                seen = now;
+                quiet_since = tokio::time::Instant::now();
+            } else if quiet_since.elapsed() >= QUIET {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "in-flight work never finished within {PATIENCE:?}: {tasks} live tasks \
+                     ({} at the baseline), {now} requests logged",
+                    self.tasks
+                );
+            }
+        }
+    }
+}
+
+/// Logs to the test's (captured) output when `RUST_LOG` is set, and nothing otherwise.
+///
+/// Many tests inject faults on purpose, and the reflector logs each at WARN or ERROR: without
+/// `RUST_LOG` those lines would flood `cargo test`'s output (tokio's worker threads are not
+/// captured by the test harness). `RUST_LOG=repocache=debug cargo test …` brings them back.
 pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_test_writer()
         .try_init();
 }

@@ -125,6 +125,13 @@ fn main() -> ExitCode {
     let max_read = reports.iter().map(|r| r.max_read).max().unwrap_or_default();
     let p99_read = reports.iter().map(|r| r.p99_read).max().unwrap_or_default();
     let reads: u64 = reports.iter().map(|r| r.reads).sum();
+    let slow_reads: u64 = reports.iter().map(|r| r.slow_reads).sum();
+    let max_control = reports
+        .iter()
+        .map(|r| r.max_control)
+        .max()
+        .unwrap_or_default();
+    let snapshots: usize = reports.iter().map(|r| r.snapshots_checked).sum();
     let lost: usize = reports.iter().map(|r| r.lost).sum();
     let extra: usize = reports.iter().map(|r| r.extra).sum();
     let stale: usize = reports.iter().map(|r| r.stale).sum();
@@ -172,9 +179,32 @@ fn main() -> ExitCode {
         quantile(&convergence, 0.5)
     );
     println!(
-        "  read latency:       max {max_read:.1?}, p99 {p99_read:.1?} over {reads} reads (bound {READ_BOUND:?})"
+        "  read latency:       max {max_read:.1?}, p99 {p99_read:.1?} over {reads} reads; {slow_reads} over {READ_BOUND:?}"
+    );
+    println!(
+        "  noise control:      max {max_control:.1?} (a plain map lookup timed between reads: what the machine alone cost)"
+    );
+    if max_read > READ_BOUND && max_read > max_control * 10 {
+        println!(
+            "  WARNING:            the longest read exceeds {READ_BOUND:?} and 10x the noise control: a read may wait on something"
+        );
+    }
+    println!(
+        "  snapshots checked:  {snapshots} published snapshots, each a whole relist or event prefix"
     );
     println!("  relists: {relists}, reflector errors retried: {errors}, subscriber lags: {lagged}");
+    let (used, budget) = reports
+        .iter()
+        .flat_map(|r| {
+            r.caches
+                .iter()
+                .map(move |c| (c.fault_relists, r.relist_budget))
+        })
+        .max_by(|a, b| (a.0 * b.1.max(1)).cmp(&(b.0 * a.1.max(1))))
+        .unwrap_or_default();
+    println!(
+        "  fault relists:      at most {used} of the {budget} the injected faults explain (one cache, one seed)"
+    );
     println!("  lost objects:       {lost}");
     println!("  extra objects:      {extra}");
     println!("  stale objects:      {stale}");

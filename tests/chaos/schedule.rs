@@ -3,7 +3,7 @@
 //! The harness is the only writer, so the server's state (and therefore every choice that
 //! depends on it) follows from the seed alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use apisim::{Control, FailSpec, LatencySpec};
@@ -113,6 +113,9 @@ pub struct Version {
     pub url: String,
 }
 
+/// One state of the server: every object's resourceVersion and group, by name.
+pub type State = BTreeMap<String, (u64, String)>;
+
 /// The schedule's state: the server, the names, and what was written.
 pub struct Schedule {
     control: Control,
@@ -122,6 +125,15 @@ pub struct Schedule {
     writes: u64,
     versions: HashMap<(String, String), Version>,
     faults: BTreeMap<&'static str, u64>,
+    /// Every state the server went through, in order (the harness is its only writer).
+    history: Vec<State>,
+    /// Names a side-door write touched: a cache may hold them in a version no server state
+    /// had together with the others (the watch never told it), so the per-snapshot check
+    /// leaves them out.
+    side_door: BTreeSet<String>,
+    /// How many relists (with reason `expired` or `error`) the injected faults can explain,
+    /// per cache.
+    relist_budget: u64,
 }
 
 impl Schedule {
@@ -134,6 +146,75 @@ impl Schedule {
             writes: 0,
             versions: HashMap::new(),
             faults: BTreeMap::new(),
+            history: vec![State::new()],
+            side_door: BTreeSet::new(),
+            relist_budget: 0,
+        }
+    }
+
+    /// Every state the server went through, oldest first.
+    pub fn history(&self) -> &[State] {
+        &self.history
+    }
+
+    /// Names written through the side door.
+    pub fn side_door_names(&self) -> &BTreeSet<String> {
+        &self.side_door
+    }
+
+    /// How many `expired` and `error` relists the injected faults explain, per cache: each
+    /// injected failure at most one, every other disruption (closed, cut or broken watch,
+    /// compaction, restart, latency) at most two, side-door writes none.
+    pub fn relist_budget(&self) -> u64 {
+        self.relist_budget
+    }
+
+    /// Appends the server's current state to the history.
+    fn note_state(&mut self) {
+        let state: State = self
+            .control
+            .list(RESOURCE)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|o| {
+                let meta = &o["metadata"];
+                let name = meta["name"].as_str()?.to_owned();
+                let rv = meta["resourceVersion"].as_str()?.parse().ok()?;
+                let group = meta["labels"][GROUP_LABEL]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                Some((name, (rv, group)))
+            })
+            .collect();
+        if self.history.last() != Some(&state) {
+            self.history.push(state);
+        }
+    }
+
+    /// After the chaos: one write through the API to every name, so that every object's
+    /// final version reaches the watches as an event (an object that exists is patched; one
+    /// that does not is created and deleted, which also removes a version a cache kept of
+    /// a side-door delete). A cache without a TTL converges only through these events.
+    pub(super) fn sweep(&mut self) {
+        for name in self.names.clone() {
+            let epoch = self.next_epoch();
+            if self.current(&name).is_some() {
+                self.patch(&name, json!({"metadata": {"labels": {EPOCH_LABEL: epoch}}}));
+            } else {
+                let obj = json!({
+                    "apiVersion": "packages.glasskube.dev/v1alpha1",
+                    "kind": "PackageRepository",
+                    "metadata": {"name": name, "labels": {GROUP_LABEL: "a", EPOCH_LABEL: epoch}},
+                    "spec": {"url": "https://swept.example/"},
+                });
+                if let Ok(written) = self.control.create(obj) {
+                    self.record(&written);
+                    self.note_state();
+                }
+                let _ = self.control.delete(RESOURCE, None, &name);
+                self.note_state();
+            }
         }
     }
 
@@ -226,12 +307,14 @@ impl Schedule {
         if let Ok(written) = self.control.create(obj) {
             self.record(&written);
         }
+        self.note_state();
     }
 
     fn patch(&mut self, name: &str, patch: Value) {
         if let Ok(written) = self.control.merge_patch(RESOURCE, None, name, &patch) {
             self.record(&written);
         }
+        self.note_state();
     }
 
     fn current(&self, name: &str) -> Option<Value> {
@@ -272,11 +355,13 @@ impl Schedule {
             3 => {
                 self.writes += 1;
                 let _ = self.control.delete(RESOURCE, None, &name);
+                self.note_state();
             }
             // Delete and recreate with the same name.
             4 => {
                 self.writes += 1;
                 let _ = self.control.delete(RESOURCE, None, &name);
+                self.note_state();
                 self.create(rng, &name);
             }
             // Replace the whole object (PUT without a precondition).
@@ -285,13 +370,16 @@ impl Schedule {
                 if let Ok(written) = self.control.replace(obj) {
                     self.record(&written);
                 }
+                self.note_state();
             }
         }
     }
 
-    fn fail(&self, rng: &mut Rng, code: u16, max: u64) -> FailSpec {
+    fn fail(&mut self, rng: &mut Rng, code: u16, max: u64) -> FailSpec {
         let verb = *rng.pick(&["list", "watch", "*"]);
-        let mut spec = FailSpec::new(verb, RESOURCE, code, rng.range(1, max + 1) as u32);
+        let count = rng.range(1, max + 1);
+        self.relist_budget += count;
+        let mut spec = FailSpec::new(verb, RESOURCE, code, count as u32);
         if code == 429 {
             spec.retry_after_seconds = Some(1);
         }
@@ -306,6 +394,10 @@ impl Schedule {
     fn fault(&mut self, rng: &mut Rng, fault: Fault) {
         let control = self.control.clone();
         let ttl_ms = self.ttl.as_millis() as u64;
+        self.relist_budget += match fault {
+            Fault::SideDoorPut | Fault::SideDoorDelete => 0,
+            _ => 2,
+        };
         match fault {
             Fault::CloseWatches => control.close_watches(),
             Fault::StallShort => control.stall_watches(Some(Duration::from_millis(
@@ -334,6 +426,7 @@ impl Schedule {
             }
             Fault::RestartWipe => {
                 control.restart(false);
+                self.note_state();
             }
             Fault::MalformedLine => {
                 control.inject_malformed_line(None);
@@ -360,6 +453,8 @@ impl Schedule {
                 if let Ok(written) = control.side_door_put(obj) {
                     self.record(&written);
                 }
+                self.side_door.insert(name);
+                self.note_state();
             }
             Fault::SideDoorDelete => {
                 if let Some(obj) = self.existing(rng)
@@ -367,6 +462,8 @@ impl Schedule {
                 {
                     self.writes += 1;
                     let _ = control.side_door_delete(RESOURCE, None, name);
+                    self.side_door.insert(name.to_owned());
+                    self.note_state();
                 }
             }
         }

@@ -14,7 +14,7 @@ use repocache::{
     RelistReason, Source,
 };
 use repocache_tests::{
-    PATIENCE, apisim, cached_versions, client_without_retry, eventually, init_tracing,
+    Baseline, PATIENCE, apisim, cached_versions, client_without_retry, eventually, init_tracing,
 };
 use serde_json::json;
 
@@ -62,6 +62,7 @@ async fn reads_after_ready_make_no_requests() {
     cache.wait_ready(PATIENCE).await.unwrap();
     assert!(control.wait_for_watches(1, PATIENCE).await);
     let before = control.requests().len();
+    let baseline = Baseline::take(&control);
     let names = [
         "glasskube",
         "private-basic",
@@ -78,6 +79,7 @@ async fn reads_after_ready_make_no_requests() {
         }
     }
     assert!(hits > 0);
+    baseline.settle().await;
     assert_eq!(
         control.requests().len(),
         before,
@@ -116,6 +118,8 @@ async fn fresh_reads_make_one_request_each_and_max_staleness_only_when_stale() {
     let lists = control.count("list", REPOS);
     let listed = cache.list_with(ReadPolicy::Fresh).await.unwrap();
     assert_eq!(listed.value.len(), 5);
+    // `into_value` hands over the answer itself.
+    assert_eq!(listed.clone().into_value().len(), 5);
     assert_eq!(control.count("list", REPOS), lists + 1);
     // A fresh miss is the server's 404, as None.
     assert!(
@@ -129,6 +133,7 @@ async fn fresh_reads_make_one_request_each_and_max_staleness_only_when_stale() {
     assert_eq!(control.count("get", REPOS), gets + 4);
 
     // Fresh enough: no request, answered from the snapshot.
+    let baseline = Baseline::take(&control);
     let read = cache
         .get_with(
             "glasskube",
@@ -137,6 +142,7 @@ async fn fresh_reads_make_one_request_each_and_max_staleness_only_when_stale() {
         .await
         .unwrap();
     assert!(matches!(read.source, Source::Snapshot { .. }));
+    baseline.settle().await;
     assert_eq!(control.count("get", REPOS), gets + 4);
     // Older than the bound: exactly one live read.
     let read = cache
@@ -235,7 +241,6 @@ async fn silent_stall_is_caught_by_the_ttl_and_relisted() {
     changed["spec"]["url"] = json!("https://moved.example.net/");
     control.side_door_put(changed).unwrap();
 
-    let mut longest_read = Duration::ZERO;
     let mut reads_while_stale = 0u64;
     let deadline = Instant::now() + PATIENCE;
     while url_of(&cache, "team-bearer").as_deref() != Some("https://moved.example.net/") {
@@ -243,10 +248,8 @@ async fn silent_stall_is_caught_by_the_ttl_and_relisted() {
             Instant::now() < deadline,
             "the TTL relist never made the change visible"
         );
-        let started = Instant::now();
         let repo = cache.get("team-bearer");
         let _ = cache.list();
-        longest_read = longest_read.max(started.elapsed());
         assert!(repo.is_some(), "the last snapshot is served meanwhile");
         if matches!(cache.state(), CacheState::Stale { .. }) {
             reads_while_stale += 1;
@@ -255,14 +258,13 @@ async fn silent_stall_is_caught_by_the_ttl_and_relisted() {
     }
     let stats = cache.stats();
     assert!(stats.relists(RelistReason::Ttl) >= 1, "{:?}", stats.relists);
+    // Reads never wait for the writer, checked without a wall-clock bound: the relist's LIST
+    // is held back 300 ms, and reads go on completing (and seeing `Stale`) meanwhile; a read
+    // that waited for the relist would only return once the cache was `Ready` again.
     assert!(
-        reads_while_stale > 0,
-        "the cache reported Stale while the watch was silent"
-    );
-    // A generous bound: catches a read that waits on a lock or on I/O, not a slow machine.
-    assert!(
-        longest_read < Duration::from_millis(250),
-        "a read took {longest_read:?}"
+        reads_while_stale >= 3,
+        "the cache reported Stale while the watch was silent, and reads completed meanwhile \
+         ({reads_while_stale} did)"
     );
     control.release_watches();
 }

@@ -1,6 +1,8 @@
 //! Seeded chaos runs against apisim (a bounded set for CI; `cargo xtask chaos` runs more): the
-//! caches converge with nothing lost, readers never block or see a torn or backwards snapshot,
-//! and the reflectors survive every fault. See `repocache_tests::chaos`.
+//! caches converge with nothing lost (one of them by watch events alone), readers never see a
+//! torn, partial or backwards snapshot and never cause a request, relists stay within what the
+//! faults explain, and the reflectors survive every fault. Read latency is reported by
+//! `cargo xtask chaos`, not asserted here. See `repocache_tests::chaos`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use repocache_tests::chaos::{self, Options};
@@ -18,11 +20,14 @@ async fn check(options: Options) {
     assert!(report.writes > 0);
 }
 
-/// Eight seeds of 2.5 s each (about 30 s on two cores).
+/// Four seeds of 2.5 s each (about 30 s on two cores; `cargo xtask chaos` runs more). The
+/// first seed alone catches a writer that drops watch events (the cache without a TTL never
+/// converges), a read that makes a request (the server sees a GET), and a relist published
+/// half-way (a published snapshot that is no server state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_seeds_converge_with_nothing_lost() {
     repocache_tests::init_tracing();
-    for seed in 1..=8 {
+    for seed in 1..=4 {
         check(Options::new(seed)).await;
     }
 }

@@ -300,12 +300,29 @@ async fn ten_thousand_objects_sync_and_reads_stay_cheap() {
     let (cache, _handle) = cache(&server).await;
     assert_eq!(cache.stats().objects, 10_000);
     assert_eq!(cache.stats().decode_failures, 0);
-    let started = std::time::Instant::now();
-    for i in (0..10_000).step_by(7) {
-        assert!(cache.get(&format!("repo-{i:05}")).is_some());
+    // Reads stay cheap: a `get` costs about what a plain map lookup of the same names costs in
+    // the same run (a noise control: a busy machine slows both alike), not the thousands of
+    // times more of a scan. The fastest of a few interleaved rounds of each is compared.
+    let control_map: std::collections::BTreeMap<String, usize> =
+        (0..10_000).map(|i| (format!("repo-{i:05}"), i)).collect();
+    let (mut get_best, mut control_best) = (Duration::MAX, Duration::MAX);
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        for i in (0..10_000).step_by(7) {
+            assert!(cache.get(&format!("repo-{i:05}")).is_some());
+        }
+        get_best = get_best.min(started.elapsed());
+        let started = std::time::Instant::now();
+        for i in (0..10_000).step_by(7) {
+            assert!(std::hint::black_box(&control_map).contains_key(&format!("repo-{i:05}")));
+        }
+        control_best = control_best.min(started.elapsed());
     }
-    let per_get = started.elapsed() / (10_000 / 7);
-    assert!(per_get < Duration::from_millis(1), "a get took {per_get:?}");
+    let ratio = get_best.as_secs_f64() / control_best.as_secs_f64().max(1e-9);
+    assert!(
+        ratio < 50.0,
+        "1429 gets took {get_best:?}, {ratio:.1}× the same lookups in a BTreeMap ({control_best:?})"
+    );
     control.delete(REPOS, None, "repo-00042").unwrap();
     eventually("the delete arrives", || cache.get("repo-00042").is_none()).await;
     assert_eq!(cache.stats().objects, 9_999);

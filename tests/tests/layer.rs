@@ -14,7 +14,7 @@ use kube::core::{ObjectList, Status};
 use kube::{Api, Client};
 use repocache::layer::{BYPASS_HEADER, CacheLayer, GENERATION_HEADER, Outcome, Verb};
 use repocache::{Cache, ReflectorBuilder, ReflectorHandle};
-use repocache_tests::{PATIENCE, apisim, client_without_retry, eventually, init_tracing};
+use repocache_tests::{Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing};
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";
@@ -132,6 +132,7 @@ async fn unchanged_api_code_is_served_locally_and_equals_the_server() {
     // The layered client's workload first: it must not make a single GET or LIST.
     let (gets, lists) = (control.count("get", REPOS), control.count("list", REPOS));
     let requests = control.requests().len();
+    let baseline = Baseline::take(&control);
     let mut local_objects = Vec::new();
     for name in NAMES {
         local_objects.push(cached.get(name).await.unwrap());
@@ -153,6 +154,7 @@ async fn unchanged_api_code_is_served_locally_and_equals_the_server() {
     for uri in &raw_uris {
         local_raw.push(raw_get(&cached.clone().into_client(), uri, false).await);
     }
+    baseline.settle().await;
     assert_eq!(control.count("get", REPOS), gets, "a GET reached apisim");
     assert_eq!(control.count("list", REPOS), lists, "a LIST reached apisim");
     assert_eq!(
@@ -237,6 +239,7 @@ async fn namespaced_kinds_are_served_per_namespace_and_across_namespaces() {
     let layer = CacheLayer::new().cache(&packages);
     let client = layer.client(server.client());
     let before = control.requests().len();
+    let baseline = Baseline::take(&control);
     let in_ns = Api::<Package>::namespaced(client.clone(), "analytics");
     let all = Api::<Package>::all(client.clone());
     let local_one = in_ns.get("my-quickwit").await.unwrap();
@@ -248,6 +251,7 @@ async fn namespaced_kinds_are_served_per_namespace_and_across_namespaces() {
         .unwrap()
         .items;
     let local_all = all.list(&ListParams::default()).await.unwrap().items;
+    baseline.settle().await;
     assert_eq!(control.requests().len(), before, "a request reached apisim");
     assert_eq!(layer.stats().total_local(), 5);
 
@@ -572,6 +576,7 @@ async fn a_paginated_walk_stays_on_its_snapshot_or_expires() {
         repos.snapshot().generation() > generation
     })
     .await;
+    let baseline = Baseline::take(&control);
 
     // The walk finishes on the snapshot it began on: five objects, not six.
     let mut names: Vec<String> = first
@@ -610,6 +615,7 @@ async fn a_paginated_walk_stays_on_its_snapshot_or_expires() {
         err.message
             .starts_with("The provided continue parameter is too old")
     );
+    baseline.settle().await;
     assert_eq!(control.count("list", REPOS), 1, "only the reflector's LIST");
 }
 

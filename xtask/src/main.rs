@@ -20,6 +20,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod miri;
+mod mutants;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use std::time::Instant;
 
 use glasskube_api::crd;
 
-const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug] | miri [-- <test args>]";
+const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug] | miri [-- <test args>] | mutants [--file F] [--check]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("chaos") => chaos(&args[1..]),
         Some("miri") => miri::run(&args[1..]),
+        Some("mutants") => mutants::main(&args[1..], &workspace_root()),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

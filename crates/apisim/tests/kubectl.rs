@@ -1,9 +1,10 @@
 //! kubectl against apisim, with the kubeconfig the handle writes. kubectl is a hard requirement:
-//! if `/usr/bin/kubectl` is missing these tests fail (they do not skip).
+//! it is looked up on `PATH` (or taken from `$KUBECTL`), and when it is missing these tests fail
+//! (they do not skip) with a message that says how to install it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,11 +13,33 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
 const SEED: &str = include_str!("../../../fixtures/packagerepositories.yaml");
 const T: Duration = Duration::from_secs(30);
 
+const INSTALL_HINT: &str = "install kubectl (Debian/Ubuntu: `apt-get install kubectl`; elsewhere see https://kubernetes.io/docs/tasks/tools/) or point $KUBECTL at it";
+
+/// The kubectl binary: `$KUBECTL` when set, else the first `kubectl` on `PATH`.
+fn kubectl_path() -> PathBuf {
+    if let Some(explicit) = std::env::var_os("KUBECTL") {
+        let path = PathBuf::from(explicit);
+        assert!(
+            path.is_file(),
+            "kubectl is required for these tests but $KUBECTL={} is not a file; {INSTALL_HINT}",
+            path.display()
+        );
+        return path;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("kubectl is required for these tests but is not on PATH; {INSTALL_HINT}")
+        })
+}
+
 struct Kubectl {
+    bin: PathBuf,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     cache: PathBuf,
@@ -24,15 +47,13 @@ struct Kubectl {
 
 impl Kubectl {
     fn new(s: &ServerHandle) -> Kubectl {
-        assert!(
-            Path::new(KUBECTL).exists(),
-            "kubectl is required for these tests but {KUBECTL} does not exist; install kubectl"
-        );
+        let bin = kubectl_path();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         s.write_kubeconfig(&kubeconfig).unwrap();
         let cache = dir.path().join("cache");
         Kubectl {
+            bin,
             _dir: dir,
             kubeconfig,
             cache,
@@ -40,7 +61,7 @@ impl Kubectl {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(KUBECTL);
+        let mut c = Command::new(&self.bin);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
@@ -55,7 +76,7 @@ impl Kubectl {
         let out = tokio::time::timeout(T, self.cmd(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-            .unwrap_or_else(|e| panic!("cannot run {KUBECTL}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",
@@ -158,7 +179,7 @@ async fn kubectl_watch_sees_updates() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {KUBECTL}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", k.bin.display()));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let seeds = seed_names();
     let mut seen = BTreeSet::new();

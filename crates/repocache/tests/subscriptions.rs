@@ -76,6 +76,11 @@ async fn a_new_subscriber_gets_the_current_state_then_changes_including_deletes(
             c("synced", "", "", 1)
         ]
     );
+    assert_eq!(
+        sub.generation(),
+        1,
+        "the view's generation after the current state"
+    );
     writer.apply(Event::Apply(obj("c", 3, "c1")));
     writer.apply(Event::Apply(obj("a", 4, "a2")));
     writer.apply(Event::Delete(obj("b", 5, "b1")));
@@ -86,6 +91,11 @@ async fn a_new_subscriber_gets_the_current_state_then_changes_including_deletes(
             c("updated", "a", "a1->a2", 3),
             c("deleted", "b", "b1", 4)
         ]
+    );
+    assert_eq!(
+        sub.generation(),
+        4,
+        "the view's generation follows the changes"
     );
     // A no-op (unknown delete) publishes nothing.
     writer.apply(Event::Delete(obj("zzz", 6, "")));

@@ -1,0 +1,597 @@
+//! `cargo xtask mutants`: mutation testing of repocache's core files with cargo-mutants, and
+//! `docs/MUTANTS.md`, generated from what was measured.
+//!
+//! ```text
+//! cargo xtask mutants [--file PATH]... [--in-place] [--report-only]
+//! cargo xtask mutants --check
+//! ```
+//!
+//! - Without arguments: every core file in [`TARGETS`], one cargo-mutants run each (its own
+//!   narrowed test command), then `docs/MUTANTS.md` from every measured file. Hours on two
+//!   cores: use `--file` to measure a few files at a time; results accumulate under
+//!   `target/mutants/` and the report covers everything measured so far.
+//! - `--file PATH`: only these core files (repeatable), then the report.
+//! - `--in-place`: mutate the worktree itself instead of a copy (much faster: the copy's
+//!   `target/` rebuilds every dependency, as copying changes every file's mtime); do not build
+//!   or edit the worktree meanwhile. cargo-mutants restores each file after its mutant.
+//! - `--report-only`: only rewrite `docs/MUTANTS.md` from `target/mutants/`.
+//! - `--check` (CI): the small fixed subset [`CHECK_FILE`] into a temporary directory (never
+//!   `docs/`); fails when a mutant is missed that [`EXPLAINED`] does not explain.
+//!
+//! cargo-mutants is installed with `cargo install cargo-mutants --locked` when missing. By
+//! default each run copies the workspace and its `target/` to a scratch directory
+//! (`--copy-target=true`), so the worktree is never mutated.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// One core file and the tests that exercise it (narrowed, so that a mutant costs one rebuild
+/// of the workspace crates and a minute of tests, not the whole suite).
+pub struct Target {
+    /// The file, relative to the workspace root.
+    pub file: &'static str,
+    /// The package whose code it is.
+    pub package: &'static str,
+    /// The packages whose tests run against each mutant.
+    pub test_packages: &'static [&'static str],
+    /// Extra `cargo test` arguments (test target selection).
+    pub test_args: &'static [&'static str],
+}
+
+/// The core files: the write path, the snapshot, the reflector, decoding, read policies,
+/// subscriptions and the layer's routing and serving.
+pub const TARGETS: &[Target] = &[
+    Target {
+        file: "crates/repocache/src/policy.rs",
+        package: "repocache",
+        test_packages: &["repocache-tests"],
+        test_args: &["--test", "cache_semantics"],
+    },
+    Target {
+        file: "crates/repocache/src/ordered.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/writer.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/snapshot.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/subscription.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/decoding.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/reflector.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/layer/route.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        test_args: &[],
+    },
+    Target {
+        file: "crates/repocache/src/layer/serve.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        test_args: &[],
+    },
+];
+
+/// The file `--check` measures: small, fixed, and fully caught or explained.
+pub const CHECK_FILE: &str = "crates/repocache/src/policy.rs";
+
+/// Missed mutants that are explained: (file, the mutant's description as cargo-mutants names
+/// it, one sentence why it is equivalent or cannot be caught by a test).
+pub const EXPLAINED: &[(&str, &str, &str)] = &[];
+
+/// Mutants a run missed and a test added since catches: (file, the mutant's description, the
+/// test). Kept in the report so that the history of each gap stays visible.
+pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
+    (
+        "crates/repocache/src/subscription.rs",
+        "replace Subscription<K>::generation -> u64 with 0",
+        "crates/repocache/tests/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (asserts generation() after each drain)",
+    ),
+    (
+        "crates/repocache/src/subscription.rs",
+        "replace Subscription<K>::generation -> u64 with 1",
+        "crates/repocache/tests/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (generation() is 4 after three changes)",
+    ),
+];
+
+/// The hand-made mutants of issue 15 and what catches each (kept in the generated report).
+const HAND_MADE: &str = "\
+## Hand-made mutants (issue 15)
+
+Three mutants that survived every suite before issue 15, each applied on a scratch change
+(never committed) and run against `cargo test -p repocache-tests --test chaos` (4 seeds):
+
+| mutant | caught by | failing line |
+|---|---|---|
+| the writer ignores every watch `Apply` and `Delete` (only relists update the cache) | chaos: the cache without a TTL (`all/no-ttl`) must converge by watch events after the final sweep of writes | `all/no-ttl: cache did not converge within 30s: lost [\"repo-00\", …]` |
+| `Cache::get()` starts a background live GET | `reads_after_ready_make_no_requests` (settles first: `Baseline::settle`), and chaos (a reader on the runtime; the server must see no GET) | `reads reached the API server` (left 3, right 2); chaos: `the server saw 1 GET requests for single packagerepositories: a read reached the API server` |
+| a relist is published half-way (its first half alone, then whole) | chaos: every snapshot a subscriber saw whole must equal a state the server went through | `all/list: published snapshot 13 of 46 (and 5 more) is no state the server went through (part of a relist?)` |
+";
+
+struct Args {
+    check: bool,
+    report_only: bool,
+    in_place: bool,
+    files: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut out = Args {
+        check: false,
+        report_only: false,
+        in_place: false,
+        files: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--check" => out.check = true,
+            "--report-only" => out.report_only = true,
+            "--in-place" => out.in_place = true,
+            "--file" => {
+                let file = it.next().ok_or("--file needs a path")?;
+                if !TARGETS.iter().any(|t| t.file == file) {
+                    return Err(format!(
+                        "--file {file}: not a core file (one of: {})",
+                        TARGETS
+                            .iter()
+                            .map(|t| t.file)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                out.files.push(file.clone());
+            }
+            other => return Err(format!("unexpected argument `{other}` to mutants")),
+        }
+    }
+    if out.check && (out.report_only || !out.files.is_empty()) {
+        return Err("--check takes no other argument".into());
+    }
+    Ok(out)
+}
+
+/// `cargo xtask mutants …`.
+pub fn main(args: &[String], root: &Path) -> ExitCode {
+    let args = match parse(args) {
+        Ok(args) => args,
+        Err(e) => return crate::usage_error(&e),
+    };
+    let started = Instant::now();
+    let result = if args.check {
+        check(root)
+    } else {
+        run(root, &args)
+    };
+    match result {
+        Ok(()) => {
+            println!("xtask mutants: done in {:.0?}", started.elapsed());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask mutants: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    let out_root = root.join("target").join("mutants");
+    if !args.report_only {
+        ensure_cargo_mutants()?;
+        let targets: Vec<&Target> = TARGETS
+            .iter()
+            .filter(|t| args.files.is_empty() || args.files.iter().any(|f| f == t.file))
+            .collect();
+        for target in targets {
+            measure(
+                root,
+                target,
+                &out_root.join(slug(target.file)),
+                args.in_place,
+            )?;
+        }
+    }
+    let measured = load_all(&out_root)?;
+    let doc = render(&measured);
+    let path = root.join("docs").join("MUTANTS.md");
+    std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote docs/MUTANTS.md ({} files measured)", measured.len());
+    let unexplained: usize = measured.iter().map(|m| m.unexplained().len()).sum();
+    if unexplained > 0 {
+        println!("{unexplained} missed mutants are not explained yet (see docs/MUTANTS.md)");
+    }
+    Ok(())
+}
+
+fn check(root: &Path) -> anyhow::Result<()> {
+    ensure_cargo_mutants()?;
+    let target = TARGETS
+        .iter()
+        .find(|t| t.file == CHECK_FILE)
+        .context("the check file is not a target")?;
+    let scratch =
+        std::env::temp_dir().join(format!("repocache-mutants-check-{}", std::process::id()));
+    measure(root, target, &scratch, false)?;
+    let measured = load(&scratch, target.file)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!(
+        "{}: {} mutants, {} caught, {} missed ({} explained), {} timeouts, {} unviable",
+        measured.file,
+        measured.mutants.len(),
+        measured.count(Outcome::Caught),
+        measured.count(Outcome::Missed),
+        measured.count(Outcome::Missed) - measured.unexplained().len(),
+        measured.count(Outcome::Timeout),
+        measured.count(Outcome::Unviable),
+    );
+    let unexplained = measured.unexplained();
+    if !unexplained.is_empty() {
+        for m in &unexplained {
+            eprintln!("missed: {}", m.name);
+        }
+        bail!(
+            "{} mutants of {} survived the tests unexplained",
+            unexplained.len(),
+            measured.file
+        );
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Installs cargo-mutants when `cargo mutants --version` does not answer.
+fn ensure_cargo_mutants() -> anyhow::Result<()> {
+    let present = cargo()
+        .args(["mutants", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    println!("cargo-mutants is missing: cargo install cargo-mutants --locked");
+    let status = cargo()
+        .args(["install", "cargo-mutants", "--locked"])
+        .status()
+        .context("running cargo install")?;
+    if !status.success() {
+        bail!("cargo install cargo-mutants --locked failed ({status})");
+    }
+    Ok(())
+}
+
+/// The directory name of a file's results: `crates-repocache-src-writer`.
+fn slug(file: &str) -> String {
+    file.trim_end_matches(".rs").replace('/', "-")
+}
+
+/// The command that measures one file.
+fn command(root: &Path, target: &Target, out: &Path, in_place: bool) -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(root).args([
+        "mutants",
+        "--package",
+        target.package,
+        "--file",
+        target.file,
+        if in_place {
+            "--in-place"
+        } else {
+            "--copy-target=true"
+        },
+        "--no-shuffle",
+        // cargo-mutants' baseline runs the mutated package's tests with the test arguments,
+        // which name targets of other packages; the tests pass unmutated in CI anyway.
+        "--baseline=skip",
+        "--timeout",
+        "300",
+        "--output",
+    ]);
+    cmd.arg(out);
+    for p in target.test_packages {
+        cmd.args(["--test-package", p]);
+    }
+    for a in target.test_args {
+        cmd.arg(format!("--cargo-test-arg={a}"));
+    }
+    cmd
+}
+
+fn shown(cmd: &Command) -> String {
+    let mut s = String::from("cargo");
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn measure(root: &Path, target: &Target, out: &Path, in_place: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut cmd = command(root, target, out, in_place);
+    let line = shown(&cmd).replace(&*root.to_string_lossy(), ".");
+    println!("==> {line}");
+    let started = Instant::now();
+    let status = cmd.status().context("running cargo mutants")?;
+    // 0: all caught; 2: some missed; 3: some timed out. Anything else: no result.
+    match status.code() {
+        Some(0 | 2 | 3) => {}
+        _ => bail!("cargo mutants failed on {} ({status})", target.file),
+    }
+    let version = cargo()
+        .args(["mutants", "--version"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let meta = serde_json::json!({
+        "file": target.file,
+        "command": line,
+        "seconds": started.elapsed().as_secs(),
+        "version": version,
+    });
+    std::fs::write(out.join("run.json"), meta.to_string())?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    Caught,
+    Missed,
+    Timeout,
+    Unviable,
+}
+
+struct Mutant {
+    /// As cargo-mutants names it: `file:line:col: replace … with …`.
+    name: String,
+    /// The changed line of its diff (`+ …`).
+    diff_line: String,
+    outcome: Outcome,
+}
+
+struct Measured {
+    file: String,
+    command: String,
+    seconds: u64,
+    version: String,
+    mutants: Vec<Mutant>,
+}
+
+impl Measured {
+    fn count(&self, outcome: Outcome) -> usize {
+        self.mutants.iter().filter(|m| m.outcome == outcome).count()
+    }
+
+    fn unexplained(&self) -> Vec<&Mutant> {
+        self.mutants
+            .iter()
+            .filter(|m| m.outcome == Outcome::Missed && explanation(&self.file, &m.name).is_none())
+            .collect()
+    }
+}
+
+fn explanation(file: &str, name: &str) -> Option<&'static str> {
+    EXPLAINED
+        .iter()
+        .find(|(f, n, _)| *f == file && name.ends_with(n))
+        .map(|(_, _, why)| *why)
+}
+
+fn load_all(out_root: &Path) -> anyhow::Result<Vec<Measured>> {
+    let mut out = Vec::new();
+    for target in TARGETS {
+        let dir = out_root.join(slug(target.file));
+        if dir.join("mutants.out").join("outcomes.json").exists() {
+            out.push(load(&dir, target.file)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one file's results: `mutants.out/outcomes.json` (outcome and diff of every mutant)
+/// and `run.json` (how it was run).
+fn load(dir: &Path, file: &str) -> anyhow::Result<Measured> {
+    let run: Value = std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    let mutants_out = dir.join("mutants.out");
+    let path = mutants_out.join("outcomes.json");
+    let outcomes: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let mut mutants = Vec::new();
+    for o in outcomes["outcomes"].as_array().into_iter().flatten() {
+        let Some(m) = o["scenario"].get("Mutant") else {
+            continue;
+        };
+        let outcome = match o["summary"].as_str().unwrap_or_default() {
+            "CaughtMutant" => Outcome::Caught,
+            "MissedMutant" => Outcome::Missed,
+            "Timeout" => Outcome::Timeout,
+            "Unviable" => Outcome::Unviable,
+            other => bail!("{}: unknown outcome {other:?}", path.display()),
+        };
+        let name = mutant_name(m);
+        let diff = o["diff_path"]
+            .as_str()
+            .and_then(|p| std::fs::read_to_string(mutants_out.join(p)).ok())
+            .or_else(|| m["diff"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let diff_line = diff
+            .lines()
+            .find(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .map(|l| l.trim_start_matches('+').trim().to_owned())
+            .unwrap_or_default();
+        mutants.push(Mutant {
+            name,
+            diff_line,
+            outcome,
+        });
+    }
+    Ok(Measured {
+        file: file.to_owned(),
+        command: run["command"].as_str().unwrap_or("?").to_owned(),
+        seconds: run["seconds"].as_u64().unwrap_or(0),
+        version: run["version"].as_str().unwrap_or("?").to_owned(),
+        mutants,
+    })
+}
+
+/// `file:line:col: replace … with …`, as cargo-mutants prints it.
+fn mutant_name(m: &Value) -> String {
+    if let Some(name) = m["name"].as_str() {
+        return name.to_owned();
+    }
+    let file = m["file"].as_str().unwrap_or("?");
+    let line = &m["span"]["start"]["line"];
+    let column = &m["span"]["start"]["column"];
+    let function = m["function"]["function_name"].as_str().unwrap_or("?");
+    let replacement = m["replacement"].as_str().unwrap_or("?");
+    format!("{file}:{line}:{column}: replace {function} with {replacement}")
+}
+
+fn render(measured: &[Measured]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Mutation testing\n\n\
+         Generated by `cargo xtask mutants` (do not edit by hand): cargo-mutants' results for \
+         repocache's core files, each run with the narrowed test command shown. A **missed** \
+         mutant is a change to the product that no test noticed; each is listed with its \
+         changed line and either one sentence why it is equivalent, or **unexplained** (a \
+         test is missing). Target: at least 90% caught per file, none unexplained.\n\n\
+         `cargo xtask mutants --file PATH` measures one core file (results accumulate under \
+         `target/mutants/`); `cargo xtask mutants --check` runs the fixed subset \
+         (`{CHECK_FILE}`) for CI.\n"
+    );
+    let _ = writeln!(s, "## Scores\n");
+    let _ = writeln!(
+        s,
+        "| file | mutants | caught | missed | timeout | unviable | caught of viable |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for m in measured {
+        let viable = m.mutants.len() - m.count(Outcome::Unviable);
+        // A timeout changed something the tests observe (they hung): counted as caught.
+        let caught = m.count(Outcome::Caught) + m.count(Outcome::Timeout);
+        let score = if viable == 0 {
+            "n/a".to_owned()
+        } else {
+            format!("{:.0}%", 100.0 * caught as f64 / viable as f64)
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {score} |",
+            m.file,
+            m.mutants.len(),
+            m.count(Outcome::Caught),
+            m.count(Outcome::Missed),
+            m.count(Outcome::Timeout),
+            m.count(Outcome::Unviable),
+        );
+    }
+    let not_measured: Vec<&str> = TARGETS
+        .iter()
+        .map(|t| t.file)
+        .filter(|f| !measured.iter().any(|m| m.file == *f))
+        .collect();
+    if !not_measured.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nNot yet measured (run `cargo xtask mutants --file PATH`): {}.",
+            not_measured
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = writeln!(s, "\n## Missed mutants\n");
+    let mut any = false;
+    for m in measured {
+        for mutant in m.mutants.iter().filter(|x| x.outcome == Outcome::Missed) {
+            any = true;
+            let why = explanation(&m.file, &mutant.name).map_or_else(
+                || "**unexplained**: no test notices it yet".to_owned(),
+                |w| format!("equivalent: {w}"),
+            );
+            let _ = writeln!(
+                s,
+                "- `{}`\n  - diff: `{}`\n  - {why}",
+                mutant.name, mutant.diff_line
+            );
+        }
+    }
+    if !any {
+        let _ = writeln!(
+            s,
+            "None: every viable mutant of the measured files is caught."
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Missed by an earlier run, caught by a test added since\n"
+    );
+    for (file, name, test) in NOW_CAUGHT {
+        let now = measured
+            .iter()
+            .find(|m| m.file == *file)
+            .and_then(|m| m.mutants.iter().find(|x| x.name.ends_with(name)))
+            .map_or("not measured since", |x| match x.outcome {
+                Outcome::Caught => "caught now",
+                Outcome::Missed => "STILL MISSED",
+                Outcome::Timeout => "times out now",
+                Outcome::Unviable => "unviable now",
+            });
+        let _ = writeln!(s, "- `{file}`: `{name}` ({now}): {test}");
+    }
+    let _ = writeln!(s, "\n## How each file was measured\n");
+    let mut by_file: BTreeMap<&str, &Measured> = BTreeMap::new();
+    for m in measured {
+        by_file.insert(&m.file, m);
+    }
+    for (file, m) in by_file {
+        let _ = writeln!(
+            s,
+            "- `{file}`: `{}` ({} s, {})",
+            m.command, m.seconds, m.version
+        );
+    }
+    let _ = writeln!(s, "\n{HAND_MADE}");
+    s
+}
