@@ -15,8 +15,9 @@
 //!   `target/` rebuilds every dependency, as copying changes every file's mtime); do not build
 //!   or edit the worktree meanwhile. cargo-mutants restores each file after its mutant.
 //! - `--report-only`: only rewrite `docs/MUTANTS.md` from `target/mutants/`.
-//! - `--check` (CI): the small fixed subset [`CHECK_FILE`] into a temporary directory (never
-//!   `docs/`); fails when a mutant is missed that [`EXPLAINED`] does not explain.
+//! - `--check` (CI): the small fixed subset [`CHECK_FILE`], in place, results into a temporary
+//!   directory (never `docs/`); fails when a mutant is missed that [`EXPLAINED`] does not
+//!   explain.
 //!
 //! cargo-mutants is installed with `cargo install cargo-mutants --locked` when missing. By
 //! default each run copies the workspace and its `target/` to a scratch directory
@@ -307,7 +308,9 @@ fn check(root: &Path) -> anyhow::Result<()> {
         .context("the check file is not a target")?;
     let scratch =
         std::env::temp_dir().join(format!("repocache-mutants-check-{}", std::process::id()));
-    measure(root, target, &scratch, false)?;
+    // In place: a copy of `target/` rebuilds every dependency and takes gigabytes of disk;
+    // CI runs on a fresh clone nobody edits meanwhile.
+    measure(root, target, &scratch, true)?;
     let measured = load(&scratch, target.file)?;
     let _ = std::fs::remove_dir_all(&scratch);
     println!(
