@@ -103,6 +103,24 @@ async fn a_new_subscriber_gets_the_current_state_then_changes_including_deletes(
 }
 
 #[tokio::test]
+async fn changes_staged_before_a_subscriber_joined_reach_it_at_the_publish() {
+    let mut writer = Writer::new();
+    writer.apply_batch(relist([obj("a", 1, "a1")]));
+    // Staged, not yet published, while nobody subscribed: nothing recorded it as a change.
+    writer.stage(Event::Apply(obj("b", 2, "b1")));
+    let mut sub = writer.cache().subscribe();
+    assert_eq!(
+        drain(&mut sub).iter().map(show).collect::<Vec<_>>(),
+        [c("added", "a", "a1", 1), c("synced", "", "", 1)]
+    );
+    assert!(writer.publish());
+    assert_eq!(
+        drain(&mut sub).iter().map(show).collect::<Vec<_>>(),
+        [c("added", "b", "b1", 2)]
+    );
+}
+
+#[tokio::test]
 async fn a_relist_is_diffed_against_the_previous_snapshot() {
     let mut writer = Writer::new();
     writer.apply_batch(relist([

@@ -427,3 +427,44 @@ fn publish_due_publishes_once_the_interval_has_passed() {
     }
     assert!(cache.get("b").is_some());
 }
+
+#[test]
+fn relist_in_progress_is_true_between_init_and_init_done() {
+    let mut writer = Writer::<ConfigMap>::new();
+    assert!(!writer.relist_in_progress());
+    writer.apply(Event::Init);
+    assert!(writer.relist_in_progress());
+    writer.apply(Event::InitApply(obj("a", 1, "a1")));
+    assert!(writer.relist_in_progress());
+    writer.apply(Event::InitDone);
+    assert!(!writer.relist_in_progress());
+}
+
+#[test]
+fn events_that_change_nothing_still_confirm_the_snapshot() {
+    let mut writer = Writer::<ConfigMap>::new();
+    writer.apply_batch(relist([obj("a", 5, "a1")]));
+    let cache = writer.cache();
+    let generation = cache.snapshot().generation();
+    // A repeated version, a delete of an unknown object and a repeated InitDone each show the
+    // watch is alive: the snapshot stays, its confirmation time moves on.
+    let events = [
+        Event::Apply(obj("a", 5, "a1")),
+        Event::Delete(obj("zzz", 6, "")),
+        Event::InitDone,
+    ];
+    for event in events {
+        let before = cache.snapshot().confirmed_at();
+        // Let the monotonic clock move past `before` (no sleep: spin until it has).
+        while Instant::now() <= before {
+            std::hint::spin_loop();
+        }
+        assert_eq!(writer.apply(event), Applied::Unchanged);
+        let snapshot = cache.snapshot();
+        assert_eq!(snapshot.generation(), generation, "nothing was published");
+        assert!(
+            snapshot.confirmed_at() > before,
+            "the snapshot was not confirmed"
+        );
+    }
+}
