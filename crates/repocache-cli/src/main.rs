@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use futures::StreamExt;
 use repocache::debug::DebugServer;
 use repocache_cli::demo::{self, DemoConfig, Progress};
@@ -70,6 +70,22 @@ enum Command {
     Watch(WatchArgs),
     /// Run the demo: the same install uncached (client-go's rate limit) and through repocache.
     Demo(DemoArgs),
+    /// Print a shell completion script (e.g. `source <(repocache completion bash)`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), e.g. `repocache man > repocache.1; man ./repocache.1`.
+    Man,
+}
+
+/// The shells `completion` writes scripts for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Where the cache is (a process's debug endpoint, or a fresh one built from a cluster) and
@@ -338,6 +354,23 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Verify(args) => verify_cmd(args).await,
         Command::Watch(args) => watch(args).await,
         Command::Demo(args) => demo_cmd(args).await,
+        Command::Completion { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "repocache", &mut out);
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
     }
 }
 

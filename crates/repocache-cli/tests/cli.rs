@@ -882,3 +882,40 @@ async fn watch_all_prints_every_kind_and_stops_when_the_server_goes() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn completions_and_man_page_come_from_clap() {
+    let bash = repocache(&["completion", "bash"]).await;
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(
+        bash.stdout.contains("complete -F _repocache"),
+        "{}",
+        bash.stdout
+    );
+    assert!(bash.stdout.contains("--field-selector") && bash.stdout.contains("--all-namespaces"));
+    let zsh = repocache(&["completion", "zsh"]).await;
+    assert!(
+        zsh.stdout.starts_with("#compdef repocache"),
+        "{}",
+        zsh.stdout
+    );
+    let fish = repocache(&["completion", "fish"]).await;
+    assert!(
+        fish.stdout.contains("complete -c repocache"),
+        "{}",
+        fish.stdout
+    );
+    assert_one_error_line(&repocache(&["completion", "tcsh"]).await, "tcsh");
+    let man = repocache(&["man"]).await;
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(
+        man.stdout.starts_with(".ie"),
+        "{}",
+        &man.stdout[..80.min(man.stdout.len())]
+    );
+    assert!(man.stdout.contains(".TH repocache 1"), "{}", man.stdout);
+    assert!(
+        man.stdout.contains("Exit codes"),
+        "the after-help is in the page"
+    );
+}
