@@ -919,3 +919,34 @@ async fn completions_and_man_page_come_from_clap() {
         "the after-help is in the page"
     );
 }
+
+#[tokio::test]
+async fn verify_for_keeps_its_cache_and_finds_a_missed_event() {
+    let c = cluster().await;
+    let control = c.server.control();
+    let kc = c.kubeconfig.to_str().unwrap().to_owned();
+    let run = tokio::spawn(async move {
+        repocache(&["verify", "--kubeconfig", &kc, "--for", "5s", "--grace", "0"]).await
+    });
+    // Once the command's cache watches, change an object without a watch event.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while control.open_watches() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no watch opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut glasskube = control
+        .get("packagerepositories", None, "glasskube")
+        .unwrap();
+    glasskube["spec"]["url"] = json!("https://moved.example/");
+    control.side_door_put(glasskube).unwrap();
+    // The command has not compared yet: only its cache's LIST so far, no live LIST.
+    assert_eq!(control.count("list", "packagerepositories"), 1);
+    let run = run.await.unwrap();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(control.count("list", "packagerepositories"), 2);
+    assert!(
+        run.stdout.contains("drift: 1 packagerepositories differ"),
+        "{}",
+        run.stdout
+    );
+}
