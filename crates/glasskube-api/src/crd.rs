@@ -47,9 +47,10 @@ impl fmt::Display for YamlError {
 
 impl std::error::Error for YamlError {}
 
-/// Renders one CRD as YAML with the generated-file header.
+/// Renders one CRD as YAML (with `serde-saphyr`, the YAML crate kube uses) with the
+/// generated-file header.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, YamlError> {
-    let body = serde_yaml::to_string(crd).map_err(|e| YamlError(e.to_string()))?;
+    let body = serde_saphyr::to_string(crd).map_err(|e| YamlError(e.to_string()))?;
     Ok(format!(
         "{GENERATED_MARKER} from the types in crates/glasskube-api. Do not edit by hand.\n\
          # CustomResourceDefinition {kind} ({name}).\n\
