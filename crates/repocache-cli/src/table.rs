@@ -156,7 +156,7 @@ pub fn write_dump(
                 serde_json::to_writer_pretty(&mut *out, &list)?;
                 writeln!(out)?;
             } else {
-                out.write_all(serde_yaml::to_string(&list)?.as_bytes())?;
+                out.write_all(serde_saphyr::to_string(&list)?.as_bytes())?;
             }
         }
         Output::Name => {
