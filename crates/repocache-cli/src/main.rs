@@ -588,6 +588,9 @@ fn key_selected(selection: &Selection, key: &str) -> bool {
 }
 
 async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    if args.interval.is_zero() {
+        bail!("--interval must be more than 0 (e.g. 1s)");
+    }
     let kinds = args.source.kinds()?;
     let several = kinds.len() > 1;
     match args.source.endpoint()? {

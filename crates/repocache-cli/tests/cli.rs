@@ -488,6 +488,10 @@ async fn errors_are_one_line_and_exit_2() {
         &repocache(&["get", "pkg", "--field-selector", "spec.x=1"]).await,
         "invalid field selector",
     );
+    assert_one_error_line(
+        &repocache(&["watch", "--interval", "0s"]).await,
+        "--interval must be more than 0",
+    );
     // demo's -n is gone (it meant --packages).
     assert_one_error_line(&repocache(&["demo", "-n", "3"]).await, "'-n'");
 
