@@ -93,15 +93,36 @@ fn items(json_text: &str) -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
-/// Table rows without the header line and the AGE column (which ticks).
+/// Whether a cell is an age as the tables print it (`0s`, `42s`, `5m`, `4m10s`, `2h5m`, `3d`).
+fn is_age(cell: &str) -> bool {
+    let mut rest = cell;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        let unit = rest[digits..].chars().next();
+        if !matches!(unit, Some('s' | 'm' | 'h' | 'd')) {
+            return false;
+        }
+        rest = &rest[digits + 1..];
+        parts += 1;
+    }
+    parts > 0
+}
+
+/// Table rows without the header line and the AGE column (which ticks; in `wide` it is not the
+/// last column).
 fn rows_without_age(table: &str) -> Vec<String> {
     table
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
-            let mut cells: Vec<&str> = l.split_whitespace().collect();
-            cells.pop();
-            cells.join(" ")
+            l.split_whitespace()
+                .filter(|cell| !is_age(cell))
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect()
 }
