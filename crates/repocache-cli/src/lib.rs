@@ -3,7 +3,9 @@
 //! - [`kinds`]: Glasskube's four kinds and the names the command accepts for them;
 //! - [`source`]: where a dump comes from: a running process's debug endpoint, or a fresh cache
 //!   built from a cluster (kubeconfig);
-//! - [`table`]: the `table`, `wide`, `json`, `yaml` and `name` outputs;
+//! - [`select`]: namespace (`-n`/`-A`), label and field selectors and names, as kubectl;
+//! - [`table`]: the `table`, `wide`, `json`, `yaml` and `name` outputs, and `-o` parsing;
+//! - [`jsonpath`]: `-o jsonpath=TEMPLATE` (kubectl's template syntax, the subset it supports);
 //! - [`verify`], [`watch`]: the `verify` and `watch` subcommands;
 //! - [`ratelimit`]: client-go's client-side token bucket (5 requests/s, burst 10 by default);
 //! - [`demo`]: the newcomer's demo: the same dependency-resolving install uncached (through the
