@@ -96,7 +96,7 @@ pub mod label {
     pub const REPOCACHE: &str = "repocache";
     /// kube-runtime's Store.
     pub const KUBE: &str = "kube-runtime Store";
-    /// parking_lot::RwLock<HashMap>.
+    /// `parking_lot::RwLock<HashMap>`.
     pub const RWLOCK: &str = "RwLock<HashMap>";
     /// The unsynchronized HashMap.
     pub const LIMIT: &str = "HashMap (limit)";

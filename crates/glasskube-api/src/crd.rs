@@ -34,9 +34,23 @@ pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
 }
 
-/// Renders one CRD as YAML with the generated-file header.
-pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
-    let body = serde_yaml::to_string(crd)?;
+/// A CRD could not be rendered as YAML. The YAML library's own error stays private, so that
+/// changing the library is not a breaking change of this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError(String);
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot render the CRD as YAML: {}", self.0)
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// Renders one CRD as YAML (with `serde-saphyr`, the YAML crate kube uses) with the
+/// generated-file header.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, YamlError> {
+    let body = serde_saphyr::to_string(crd).map_err(|e| YamlError(e.to_string()))?;
     Ok(format!(
         "{GENERATED_MARKER} from the types in crates/glasskube-api. Do not edit by hand.\n\
          # CustomResourceDefinition {kind} ({name}).\n\
@@ -47,7 +61,7 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Err
 }
 
 /// All CRDs as `(file name, YAML)` pairs, in the order of [`all_crds`].
-pub fn all_crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+pub fn all_crds_yaml() -> Result<Vec<(String, String)>, YamlError> {
     all_crds()
         .iter()
         .map(|crd| Ok((file_name(crd), to_yaml(crd)?)))

@@ -3,15 +3,19 @@
 //! - [`kinds`]: Glasskube's four kinds and the names the command accepts for them;
 //! - [`source`]: where a dump comes from: a running process's debug endpoint, or a fresh cache
 //!   built from a cluster (kubeconfig);
-//! - [`table`]: the `table`, `wide`, `json`, `yaml` and `name` outputs;
+//! - [`select`]: namespace (`-n`/`-A`), label and field selectors and names, as kubectl;
+//! - [`table`]: the `table`, `wide`, `json`, `yaml` and `name` outputs, and `-o` parsing;
+//! - [`jsonpath`]: `-o jsonpath=TEMPLATE` (kubectl's template syntax, the subset it supports);
 //! - [`verify`], [`watch`]: the `verify` and `watch` subcommands;
 //! - [`ratelimit`]: client-go's client-side token bucket (5 requests/s, burst 10 by default);
 //! - [`demo`]: the newcomer's demo: the same dependency-resolving install uncached (through the
 //!   token bucket) and through repocache, against an embedded apisim.
 
 pub mod demo;
+pub mod jsonpath;
 pub mod kinds;
 pub mod ratelimit;
+pub mod select;
 pub mod source;
 pub mod table;
 pub mod verify;
@@ -26,29 +30,27 @@ pub const EXIT_DRIFT: i32 = 1;
 /// Exit code of every error (and of clap's usage errors).
 pub const EXIT_ERROR: i32 = 2;
 
-/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` or a plain number of seconds (`1.5`).
+/// Parses a Go duration as kubectl takes them (`30s`, `1m30s`, `500ms`, `1h`, `1.5h`), with
+/// kube's parser ([`kube::core::Duration`]); a plain number is seconds (`--request-timeout 5`,
+/// as kubectl), negative durations are refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (expected e.g. 30s, 500ms, 2m)"))?;
-    let factor = match unit {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit {unit:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(number * factor)
-        .map_err(|e| format!("invalid duration {text:?}: {e}"))
+    if text.is_empty() {
+        return Err("empty duration: expected a Go duration such as 30s, 1m30s, 500ms".to_owned());
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("invalid duration {text:?}: expected a non-negative duration such as 30s, 1m30s, 500ms"));
+    }
+    let parsed: kube::core::Duration = text.parse().map_err(|e| {
+        format!(
+            "invalid duration {text:?} ({e}): expected a Go duration such as 30s, 1m30s, 500ms, 2h"
+        )
+    })?;
+    if parsed.is_negative() {
+        return Err(format!("invalid duration {text:?}: must not be negative"));
+    }
+    Ok(parsed.into())
 }
 
 /// Parses a duration that must be longer than zero, such as a polling interval (see
@@ -101,6 +103,12 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("1h2m3.5s"),
+            Ok(Duration::from_millis(3_723_500))
+        );
+        assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("").is_err());

@@ -1,4 +1,4 @@
-//! `repocache`: dump, verify and watch a repocache cache, and run the newcomer's demo.
+//! `repocache`: get (dump), verify and watch a repocache cache, and run the newcomer's demo.
 #![allow(clippy::print_stdout)]
 
 use std::io::{IsTerminal as _, Write};
@@ -8,13 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use futures::StreamExt;
-use repocache::debug::{CacheView, DebugServer};
+use repocache::debug::DebugServer;
 use repocache_cli::demo::{self, DemoConfig, Progress};
 use repocache_cli::kinds::Kind;
-use repocache_cli::source::{Caches, ClusterArgs, Endpoint, cluster_client};
-use repocache_cli::table::{Output, write_dump};
+use repocache_cli::select::Selection;
+use repocache_cli::source::{Caches, ClusterArgs, Endpoint, connect};
+use repocache_cli::table::{FORMATS, Format, write_format};
 use repocache_cli::watch::Follower;
 use repocache_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, parse_duration, parse_interval, verify};
 
@@ -24,8 +25,9 @@ Exit codes:
   1  verify found drift between the cache and the server
   2  error: bad flag or kind, unreachable endpoint or cluster, refused token (401), timeout
 
-Kinds (--kind): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);
-singular names and kind names (PackageRepository) work too.
+Kinds (KIND): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);
+singular names, kind names (PackageRepository) and kind.group work too; `all` for every kind.
+Namespaced kinds default to the kubeconfig context's namespace (-n NS, -A for all).
 
 Credentials: inline passwords, tokens and usernames, URL userinfo and Secret data print as
 <redacted> unless --show-secrets; the kubectl last-applied annotation is left out. In -o json/yaml
@@ -36,12 +38,15 @@ them only if its process started it with allow_secrets, otherwise the request fa
 
 Examples:
   repocache demo                                     # the two runs side by side, ~30 s
-  repocache dump --kubeconfig ~/.kube/config         # PackageRepositories from a cluster
-  repocache dump --endpoint http://127.0.0.1:9464 -o wide
+  repocache get                                      # PackageRepositories, current context
+  repocache get pkg -A -l team=data -o wide           # Packages of every namespace
+  repocache get packagerepository glasskube -o jsonpath='{.spec.url}'
+  repocache get --endpoint http://127.0.0.1:9464 -o name
   repocache verify --endpoint http://127.0.0.1:9464 --kubeconfig ~/.kube/config
-  repocache watch --kind pkgi";
+  repocache verify --all --for 5m                     # keep a cache 5 minutes, then compare
+  repocache watch --all";
 
-/// Inspect repocache caches: dump what a cache holds, verify it against the API server, watch
+/// Inspect repocache caches: print what a cache holds, verify it against the API server, watch
 /// it change; or run the demo that shows what the cache saves.
 #[derive(Parser, Debug)]
 #[command(name = "repocache", version, after_help = AFTER_HELP)]
@@ -56,19 +61,69 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the objects a cache holds, with a line about the cache's state.
-    Dump(DumpArgs),
+    /// Print the objects a cache holds, with a line about the cache's state (kubectl get).
+    #[command(visible_alias = "dump")]
+    Get(DumpArgs),
     /// Compare a cache with a live LIST; print every drift (exit 1 when there is one).
     Verify(VerifyArgs),
     /// Print one line per change the cache sees (added, updated, deleted) until interrupted.
     Watch(WatchArgs),
     /// Run the demo: the same install uncached (client-go's rate limit) and through repocache.
     Demo(DemoArgs),
+    /// Print a shell completion script (e.g. `source <(repocache completion bash)`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), e.g. `repocache man > repocache.1; man ./repocache.1`.
+    Man,
 }
 
-/// Where the cache is: a process's debug endpoint, or a fresh one built from a cluster.
+/// The shells `completion` writes scripts for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Where the cache is (a process's debug endpoint, or a fresh one built from a cluster) and
+/// what to look at in it.
 #[derive(Args, Debug)]
 struct SourceArgs {
+    /// The kind: plural, singular, kind name or short name, optionally with its group
+    /// (packages, package, Package, pkg, packages.packages.glasskube.dev); `all` for every
+    /// kind. Default: packagerepositories.
+    #[arg(value_name = "KIND")]
+    kind: Option<String>,
+    /// Only the objects of these names.
+    #[arg(value_name = "NAME", requires = "kind")]
+    names: Vec<String>,
+    /// The kind (deprecated: give KIND as the first argument).
+    #[arg(
+        long = "kind",
+        value_name = "KIND",
+        hide = true,
+        conflicts_with = "kind"
+    )]
+    kind_flag: Option<String>,
+    /// Every Glasskube kind (with --endpoint: every cache the endpoint serves).
+    #[arg(long, conflicts_with_all = ["kind", "kind_flag"])]
+    all: bool,
+    /// The namespace of namespaced kinds (default: the kubeconfig context's namespace; with
+    /// --endpoint: every namespace). Cluster-scoped kinds ignore it.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    all_namespaces: bool,
+    /// Label selector, e.g. -l 'app=web,tier!=db' or -l 'env in (prod,qa)'.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+    /// Field selector: metadata.name and metadata.namespace, e.g. metadata.name=glasskube.
+    #[arg(long, value_name = "SELECTOR")]
+    field_selector: Option<String>,
     /// The debug endpoint of a running process, e.g. http://127.0.0.1:9464.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
@@ -81,15 +136,15 @@ struct SourceArgs {
     /// The kubeconfig context to use.
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
-    /// How long to wait for a fresh cache to sync (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// How long to wait for a fresh cache to sync, as a Go duration (30s, 1m30s, 500ms).
+    #[arg(
+        long,
+        visible_alias = "request-timeout",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
     timeout: Duration,
-    /// The kind: plural, singular, kind name or short name.
-    #[arg(short, long, default_value = "packagerepositories")]
-    kind: String,
-    /// Every Glasskube kind (with --endpoint: every cache the endpoint serves).
-    #[arg(long, conflicts_with = "kind")]
-    all: bool,
 }
 
 impl SourceArgs {
@@ -100,16 +155,50 @@ impl SourceArgs {
         }
     }
 
-    fn kind(&self) -> anyhow::Result<Kind> {
-        Ok(self.kind.parse::<Kind>()?)
+    fn kind_text(&self) -> &str {
+        self.kind
+            .as_deref()
+            .or(self.kind_flag.as_deref())
+            .unwrap_or("packagerepositories")
     }
 
+    fn is_all(&self) -> bool {
+        self.all || self.kind_text().eq_ignore_ascii_case("all")
+    }
+
+    fn kind(&self) -> anyhow::Result<Kind> {
+        Ok(self.kind_text().parse::<Kind>()?)
+    }
+
+    /// The kinds asked for; also checks the selectors, so that bad input fails before any
+    /// connection.
     fn kinds(&self) -> anyhow::Result<Vec<Kind>> {
-        if self.all {
+        self.selection(None)?;
+        if self.is_all() {
+            if !self.names.is_empty() {
+                bail!("names need one kind: e.g. repocache get packages NAME (not with all/--all)");
+            }
             Ok(Kind::ALL.to_vec())
         } else {
             Ok(vec![self.kind()?])
         }
+    }
+
+    /// The selection; `default_namespace` is the context's (`None` with --endpoint).
+    fn selection(&self, default_namespace: Option<&str>) -> anyhow::Result<Selection> {
+        let namespace = if self.all_namespaces {
+            None
+        } else {
+            self.namespace
+                .clone()
+                .or_else(|| default_namespace.map(str::to_owned))
+        };
+        Selection::new(
+            namespace,
+            self.selector.clone(),
+            self.field_selector.clone(),
+            self.names.clone(),
+        )
     }
 
     fn endpoint(&self) -> anyhow::Result<Option<Endpoint>> {
@@ -124,9 +213,10 @@ impl SourceArgs {
 struct DumpArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    /// Output format: table, wide, json, yaml, name or jsonpath=TEMPLATE (kubectl's syntax,
+    /// e.g. -o jsonpath='{.items[*].metadata.name}').
+    #[arg(short, long, value_name = "FORMAT", default_value = "table", value_parser = parse_format)]
+    output: Format,
     /// Print credentials instead of <redacted> (the output can then overwrite them when applied).
     #[arg(long)]
     show_secrets: bool,
@@ -140,6 +230,10 @@ struct VerifyArgs {
     /// at once).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     grace: Duration,
+    /// Without --endpoint: keep the fresh cache running (watching) this long before comparing,
+    /// so that an event it misses shows as drift (a Go duration, e.g. 5m; 0: compare at once).
+    #[arg(long = "for", value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    keep: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -156,7 +250,7 @@ struct WatchArgs {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Packages to install.
-    #[arg(short = 'n', long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6)]
     packages: usize,
     /// Levels of dependencies each install resolves.
     #[arg(long, default_value_t = 2)]
@@ -171,7 +265,7 @@ struct DemoArgs {
     #[arg(long, default_value_t = 10)]
     burst: u32,
     /// After the runs, keep apisim and the caches up with a debug endpoint on this address
-    /// (e.g. 127.0.0.1:9464) until interrupted, to try dump, verify and watch on.
+    /// (e.g. 127.0.0.1:9464) until interrupted, to try get, verify and watch on.
     #[arg(long, value_name = "ADDR")]
     debug_addr: Option<SocketAddr>,
     /// Allow --debug-addr to bind a non-loopback address (needs --token).
@@ -257,48 +351,150 @@ fn init_logging(verbose: u8) {
 
 async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Dump(args) => dump(args).await,
+        Command::Get(args) => get(args).await,
         Command::Verify(args) => verify_cmd(args).await,
         Command::Watch(args) => watch(args).await,
         Command::Demo(args) => demo_cmd(args).await,
+        Command::Completion { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "repocache", &mut out);
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
     }
 }
 
-async fn dump(args: DumpArgs) -> anyhow::Result<i32> {
+fn parse_format(text: &str) -> Result<Format, String> {
+    text.parse::<Format>().map_err(|e| {
+        if e.contains(FORMATS) {
+            e
+        } else {
+            format!("{e} (valid: {FORMATS})")
+        }
+    })
+}
+
+async fn get(args: DumpArgs) -> anyhow::Result<i32> {
     let kinds = args.source.kinds()?;
-    let reports = match args.source.endpoint()? {
+    let (mut reports, selection) = match args.source.endpoint()? {
         Some(endpoint) => {
-            let kind = (!args.source.all).then_some(kinds[0]);
-            endpoint.reports(kind, args.show_secrets).await?
+            let selection = args.source.selection(None)?;
+            let kind = (!args.source.is_all()).then_some(kinds[0]);
+            (endpoint.reports(kind, args.show_secrets).await?, selection)
         }
         None => {
-            let caches =
-                Caches::from_cluster(&args.source.cluster(), &kinds, args.source.timeout).await?;
+            let cluster = connect(&args.source.cluster()).await?;
+            let selection = args.source.selection(Some(&cluster.namespace))?;
+            let caches = start_caches(
+                cluster.client.clone(),
+                &cluster.server,
+                &kinds,
+                &selection,
+                args.source.timeout,
+            )
+            .await?;
             let reports = caches.reports(args.show_secrets);
             caches.stop().await;
-            reports
+            (reports, selection)
         }
     };
+    selection.filter(&mut reports);
+    let missing = match kinds.as_slice() {
+        [kind] => selection.missing(*kind, &reports),
+        _ => Vec::new(),
+    };
     let mut out = std::io::stdout().lock();
-    write_dump(&mut out, &reports, args.output)?;
+    let single = selection.names.len() == 1 && missing.is_empty();
+    // Nothing found of the names asked for: only the NotFound lines, as kubectl.
+    let nothing_found = !selection.names.is_empty() && missing.len() == selection.names.len();
+    if !nothing_found {
+        write_format(&mut out, &reports, &args.output, single)?;
+    }
     out.flush()?;
-    Ok(EXIT_OK)
+    for line in &missing {
+        eprintln!("error: {line}");
+    }
+    Ok(if missing.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    })
 }
 
 async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
     let kinds = args.source.kinds()?;
     let endpoint = args.source.endpoint()?;
-    let (client, server) = cluster_client(&args.source.cluster()).await?;
+    let cluster = connect(&args.source.cluster()).await?;
+    let selection = args
+        .source
+        .selection(endpoint.is_none().then_some(cluster.namespace.as_str()))?;
+    let client = cluster.client.clone();
     let caches = match endpoint {
         Some(_) => None,
-        None => Some(Caches::start(client.clone(), &server, &kinds, args.source.timeout).await?),
+        None => Some(
+            start_caches(
+                client.clone(),
+                &cluster.server,
+                &kinds,
+                &selection,
+                args.source.timeout,
+            )
+            .await?,
+        ),
     };
+    if caches.is_some() && !args.keep.is_zero() {
+        // Keep the cache running (watching) for a while, so that a missed event shows.
+        let spinner = Spinner::new(&format!(
+            "keeping the cache for {} before comparing",
+            repocache_cli::human_duration(args.keep)
+        ));
+        tokio::time::sleep(args.keep).await;
+        spinner.finish();
+    }
     let mut out = std::io::stdout().lock();
+    let mut kinds = kinds;
+    if let Some(endpoint) = &endpoint
+        && args.source.is_all()
+    {
+        let held: Vec<String> = endpoint
+            .reports(None, false)
+            .await?
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        for kind in kinds.iter().filter(|k| !held.iter().any(|h| h == k.name())) {
+            writeln!(
+                out,
+                "# skipped {}: the endpoint at {} holds no {} cache",
+                kind.plural(),
+                endpoint.url(),
+                kind.name()
+            )?;
+        }
+        kinds.retain(|k| held.iter().any(|h| h == k.name()));
+        if kinds.is_empty() {
+            bail!(
+                "the endpoint at {} holds no Glasskube cache: nothing to verify",
+                endpoint.url()
+            );
+        }
+    }
     let mut in_sync = true;
     for kind in kinds {
         let mut attempt = 0;
         loop {
-            let report = match (&endpoint, &caches) {
+            let mut report = match (&endpoint, &caches) {
                 (Some(endpoint), _) => endpoint
                     .reports(Some(kind), false)
                     .await?
@@ -312,7 +508,8 @@ async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
                     .with_context(|| format!("no {} cache", kind.plural()))?,
                 (None, None) => bail!("no cache to verify"),
             };
-            let (live, live_rv) = verify::live_list(&client, kind).await?;
+            selection.filter(std::slice::from_mut(&mut report));
+            let (live, live_rv) = verify::live_list(&client, kind, &selection).await?;
             let objects = verify::objects_of(&report)?;
             let drifts = verify::compare(objects, &live);
             if !drifts.is_empty() && attempt == 0 && !args.grace.is_zero() {
@@ -339,88 +536,241 @@ async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
     Ok(if in_sync { EXIT_OK } else { EXIT_DRIFT })
 }
 
-async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
-    let kind = args.source.kind()?;
-    let endpoint = args.source.endpoint()?;
-    let caches = match &endpoint {
-        Some(_) => None,
-        None => {
-            Some(Caches::from_cluster(&args.source.cluster(), &[kind], args.source.timeout).await?)
+/// Starts caches and waits for their first sync, with a spinner on a terminal.
+async fn start_caches(
+    client: kube::Client,
+    server: &str,
+    kinds: &[Kind],
+    selection: &Selection,
+    timeout: Duration,
+) -> anyhow::Result<Caches> {
+    let spinner = Spinner::new(&format!("syncing from {server}"));
+    let caches = Caches::start(client, server, kinds, selection, timeout).await;
+    spinner.finish();
+    caches
+}
+
+/// A spinner on stderr when it is a terminal (nothing when piped).
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn new(message: &str) -> Self {
+        Self(std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(message.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        }))
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
         }
-    };
-    let view: Option<CacheView> = caches
-        .as_ref()
-        .and_then(|c| c.views.first().map(|(_, v)| v.clone()));
-    let redactor: repocache::debug::Redactor = std::sync::Arc::new(repocache_cli::redact);
-    let snapshot =
-        async |view: &Option<CacheView>| -> anyhow::Result<(u64, Vec<serde_json::Value>, String)> {
-            match (view, &endpoint) {
-                (Some(view), _) => {
-                    let (generation, objects) = view.objects(Some(&redactor));
-                    Ok((
-                        generation,
-                        objects,
-                        repocache_cli::table::header_line(&view.report(false, None)),
-                    ))
-                }
-                (None, Some(endpoint)) => {
-                    let report = endpoint
-                        .reports(Some(kind), false)
-                        .await?
-                        .into_iter()
-                        .next()
-                        .with_context(|| format!("the endpoint has no {} cache", kind.plural()))?;
-                    let header = repocache_cli::table::header_line(&report);
-                    Ok((
-                        report.generation,
-                        report.objects.unwrap_or_default(),
-                        header,
-                    ))
-                }
-                (None, None) => bail!("nothing to watch"),
-            }
-        };
+    }
+}
+
+/// `watch`'s line for a change: with the kind in front when several kinds are watched.
+fn print_change(
+    out: &mut dyn Write,
+    kind: Option<Kind>,
+    change: &repocache::debug::ViewChange,
+) -> std::io::Result<()> {
+    if let Some(kind) = kind {
+        write!(out, "{:<18} ", kind.name())?;
+    }
+    repocache_cli::watch::print(out, change)
+}
+
+/// Whether a change's `key` (`name` or `namespace/name`) is one of `names` (all when empty).
+fn key_selected(selection: &Selection, key: &str) -> bool {
+    let name = key.rsplit_once('/').map_or(key, |(_, name)| name);
+    key.is_empty() || selection.names.is_empty() || selection.names.iter().any(|n| n == name)
+}
+
+async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    let kinds = args.source.kinds()?;
+    let several = kinds.len() > 1;
+    match args.source.endpoint()? {
+        None => watch_cluster(args, kinds, several).await,
+        Some(endpoint) => watch_endpoint(args, endpoint, kinds, several).await,
+    }
+}
+
+/// Follows fresh caches through their subscriptions; stops (exit 2) when the server has been
+/// gone for --timeout.
+async fn watch_cluster(args: WatchArgs, kinds: Vec<Kind>, several: bool) -> anyhow::Result<i32> {
+    let cluster = connect(&args.source.cluster()).await?;
+    let selection = args.source.selection(Some(&cluster.namespace))?;
+    let caches = start_caches(
+        cluster.client.clone(),
+        &cluster.server,
+        &kinds,
+        &selection,
+        args.source.timeout,
+    )
+    .await?;
     // Subscribe before the first look, so that no change falls between the two.
-    let local_changes = view.as_ref().map(CacheView::changes);
-    let (generation, objects, header) = snapshot(&view).await?;
-    let mut follower = Follower::new(generation, &objects);
+    let mut changes = futures::stream::select_all(caches.views.iter().map(|(kind, view)| {
+        let kind = *kind;
+        view.changes().map(move |change| (kind, change))
+    }));
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{header}; watching for changes (Ctrl-C to stop)")?;
+        for (_, view) in &caches.views {
+            let header = repocache_cli::table::header_line(&view.report(false, None));
+            writeln!(out, "{header}; watching for changes (Ctrl-C to stop)")?;
+        }
         out.flush()?;
     }
-    match local_changes {
-        // A local cache: every change exactly as the cache publishes it (its subscription).
-        Some(mut changes) => loop {
-            let change = tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                change = changes.next() => change,
-            };
-            let Some(change) = change else { break };
-            let mut out = std::io::stdout().lock();
-            repocache_cli::watch::print(&mut out, &change)?;
-            out.flush()?;
-        },
-        // An endpoint: its snapshots, polled at --interval and diffed.
-        None => {
-            let mut ticker = tokio::time::interval(args.interval);
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = ticker.tick() => {}
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    let mut unhealthy_since: Option<tokio::time::Instant> = None;
+    let code = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break EXIT_OK,
+            change = changes.next() => {
+                let Some((kind, change)) = change else {
+                    eprintln!("error: the caches stopped; rerun repocache watch");
+                    break EXIT_ERROR;
+                };
+                if !key_selected(&selection, &change.key) {
+                    continue;
                 }
-                let (generation, objects, _) = snapshot(&view).await?;
-                if follower.is_new(generation) {
-                    let mut out = std::io::stdout().lock();
-                    follower.update(&mut out, generation, &objects)?;
+                let mut out = std::io::stdout().lock();
+                print_change(&mut out, several.then_some(kind), &change)?;
+                out.flush()?;
+            }
+            _ = check.tick() => {
+                // The watch retries quietly while the cache is fresh; ask the server itself.
+                let probe = http::Request::get("/version")
+                    .body(kube::client::Body::from(Vec::new()))
+                    .context("cannot build the request")?;
+                let reply = tokio::time::timeout(Duration::from_secs(5), cluster.client.send(probe)).await;
+                let problem = match reply {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(err)) => Some(match repocache_cli::source::io_kind(&err) {
+                        Some(std::io::ErrorKind::ConnectionRefused) => "connections refused".to_owned(),
+                        _ => repocache_cli::source::root_cause(&err),
+                    }),
+                    Err(_) => Some("no answer".to_owned()),
+                };
+                match problem {
+                    None => unhealthy_since = None,
+                    Some(problem) => {
+                        let since = *unhealthy_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= args.source.timeout {
+                            eprintln!(
+                                "error: lost the server {} ({problem} for {}); stopped watching - rerun repocache watch when it is back",
+                                cluster.server,
+                                repocache_cli::human_duration(args.source.timeout),
+                            );
+                            break EXIT_ERROR;
+                        }
+                    }
                 }
             }
         }
+    };
+    drop(changes);
+    caches.stop().await;
+    Ok(code)
+}
+
+/// Polls an endpoint at --interval and prints the differences between its snapshots; a failed
+/// poll (the process went away) ends the command with that error (exit 2).
+async fn watch_endpoint(
+    args: WatchArgs,
+    endpoint: Endpoint,
+    kinds: Vec<Kind>,
+    several: bool,
+) -> anyhow::Result<i32> {
+    let selection = args.source.selection(None)?;
+    let snapshot = async || -> anyhow::Result<Vec<(Kind, repocache::debug::CacheReport)>> {
+        let reports = if several {
+            endpoint.reports(None, false).await?
+        } else {
+            endpoint.reports(Some(kinds[0]), false).await?
+        };
+        let mut found = Vec::new();
+        for mut report in reports {
+            let Ok(kind) = report.kind.parse::<Kind>() else {
+                continue;
+            };
+            if kinds.contains(&kind) {
+                selection.filter(std::slice::from_mut(&mut report));
+                found.push((kind, report));
+            }
+        }
+        if found.is_empty() {
+            bail!(
+                "the endpoint at {} holds no {} cache",
+                endpoint.url(),
+                kinds
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+        }
+        Ok(found)
+    };
+    let mut followers: Vec<(Kind, Follower)> = Vec::new();
+    {
+        let mut out = std::io::stdout().lock();
+        for (kind, report) in snapshot().await? {
+            let header = repocache_cli::table::header_line(&report);
+            writeln!(out, "{header}; watching for changes (Ctrl-C to stop)")?;
+            let objects = report.objects.unwrap_or_default();
+            followers.push((kind, Follower::new(report.generation, &objects)));
+        }
+        out.flush()?;
     }
-    if let Some(caches) = caches {
-        caches.stop().await;
+    let mut ticker = tokio::time::interval(args.interval);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => {}
+        }
+        let reports = snapshot()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}; stopped watching"))?;
+        for (kind, report) in reports {
+            let Some((_, follower)) = followers.iter_mut().find(|(k, _)| *k == kind) else {
+                continue;
+            };
+            if !follower.is_new(report.generation) {
+                continue;
+            }
+            let objects = report.objects.unwrap_or_default();
+            let mut buffer = Vec::new();
+            follower.update(&mut buffer, report.generation, &objects)?;
+            let mut out = std::io::stdout().lock();
+            for line in String::from_utf8_lossy(&buffer).lines() {
+                if several {
+                    write!(out, "{:<18} ", kind.name())?;
+                }
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// `--debug-addr` cannot be bound: one line saying what to do, the OS error said once.
+fn bind_error(addr: SocketAddr, err: &std::io::Error) -> anyhow::Error {
+    match err.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{addr} is already in use by another process: pick another --debug-addr (e.g. 127.0.0.1:0 for any free port)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "{addr} is not an address of this machine: pick another --debug-addr (e.g. 127.0.0.1:9464)"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "not allowed to listen on {addr}: pick a port above 1023 with --debug-addr"
+        ),
+        _ => anyhow::anyhow!("cannot listen on {addr} ({err}): pick another --debug-addr"),
+    }
 }
 
 /// A progress bar on a terminal, plain lines otherwise (both on stderr).
@@ -506,6 +856,10 @@ async fn demo_cmd(args: DemoArgs) -> anyhow::Result<i32> {
     if args.allow_remote && token.is_none() {
         bail!("--allow-remote needs a token: pass --token or set REPOCACHE_TOKEN");
     }
+    // Check the address before the ~30 s of runs, not after them.
+    if let Some(addr) = args.debug_addr {
+        std::net::TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?;
+    }
     let config = DemoConfig {
         packages: args.packages,
         depth: args.depth,
@@ -534,7 +888,10 @@ async fn demo_cmd(args: DemoArgs) -> anyhow::Result<i32> {
         if let Some(token) = &token {
             builder = builder.token(token.clone());
         }
-        let handle = builder.start().await?;
+        let handle = builder.start().await.map_err(|e| match &e {
+            repocache::debug::DebugError::Bind { addr, source } => bind_error(*addr, source),
+            other => anyhow::anyhow!("{other}"),
+        })?;
         let dir = std::env::temp_dir().join(format!("repocache-demo-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -565,7 +922,7 @@ async fn demo_cmd(args: DemoArgs) -> anyhow::Result<i32> {
         };
         writeln!(
             out,
-            "Try: repocache dump --endpoint {}{token_hint} -o wide",
+            "Try: repocache get --endpoint {}{token_hint} -o wide",
             handle.url()
         )?;
         writeln!(

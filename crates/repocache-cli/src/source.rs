@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::kinds::Kind;
+use crate::select::Selection;
 
 /// How to reach a cluster.
 #[derive(Clone, Debug, Default)]
@@ -25,31 +26,177 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
+/// A cluster the command talks to.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The client.
+    pub client: Client,
+    /// The server's URL, userinfo masked (for messages).
+    pub server: String,
+    /// The context's namespace (`default` when the context names none), as kubectl's default
+    /// for namespaced kinds.
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("server", &self.server)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
 /// A client for the cluster `args` names, and the server's URL (for messages).
 pub async fn cluster_client(args: &ClusterArgs) -> anyhow::Result<(Client, String)> {
+    let cluster = connect(args).await?;
+    Ok((cluster.client, cluster.server))
+}
+
+/// The kubeconfig files kube would read: `--kubeconfig`, else `$KUBECONFIG`'s entries, else
+/// `~/.kube/config`; `None` when none of them exists (kube would then try in-cluster).
+fn kubeconfig_files(args: &ClusterArgs) -> anyhow::Result<Option<Kubeconfig>> {
+    if let Some(path) = &args.kubeconfig {
+        if !path.exists() {
+            bail!(
+                "kubeconfig {} does not exist: pass an existing file with --kubeconfig",
+                path.display()
+            );
+        }
+        return Kubeconfig::read_from(path).map(Some).map_err(|e| {
+            anyhow!(
+                "kubeconfig {} is not valid: {}",
+                path.display(),
+                root_cause(&e)
+            )
+        });
+    }
+    let from_env = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty());
+    let candidates: Vec<PathBuf> = match &from_env {
+        Some(list) => std::env::split_paths(list).collect(),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".kube").join("config"))
+            .into_iter()
+            .collect(),
+    };
+    if !candidates.iter().any(|p| p.exists()) {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            return Ok(None);
+        }
+        let looked = match &from_env {
+            Some(_) => format!(
+                "KUBECONFIG={} does not exist",
+                std::env::join_paths(&candidates)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            None => "~/.kube/config does not exist and KUBECONFIG is not set".to_owned(),
+        };
+        bail!(
+            "no kubeconfig found ({looked}): pass --kubeconfig PATH or set KUBECONFIG, or read a running process with --endpoint URL"
+        );
+    }
+    Kubeconfig::read()
+        .map(Some)
+        .map_err(|e| anyhow!("the kubeconfig is not valid: {}", root_cause(&e)))
+}
+
+/// Connects to the cluster `args` names: checks the kubeconfig and the context first, then
+/// that the server answers, so that each failure is one line saying what to do.
+pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Cluster> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let mut config = match (&args.kubeconfig, &args.context) {
-        (Some(path), _) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+    let mut config = match kubeconfig_files(args)? {
+        Some(kubeconfig) => {
+            let wanted = args
+                .context
+                .clone()
+                .or_else(|| kubeconfig.current_context.clone());
+            let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+            match wanted {
+                Some(name) if !known.contains(&name.as_str()) => bail!(
+                    "context {name:?} is not in the kubeconfig (it has: {}): pick one with --context",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+                None => bail!(
+                    "the kubeconfig has no current context: pick one with --context (it has: {})",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+                Some(_) => {}
+            }
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
+                .map_err(|e| anyhow!("the kubeconfig is not usable: {}", root_cause(&e)))?
         }
-        (None, Some(_)) => Config::from_kubeconfig(&options)
-            .await
-            .context("cannot load the kubeconfig")?,
-        (None, None) => Config::infer()
-            .await
-            .context("no cluster configured (use --kubeconfig or --endpoint)")?,
+        None => Config::incluster().map_err(|e| {
+            anyhow!(
+                "no kubeconfig found and the in-cluster configuration is not usable ({}): pass --kubeconfig PATH or set KUBECONFIG",
+                root_cause(&e)
+            )
+        })?,
     };
     config.connect_timeout = Some(Duration::from_secs(5));
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).context("cannot build a client for the cluster")?;
-    Ok((client, shown_url(url.trim_end_matches('/'))))
+    let server = shown_url(url.trim_end_matches('/'));
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config)
+        .map_err(|e| anyhow!("cannot build a client for {server}: {}", root_cause(&e)))?;
+    // One cheap request: any HTTP answer means the server is there.
+    let probe = http::Request::get("/version")
+        .body(kube::client::Body::from(Vec::new()))
+        .context("cannot build the request")?;
+    if let Err(err) = client.send(probe).await {
+        bail!(
+            "{}",
+            unreachable(
+                &err,
+                &format!("the server {server}"),
+                "--kubeconfig or --context"
+            )
+        );
+    }
+    Ok(Cluster {
+        client,
+        server,
+        namespace,
+    })
+}
+
+/// The [`std::io::ErrorKind`] somewhere in `err`'s chain.
+pub fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// A failed connection to `what`, kubectl-style: what happened and what to check.
+pub fn unreachable(err: &(dyn std::error::Error + 'static), what: &str, check: &str) -> String {
+    use std::io::ErrorKind;
+    match io_kind(err) {
+        Some(ErrorKind::ConnectionRefused) => {
+            format!(
+                "the connection to {what} was refused - did you specify the right host or port? (check {check})"
+            )
+        }
+        Some(ErrorKind::TimedOut) => {
+            format!("{what} did not answer in time - is it reachable from here? (check {check})")
+        }
+        Some(
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::UnexpectedEof,
+        ) => {
+            format!(
+                "{what} closed the connection - is it the right address and protocol (http/https)? (check {check})"
+            )
+        }
+        _ => format!("cannot reach {what}: {} (check {check})", root_cause(err)),
+    }
 }
 
 /// A URL as messages show it: with any userinfo masked (`https://<redacted>@host/…`).
@@ -65,7 +212,7 @@ pub struct Caches {
     handles: Vec<ReflectorHandle>,
 }
 
-fn start<K>(client: Client) -> (CacheView, ReflectorHandle)
+fn start<K>(api: Api<K>, selection: &Selection) -> (CacheView, ReflectorHandle)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -76,17 +223,35 @@ where
         + Sync
         + 'static,
 {
-    let (cache, handle) = ReflectorBuilder::new(Api::<K>::all(client)).start();
+    let mut config = kube::runtime::watcher::Config::default();
+    if let Some(labels) = &selection.labels {
+        config = config.labels(labels);
+    }
+    if let Some(fields) = &selection.fields {
+        config = config.fields(fields);
+    }
+    let (cache, handle) = ReflectorBuilder::new(api).watcher_config(config).start();
     (CacheView::new(&cache), handle)
 }
 
-/// Starts a cache of `kind` on `client` (not yet synced).
-pub fn start_cache(client: Client, kind: Kind) -> (CacheView, ReflectorHandle) {
+/// Starts a cache of `kind` on `client` (not yet synced), of the namespace and selectors of
+/// `selection` (its names are filtered later, on the client side).
+pub fn start_cache(
+    client: Client,
+    kind: Kind,
+    selection: &Selection,
+) -> (CacheView, ReflectorHandle) {
     match kind {
-        Kind::PackageRepository => start::<PackageRepository>(client),
-        Kind::Package => start::<Package>(client),
-        Kind::ClusterPackage => start::<ClusterPackage>(client),
-        Kind::PackageInfo => start::<PackageInfo>(client),
+        Kind::PackageRepository => start(Api::<PackageRepository>::all(client), selection),
+        Kind::Package => {
+            let api = match selection.namespace_for(kind) {
+                Some(namespace) => Api::<Package>::namespaced(client, namespace),
+                None => Api::<Package>::all(client),
+            };
+            start(api, selection)
+        }
+        Kind::ClusterPackage => start(Api::<ClusterPackage>::all(client), selection),
+        Kind::PackageInfo => start(Api::<PackageInfo>::all(client), selection),
     }
 }
 
@@ -122,10 +287,11 @@ impl Caches {
     pub async fn from_cluster(
         args: &ClusterArgs,
         kinds: &[Kind],
+        selection: &Selection,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let (client, server) = cluster_client(args).await?;
-        Self::start(client, &server, kinds, timeout).await
+        Self::start(client, &server, kinds, selection, timeout).await
     }
 
     /// Starts caches of `kinds` with `client` and waits (at most `timeout`) until all synced.
@@ -133,6 +299,7 @@ impl Caches {
         client: Client,
         server: &str,
         kinds: &[Kind],
+        selection: &Selection,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let mut caches = Caches {
@@ -140,7 +307,7 @@ impl Caches {
             handles: Vec::new(),
         };
         for &kind in kinds {
-            let (view, handle) = start_cache(client.clone(), kind);
+            let (view, handle) = start_cache(client.clone(), kind, selection);
             caches.views.push((kind, view));
             caches.handles.push(handle);
         }
@@ -222,9 +389,12 @@ impl Endpoint {
             .context("cannot build the request")?;
         let response = self.client.send(request).await.map_err(|e| {
             anyhow!(
-                "cannot reach the debug endpoint at {}: {}",
-                self.url,
-                root_cause(&e)
+                "{}",
+                unreachable(
+                    &e,
+                    &format!("the debug endpoint at {}", self.url),
+                    "--endpoint; is the process running?"
+                )
             )
         })?;
         let status = response.status();

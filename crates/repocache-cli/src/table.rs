@@ -35,6 +35,73 @@ pub enum Output {
     Name,
 }
 
+/// `-o`: one of [`Output`]'s formats, or `jsonpath=TEMPLATE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `table`, `wide`, `json`, `yaml` or `name`.
+    Plain(Output),
+    /// `jsonpath=TEMPLATE` (kubectl's template syntax, see [`crate::jsonpath`]).
+    JsonPath(crate::jsonpath::Template),
+}
+
+/// The values `-o` accepts, for messages.
+pub const FORMATS: &str = "table, wide, json, yaml, name, jsonpath=TEMPLATE";
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(template) = text.strip_prefix("jsonpath=") {
+            return crate::jsonpath::Template::parse(template).map(Format::JsonPath);
+        }
+        let plain = match text {
+            "table" | "" => Output::Table,
+            "wide" => Output::Wide,
+            "json" => Output::Json,
+            "yaml" => Output::Yaml,
+            "name" => Output::Name,
+            "jsonpath" => {
+                return Err(
+                    "-o jsonpath needs a template: -o jsonpath='{.items[*].metadata.name}'"
+                        .to_owned(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "unknown output format {other:?}: expected one of {FORMATS}"
+                ));
+            }
+        };
+        Ok(Format::Plain(plain))
+    }
+}
+
+/// Writes `reports` in `format`; `single` is the object to apply a jsonpath template to when
+/// exactly one was asked for by name (kubectl applies it to the object, not to a `List`).
+pub fn write_format(
+    out: &mut dyn Write,
+    reports: &[CacheReport],
+    format: &Format,
+    single: bool,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Plain(output) => write_dump(out, reports, *output),
+        Format::JsonPath(template) => {
+            let items: Vec<&Value> = reports
+                .iter()
+                .flat_map(|r| r.objects.iter().flatten())
+                .collect();
+            let target = match (single, items.as_slice()) {
+                (true, [one]) => (*one).clone(),
+                _ => json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
+            };
+            let text = template.render(&target).map_err(anyhow::Error::msg)?;
+            out.write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
 /// The line above a table: the cache's state, resourceVersion, size, age and relists.
 pub fn header_line(report: &CacheReport) -> String {
     let last = report
@@ -89,7 +156,7 @@ pub fn write_dump(
                 serde_json::to_writer_pretty(&mut *out, &list)?;
                 writeln!(out)?;
             } else {
-                out.write_all(serde_yaml::to_string(&list)?.as_bytes())?;
+                out.write_all(serde_saphyr::to_string(&list)?.as_bytes())?;
             }
         }
         Output::Name => {

@@ -9,6 +9,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::kinds::Kind;
+use crate::select::Selection;
 use crate::table::align;
 
 /// One difference between a cache and the server.
@@ -129,14 +130,31 @@ fn drift_key(d: &Drift) -> &str {
     }
 }
 
-/// A live, paginated LIST of `kind` (all namespaces): the objects and the list's
-/// resourceVersion.
-pub async fn live_list(client: &Client, kind: Kind) -> anyhow::Result<(Vec<Value>, String)> {
+/// A live, paginated LIST of `kind` in `selection`'s namespace (or all) with its selectors:
+/// the objects (of its names, if any) and the list's resourceVersion.
+pub async fn live_list(
+    client: &Client,
+    kind: Kind,
+    selection: &Selection,
+) -> anyhow::Result<(Vec<Value>, String)> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
+    let scope = match selection.namespace_for(kind) {
+        Some(ns) => format!("namespaces/{}/", percent_encode(ns)),
+        None => String::new(),
+    };
+    let mut selectors = String::new();
+    if let Some(labels) = &selection.labels {
+        selectors.push_str("&labelSelector=");
+        selectors.push_str(&percent_encode(labels));
+    }
+    if let Some(fields) = &selection.fields {
+        selectors.push_str("&fieldSelector=");
+        selectors.push_str(&percent_encode(fields));
+    }
     loop {
         let mut path = format!(
-            "/apis/{}/{}/{}?limit=500",
+            "/apis/{}/{}/{scope}{}?limit=500{selectors}",
             glasskube_api::GROUP,
             glasskube_api::VERSION,
             kind.plural()
@@ -148,12 +166,18 @@ pub async fn live_list(client: &Client, kind: Kind) -> anyhow::Result<(Vec<Value
         let request = http::Request::get(&path)
             .body(Vec::new())
             .context("cannot build the LIST request")?;
-        let page: Value = client.request(request).await.map_err(|e| {
-            anyhow::anyhow!(
-                "live LIST of {} failed: {}",
+        let page: Value = client.request(request).await.map_err(|e| match &e {
+            kube::Error::Api(status) => anyhow::anyhow!(
+                "the live LIST of {} failed: {} ({})",
                 kind.plural(),
-                crate::source::root_cause(&e)
-            )
+                status.message,
+                status.code
+            ),
+            _ => anyhow::anyhow!(
+                "the live LIST of {} failed: {}",
+                kind.plural(),
+                crate::source::unreachable(&e, "the server", "--kubeconfig or --context")
+            ),
         })?;
         if let Some(Value::Array(page_items)) = page.get("items") {
             items.extend(page_items.iter().cloned());
@@ -169,6 +193,7 @@ pub async fn live_list(client: &Client, kind: Kind) -> anyhow::Result<(Vec<Value
             .filter(|c| !c.is_empty())
             .map(str::to_owned);
         if token.is_none() {
+            items.retain(|o| selection.matches(kind, o));
             return Ok((items, rv));
         }
     }

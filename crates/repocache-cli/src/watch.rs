@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::verify::versions;
 
 /// A change between two snapshots: the same record a local cache's subscription gives
-/// (`CacheView::changes`), so that both ways print through [`print`].
+/// (`CacheView::changes`), so that both ways print through [`print()`].
 pub type Change = ViewChange;
 
 /// Prints one change as `repocache watch` shows it.

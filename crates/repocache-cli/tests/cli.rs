@@ -93,15 +93,36 @@ fn items(json_text: &str) -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
-/// Table rows without the header line and the AGE column (which ticks).
+/// Whether a cell is an age as the tables print it (`0s`, `42s`, `5m`, `4m10s`, `2h5m`, `3d`).
+fn is_age(cell: &str) -> bool {
+    let mut rest = cell;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        let unit = rest[digits..].chars().next();
+        if !matches!(unit, Some('s' | 'm' | 'h' | 'd')) {
+            return false;
+        }
+        rest = &rest[digits + 1..];
+        parts += 1;
+    }
+    parts > 0
+}
+
+/// Table rows without the header line and the AGE column (which ticks; in `wide` it is not the
+/// last column).
 fn rows_without_age(table: &str) -> Vec<String> {
     table
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
-            let mut cells: Vec<&str> = l.split_whitespace().collect();
-            cells.pop();
-            cells.join(" ")
+            l.split_whitespace()
+                .filter(|cell| !is_age(cell))
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect()
 }
@@ -204,7 +225,17 @@ async fn dump_prints_every_format_and_redacts_unless_asked() {
     }
 
     // Other kinds, by short and singular names, and all at once.
-    let pkgs = repocache(&["dump", "--kubeconfig", kc, "--kind", "pkg", "-o", "wide"]).await;
+    let pkgs = repocache(&[
+        "dump",
+        "--kubeconfig",
+        kc,
+        "--kind",
+        "pkg",
+        "-A",
+        "-o",
+        "wide",
+    ])
+    .await;
     assert_eq!(pkgs.code, 0, "{}", pkgs.stderr);
     assert!(
         pkgs.stdout.contains("analytics") && pkgs.stdout.contains("quickwit"),
@@ -352,7 +383,12 @@ async fn verify_finds_drift_after_a_missed_event() {
         kc,
     ])
     .await;
-    assert_one_error_line(&run, "cannot reach the debug endpoint");
+    assert_one_error_line(
+        &run,
+        &format!(
+            "the connection to the debug endpoint at http://{closed} was refused - did you specify the right host or port?"
+        ),
+    );
 }
 
 #[tokio::test]
@@ -410,7 +446,7 @@ async fn errors_are_one_line_and_exit_2() {
     assert_one_error_line(&repocache(&["dump"]).await, "kubeconfig");
     assert_one_error_line(
         &repocache(&["dump", "--endpoint", "http://127.0.0.1:1"]).await,
-        "cannot reach the debug endpoint at http://127.0.0.1:1",
+        "the connection to the debug endpoint at http://127.0.0.1:1 was refused - did you specify the right host or port?",
     );
     // Duration inputs that do not parse.
     assert_one_error_line(
@@ -446,7 +482,7 @@ async fn errors_are_one_line_and_exit_2() {
     .await;
     assert_one_error_line(
         &run,
-        "cannot list packagerepositories from http://127.0.0.1:1",
+        "the connection to the server http://127.0.0.1:1 was refused - did you specify the right host or port?",
     );
     let run = repocache(&[
         "dump",
@@ -456,7 +492,61 @@ async fn errors_are_one_line_and_exit_2() {
         "nope",
     ])
     .await;
-    assert_one_error_line(&run, "nope");
+    assert_one_error_line(
+        &run,
+        "context \"nope\" is not in the kubeconfig (it has: x): pick one with --context",
+    );
+    // No kubeconfig at all: said once, with what to do.
+    let run = repocache(&["get", "pkg"]).await;
+    assert_one_error_line(
+        &run,
+        "no kubeconfig found (KUBECONFIG=/nonexistent/kubeconfig does not exist): pass --kubeconfig PATH or set KUBECONFIG",
+    );
+    assert!(!run.stderr.contains("os error"), "{}", run.stderr);
+    let run = repocache(&["get", "--kubeconfig", "/nonexistent/kc"]).await;
+    assert_one_error_line(
+        &run,
+        "kubeconfig /nonexistent/kc does not exist: pass an existing file with --kubeconfig",
+    );
+    // -o lists the valid values; -k is not --kind any more (kubectl's kustomize flag).
+    assert_one_error_line(
+        &repocache(&["get", "-o", "xml"]).await,
+        "expected one of table, wide, json, yaml, name, jsonpath=TEMPLATE",
+    );
+    assert_one_error_line(&repocache(&["get", "-k", "pkg"]).await, "'-k'");
+    assert_one_error_line(
+        &repocache(&["get", "pkg", "--timeout", "soon"]).await,
+        "Go duration",
+    );
+    assert_one_error_line(
+        &repocache(&["get", "-o", "jsonpath={range .items[*]}{end}"]).await,
+        "not supported",
+    );
+    assert_one_error_line(
+        &repocache(&["get", "pkg", "-l", "a in ("]).await,
+        "invalid label selector",
+    );
+    assert_one_error_line(
+        &repocache(&["get", "pkg", "--field-selector", "spec.x=1"]).await,
+        "invalid field selector",
+    );
+    assert_one_error_line(
+        &repocache(&["watch", "--interval", "0s"]).await,
+        "--interval must be more than 0",
+    );
+    // demo's -n is gone (it meant --packages).
+    assert_one_error_line(&repocache(&["demo", "-n", "3"]).await, "'-n'");
+
+    // The debug address is taken: said before the demo's runs, once, with what to do.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = repocache(&["demo", "--debug-addr", &addr]).await;
+    assert_one_error_line(
+        &run,
+        &format!("{addr} is already in use by another process: pick another --debug-addr"),
+    );
+    assert!(!run.stderr.contains("os error"), "{}", run.stderr);
+    drop(taken);
 
     let help = repocache(&["--help"]).await;
     assert_eq!(help.code, 0);
@@ -468,5 +558,441 @@ async fn errors_are_one_line_and_exit_2() {
     let dump_help = repocache(&["dump", "--help"]).await;
     assert!(
         dump_help.stdout.contains("--show-secrets") && dump_help.stdout.contains("REPOCACHE_TOKEN")
+    );
+}
+
+/// A copy of the cluster's kubeconfig whose context has `namespace`.
+fn kubeconfig_with_namespace(c: &Cluster, namespace: &str) -> PathBuf {
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    config["contexts"][0]["context"]["namespace"] = json!(namespace);
+    let path = c
+        .kubeconfig
+        .with_file_name(format!("kubeconfig-{namespace}"));
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+fn names_of(run: &Run) -> Vec<String> {
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let mut names: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn get_takes_kubectl_arguments() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let analytics = kubeconfig_with_namespace(&c, "analytics");
+    let analytics = analytics.to_str().unwrap();
+    // KIND by plural, singular, kind, short name and kind.group; `dump` is the same command.
+    for kind in [
+        "packagerepositories",
+        "packagerepository",
+        "PackageRepository",
+        "packagerepositories.packages.glasskube.dev",
+    ] {
+        let run = repocache(&["get", kind, "--kubeconfig", kc, "-o", "name"]).await;
+        assert_eq!(names_of(&run).len(), 5, "{kind}: {}", run.stdout);
+    }
+    let quickwit = "package.packages.glasskube.dev/my-quickwit";
+    for cmd in ["get", "dump"] {
+        let run = repocache(&[cmd, "pkg", "-A", "--kubeconfig", kc, "-o", "name"]).await;
+        assert_eq!(names_of(&run), [quickwit], "{cmd}");
+    }
+    // Namespaced kinds: the context's namespace by default (here none: "default"), -n, -A.
+    let run = repocache(&["get", "packages", "--kubeconfig", kc, "-o", "name"]).await;
+    assert!(names_of(&run).is_empty(), "{}", run.stdout);
+    let run = repocache(&["get", "packages", "--kubeconfig", analytics, "-o", "name"]).await;
+    assert_eq!(names_of(&run), [quickwit]);
+    let run = repocache(&[
+        "get",
+        "pkg",
+        "-n",
+        "analytics",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(names_of(&run), [quickwit]);
+    let run = repocache(&[
+        "get",
+        "pkg",
+        "-n",
+        "other",
+        "--kubeconfig",
+        analytics,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert!(names_of(&run).is_empty(), "{}", run.stdout);
+    // Cluster-scoped kinds ignore the namespace.
+    let run = repocache(&[
+        "get",
+        "clpkg",
+        "-n",
+        "nowhere",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(names_of(&run).len(), 2, "{}", run.stdout);
+    // Names, label and field selectors.
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "glasskube",
+        "team-bearer",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(
+        names_of(&run),
+        [
+            "packagerepository.packages.glasskube.dev/glasskube",
+            "packagerepository.packages.glasskube.dev/team-bearer"
+        ]
+    );
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "-l",
+        "team=platform",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(
+        names_of(&run),
+        ["packagerepository.packages.glasskube.dev/team-bearer"]
+    );
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "-l",
+        "team",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(names_of(&run).len(), 2, "{}", run.stdout);
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "--field-selector",
+        "metadata.name=inline-basic",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(
+        names_of(&run),
+        ["packagerepository.packages.glasskube.dev/inline-basic"]
+    );
+    // A name that does not exist: kubectl's NotFound, one line, exit 2.
+    let run = repocache(&["get", "pkg", "nope", "-A", "--kubeconfig", kc]).await;
+    assert_one_error_line(&run, "packages.packages.glasskube.dev \"nope\" not found");
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    // jsonpath: over the List, or over the object when one name is asked for.
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "--kubeconfig",
+        kc,
+        "-l",
+        "team",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "team-bearer team-bearer-ref");
+    let run = repocache(&[
+        "get",
+        "packagerepository",
+        "glasskube",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "jsonpath=url={.spec.url}{\"\\n\"}",
+    ])
+    .await;
+    assert_eq!(
+        run.stdout, "url=https://packages.dl.glasskube.dev/packages\n",
+        "{}",
+        run.stderr
+    );
+    // Credentials stay redacted through jsonpath.
+    let run = repocache(&[
+        "get",
+        "packagerepository",
+        "inline-basic",
+        "--kubeconfig",
+        kc,
+        "-o",
+        "jsonpath={.spec.auth.basic.password}",
+    ])
+    .await;
+    assert_eq!(run.stdout, r#"{"redacted":"<redacted>"}"#, "{}", run.stderr);
+    // Go durations.
+    let run = repocache(&[
+        "get",
+        "--kubeconfig",
+        kc,
+        "--timeout",
+        "1m30s",
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(names_of(&run).len(), 5);
+    let run = repocache(&[
+        "get",
+        "--kubeconfig",
+        kc,
+        "--request-timeout",
+        "1h",
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(names_of(&run).len(), 5);
+}
+
+#[tokio::test]
+async fn the_same_filters_apply_to_an_endpoint() {
+    let c = cluster().await;
+    let (repos, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    let url = debug.url();
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "-l",
+        "team=data",
+        "--endpoint",
+        &url,
+        "-o",
+        "name",
+    ])
+    .await;
+    assert_eq!(
+        names_of(&run),
+        ["packagerepository.packages.glasskube.dev/team-bearer-ref"]
+    );
+    let run = repocache(&[
+        "get",
+        "packagerepositories",
+        "glasskube",
+        "--endpoint",
+        &url,
+        "-o",
+        "jsonpath={.metadata.name}",
+    ])
+    .await;
+    assert_eq!(run.stdout, "glasskube", "{}", run.stderr);
+    // verify --all against an endpoint holding one kind: the others are skipped with a note.
+    let run = repocache(&[
+        "verify",
+        "--all",
+        "--endpoint",
+        &url,
+        "--kubeconfig",
+        c.kubeconfig.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for kind in ["packages", "clusterpackages", "packageinfos"] {
+        assert!(
+            run.stdout
+                .contains(&format!("# skipped {kind}: the endpoint at {url} holds no")),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains("in sync: 5 packagerepositories"),
+        "{}",
+        run.stdout
+    );
+}
+
+async fn spawn_watch(
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+async fn next_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Option<String> {
+    tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("no line in time")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn watch_all_prints_every_kind_and_stops_when_the_server_goes() {
+    let c = cluster().await;
+    let control = c.server.control();
+    let (mut child, mut lines) = spawn_watch(&[
+        "watch",
+        "--all",
+        "-A",
+        "--timeout",
+        "2s",
+        "--kubeconfig",
+        c.kubeconfig.to_str().unwrap(),
+    ])
+    .await;
+    for _ in 0..4 {
+        let header = next_line(&mut lines).await.unwrap();
+        assert!(header.contains("watching for changes"), "{header}");
+    }
+    control
+        .merge_patch(
+            "packages",
+            Some("analytics"),
+            "my-quickwit",
+            &json!({"metadata": {"labels": {"x": "y"}}}),
+        )
+        .unwrap();
+    let line = next_line(&mut lines).await.unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..3],
+        ["Package", "updated", "analytics/my-quickwit"],
+        "{line}"
+    );
+    control
+        .delete("packagerepositories", None, "team-bearer")
+        .unwrap();
+    let line = next_line(&mut lines).await.unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..3],
+        ["PackageRepository", "deleted", "team-bearer"],
+        "{line}"
+    );
+
+    // The server goes away: after --timeout the command says so and exits 2.
+    c.server.shutdown().await;
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("watch did not stop")
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: lost the server http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "(connections refused for 2.0s); stopped watching - rerun repocache watch when it is back"
+        ),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn completions_and_man_page_come_from_clap() {
+    let bash = repocache(&["completion", "bash"]).await;
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(
+        bash.stdout.contains("complete -F _repocache"),
+        "{}",
+        bash.stdout
+    );
+    assert!(bash.stdout.contains("--field-selector") && bash.stdout.contains("--all-namespaces"));
+    let zsh = repocache(&["completion", "zsh"]).await;
+    assert!(
+        zsh.stdout.starts_with("#compdef repocache"),
+        "{}",
+        zsh.stdout
+    );
+    let fish = repocache(&["completion", "fish"]).await;
+    assert!(
+        fish.stdout.contains("complete -c repocache"),
+        "{}",
+        fish.stdout
+    );
+    assert_one_error_line(&repocache(&["completion", "tcsh"]).await, "tcsh");
+    let man = repocache(&["man"]).await;
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(
+        man.stdout.starts_with(".ie"),
+        "{}",
+        &man.stdout[..80.min(man.stdout.len())]
+    );
+    assert!(man.stdout.contains(".TH repocache 1"), "{}", man.stdout);
+    assert!(
+        man.stdout.contains("Exit codes"),
+        "the after-help is in the page"
+    );
+}
+
+#[tokio::test]
+async fn verify_for_keeps_its_cache_and_finds_a_missed_event() {
+    let c = cluster().await;
+    let control = c.server.control();
+    let kc = c.kubeconfig.to_str().unwrap().to_owned();
+    let run = tokio::spawn(async move {
+        repocache(&["verify", "--kubeconfig", &kc, "--for", "5s", "--grace", "0"]).await
+    });
+    // Once the command's cache watches, change an object without a watch event.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while control.open_watches() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no watch opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut glasskube = control
+        .get("packagerepositories", None, "glasskube")
+        .unwrap();
+    glasskube["spec"]["url"] = json!("https://moved.example/");
+    control.side_door_put(glasskube).unwrap();
+    // The command has not compared yet: only its cache's LIST so far, no live LIST.
+    assert_eq!(control.count("list", "packagerepositories"), 1);
+    let run = run.await.unwrap();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(control.count("list", "packagerepositories"), 2);
+    assert!(
+        run.stdout.contains("drift: 1 packagerepositories differ"),
+        "{}",
+        run.stdout
     );
 }
