@@ -532,7 +532,7 @@ async fn errors_are_one_line_and_exit_2() {
     );
     assert_one_error_line(
         &repocache(&["watch", "--interval", "0s"]).await,
-        "--interval must be more than 0",
+        "invalid interval \"0s\" (must be longer than zero",
     );
     // demo's -n is gone (it meant --packages).
     assert_one_error_line(&repocache(&["demo", "-n", "3"]).await, "'-n'");
