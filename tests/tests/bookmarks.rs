@@ -37,11 +37,14 @@ async fn bookmarks(repos: &Cache<PackageRepository>, n: u64) {
 async fn bookmarks_keep_a_quiet_kind_confirmed_without_relisting() {
     let server = quiet_server().await;
     let control = server.control();
+    // Taken before the first relist: the safety net is due RESYNC_TTLS TTLs after it, so a
+    // resync can only have happened if at least that long has passed since `started` (taken
+    // after `wait_ready`, a slow start-up would let a legitimate resync trip the check below).
+    let started = Instant::now();
     let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
         .ttl(TTL)
         .start();
     repos.wait_ready(PATIENCE).await.unwrap();
-    let started = Instant::now();
     // Ten TTLs' worth of bookmarks: at least 10 x TTL of a quiet watch.
     let ten_ttls = (10 * TTL.as_millis() / BOOKMARK_INTERVAL.as_millis()) as u64;
     let mut worst = Duration::ZERO;
