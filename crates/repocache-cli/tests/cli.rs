@@ -93,38 +93,57 @@ fn items(json_text: &str) -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
-/// Whether a cell is an age as the tables print it (`0s`, `42s`, `5m`, `4m10s`, `2h5m`, `3d`).
-fn is_age(cell: &str) -> bool {
-    let mut rest = cell;
-    let mut parts = 0;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return false;
-        }
-        let unit = rest[digits..].chars().next();
-        if !matches!(unit, Some('s' | 'm' | 'h' | 'd')) {
-            return false;
-        }
-        rest = &rest[digits + 1..];
-        parts += 1;
-    }
-    parts > 0
-}
-
-/// Table rows without the header line and the AGE column (which ticks; in `wide` it is not the
-/// last column).
+/// A table's lines without the `#` cache lines, whitespace-normalized, with each row's AGE
+/// cell (which ticks: two dumps a moment apart can straddle a second) replaced by `<AGE>`.
+///
+/// The AGE cell is found at the column where its header's `AGE` cell starts (the columns before
+/// it are laid out alike in both tables, or the rows differ anyway), not by position from the
+/// end: in `-o wide` more columns follow it, and some cells hold spaces. Each masked cell must
+/// still read as an age (`45s`, `12m`, `3h`, `6d`).
 fn rows_without_age(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            l.split_whitespace()
-                .filter(|cell| !is_age(cell))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
+    fn normalized(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+    let mut age_at: Option<usize> = None;
+    let mut column_header_next = false;
+    let mut rows = Vec::new();
+    for line in table.lines() {
+        if line.starts_with('#') {
+            column_header_next = true;
+            continue;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        if column_header_next {
+            column_header_next = false;
+            // Cells start at 0 and after a space; `PACKAGE` must not match.
+            age_at = (0..chars.len()).find(|&i| {
+                (i == 0 || chars[i - 1] == ' ')
+                    && chars[i..].starts_with(&['A', 'G', 'E'])
+                    && chars.get(i + 3).is_none_or(|c| *c == ' ')
+            });
+            assert!(age_at.is_some(), "no AGE column in {line:?}");
+            rows.push(normalized(line));
+            continue;
+        }
+        match age_at {
+            Some(at) if chars.len() > at && (at == 0 || chars[at - 1] == ' ') => {
+                let head: String = chars[..at].iter().collect();
+                let tail: String = chars[at..].iter().collect();
+                let (age, rest) = tail.split_once(' ').unwrap_or((tail.as_str(), ""));
+                let (digits, unit) = age.split_at(age.len().saturating_sub(1));
+                assert!(
+                    !digits.is_empty()
+                        && digits.bytes().all(|b| b.is_ascii_digit())
+                        && ["s", "m", "h", "d"].contains(&unit),
+                    "AGE cell {age:?} in {line:?}"
+                );
+                rows.push(format!("{} <AGE> {}", normalized(&head), normalized(rest)));
+            }
+            // A row too short to reach the AGE column (an undecodable object), or a blank line.
+            _ => rows.push(normalized(line)),
+        }
+    }
+    rows
 }
 
 #[tokio::test]
