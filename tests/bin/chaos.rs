@@ -205,6 +205,54 @@ fn main() -> ExitCode {
     println!(
         "  fault relists:      at most {used} of the {budget} the injected faults explain (one cache, one seed)"
     );
+    let ops: u64 = reports.iter().map(|r| r.history.findings.operations).sum();
+    let ryw: u64 = reports
+        .iter()
+        .map(|r| r.history.findings.read_your_writes)
+        .sum();
+    let monotonic: u64 = reports.iter().map(|r| r.history.findings.monotonic).sum();
+    let after_live: u64 = reports
+        .iter()
+        .map(|r| r.history.findings.monotonic_after_live)
+        .sum();
+    let consistent: u64 = reports.iter().map(|r| r.history.findings.consistent).sum();
+    let absent: u64 = reports.iter().map(|r| r.history.findings.absent).sum();
+    let failed_ops: u64 = reports.iter().map(|r| r.history.failed_ops).sum();
+    let mut layer_writes: Vec<Duration> = reports
+        .iter()
+        .flat_map(|r| r.history.layer_writes.iter().copied())
+        .collect();
+    layer_writes.sort();
+    let mut plain_writes: Vec<Duration> = reports
+        .iter()
+        .flat_map(|r| r.history.plain_writes.iter().copied())
+        .collect();
+    plain_writes.sort();
+    let behind: u64 = reports.iter().map(|r| r.history.behind).sum();
+    let passed_through: u64 = reports.iter().map(|r| r.history.passed_through).sum();
+    let local: u64 = reports.iter().map(|r| r.history.local).sum();
+    let policy: u64 = reports.iter().map(|r| r.history.policy_requests).sum();
+    println!(
+        "  history checked:    {ops} operations ({failed_ops} more failed under faults, not recorded); {absent} answers without the object (not checkable)"
+    );
+    println!(
+        "  history violations: read-your-writes {ryw}, monotonic {monotonic}, consistent {consistent}; older than an earlier live answer (reported, not guaranteed): {after_live}"
+    );
+    println!(
+        "  write latency:      through the layer p50 {:.1?} p99 {:.1?} ({} writes); plain p50 {:.1?} p99 {:.1?} ({}); added p50 {:.1?} p99 {:.1?}",
+        quantile(&layer_writes, 0.5),
+        quantile(&layer_writes, 0.99),
+        layer_writes.len(),
+        quantile(&plain_writes, 0.5),
+        quantile(&plain_writes, 0.99),
+        plain_writes.len(),
+        quantile(&layer_writes, 0.5).saturating_sub(quantile(&plain_writes, 0.5)),
+        quantile(&layer_writes, 0.99).saturating_sub(quantile(&plain_writes, 0.99)),
+    );
+    println!(
+        "  extra requests:     {} (layer reads passed through as Behind {behind}, policy version LISTs and fallbacks {policy}); layer requests answered locally {local}, passed through {passed_through} (writes included)",
+        behind + policy
+    );
     println!("  lost objects:       {lost}");
     println!("  extra objects:      {extra}");
     println!("  stale objects:      {stale}");
