@@ -2,11 +2,12 @@
 //! `cargo xtask chaos` runs).
 //!
 //! ```text
-//! chaos [--seeds N] [--seed S] [--duration D]
+//! chaos [--seeds N] [--seed S] [--duration D] [--budget B]
 //! ```
 //!
 //! Runs seeds S, S+1, …, S+N-1 (defaults: 20 seeds from 1), each for D of chaos (`2.5s`,
-//! `800ms` or plain seconds; default 2.5 s). Exits 1 when any run breaks an invariant.
+//! `800ms` or plain seconds; default 2.5 s). With `--budget B`, no seed starts once B has passed
+//! (the summary says how many ran). Exits 1 when any run breaks an invariant.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -15,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use repocache_tests::chaos::{self, Options, READ_BOUND, Report};
 
-const USAGE: &str = "usage: chaos [--seeds N] [--seed S] [--duration D]";
+const USAGE: &str = "usage: chaos [--seeds N] [--seed S] [--duration D] [--budget B]";
 
 struct Args {
     seeds: u64,
     first: u64,
     duration: Duration,
+    budget: Option<Duration>,
 }
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         seeds: 20,
         first: 1,
         duration: Options::new(0).duration,
+        budget: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +63,12 @@ fn parse_args() -> Result<Args, String> {
                 let v = value("--duration")?;
                 args.duration =
                     parse_duration(&v).ok_or_else(|| format!("--duration: not a duration: {v}"))?;
+            }
+            "--budget" => {
+                let v = value("--budget")?;
+                args.budget = Some(
+                    parse_duration(&v).ok_or_else(|| format!("--budget: not a duration: {v}"))?,
+                );
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -102,6 +111,13 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut reports: Vec<Report> = Vec::new();
     for seed in args.first..args.first.saturating_add(args.seeds) {
+        if args.budget.is_some_and(|b| started.elapsed() >= b) {
+            println!(
+                "budget of {:?} spent: stopping before seed {seed}",
+                args.budget.unwrap_or_default()
+            );
+            break;
+        }
         let options = Options::new(seed).duration(args.duration);
         let report = runtime.block_on(chaos::run(&options));
         println!("{}", report.summary());

@@ -256,6 +256,16 @@ fn server_rv(control: &Control, name: &str) -> Option<u64> {
     obj["metadata"]["resourceVersion"].as_str()?.parse().ok()
 }
 
+/// The policy the "consistent" reads use: `Consistent`, or `Cached` when
+/// `CHAOS_HISTORY_CONSISTENT=cached` (a deliberately broken policy answering from whatever
+/// snapshot is there, to show the checker reports what follows).
+fn consistent_policy() -> ReadPolicy {
+    match std::env::var("CHAOS_HISTORY_CONSISTENT").as_deref() {
+        Ok("cached") => ReadPolicy::Cached,
+        _ => ReadPolicy::Consistent,
+    }
+}
+
 /// Whether read-your-own-writes is on in the layers (the default; `CHAOS_HISTORY_RYW=off`
 /// turns it off, to show the checker reports what follows).
 fn read_your_writes() -> bool {
@@ -526,7 +536,7 @@ impl Client {
                         .map(|rv| (any.clone(), rv))
                         .into_iter()
                         .collect();
-                    match self.cache.get_with(&any, ReadPolicy::Consistent).await {
+                    match self.cache.get_with(&any, consistent_policy()).await {
                         Ok(read) => log.ops.push(Op::Read {
                             surface: Surface::ConsistentGet,
                             items: vec![(any, read.value.as_deref().and_then(rv_of))],
@@ -541,7 +551,7 @@ impl Client {
                         .iter()
                         .filter_map(|n| Some((n.clone(), server_rv(&self.control, n)?)))
                         .collect();
-                    match self.cache.list_with(ReadPolicy::Consistent).await {
+                    match self.cache.list_with(consistent_policy()).await {
                         Ok(read) => {
                             let got: HashMap<String, Option<u64>> = read
                                 .value
