@@ -244,6 +244,10 @@ fn main() -> ExitCode {
         .flat_map(|r| r.history.plain_writes.iter().copied())
         .collect();
     plain_writes.sort();
+    let ran_out = layer_writes
+        .iter()
+        .filter(|d| **d >= repocache::layer::DEFAULT_OWN_WRITES_WAIT)
+        .count();
     let behind: u64 = reports.iter().map(|r| r.history.behind).sum();
     let passed_through: u64 = reports.iter().map(|r| r.history.passed_through).sum();
     let local: u64 = reports.iter().map(|r| r.history.local).sum();
@@ -264,6 +268,12 @@ fn main() -> ExitCode {
         plain_writes.len(),
         quantile(&layer_writes, 0.5).saturating_sub(quantile(&plain_writes, 0.5)),
         quantile(&layer_writes, 0.99).saturating_sub(quantile(&plain_writes, 0.99)),
+    );
+    println!(
+        "                      {ran_out} layer writes took the whole read-your-writes bound ({:?}: a stalled watch); layer p90 {:.1?}, plain p90 {:.1?}",
+        repocache::layer::DEFAULT_OWN_WRITES_WAIT,
+        quantile(&layer_writes, 0.9),
+        quantile(&plain_writes, 0.9),
     );
     println!(
         "  extra requests:     {} (layer reads passed through as Behind {behind}, policy version LISTs and fallbacks {policy}); layer requests answered locally {local}, passed through {passed_through} (writes included)",
