@@ -2,11 +2,12 @@
 //! `cargo xtask chaos` runs).
 //!
 //! ```text
-//! chaos [--seeds N] [--seed S] [--duration D]
+//! chaos [--seeds N] [--seed S] [--duration D] [--budget B]
 //! ```
 //!
 //! Runs seeds S, S+1, …, S+N-1 (defaults: 20 seeds from 1), each for D of chaos (`2.5s`,
-//! `800ms` or plain seconds; default 2.5 s). Exits 1 when any run breaks an invariant.
+//! `800ms` or plain seconds; default 2.5 s). With `--budget B`, no seed starts once B has passed
+//! (the summary says how many ran). Exits 1 when any run breaks an invariant.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -15,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use repocache_tests::chaos::{self, Options, READ_BOUND, Report};
 
-const USAGE: &str = "usage: chaos [--seeds N] [--seed S] [--duration D]";
+const USAGE: &str = "usage: chaos [--seeds N] [--seed S] [--duration D] [--budget B]";
 
 struct Args {
     seeds: u64,
     first: u64,
     duration: Duration,
+    budget: Option<Duration>,
 }
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         seeds: 20,
         first: 1,
         duration: Options::new(0).duration,
+        budget: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +63,12 @@ fn parse_args() -> Result<Args, String> {
                 let v = value("--duration")?;
                 args.duration =
                     parse_duration(&v).ok_or_else(|| format!("--duration: not a duration: {v}"))?;
+            }
+            "--budget" => {
+                let v = value("--budget")?;
+                args.budget = Some(
+                    parse_duration(&v).ok_or_else(|| format!("--budget: not a duration: {v}"))?,
+                );
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -102,6 +111,13 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut reports: Vec<Report> = Vec::new();
     for seed in args.first..args.first.saturating_add(args.seeds) {
+        if args.budget.is_some_and(|b| started.elapsed() >= b) {
+            println!(
+                "budget of {:?} spent: stopping before seed {seed}",
+                args.budget.unwrap_or_default()
+            );
+            break;
+        }
         let options = Options::new(seed).duration(args.duration);
         let report = runtime.block_on(chaos::run(&options));
         println!("{}", report.summary());
@@ -204,6 +220,64 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     println!(
         "  fault relists:      at most {used} of the {budget} the injected faults explain (one cache, one seed)"
+    );
+    let ops: u64 = reports.iter().map(|r| r.history.findings.operations).sum();
+    let ryw: u64 = reports
+        .iter()
+        .map(|r| r.history.findings.read_your_writes)
+        .sum();
+    let monotonic: u64 = reports.iter().map(|r| r.history.findings.monotonic).sum();
+    let after_live: u64 = reports
+        .iter()
+        .map(|r| r.history.findings.monotonic_after_live)
+        .sum();
+    let consistent: u64 = reports.iter().map(|r| r.history.findings.consistent).sum();
+    let absent: u64 = reports.iter().map(|r| r.history.findings.absent).sum();
+    let failed_ops: u64 = reports.iter().map(|r| r.history.failed_ops).sum();
+    let mut layer_writes: Vec<Duration> = reports
+        .iter()
+        .flat_map(|r| r.history.layer_writes.iter().copied())
+        .collect();
+    layer_writes.sort();
+    let mut plain_writes: Vec<Duration> = reports
+        .iter()
+        .flat_map(|r| r.history.plain_writes.iter().copied())
+        .collect();
+    plain_writes.sort();
+    let ran_out = layer_writes
+        .iter()
+        .filter(|d| **d >= repocache::layer::DEFAULT_OWN_WRITES_WAIT)
+        .count();
+    let behind: u64 = reports.iter().map(|r| r.history.behind).sum();
+    let passed_through: u64 = reports.iter().map(|r| r.history.passed_through).sum();
+    let local: u64 = reports.iter().map(|r| r.history.local).sum();
+    let policy: u64 = reports.iter().map(|r| r.history.policy_requests).sum();
+    println!(
+        "  history checked:    {ops} operations ({failed_ops} more failed under faults, not recorded); {absent} answers without the object (not checkable)"
+    );
+    println!(
+        "  history violations: read-your-writes {ryw}, monotonic {monotonic}, consistent {consistent}; older than an earlier live answer (reported, not guaranteed): {after_live}"
+    );
+    println!(
+        "  write latency:      through the layer p50 {:.1?} p99 {:.1?} ({} writes); plain p50 {:.1?} p99 {:.1?} ({}); added p50 {:.1?} p99 {:.1?}",
+        quantile(&layer_writes, 0.5),
+        quantile(&layer_writes, 0.99),
+        layer_writes.len(),
+        quantile(&plain_writes, 0.5),
+        quantile(&plain_writes, 0.99),
+        plain_writes.len(),
+        quantile(&layer_writes, 0.5).saturating_sub(quantile(&plain_writes, 0.5)),
+        quantile(&layer_writes, 0.99).saturating_sub(quantile(&plain_writes, 0.99)),
+    );
+    println!(
+        "                      {ran_out} layer writes took the whole read-your-writes bound ({:?}: a stalled watch); layer p90 {:.1?}, plain p90 {:.1?}",
+        repocache::layer::DEFAULT_OWN_WRITES_WAIT,
+        quantile(&layer_writes, 0.9),
+        quantile(&plain_writes, 0.9),
+    );
+    println!(
+        "  extra requests:     {} (layer reads passed through as Behind {behind}, policy version LISTs and fallbacks {policy}); layer requests answered locally {local}, passed through {passed_through} (writes included)",
+        behind + policy
     );
     println!("  lost objects:       {lost}");
     println!("  extra objects:      {extra}");

@@ -23,6 +23,12 @@
 //! 8. **Relists are explained**: one initial relist, none manual, TTL relists only with a TTL
 //!    and at most one per TTL, `expired`/`error` relists within the injected faults' budget.
 //!
+//! 9. **The history** ([`history`]): clients write and read ConfigMaps through the layered
+//!    client and through `Cache` with `AtLeast` / `Consistent` while the faults run; every
+//!    operation is recorded with its resourceVersions and checked: read-your-own-writes,
+//!    monotonic reads, consistent reads never older than the server at the call, and the
+//!    ConfigMap caches (one without a TTL) end equal to the server.
+//!
 //! One cache has no TTL: only watch events keep it current, so a writer that dropped events
 //! is not rescued by periodic relists. After the chaos, the schedule writes every name once
 //! through the API (see `Schedule::sweep`), so that converging needs the events alone.
@@ -30,6 +36,7 @@
 //! The schedule is a pure function of the seed; thread timing is not, so a failure is
 //! reproduced by re-running its seed (see `cargo xtask chaos --seed S --seeds 1`).
 
+pub mod history;
 mod rng;
 mod schedule;
 
@@ -157,6 +164,8 @@ pub struct Report {
     pub caches: Vec<CacheReport>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// The history checker's workload and findings (see [`history`]).
+    pub history: history::HistoryReport,
 }
 
 impl Report {
@@ -173,7 +182,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let faults: u64 = self.faults.values().sum();
         format!(
-            "seed {:>5}: {} writes {:>4} faults {:>3} converged {:>8} max read {:>9.1?} lost {} extra {} stale {} ({:.1?}){}",
+            "seed {:>5}: {} writes {:>4} faults {:>3} converged {:>8} max read {:>9.1?} lost {} extra {} stale {} history ops {} ({:.1?}){}",
             self.seed,
             if self.passed() { "ok  " } else { "FAIL" },
             self.writes,
@@ -184,6 +193,7 @@ impl Report {
             self.lost,
             self.extra,
             self.stale,
+            self.history.findings.operations,
             self.elapsed,
             match self.violations.first() {
                 Some(v) => format!(": {v}"),
@@ -567,9 +577,13 @@ fn reader(
 
 /// Starts an apisim on 127.0.0.1 (a free port) with nothing in it.
 async fn start_server() -> ServerHandle {
-    Server::start(ServerConfig::default().with_bookmark_interval(Duration::from_millis(200)))
-        .await
-        .unwrap_or_else(|e| panic!("apisim does not start: {e}"))
+    Server::start(
+        ServerConfig::default()
+            .with_bookmark_interval(Duration::from_millis(200))
+            .with_resource(apisim::ResourceDef::config_maps()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apisim does not start: {e}"))
 }
 
 /// Runs one seed and checks every invariant; never panics on a violation (see
@@ -664,6 +678,15 @@ pub async fn run(options: &Options) -> Report {
         report.elapsed = started.elapsed();
         return report;
     }
+
+    // The history workload: clients writing and reading through the layer and the policies.
+    let workload = match history::Workload::start(&server, options.seed, options.ttl).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            report.violations.push(e);
+            None
+        }
+    };
 
     // Readers: two threads, each reading every cache in turn.
     let stop = Arc::new(AtomicBool::new(false));
@@ -762,6 +785,16 @@ pub async fn run(options: &Options) -> Report {
             &mut report,
             &format!("within {:?}", options.converge_within),
         );
+    }
+
+    // The history: every client's operations checked.
+    if let Some(workload) = workload {
+        report.history = workload.finish(&control, options.converge_within).await;
+        report.lost += report.history.lost;
+        report.extra += report.history.extra;
+        report
+            .violations
+            .extend(report.history.findings.lines.iter().cloned());
     }
 
     // Stop the readers and check what they saw.

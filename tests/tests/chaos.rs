@@ -1,7 +1,9 @@
 //! Seeded chaos runs against apisim (a bounded set for CI; `cargo xtask chaos` runs more): the
 //! caches converge with nothing lost (one of them by watch events alone), readers never see a
 //! torn, partial or backwards snapshot and never cause a request, relists stay within what the
-//! faults explain, and the reflectors survive every fault. Read latency is reported by
+//! faults explain, and the reflectors survive every fault; clients writing and reading through
+//! the layer and the version policies read their own writes, never read backwards from a
+//! snapshot, and consistent reads are never older than the server (`chaos::history`). Read latency is reported by
 //! `cargo xtask chaos`, not asserted here. See `repocache_tests::chaos`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,6 +20,10 @@ async fn check(options: Options) {
         options.duration.as_millis()
     );
     assert!(report.writes > 0);
+    assert!(
+        report.history.findings.operations > 0,
+        "the history workload made no operation"
+    );
 }
 
 /// Four seeds of 2.5 s each (about 30 s on two cores; `cargo xtask chaos` runs more). The
