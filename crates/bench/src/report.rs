@@ -132,7 +132,8 @@ pub fn fmt_rate(per_sec: f64) -> String {
     }
 }
 
-fn fmt_bytes(b: f64) -> String {
+/// `512 B`, `3.4 KiB`, `12.0 MiB`.
+pub fn fmt_bytes(b: f64) -> String {
     if b >= 1024.0 * 1024.0 {
         format!("{:.1} MiB", b / (1024.0 * 1024.0))
     } else if b >= 1024.0 {

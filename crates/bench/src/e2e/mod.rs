@@ -5,22 +5,27 @@
 //! - [`propagation`]: server write → visible to the program (item 7);
 //! - [`load`]: requests reaching the server for reads, and for replicas of one operator
 //!   (item 8);
-//! - [`install`]: the demo's install scenario at a larger N (item 9).
+//! - [`install`]: the demo's install scenario at a larger N (item 9);
+//! - [`consistent`]: `ReadPolicy::Consistent` against `ReadPolicy::Fresh`, bytes on the wire
+//!   ([`wire`]'s counting proxy) and latency (item 10).
 //!
 //! apisim runs on a runtime of its own ([`sim::Sim`], two worker threads), the clients on the
 //! benchmark's runtime (two worker threads), all on 127.0.0.1.
 
+pub mod consistent;
 pub mod install;
 pub mod load;
 pub mod propagation;
 pub mod render;
 pub mod sim;
 pub mod sync;
+pub mod wire;
 
 use std::time::{Duration, Instant};
 
 use repocache_cli::demo::DemoReport;
 
+use consistent::ConsistentResult;
 use install::InstallPlan;
 use load::{LoadResult, ReplicaResult};
 use propagation::PropagationRun;
@@ -54,6 +59,10 @@ pub struct E2eConfig {
     pub bookmark_interval: Duration,
     /// The install scenario's size and rate.
     pub install: InstallPlan,
+    /// Item 10: LISTs and GETs per read policy and server state.
+    pub consistent_reads: (usize, usize),
+    /// Item 10: the busy server's write rate, per second.
+    pub consistent_writes_per_sec: u64,
 }
 
 impl E2eConfig {
@@ -77,6 +86,8 @@ impl E2eConfig {
             window: Duration::from_secs(5),
             bookmark_interval: Duration::from_secs(1),
             install: InstallPlan::fit(Duration::from_secs(55), 7, 5.0, 10),
+            consistent_reads: (20, 500),
+            consistent_writes_per_sec: 100,
         }
     }
 
@@ -109,6 +120,8 @@ impl E2eConfig {
             window: Duration::from_millis(300),
             bookmark_interval: Duration::from_millis(100),
             install: InstallPlan::fit(Duration::from_millis(50), 2, 1000.0, 10),
+            consistent_reads: (2, 10),
+            consistent_writes_per_sec: 50,
         }
     }
 }
@@ -128,6 +141,8 @@ pub struct E2eResults {
     pub replicas: Result<ReplicaResult, String>,
     /// Item 9.
     pub install: Result<DemoReport, String>,
+    /// Item 10.
+    pub consistent: Result<ConsistentResult, String>,
     /// Seconds each part took: (part, seconds).
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -148,6 +163,7 @@ impl E2eResults {
         push("API load", self.load.as_ref().map(|_| ()));
         push("replicas", self.replicas.as_ref().map(|_| ()));
         push("install scenario", self.install.as_ref().map(|_| ()));
+        push("consistent reads", self.consistent.as_ref().map(|_| ()));
         out
     }
 }
@@ -180,6 +196,7 @@ pub fn run(config: &E2eConfig) -> E2eResults {
         load: Err("not run".into()),
         replicas: Err("not run".into()),
         install: Err("not run".into()),
+        consistent: Err("not run".into()),
         timings: Vec::new(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -201,7 +218,7 @@ pub fn run(config: &E2eConfig) -> E2eResults {
     };
 
     let started = Instant::now();
-    let (sync, propagation, load) =
+    let (sync, propagation, load, consistent) =
         match Sim::with_repositories(config.objects, config.bookmark_interval) {
             Ok(sim) => {
                 timed("seed apisim", started);
@@ -233,12 +250,25 @@ pub fn run(config: &E2eConfig) -> E2eResults {
                     load::reads(&sim, config.objects, config.reads, config.lists),
                 );
                 timed("API load", started);
+                let started = Instant::now();
+                let (lists, gets) = config.consistent_reads;
+                let consistent = block(
+                    &runtime,
+                    consistent::run(
+                        &sim,
+                        config.objects,
+                        lists,
+                        gets,
+                        config.consistent_writes_per_sec,
+                    ),
+                );
+                timed("consistent reads", started);
                 drop(sim);
-                (sync, propagation, load)
+                (sync, propagation, load, consistent)
             }
             Err(e) => {
                 let e = err(e);
-                (Err(e.clone()), vec![Err(e.clone())], Err(e))
+                (Err(e.clone()), vec![Err(e.clone())], Err(e.clone()), Err(e))
             }
         };
 
@@ -272,5 +302,6 @@ pub fn run(config: &E2eConfig) -> E2eResults {
     results.load = load;
     results.replicas = replicas;
     results.install = install;
+    results.consistent = consistent;
     results
 }

@@ -50,6 +50,11 @@ impl Sim {
         )
     }
 
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Accounting, faults and direct writes (which notify watches like API writes).
     pub fn control(&self) -> Control {
         match &self.handle {
