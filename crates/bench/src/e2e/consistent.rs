@@ -52,18 +52,33 @@ impl PolicyRun {
 
     /// The latency at quantile `q` (0..=1), nearest rank.
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank =
-            ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
-        self.latencies[rank - 1]
+        quantile(&self.latencies, q)
     }
 
     /// Bytes on the wire per read, both ways.
     pub fn bytes_per_read(&self) -> f64 {
         (self.up + self.down) as f64 / self.reads().max(1) as f64
     }
+}
+
+/// Read-your-own-writes through `CacheLayer` on a fault-free loopback: how long a write's
+/// snapshot takes to reflect it (the wait the layer adds to the write), and where the read
+/// right after the write was answered.
+#[derive(Clone, Debug)]
+pub struct OwnWritesRun {
+    /// Write → read pairs made.
+    pub pairs: usize,
+    /// For each pair, from the write's response to the snapshot reflecting its
+    /// resourceVersion (`Cache::wait_for`), sorted: the read-your-writes wait.
+    pub waits: Vec<Duration>,
+    /// Each layered write (its wait included), sorted.
+    pub layered_writes: Vec<Duration>,
+    /// Each write through a client without the layer, sorted.
+    pub plain_writes: Vec<Duration>,
+    /// Reads right after a layered write that the layer answered from the snapshot.
+    pub reads_local: u64,
+    /// Reads right after a layered write that passed through (the snapshot was behind).
+    pub reads_behind: u64,
 }
 
 /// Everything item 10 measured.
@@ -77,6 +92,17 @@ pub struct ConsistentResult {
     pub writes: u64,
     /// One run per (server state, op, policy).
     pub runs: Vec<PolicyRun>,
+    /// Read-your-own-writes through the layer, quiet server.
+    pub own_writes: OwnWritesRun,
+}
+
+/// The value at quantile `q` (0..=1) of sorted durations, nearest rank.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 /// Item 10: `lists` LISTs and `gets` GETs per policy and server state.
@@ -141,12 +167,14 @@ pub async fn run(
             writes += written;
         }
     }
+    let own_writes = own_writes(sim, &cache, &names[..n - n / 10], gets).await?;
     handle.stop().await;
     Ok(ConsistentResult {
         objects: n,
         writes_per_sec,
         writes,
         runs,
+        own_writes,
     })
 }
 
@@ -227,5 +255,77 @@ async fn gets_run(
         from_snapshot,
         up: up1 - up0,
         down: down1 - down0,
+    })
+}
+
+/// `pairs` writes through a layered client, each followed by a GET through it, and as many
+/// writes through a plain client, each followed by `Cache::wait_for` of its resourceVersion.
+async fn own_writes(
+    sim: &Sim,
+    cache: &Cache<PackageRepository>,
+    names: &[String],
+    pairs: usize,
+) -> anyhow::Result<OwnWritesRun> {
+    use kube::api::{Patch, PatchParams};
+    use repocache::layer::{CacheLayer, Outcome, Verb};
+
+    let layer = CacheLayer::new().cache(cache);
+    let layered = Api::<PackageRepository>::all(layer.client(sim.client()?));
+    let plain = Api::<PackageRepository>::all(sim.client()?);
+    let kind = "PackageRepository";
+    let mut waits = Vec::with_capacity(pairs);
+    let mut layered_writes = Vec::with_capacity(pairs);
+    let mut plain_writes = Vec::with_capacity(pairs);
+    let before = layer.stats();
+    for i in 0..pairs {
+        let name = &names[(i * 7919) % names.len()];
+        let patch = |side: &str| {
+            Patch::Merge(json!({"metadata": {"annotations": {
+                "bench.repocache.dev/own-writes": format!("{side}-{i}")
+            }}}))
+        };
+        // Plain write, then the wait for its version: the read-your-writes wait itself.
+        let started = Instant::now();
+        let written = plain
+            .patch(name, &PatchParams::default(), &patch("plain"))
+            .await
+            .with_context(|| format!("PATCH {name}"))?;
+        plain_writes.push(started.elapsed());
+        let rv = written
+            .metadata
+            .resource_version
+            .context("a write without resourceVersion")?;
+        let started = Instant::now();
+        cache
+            .wait_for(&rv, Duration::from_secs(10))
+            .await
+            .context("wait_for")?;
+        waits.push(started.elapsed());
+        // Layered write (it waits for its snapshot), then the read.
+        let started = Instant::now();
+        layered
+            .patch(name, &PatchParams::default(), &patch("layered"))
+            .await
+            .with_context(|| format!("PATCH {name} through the layer"))?;
+        layered_writes.push(started.elapsed());
+        layered
+            .get(name)
+            .await
+            .with_context(|| format!("GET {name}"))?;
+    }
+    let after = layer.stats();
+    let delta = |outcome: Outcome| {
+        after.count(kind, Verb::Get, outcome) - before.count(kind, Verb::Get, outcome)
+    };
+    waits.sort_unstable();
+    layered_writes.sort_unstable();
+    plain_writes.sort_unstable();
+    Ok(OwnWritesRun {
+        pairs,
+        waits,
+        layered_writes,
+        plain_writes,
+        reads_local: delta(Outcome::Served),
+        reads_behind: delta(Outcome::Behind),
     })
 }
