@@ -24,10 +24,8 @@ use crate::store::{Filter, Preconditions, WatchStart};
 use crate::validation::{self, Part};
 use crate::watch::{self, WatchRequest};
 
-type Query = ListOptions;
-
 /// A query string that does not parse is a 400.
-fn parse_query(raw: &str) -> Result<Query, ApiError> {
+fn parse_query(raw: &str) -> Result<ListOptions, ApiError> {
     ListOptions::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -75,7 +73,7 @@ fn check_type(def: &ResourceDef, obj: &Value, raw: &[u8]) -> Result<(), ApiError
     Ok(())
 }
 
-fn dry_run(query: &Query) -> Result<bool, ApiError> {
+fn dry_run(query: &ListOptions) -> Result<bool, ApiError> {
     match query.get("dryRun") {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
@@ -93,7 +91,7 @@ fn list_options_invalid(msg: &str) -> ApiError {
 
 /// The namespace and selectors of a LIST, WATCH or DELETE collection; a selector that does not
 /// parse is a 400 BadRequest with upstream's message (`k8s-selectors`).
-fn filter_of(query: &Query, namespace: Option<String>) -> Result<Filter, ApiError> {
+fn filter_of(query: &ListOptions, namespace: Option<String>) -> Result<Filter, ApiError> {
     Ok(Filter {
         namespace,
         labels: LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))
@@ -177,7 +175,7 @@ async fn resource_verb(
     res: ResId,
     rp: ResourcePath<'_>,
     verb: &str,
-    query: &Query,
+    query: &ListOptions,
     req: Request,
 ) -> Result<Response, ApiError> {
     let ns = rp.target.namespace;
@@ -382,9 +380,9 @@ fn list(
     def: &ResourceDef,
     res: ResId,
     namespace: Option<String>,
-    query: &Query,
+    query: &ListOptions,
 ) -> Result<Response, ApiError> {
-    // Upstream's order: the version parses, the limit parses, then the combination is valid.
+    // Checked in this order: the version parses, the limit parses, the combination is valid.
     query.resource_version().map_err(query_error)?;
     let limit = query.limit().map_err(query_error)?;
     let cont = query.continue_token();
@@ -414,9 +412,9 @@ fn watch(
     shared: &Arc<Shared>,
     res: ResId,
     namespace: Option<String>,
-    query: &Query,
+    query: &ListOptions,
 ) -> Result<Response, ApiError> {
-    // Upstream's order: the version parses, the timeout parses, then the combination is valid.
+    // Checked in this order: the version parses, the timeout parses, the combination is valid.
     query.resource_version().map_err(query_error)?;
     let timeout = match query.timeout_seconds().map_err(query_error)? {
         None => shared.config.default_watch_timeout,
