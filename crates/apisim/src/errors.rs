@@ -2,98 +2,11 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use k8s_wire::qualified_resource;
 use serde_json::{Value, json};
 
-/// The `reason` of a Kubernetes `Status` (the `StatusReason` strings of apimachinery).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// 400
-    BadRequest,
-    /// 404
-    NotFound,
-    /// 409, the object already exists
-    AlreadyExists,
-    /// 409, optimistic concurrency failed
-    Conflict,
-    /// 405
-    MethodNotAllowed,
-    /// 410, resource version or continue token too old
-    Expired,
-    /// 410 (other)
-    Gone,
-    /// 413
-    RequestEntityTooLarge,
-    /// 415
-    UnsupportedMediaType,
-    /// 422
-    Invalid,
-    /// 429
-    TooManyRequests,
-    /// 500
-    InternalError,
-    /// 503
-    ServiceUnavailable,
-    /// 504
-    Timeout,
-}
-
-impl Reason {
-    /// The wire spelling of the reason.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::BadRequest => "BadRequest",
-            Reason::NotFound => "NotFound",
-            Reason::AlreadyExists => "AlreadyExists",
-            Reason::Conflict => "Conflict",
-            Reason::MethodNotAllowed => "MethodNotAllowed",
-            Reason::Expired => "Expired",
-            Reason::Gone => "Gone",
-            Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
-            Reason::UnsupportedMediaType => "UnsupportedMediaType",
-            Reason::Invalid => "Invalid",
-            Reason::TooManyRequests => "TooManyRequests",
-            Reason::InternalError => "InternalError",
-            Reason::ServiceUnavailable => "ServiceUnavailable",
-            Reason::Timeout => "Timeout",
-        }
-    }
-
-    /// The HTTP status code that goes with the reason.
-    pub fn code(self) -> u16 {
-        match self {
-            Reason::BadRequest => 400,
-            Reason::NotFound => 404,
-            Reason::AlreadyExists | Reason::Conflict => 409,
-            Reason::MethodNotAllowed => 405,
-            Reason::Expired | Reason::Gone => 410,
-            Reason::RequestEntityTooLarge => 413,
-            Reason::UnsupportedMediaType => 415,
-            Reason::Invalid => 422,
-            Reason::TooManyRequests => 429,
-            Reason::InternalError => 500,
-            Reason::ServiceUnavailable => 503,
-            Reason::Timeout => 504,
-        }
-    }
-
-    /// The reason upstream uses for a bare HTTP code (used by injected failures).
-    pub fn for_code(code: u16) -> Reason {
-        match code {
-            400 => Reason::BadRequest,
-            404 => Reason::NotFound,
-            405 => Reason::MethodNotAllowed,
-            409 => Reason::Conflict,
-            410 => Reason::Expired,
-            413 => Reason::RequestEntityTooLarge,
-            415 => Reason::UnsupportedMediaType,
-            422 => Reason::Invalid,
-            429 => Reason::TooManyRequests,
-            503 => Reason::ServiceUnavailable,
-            504 => Reason::Timeout,
-            _ => Reason::InternalError,
-        }
-    }
-}
+/// The `reason` of a Kubernetes `Status` (apimachinery's `StatusReason`): `k8s-wire`'s.
+pub use k8s_wire::Reason;
 
 /// An API error, rendered as a Kubernetes `Status` object with the matching HTTP code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -147,7 +60,7 @@ impl ApiError {
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         Self::new(
             Reason::NotFound,
-            format!("{} \"{name}\" not found", qualified(group, plural)),
+            format!("{} \"{name}\" not found", qualified_resource(group, plural)),
         )
         .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
@@ -156,7 +69,10 @@ impl ApiError {
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         Self::new(
             Reason::AlreadyExists,
-            format!("{} \"{name}\" already exists", qualified(group, plural)),
+            format!(
+                "{} \"{name}\" already exists",
+                qualified_resource(group, plural)
+            ),
         )
         .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
@@ -167,7 +83,7 @@ impl ApiError {
             Reason::Conflict,
             format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                qualified(group, plural)
+                qualified_resource(group, plural)
             ),
         )
         .with_details(json!({"name": name, "group": group, "kind": plural}))
@@ -179,7 +95,7 @@ impl ApiError {
             Reason::Invalid,
             format!(
                 "{} \"{name}\" is invalid: {field}: {detail}",
-                qualified(group, kind)
+                qualified_resource(group, kind)
             ),
         )
         .with_details(json!({
@@ -241,37 +157,35 @@ impl ApiError {
         e
     }
 
+    /// The `Status` body, as upstream writes it (`k8s-wire`). `details` that do not have the
+    /// shape of `StatusDetails` are left out (every constructor here writes that shape).
+    pub fn wire_status(&self) -> k8s_wire::Status {
+        let status =
+            k8s_wire::Status::failure(self.reason, self.message.clone()).with_code(self.code);
+        match self
+            .details
+            .as_ref()
+            .map(|d| serde_json::from_value::<k8s_wire::StatusDetails>(d.clone()))
+        {
+            Some(Ok(details)) => status.with_details(details),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "Status details of an unexpected shape left out");
+                status
+            }
+            None => status,
+        }
+    }
+
     /// The `Status` object as JSON.
     pub fn to_status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason.as_str(),
-            "code": self.code,
-        });
-        if let (Some(d), Some(obj)) = (&self.details, status.as_object_mut()) {
-            obj.insert("details".into(), d.clone());
-        }
-        status
-    }
-}
-
-/// `plural.group`, or just `plural` for the core group.
-pub(crate) fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() {
-        resource.to_string()
-    } else {
-        format!("{resource}.{group}")
+        serde_json::to_value(self.wire_status()).unwrap_or_default()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = self.to_status().to_string();
+        let body = self.wire_status().to_json();
         let mut resp = (code, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -1,4 +1,5 @@
-//! Starting and stopping the server, its configuration, and the handle tests drive it through.
+//! The server's configuration, the state its handlers and watches share, and the handle tests
+//! drive it through (`ServerHandle`, `Control`). Starting it is `listen`'s.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,20 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{Accounting, RequestRecord};
 use crate::errors::{ApiError, Error};
 use crate::faults::{FailSpec, Faults, LatencySpec};
-use crate::resources::{Registry, ResId, ResourceDef};
+use crate::resources::{ResId, ResourceDef};
 use crate::store::{EventType, Filter, Preconditions, Store, meta_str};
-use crate::watch::event_line;
 
 /// Server configuration. `ServerConfig::default()` serves the Glasskube kinds on a free port.
 #[derive(Debug, Clone)]
@@ -106,120 +102,15 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
 }
 
-/// The simulated API server.
-pub struct Server;
-
-impl Server {
-    /// Bind 127.0.0.1, load the seed, and serve until the returned handle is dropped or shut down.
-    pub async fn start(config: ServerConfig) -> Result<ServerHandle, Error> {
-        let registry = Registry::new(config.resources.clone());
-        let store = Store::new(
-            registry,
-            config.history_size,
-            config.feed_capacity,
-            config.continue_ttl,
-        );
-        for obj in &config.seed {
-            let av = obj
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-            let res = store.registry.find_kind(av, kind).ok_or_else(|| {
-                Error::UnknownKind(format!(
-                    "{av}/{kind} {}",
-                    meta_str(obj, "name").unwrap_or("?")
-                ))
-            })?;
-            store.seed(res, obj.clone()).map_err(Error::Seed)?;
-        }
-        let listener = TcpListener::bind(("127.0.0.1", config.port)).await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            store,
-            accounting: Accounting::default(),
-            faults: Faults::default(),
-            config,
-            open_watches: Arc::new(AtomicUsize::new(0)),
-            addr,
-        });
-        let router = Router::new()
-            .fallback(crate::handlers::dispatch)
-            .with_state(shared.clone());
-        let token = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(listener, router, shared.clone(), token.clone()));
-        let url = format!("http://{addr}");
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
-        let client = kube::Client::try_from(kube::Config::new(uri))
-            .map_err(|e| Error::Client(e.to_string()))?;
-        tracing::info!(%url, "apisim listening");
-        Ok(ServerHandle {
-            control: Control { shared },
-            url,
-            addr,
-            client,
-            token,
-            task: Some(task),
-        })
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    shared: Arc<Shared>,
-    token: CancellationToken,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(router.clone());
-                let token = token.clone();
-                let mut drop_rx = shared.faults.drop_connections.subscribe();
-                drop_rx.borrow_and_update();
-                conns.spawn(async move {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        r = conn => {
-                            if let Err(e) = r {
-                                tracing::debug!(%peer, error = %e, "connection ended with error");
-                            }
-                        }
-                        _ = token.cancelled() => {}
-                        _ = drop_rx.changed() => tracing::debug!(%peer, "connection dropped (restart fault)"),
-                    }
-                });
-            }
-        }
-    }
-    // Dropping the listener and aborting the connection tasks closes every socket.
-    drop(listener);
-    conns.shutdown().await;
-}
-
 /// The running server. Dropping it stops the server and closes every connection, open watches
 /// included. Dereferences to [`Control`] for accounting, faults and direct object access.
 pub struct ServerHandle {
-    control: Control,
-    url: String,
-    addr: SocketAddr,
-    client: kube::Client,
-    token: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    pub(crate) control: Control,
+    pub(crate) url: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: kube::Client,
+    pub(crate) token: CancellationToken,
+    pub(crate) task: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -547,11 +438,8 @@ impl Control {
         object: &Value,
     ) -> Result<usize, ApiError> {
         let res = self.res(resource)?;
-        let line = event_line(event_type, object);
-        Ok(self
-            .shared
-            .store
-            .send_raw(Some(res), String::from_utf8_lossy(&line).into_owned()))
+        let line = k8s_wire::encode_line(event_type, object);
+        Ok(self.shared.store.send_raw(Some(res), line))
     }
 
     /// Send `bytes` to the open watches of `resource` exactly as given: no newline is added and
@@ -580,8 +468,7 @@ impl Control {
         object: &Value,
     ) -> Result<usize, ApiError> {
         let res = self.res(resource)?;
-        let line = event_line(event_type, object);
-        let line = String::from_utf8_lossy(&line);
+        let line = k8s_wire::encode_line(event_type, object);
         let line = line.trim_end();
         let mut half = line.len() / 2;
         while !line.is_char_boundary(half) {

@@ -478,18 +478,15 @@ impl Store {
             .retain(|_, s| now.duration_since(s.created) < ttl);
         let (items, rv, offset, snap_id) = match continue_token {
             Some(tok) => {
-                let (id, off) = tok
-                    .split_once('.')
-                    .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<usize>().ok()?)))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("continue key is not valid: {tok}"))
-                    })?;
-                let snap = inner.snapshots.get(&id).ok_or_else(|| {
-                    ApiError::new(
-                        Reason::Expired,
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                    )
-                })?;
+                let k8s_wire::ContinueToken {
+                    snapshot: id,
+                    offset: off,
+                } = k8s_wire::ContinueToken::decode(tok)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let snap = inner
+                    .snapshots
+                    .get(&id)
+                    .ok_or_else(|| ApiError::new(Reason::Expired, k8s_wire::EXPIRED_CONTINUE))?;
                 if snap.res != res {
                     return Err(ApiError::bad_request(
                         "continue key is not valid: it belongs to another resource",
@@ -540,7 +537,13 @@ impl Store {
                     id
                 }
             };
-            continue_out = Some(format!("{id}.{end}"));
+            continue_out = Some(
+                k8s_wire::ContinueToken {
+                    snapshot: id,
+                    offset: end,
+                }
+                .encode(),
+            );
             if !filter.has_selectors() {
                 remaining = Some((total - end) as u64);
             }

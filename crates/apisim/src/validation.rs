@@ -192,11 +192,7 @@ fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> ApiError {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
     };
-    let qualified = if def.group.is_empty() {
-        def.kind.clone()
-    } else {
-        format!("{}.{}", def.kind, def.group)
-    };
+    let qualified = k8s_wire::qualified_resource(&def.group, &def.kind);
     ApiError::new(
         Reason::Invalid,
         format!("{qualified} \"{name}\" is invalid: {summary}"),

@@ -58,7 +58,7 @@ pub(crate) fn start(shared: Arc<Shared>, req: WatchRequest) -> Result<Body, ApiE
         Ok(sub) => sub,
         Err(e) if e.code == 410 => {
             tracing::debug!(error = %e, "watch from a compacted resourceVersion");
-            let line = event_line("ERROR", &e.to_status());
+            let line = event_line(k8s_wire::EventType::Error.as_str(), &e.to_status());
             return Ok(Body::from_stream(futures::stream::once(async move {
                 Ok::<_, Infallible>(line)
             })));
@@ -77,18 +77,9 @@ pub(crate) fn start(shared: Arc<Shared>, req: WatchRequest) -> Result<Body, ApiE
     Ok(Body::from_stream(stream))
 }
 
-/// Encode one watch event line: `{"type":…,"object":…}`, in that order, as the API server
-/// writes it (Go encodes struct fields in declaration order). Clients rely on it: serde's
-/// adjacently tagged enums (kube's `WatchEvent`) decode the object directly only when the type
-/// comes first, and buffer it otherwise.
-pub(crate) fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut s = String::with_capacity(32);
-    s.push_str("{\"type\":");
-    s.push_str(&Value::from(kind).to_string());
-    s.push_str(",\"object\":");
-    s.push_str(&object.to_string());
-    s.push_str("}\n");
-    Bytes::from(s)
+/// One watch event line (`k8s-wire`'s encoding: the type first, as the API server writes it).
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    Bytes::from(k8s_wire::encode_line(kind, object))
 }
 
 struct Watcher {
@@ -235,7 +226,8 @@ impl Watcher {
         }
         if self.req.initial_events_end {
             let b = self.bookmark(rv, true);
-            self.send(event_line("BOOKMARK", &b)).await?;
+            self.send(event_line(k8s_wire::EventType::Bookmark.as_str(), &b))
+                .await?;
         }
 
         let period = self
@@ -263,7 +255,7 @@ impl Watcher {
                         return Err(Stop::Ended);
                     }
                     let b = self.bookmark(current, false);
-                    self.send(event_line("BOOKMARK", &b)).await?;
+                    self.send(event_line(k8s_wire::EventType::Bookmark.as_str(), &b)).await?;
                 }
                 msg = rx.recv() => match msg {
                     Ok(f) => self.process_feed(f).await?,
@@ -282,19 +274,5 @@ async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::event_line;
-
-    #[test]
-    fn event_lines_put_the_type_first_as_the_api_server_does() {
-        let line = event_line("ADDED", &serde_json::json!({"metadata": {"name": "a"}}));
-        assert_eq!(
-            &line[..],
-            &b"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n"[..]
-        );
     }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http::Request;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use k8s_wire::{EventType, WatchEvent};
 use kube::Client;
 use kube::client::Body;
 use serde::Deserialize;
@@ -60,12 +61,8 @@ pub(crate) struct DeadlineExceeded(Duration);
 pub(crate) fn observed(client: Client, sink: Sink, list_timeout: Duration) -> Client {
     let namespace = client.default_namespace().to_owned();
     let service = tower::service_fn(move |request: Request<Body>| {
-        let watch = request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .any(|p| p == "watch=true" || p == "watch=1");
+        let watch = k8s_wire::ListOptions::parse(request.uri().query().unwrap_or_default())
+            .is_ok_and(|q| q.watch() == Ok(true));
         let client = client.clone();
         let sink = sink.clone();
         async move {
@@ -196,7 +193,8 @@ impl Scan {
     }
 }
 
-/// The resourceVersion of a BOOKMARK line, if it is one and its version is an integer.
+/// The resourceVersion of a BOOKMARK line, if it is one and its version is an integer (the
+/// line decoded as `k8s-wire`'s `WatchEvent`, reading only the object's version).
 fn bookmark_version(line: &[u8]) -> Option<u64> {
     #[derive(Deserialize)]
     struct Meta {
@@ -207,17 +205,11 @@ fn bookmark_version(line: &[u8]) -> Option<u64> {
     struct Object {
         metadata: Option<Meta>,
     }
-    #[derive(Deserialize)]
-    struct Line {
-        #[serde(rename = "type")]
-        kind: String,
-        object: Option<Object>,
-    }
-    let line: Line = serde_json::from_slice(line).ok()?;
-    if line.kind != "BOOKMARK" {
+    let event = WatchEvent::<Option<Object>>::decode(line).ok()?;
+    if event.event_type != EventType::Bookmark {
         return None;
     }
-    line.object?.metadata?.resource_version?.parse().ok()
+    event.object?.metadata?.resource_version?.parse().ok()
 }
 
 #[cfg(test)]

@@ -443,11 +443,11 @@ where
         })
     };
     let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let query = request.uri().query().unwrap_or_default();
-        let watch = query
-            .split('&')
-            .any(|p| p == "watch=true" || p == "watch=1");
-        let streaming_list = query.split('&').any(|p| p == "sendInitialEvents=true");
+        // kube's own query, read as the API server reads it (`k8s-wire`).
+        let query = k8s_wire::ListOptions::parse(request.uri().query().unwrap_or_default())
+            .unwrap_or_default();
+        let watch = query.watch() == Ok(true);
+        let streaming_list = query.send_initial_events() == Ok(Some(true));
         let reason = if watch && !streaming_list {
             ApiReason::Watch
         } else {

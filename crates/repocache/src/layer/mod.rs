@@ -491,7 +491,7 @@ impl Config {
         let verb = verb_of(req.method(), &target, watch);
         let found = self.kinds.iter().enumerate().find(|(_, k)| {
             let info = k.info();
-            info.plural == target.plural
+            info.plural == target.resource
                 && info.group == target.group
                 && info.version == target.version
                 && (info.namespace.is_none() || info.namespace.as_deref() == target.namespace)

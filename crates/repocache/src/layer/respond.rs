@@ -1,18 +1,17 @@
 //! Building the responses the API server would send: one object, a `…List` page, and the
-//! `Status` failures a snapshot can decide on its own (404 NotFound, 410 Expired).
+//! `Status` failures a snapshot can decide on its own (404 NotFound, 410 Expired), the bodies
+//! written by `k8s-wire`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
+use k8s_wire::{Reason, Status};
 use serde::Serialize;
 
 /// The header every locally answered response carries: the generation of the snapshot that
 /// answered it (handy in logs and tests; the API server never sends it).
 pub const GENERATION_HEADER: &str = "x-repocache-generation";
-
-/// Upstream's message for a continue token whose snapshot is gone.
-pub(crate) const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 
 fn json(status: StatusCode, body: Vec<u8>, generation: Option<u64>) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from(body));
@@ -88,88 +87,25 @@ pub(crate) fn list<'a, K: Serialize + 'a>(
     Ok(json(StatusCode::OK, body, Some(generation)))
 }
 
-/// A `Status` failure, as upstream writes it.
-#[derive(Serialize)]
-struct Status<'a> {
-    kind: &'static str,
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    metadata: Empty,
-    status: &'static str,
-    message: &'a str,
-    reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<Details<'a>>,
-    code: u16,
-}
-
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
-struct Details<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    group: &'a str,
-    kind: &'a str,
-}
-
-fn status(
-    code: StatusCode,
-    reason: &'static str,
-    message: &str,
-    details: Option<Details<'_>>,
-    generation: Option<u64>,
-) -> Response<Bytes> {
-    let status = Status {
-        kind: "Status",
-        api_version: "v1",
-        metadata: Empty {},
-        status: "Failure",
-        message,
-        reason,
-        details,
-        code: code.as_u16(),
-    };
-    // A struct of strings always serializes.
-    let body = serde_json::to_vec(&status).unwrap_or_default();
-    json(code, body, generation)
+/// A `Status` failure (`k8s-wire`'s, as upstream writes it).
+fn status(status: &Status, generation: Option<u64>) -> Response<Bytes> {
+    let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(code, status.to_json().into_bytes(), generation)
 }
 
 /// 404 NotFound for a missing object: `<plural>.<group> "<name>" not found`, with details.
 pub(crate) fn not_found(group: &str, plural: &str, name: &str, generation: u64) -> Response<Bytes> {
-    let message = if group.is_empty() {
-        format!("{plural} \"{name}\" not found")
-    } else {
-        format!("{plural}.{group} \"{name}\" not found")
-    };
-    status(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        &message,
-        Some(Details {
-            name,
-            group,
-            kind: plural,
-        }),
-        Some(generation),
-    )
+    status(&Status::not_found(group, plural, name), Some(generation))
 }
 
 /// 410 Expired for a continue token whose snapshot is no longer held.
 pub(crate) fn expired() -> Response<Bytes> {
-    status(StatusCode::GONE, "Expired", EXPIRED_CONTINUE, None, None)
+    status(&Status::expired_continue(), None)
 }
 
 /// 500 InternalError when an object would not serialize (it never should).
 pub(crate) fn internal(message: &str) -> Response<Bytes> {
-    status(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalError",
-        message,
-        None,
-        None,
-    )
+    status(&Status::failure(Reason::InternalError, message), None)
 }
 
 #[cfg(test)]

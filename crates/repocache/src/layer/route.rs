@@ -1,10 +1,11 @@
-//! Reading a request the way the API server does: its path (group, version, plural, namespace,
-//! name, subresource), its verb, and the query parameters of a GET or LIST.
+//! Reading a request the way the API server does (`k8s-wire`): its path (group, version,
+//! plural, namespace, name, subresource), its verb, and the query parameters of a GET or LIST.
 //!
 //! Everything here is conservative: whatever the layer does not fully understand is reported as
 //! such, and the request goes to the server, whose answer is authoritative.
 
 use http::Method;
+use k8s_wire::{ListOptions, ListVersion, Target};
 
 /// The Kubernetes verb of a request, as the API server names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,17 +65,19 @@ impl Verb {
     }
 }
 
-/// A resource path: `/api/v1/…` (the core group) or `/apis/<group>/<version>/…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target<'a> {
-    pub group: &'a str,
-    pub version: &'a str,
-    pub plural: &'a str,
-    pub namespace: Option<&'a str>,
-    pub name: Option<&'a str>,
-    pub subresource: Option<&'a str>,
-    /// The deprecated `/watch/` path prefix.
-    pub legacy_watch: bool,
+impl From<k8s_wire::Verb> for Verb {
+    fn from(v: k8s_wire::Verb) -> Self {
+        match v {
+            k8s_wire::Verb::Get => Verb::Get,
+            k8s_wire::Verb::List => Verb::List,
+            k8s_wire::Verb::Watch => Verb::Watch,
+            k8s_wire::Verb::Create => Verb::Create,
+            k8s_wire::Verb::Update => Verb::Update,
+            k8s_wire::Verb::Patch => Verb::Patch,
+            k8s_wire::Verb::Delete => Verb::Delete,
+            k8s_wire::Verb::DeleteCollection => Verb::DeleteCollection,
+        }
+    }
 }
 
 /// A segment the layer may use as given: no percent-encoding, nothing exotic.
@@ -85,158 +88,91 @@ fn plain(seg: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
 }
 
-/// Parses a resource path; `None` for anything else (discovery, non-resource paths, odd
-/// spellings such as percent-encoded or empty segments).
+/// Parses a resource path (`k8s-wire`); `None` for anything else (discovery, non-resource
+/// paths) and for odd spellings the layer leaves to the server (percent-encoded segments).
 pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
-    let rest = path.strip_prefix('/')?;
-    let segs: Vec<&str> = rest.split('/').collect();
-    if !segs.iter().all(|s| plain(s)) {
-        return None;
-    }
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", version, rest @ ..] => ("", *version, rest),
-        ["apis", group, version, rest @ ..] => (*group, *version, rest),
-        _ => return None,
-    };
-    let (legacy_watch, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        _ => (false, rest),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(*ns), rest),
-        _ => (None, rest),
-    };
-    let (plural, name, subresource) = match rest {
-        [plural] => (*plural, None, None),
-        [plural, name] => (*plural, Some(*name), None),
-        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
-        _ => return None,
-    };
-    Some(Target {
-        group,
-        version,
-        plural,
-        namespace,
-        name,
-        subresource,
-        legacy_watch,
-    })
+    let t = Target::parse(path).ok()?;
+    let segs = [
+        Some(t.version),
+        Some(t.resource),
+        t.namespace,
+        t.name,
+        t.subresource,
+    ];
+    let plain_group = t.group.is_empty() || plain(t.group);
+    (plain_group && segs.into_iter().flatten().all(plain)).then_some(t)
 }
 
 /// The verb of a request for `target`, given its method and (for GET) whether it asks to watch.
 pub(crate) fn verb_of(method: &Method, target: &Target<'_>, watch_param: bool) -> Verb {
-    let collection = target.name.is_none();
-    match *method {
-        Method::GET | Method::HEAD if collection && (target.legacy_watch || watch_param) => {
-            Verb::Watch
-        }
-        Method::GET | Method::HEAD if collection => Verb::List,
-        Method::GET | Method::HEAD => Verb::Get,
-        Method::POST => Verb::Create,
-        Method::PUT => Verb::Update,
-        Method::PATCH => Verb::Patch,
-        Method::DELETE if collection => Verb::DeleteCollection,
-        Method::DELETE => Verb::Delete,
-        _ => Verb::Other,
-    }
+    target
+        .verb(method, watch_param)
+        .map_or(Verb::Other, Verb::from)
 }
 
-/// The query parameters of a GET or LIST that the layer can answer.
+/// The query parameters of a GET or LIST that the layer can answer: `k8s-wire`'s
+/// `ListOptions` (readable through `Deref`), plus what the layer concludes from them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Params {
-    pub label_selector: Option<String>,
-    pub field_selector: Option<String>,
-    pub limit: Option<String>,
-    pub continue_token: Option<String>,
-    pub resource_version: Option<String>,
-    pub resource_version_match: Option<String>,
+    pub options: ListOptions,
     /// `watch` was given with a value that means true.
     pub watch: bool,
     /// A parameter the layer cannot honour (or a repeated one) was given.
     pub unsupported: bool,
 }
 
+impl std::ops::Deref for Params {
+    type Target = ListOptions;
+    fn deref(&self) -> &ListOptions {
+        &self.options
+    }
+}
+
 impl Params {
     /// Parses a query string. `None` when it is malformed (bad percent-encoding, not UTF-8).
     pub(crate) fn parse(query: &str) -> Option<Self> {
-        let mut params = Params::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = decode(key)?;
-            let value = decode(value)?;
-            let slot = match key.as_str() {
-                "labelSelector" => &mut params.label_selector,
-                "fieldSelector" => &mut params.field_selector,
-                "limit" => &mut params.limit,
-                "continue" => &mut params.continue_token,
-                "resourceVersion" => &mut params.resource_version,
-                "resourceVersionMatch" => &mut params.resource_version_match,
-                "watch" => {
-                    // Upstream's strconv.ParseBool; anything unclear is not ours to answer.
-                    match value.as_str() {
-                        "1" | "t" | "T" | "true" | "TRUE" | "True" => params.watch = true,
-                        _ => params.unsupported = true,
-                    }
-                    continue;
-                }
-                // Harmless for an answer computed locally.
-                "timeoutSeconds" => continue,
-                _ => {
-                    params.unsupported = true;
-                    continue;
-                }
-            };
-            if slot.is_some() {
-                params.unsupported = true;
-            }
-            *slot = Some(value);
-        }
-        Some(params)
+        let options = ListOptions::parse(query).ok()?;
+        // Upstream's strconv.ParseBool; anything but a clear true is not ours to answer.
+        let watch = options.watch.is_some() && options.watch() == Ok(true);
+        let unsupported = options.repeated
+            || (options.watch.is_some() && !watch)
+            || options.allow_watch_bookmarks.is_some()
+            || options.send_initial_events.is_some()
+            // `timeoutSeconds` is harmless for an answer computed locally; the rest is not.
+            || !options.other.is_empty();
+        Some(Params {
+            options,
+            watch,
+            unsupported,
+        })
     }
 
     /// Whether the request carries only parameters a single-object GET may have.
     pub(crate) fn fits_get(&self) -> bool {
         !self.unsupported
             && !self.watch
-            && self.label_selector.is_none()
-            && self.field_selector.is_none()
-            && self.limit.is_none()
-            && self.continue_token.is_none()
-            && self.resource_version_match.is_none()
+            && self.options.label_selector.is_none()
+            && self.options.field_selector.is_none()
+            && self.options.limit.is_none()
+            && self.options.continue_token.is_none()
+            && self.options.resource_version_match.is_none()
     }
 
     /// The `limit`: `Ok(0)` for none (or a non-positive one, which upstream ignores too), `Err`
     /// when it does not parse (the server's 400 is the answer then).
     pub(crate) fn limit(&self) -> Result<usize, ()> {
-        match self.limit.as_deref() {
-            None | Some("") => Ok(0),
-            Some(l) => {
-                let n: i64 = l.parse().map_err(|_| ())?;
-                Ok(usize::try_from(n).unwrap_or(0))
-            }
-        }
+        let n = self.options.limit().map_err(|_| ())?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    /// What the `resourceVersion` / `resourceVersionMatch` pair asks for.
+    /// What the `resourceVersion` / `resourceVersionMatch` pair asks for (upstream's rules,
+    /// `k8s-wire`); `Exact` and whatever upstream rejects are the server's business.
     pub(crate) fn version(&self) -> VersionNeed {
-        let rv = self.resource_version.as_deref().filter(|v| !v.is_empty());
-        let rvm = self
-            .resource_version_match
-            .as_deref()
-            .filter(|v| !v.is_empty());
-        if self.continue_token.is_some() && (rv.is_some() || rvm.is_some()) {
-            // Upstream rejects this combination; let it say so.
-            return VersionNeed::Unsupported;
-        }
-        match (rv, rvm) {
-            (None, None) => VersionNeed::Latest,
-            (Some("0"), None | Some("NotOlderThan")) => VersionNeed::Any,
-            (Some(rv), None | Some("NotOlderThan")) => match rv.parse::<u64>() {
-                Ok(n) => VersionNeed::NotOlderThan(n),
-                Err(_) => VersionNeed::Unsupported,
-            },
-            // Exact, or a match without a version, or an unknown match: the server's business.
-            _ => VersionNeed::Unsupported,
+        match self.options.list_version() {
+            Ok(ListVersion::MostRecent) => VersionNeed::Latest,
+            Ok(ListVersion::Any) => VersionNeed::Any,
+            Ok(ListVersion::NotOlderThan(n)) => VersionNeed::NotOlderThan(n),
+            Ok(ListVersion::Exact(_)) | Err(_) => VersionNeed::Unsupported,
         }
     }
 }
@@ -254,27 +190,6 @@ pub(crate) enum VersionNeed {
     Unsupported,
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component.
-fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -284,13 +199,13 @@ mod tests {
     fn paths() {
         let t = parse_path("/apis/packages.glasskube.dev/v1alpha1/packagerepositories").unwrap();
         assert_eq!(t.group, "packages.glasskube.dev");
-        assert_eq!(t.plural, "packagerepositories");
+        assert_eq!(t.resource, "packagerepositories");
         assert_eq!((t.namespace, t.name), (None, None));
         let t = parse_path("/apis/g/v1/namespaces/ns/things/a").unwrap();
         assert_eq!((t.namespace, t.name), (Some("ns"), Some("a")));
         let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
         assert_eq!(
-            (t.group, t.plural, t.name),
+            (t.group, t.resource, t.name),
             ("", "namespaces", Some("kube-system"))
         );
         let t = parse_path("/apis/g/v1/things/a/status").unwrap();
