@@ -8,10 +8,12 @@
 //! run and renders everything, each figure beside its comparison, with the machine and the git
 //! commit.
 //!
-//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only]`
+//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only] [--e2e-part PART]...`
 //! - `--full` (default) / `--quick`: the real run; `--quick` uses shorter phases.
 //! - `--smoke`: tiny sizes and phases, writes to a temporary directory (never `docs/`), for CI.
 //! - `--e2e-only`: skip sections 1, 3 and 5 (for working on the end-to-end part; give `--out`).
+//! - `--e2e-part PART` (repeatable): run only these parts of section 6 (`sync`, `propagation`,
+//!   `load`, `consistent`, `replicas`, `install`); the others are reported as not run.
 //!
 //! Section 6, the end-to-end part, runs repocache, kube-runtime's reflector and uncached reads
 //! against apisim over HTTP ([`repocache_bench::e2e`]).
@@ -31,7 +33,7 @@ use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
 use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, RepocachePerEvent, WriteSide};
 use repocache_bench::{fixture, ids};
 
-const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only]";
+const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only] [--e2e-part PART]...";
 
 /// How long and how big a run is.
 struct Config {
@@ -43,6 +45,8 @@ struct Config {
     relist_objects: usize,
     relists: usize,
     memory_objects: usize,
+    /// `--e2e-part`: the end-to-end parts to run (empty: all).
+    e2e_parts: Vec<&'static str>,
 }
 
 impl Config {
@@ -56,6 +60,7 @@ impl Config {
             relist_objects: 10_000,
             relists: 10,
             memory_objects: 10_000,
+            e2e_parts: Vec::new(),
         }
     }
 
@@ -79,6 +84,7 @@ impl Config {
             relist_objects: 200,
             relists: 1,
             memory_objects: 200,
+            e2e_parts: Vec::new(),
         }
     }
 }
@@ -107,6 +113,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut svg = None;
     let mut command = None;
     let mut e2e_only = false;
+    let mut parts = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -126,10 +133,24 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
             "--command" => command = Some(value("--command")?),
             "--e2e-only" => e2e_only = true,
+            "--e2e-part" => {
+                let part = value("--e2e-part")?;
+                let known = repocache_bench::e2e::PARTS;
+                match known.iter().find(|p| **p == part) {
+                    Some(p) => parts.push(*p),
+                    None => {
+                        return Err(format!(
+                            "unknown --e2e-part `{part}` (one of: {})",
+                            known.join(", ")
+                        ));
+                    }
+                }
+            }
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
-    let config = config.unwrap_or_else(Config::full);
+    let mut config = config.unwrap_or_else(Config::full);
+    config.e2e_parts = parts;
     let (out, svg) = if config.mode == "smoke" {
         if out.is_some() || svg.is_some() {
             return Err("--smoke always writes to a temporary directory".into());
@@ -467,11 +488,12 @@ mod end_to_end {
     /// Runs the end-to-end measurements at the run's size; in smoke mode (CI) a part that
     /// fails fails the run.
     pub(super) fn run(cfg: &Config) -> anyhow::Result<EndToEnd> {
-        let config = match cfg.mode {
+        let mut config = match cfg.mode {
             "smoke" => E2eConfig::smoke(),
             "quick" => E2eConfig::quick(),
             _ => E2eConfig::full(),
         };
+        config.parts.clone_from(&cfg.e2e_parts);
         let results = e2e::run(&config);
         let errors = results.errors();
         for e in &errors {

@@ -32,6 +32,16 @@ use propagation::PropagationRun;
 use sim::Sim;
 use sync::{Strategy, SyncRow};
 
+/// The parts of the end-to-end run, as `--e2e-part` names them.
+pub const PARTS: [&str; 6] = [
+    "sync",
+    "propagation",
+    "load",
+    "consistent",
+    "replicas",
+    "install",
+];
+
 /// How big and how long the end-to-end part runs.
 #[derive(Clone, Debug)]
 pub struct E2eConfig {
@@ -63,6 +73,15 @@ pub struct E2eConfig {
     pub consistent_reads: (usize, usize),
     /// Item 10: the busy server's write rate, per second.
     pub consistent_writes_per_sec: u64,
+    /// The parts to run ([`PARTS`]); empty: all.
+    pub parts: Vec<&'static str>,
+}
+
+impl E2eConfig {
+    /// Whether `part` runs.
+    pub fn runs(&self, part: &str) -> bool {
+        self.parts.is_empty() || self.parts.contains(&part)
+    }
 }
 
 impl E2eConfig {
@@ -88,6 +107,7 @@ impl E2eConfig {
             install: InstallPlan::fit(Duration::from_secs(55), 7, 5.0, 10),
             consistent_reads: (20, 500),
             consistent_writes_per_sec: 100,
+            parts: Vec::new(),
         }
     }
 
@@ -122,6 +142,7 @@ impl E2eConfig {
             install: InstallPlan::fit(Duration::from_millis(50), 2, 1000.0, 10),
             consistent_reads: (2, 10),
             consistent_writes_per_sec: 50,
+            parts: Vec::new(),
         }
     }
 }
@@ -148,11 +169,13 @@ pub struct E2eResults {
 }
 
 impl E2eResults {
-    /// The errors of the parts that failed.
+    /// The errors of the parts that failed (not of those `--e2e-part` left out).
     pub fn errors(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut push = |what: &str, r: Result<(), &String>| {
-            if let Err(e) = r {
+            if let Err(e) = r
+                && e != SKIPPED
+            {
                 out.push(format!("{what}: {e}"));
             }
         };
@@ -166,6 +189,13 @@ impl E2eResults {
         push("consistent reads", self.consistent.as_ref().map(|_| ()));
         out
     }
+}
+
+/// What a part that `--e2e-part` left out reports.
+const SKIPPED: &str = "not run (left out by --e2e-part)";
+
+fn skipped<T>() -> Result<T, String> {
+    Err(SKIPPED.to_owned())
 }
 
 fn err(e: anyhow::Error) -> String {
@@ -223,45 +253,61 @@ pub fn run(config: &E2eConfig) -> E2eResults {
             Ok(sim) => {
                 timed("seed apisim", started);
                 let started = Instant::now();
-                let sync = block(
-                    &runtime,
-                    sync::run(&sim, config.objects, &config.strategies, config.sync_reps),
-                );
+                let sync = if config.runs("sync") {
+                    block(
+                        &runtime,
+                        sync::run(&sim, config.objects, &config.strategies, config.sync_reps),
+                    )
+                } else {
+                    skipped()
+                };
                 timed("initial sync", started);
                 let started = Instant::now();
-                let propagation = vec![
-                    block(
-                        &runtime,
-                        propagation::repocache(&sim, config.objects, config.updates),
-                    ),
-                    block(
-                        &runtime,
-                        propagation::kube(&sim, config.objects, config.updates),
-                    ),
-                    block(
-                        &runtime,
-                        propagation::repocache_per_event(&sim, config.objects, config.updates),
-                    ),
-                ];
+                let propagation = if !config.runs("propagation") {
+                    vec![skipped()]
+                } else {
+                    vec![
+                        block(
+                            &runtime,
+                            propagation::repocache(&sim, config.objects, config.updates),
+                        ),
+                        block(
+                            &runtime,
+                            propagation::kube(&sim, config.objects, config.updates),
+                        ),
+                        block(
+                            &runtime,
+                            propagation::repocache_per_event(&sim, config.objects, config.updates),
+                        ),
+                    ]
+                };
                 timed("propagation", started);
                 let started = Instant::now();
-                let load = block(
-                    &runtime,
-                    load::reads(&sim, config.objects, config.reads, config.lists),
-                );
+                let load = if config.runs("load") {
+                    block(
+                        &runtime,
+                        load::reads(&sim, config.objects, config.reads, config.lists),
+                    )
+                } else {
+                    skipped()
+                };
                 timed("API load", started);
                 let started = Instant::now();
                 let (lists, gets) = config.consistent_reads;
-                let consistent = block(
-                    &runtime,
-                    consistent::run(
-                        &sim,
-                        config.objects,
-                        lists,
-                        gets,
-                        config.consistent_writes_per_sec,
-                    ),
-                );
+                let consistent = if !config.runs("consistent") {
+                    skipped()
+                } else {
+                    block(
+                        &runtime,
+                        consistent::run(
+                            &sim,
+                            config.objects,
+                            lists,
+                            gets,
+                            config.consistent_writes_per_sec,
+                        ),
+                    )
+                };
                 timed("consistent reads", started);
                 drop(sim);
                 (sync, propagation, load, consistent)
@@ -273,27 +319,35 @@ pub fn run(config: &E2eConfig) -> E2eResults {
         };
 
     let started = Instant::now();
-    let replicas = match Sim::with_repositories(config.replica_objects, config.bookmark_interval) {
-        Ok(sim) => {
-            let r = block(
-                &runtime,
-                load::replicas(
-                    &sim,
-                    config.replica_objects,
-                    config.replicas,
-                    config.window,
-                    config.bookmark_interval,
-                ),
-            );
-            drop(sim);
-            r
+    let replicas = if !config.runs("replicas") {
+        skipped()
+    } else {
+        match Sim::with_repositories(config.replica_objects, config.bookmark_interval) {
+            Ok(sim) => {
+                let r = block(
+                    &runtime,
+                    load::replicas(
+                        &sim,
+                        config.replica_objects,
+                        config.replicas,
+                        config.window,
+                        config.bookmark_interval,
+                    ),
+                );
+                drop(sim);
+                r
+            }
+            Err(e) => Err(err(e)),
         }
-        Err(e) => Err(err(e)),
     };
     timed("replicas", started);
 
     let started = Instant::now();
-    let install = block(&runtime, install::run(config.install));
+    let install = if config.runs("install") {
+        block(&runtime, install::run(config.install))
+    } else {
+        skipped()
+    };
     timed("install scenario", started);
 
     runtime.shutdown_timeout(Duration::from_secs(2));
