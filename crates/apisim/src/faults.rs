@@ -83,8 +83,9 @@ pub enum Fault {
     InjectBytes {
         /// The resource.
         resource: String,
-        /// The bytes.
-        bytes: Vec<u8>,
+        /// The bytes (shared, not copied, on their way to the watches).
+        #[serde(with = "bytes_as_numbers")]
+        bytes: bytes::Bytes,
     },
     /// A watch line cut in the middle: the first half of the `event_type` event for `object`
     /// (no newline) to the open watches of `resource`, which then end, as a connection dropped
@@ -118,6 +119,19 @@ pub enum Fault {
 
 fn yes() -> bool {
     true
+}
+
+/// `bytes::Bytes` as a JSON array of numbers, like `Vec<u8>`.
+mod bytes_as_numbers {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(bytes.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bytes::Bytes, D::Error> {
+        Vec::<u8>::deserialize(d).map(bytes::Bytes::from)
+    }
 }
 
 fn modified() -> String {
@@ -190,7 +204,7 @@ impl Fault {
             },
             Fault::InjectBytes {
                 resource: RES.into(),
-                bytes: b"\xff\xfe not utf-8\n".to_vec(),
+                bytes: bytes::Bytes::from_static(b"\xff\xfe not utf-8\n"),
             },
             Fault::CutLine {
                 resource: RES.into(),

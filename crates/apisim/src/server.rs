@@ -566,7 +566,7 @@ impl Control {
             }
             Fault::InjectBytes { resource, bytes } => {
                 let res = self.res(&resource)?;
-                outcome.watches = Some(store.send_bytes(res, bytes.into()));
+                outcome.watches = Some(store.send_bytes(res, bytes));
             }
             Fault::CutLine {
                 resource,
@@ -694,7 +694,7 @@ impl Control {
     ) -> Result<usize, ApiError> {
         self.inject_reaching(Fault::InjectBytes {
             resource: resource.to_owned(),
-            bytes: bytes.into().to_vec(),
+            bytes: bytes.into(),
         })
     }
 

@@ -567,7 +567,7 @@ fn route_of(fault: &Fault) -> Option<(String, Vec<u8>)> {
         Fault::Undecodable { resource } => j("undecodable", json!({"resource": resource})),
         Fault::InjectBytes { resource, bytes } => (
             format!("/apisim/faults/inject-bytes?resource={resource}"),
-            bytes.clone(),
+            bytes.to_vec(),
         ),
         Fault::CutLine {
             resource,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -114,7 +115,7 @@ pub(super) async fn handle(
 
 /// The fault a per-fault route (`POST /apisim/faults/<route>`) asks for, from its body (and,
 /// for `inject-bytes`, its query). `None`: no such route (answered 405, as it always was).
-fn route_fault(route: &str, raw_query: &str, body: &[u8]) -> Result<Option<Fault>, ApiError> {
+fn route_fault(route: &str, raw_query: &str, body: &Bytes) -> Result<Option<Fault>, ApiError> {
     let event = |b: InjectBody| -> Result<Fault, ApiError> {
         Ok(Fault::InjectEvent {
             resource: b.resource,
@@ -157,7 +158,7 @@ fn route_fault(route: &str, raw_query: &str, body: &[u8]) -> Result<Option<Fault
             resource: parse_resource_query(raw_query)?
                 .resource
                 .ok_or_else(|| ApiError::bad_request("the resource query parameter is required"))?,
-            bytes: body.to_vec(),
+            bytes: body.clone(),
         },
         "cut-line" => {
             let b: InjectBody = parse_json_required(body)?;
