@@ -14,67 +14,64 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use repocache_tests::chaos::{self, Options, READ_BOUND, Report};
 
-const USAGE: &str = "usage: chaos [--seeds N] [--seed S] [--duration D] [--budget B]";
-
+/// Runs the chaos harness over a range of seeds and prints a summary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaos",
+    about = "Runs the chaos harness (seeded faults against repocache) over a range of seeds"
+)]
 struct Args {
+    /// How many seeds to run.
+    #[arg(long, value_name = "N", default_value_t = 20)]
     seeds: u64,
+    /// The first seed.
+    #[arg(long = "seed", value_name = "S", default_value_t = 1)]
     first: u64,
-    duration: Duration,
+    /// Chaos per seed: `2.5s`, `800ms` or plain seconds (default 2.5 s).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Start no seed once this much time has passed (same forms as `--duration`).
+    #[arg(long, value_name = "B", value_parser = parse_duration)]
     budget: Option<Duration>,
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse::<u64>().ok().map(Duration::from_millis);
-    }
-    let secs = s.strip_suffix('s').unwrap_or(s);
-    secs.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s < 3600.0)
-        .map(Duration::from_secs_f64)
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let parsed = if let Some(ms) = s.strip_suffix("ms") {
+        ms.parse::<u64>().ok().map(Duration::from_millis)
+    } else {
+        let secs = s.strip_suffix('s').unwrap_or(s);
+        secs.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 3600.0)
+            .map(Duration::from_secs_f64)
+    };
+    parsed.ok_or_else(|| format!("not a duration: {s} (e.g. 2.5s, 800ms, 3)"))
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        seeds: 20,
-        first: 1,
-        duration: Options::new(0).duration,
-        budget: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |what: &str| it.next().ok_or_else(|| format!("{what} needs a value"));
-        match arg.as_str() {
-            "--seeds" => {
-                let v = value("--seeds")?;
-                args.seeds = v
-                    .parse()
-                    .map_err(|_| format!("--seeds: not a number: {v}"))?;
-            }
-            "--seed" => {
-                let v = value("--seed")?;
-                args.first = v
-                    .parse()
-                    .map_err(|_| format!("--seed: not a number: {v}"))?;
-            }
-            "--duration" => {
-                let v = value("--duration")?;
-                args.duration =
-                    parse_duration(&v).ok_or_else(|| format!("--duration: not a duration: {v}"))?;
-            }
-            "--budget" => {
-                let v = value("--budget")?;
-                args.budget = Some(
-                    parse_duration(&v).ok_or_else(|| format!("--budget: not a duration: {v}"))?,
-                );
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unexpected argument `{other}`")),
+/// Parses the command line: `Err` carries the exit code after help (0) or a one-line error
+/// on stderr (2).
+fn parse_args() -> Result<Args, ExitCode> {
+    Args::try_parse().map_err(|err| {
+        use clap::error::ErrorKind;
+        if matches!(
+            err.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+        ) {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
         }
-    }
-    Ok(args)
+        // One line: clap's first line, without its usage block.
+        let rendered = err.render().to_string();
+        let first = rendered
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("error: invalid arguments");
+        eprintln!("{first} (see chaos --help)");
+        ExitCode::from(2)
+    })
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
@@ -88,15 +85,9 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("chaos: {e} ({USAGE})");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
+    let duration = args.duration.unwrap_or(Options::new(0).duration);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -118,7 +109,7 @@ fn main() -> ExitCode {
             );
             break;
         }
-        let options = Options::new(seed).duration(args.duration);
+        let options = Options::new(seed).duration(duration);
         let report = runtime.block_on(chaos::run(&options));
         println!("{}", report.summary());
         if !report.passed() {
@@ -175,7 +166,7 @@ fn main() -> ExitCode {
         reports.len() - failed.len(),
         failed.len(),
         started.elapsed(),
-        args.duration
+        duration
     );
     println!(
         "  faults injected:    {} total",
@@ -298,9 +289,50 @@ fn main() -> ExitCode {
             println!(
                 "  reproduce:          cargo xtask chaos --seed {} --seeds 1 --duration {}ms",
                 r.seed,
-                args.duration.as_millis()
+                duration.as_millis()
             );
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_as_before() {
+        let args = Args::try_parse_from([
+            "chaos",
+            "--seeds",
+            "5",
+            "--seed",
+            "7",
+            "--duration",
+            "800ms",
+            "--budget",
+            "2.5s",
+        ])
+        .unwrap();
+        assert_eq!((args.seeds, args.first), (5, 7));
+        assert_eq!(args.duration, Some(Duration::from_millis(800)));
+        assert_eq!(args.budget, Some(Duration::from_millis(2500)));
+        let defaults = Args::try_parse_from(["chaos"]).unwrap();
+        assert_eq!((defaults.seeds, defaults.first), (20, 1));
+        assert_eq!((defaults.duration, defaults.budget), (None, None));
+        for bad in [
+            &["chaos", "--bogus"][..],
+            &["chaos", "--seeds", "many"],
+            &["chaos", "--duration", "0"],
+            &["chaos", "--seed"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -56,7 +56,7 @@ use repocache::{
 use serde_json::Value;
 
 pub use rng::Rng;
-pub use schedule::Fault;
+pub use schedule::Disruption;
 use schedule::{GROUP_LABEL, Schedule, State, Version};
 
 /// The resource every chaos run works on.

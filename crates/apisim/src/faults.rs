@@ -1,13 +1,255 @@
-//! Fault injection state: failing and slowing requests, and the signals that close, stall and
-//! restart open watches and connections.
+//! Faults: the one [`Fault`] enum every control surface takes, and the fault state (failing and
+//! slowing requests, and the signals that close, stall and restart open watches and connections).
+//!
+//! A fault is data: `Control::inject` applies it (one exhaustive match in server.rs), the HTTP
+//! control API takes the same value as JSON at `POST /apisim/faults` (`{"fault": "closeWatches"}`,
+//! `{"fault": "fail", "verb": "list", "code": 503}`), and the chaos schedule builds the same values.
+//! Adding a fault is a variant here (with its entry in [`Fault::examples`]) and its arm in
+//! `Control::inject`; the HTTP route and the surface test follow from them.
 
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::errors::ApiError;
+
+/// One fault to inject, as every control surface takes it: [`Control::inject`](crate::Control::inject),
+/// `POST /apisim/faults` (this enum as JSON, tagged by `fault`, fields in camelCase) and the chaos
+/// schedule. The older per-fault routes (`POST /apisim/faults/<name>`) and `Control`'s per-fault
+/// methods are thin wrappers that build one of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "fault",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Fault {
+    /// Fail the next matching requests (see [`FailSpec`]; `code` must be 400–599).
+    Fail(FailSpec),
+    /// Delay matching requests (see [`LatencySpec`]).
+    Latency(LatencySpec),
+    /// End every open watch stream cleanly (the chunked response terminates).
+    CloseWatches,
+    /// Stall watches: connections stay open but nothing is sent (no events, no bookmarks) until
+    /// `duration_ms` passes (`None`: until [`Fault::ReleaseWatches`]). Applies to watches opened
+    /// while the stall is active too. Events are delivered after the stall ends, unless the watch
+    /// fell more than `feed_capacity` events behind, in which case it is closed.
+    StallWatches {
+        /// How long the stall lasts, in milliseconds; `None` = until released.
+        #[serde(default)]
+        duration_ms: Option<u64>,
+    },
+    /// End a stall.
+    ReleaseWatches,
+    /// Compact the history: every watch resuming from a resourceVersion before now gets
+    /// 410 Expired, and every outstanding continue token expires.
+    Compact,
+    /// An API server restart: every connection drops (open watches included), the history and
+    /// continue tokens are forgotten; the objects stay or are wiped. The counter continues.
+    Restart {
+        /// Keep the objects (default `true`).
+        #[serde(default = "yes")]
+        keep_objects: bool,
+    },
+    /// A line that is not JSON to every open watch (newlines in `line` become spaces).
+    MalformedLine {
+        /// The line; `{this is not json` when absent.
+        #[serde(default)]
+        line: Option<String>,
+    },
+    /// An arbitrary event to the open watches of `resource` (not stored, not in history).
+    InjectEvent {
+        /// The resource (plural, `plural.group`, singular or short name).
+        resource: String,
+        /// The event type (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR` or anything else).
+        #[serde(rename = "type", default = "modified")]
+        event_type: String,
+        /// The event's object, as it is.
+        object: Value,
+    },
+    /// A MODIFIED event whose object does not decode as the typed resource (its `spec.url` is a
+    /// number, as for a broken PackageRepository) to the open watches of `resource`.
+    Undecodable {
+        /// The resource.
+        resource: String,
+    },
+    /// Bytes to the open watches of `resource` exactly as given: no newline is added and they
+    /// need not be UTF-8 (a line that is not UTF-8, a line longer than a client's limit, or the
+    /// start of a line that never ends). In JSON, `bytes` is an array of numbers; the route
+    /// `POST /apisim/faults/inject-bytes?resource=` takes them as the raw request body.
+    InjectBytes {
+        /// The resource.
+        resource: String,
+        /// The bytes (shared, not copied, on their way to the watches).
+        #[serde(with = "bytes_as_numbers")]
+        bytes: bytes::Bytes,
+    },
+    /// A watch line cut in the middle: the first half of the `event_type` event for `object`
+    /// (no newline) to the open watches of `resource`, which then end, as a connection dropped
+    /// mid-line would.
+    CutLine {
+        /// The resource.
+        resource: String,
+        /// The event type of the line that is cut (default `MODIFIED`).
+        #[serde(rename = "type", default = "modified")]
+        event_type: String,
+        /// The event's object.
+        object: Value,
+    },
+    /// Side door: create or replace `object` without notifying watches and without a history
+    /// entry (a watch that silently missed an event). The resourceVersion counter still advances.
+    SideDoorPut {
+        /// The object (its `apiVersion` and `kind` pick the resource).
+        object: Value,
+    },
+    /// Side door: delete without notifying watches.
+    SideDoorDelete {
+        /// The resource.
+        resource: String,
+        /// The namespace, for namespaced resources.
+        #[serde(default)]
+        namespace: Option<String>,
+        /// The object's name.
+        name: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `bytes::Bytes` as a JSON array of numbers, like `Vec<u8>`.
+mod bytes_as_numbers {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(bytes.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bytes::Bytes, D::Error> {
+        Vec::<u8>::deserialize(d).map(bytes::Bytes::from)
+    }
+}
+
+fn modified() -> String {
+    "MODIFIED".to_owned()
+}
+
+impl Fault {
+    /// The fault's name: its `fault` tag in JSON (`closeWatches`, `sideDoorPut`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Fail(_) => "fail",
+            Fault::Latency(_) => "latency",
+            Fault::CloseWatches => "closeWatches",
+            Fault::StallWatches { .. } => "stallWatches",
+            Fault::ReleaseWatches => "releaseWatches",
+            Fault::Compact => "compact",
+            Fault::Restart { .. } => "restart",
+            Fault::MalformedLine { .. } => "malformedLine",
+            Fault::InjectEvent { .. } => "injectEvent",
+            Fault::Undecodable { .. } => "undecodable",
+            Fault::InjectBytes { .. } => "injectBytes",
+            Fault::CutLine { .. } => "cutLine",
+            Fault::SideDoorPut { .. } => "sideDoorPut",
+            Fault::SideDoorDelete { .. } => "sideDoorDelete",
+        }
+    }
+
+    /// Checks what the types cannot: a failure's `code` is an HTTP error status.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match self {
+            Fault::Fail(spec) if !(400..=599).contains(&spec.code) => Err(ApiError::bad_request(
+                "code must be an HTTP error status (400-599)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// One example of every variant, against the Glasskube `packagerepositories` resource and an
+    /// object named `a`: what the surface test injects over every control surface (it checks,
+    /// with an exhaustive match, that no variant is missing here).
+    pub fn examples() -> Vec<Fault> {
+        const RES: &str = "packagerepositories";
+        let object = |name: &str, url: &str| {
+            json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+                   "metadata": {"name": name}, "spec": {"url": url}})
+        };
+        vec![
+            Fault::Fail(FailSpec::new("list", RES, 503, 1)),
+            Fault::Latency(LatencySpec {
+                verb: Some("list".into()),
+                resource: Some(RES.into()),
+                latency_ms: 1,
+                count: Some(1),
+            }),
+            Fault::CloseWatches,
+            Fault::StallWatches { duration_ms: None },
+            Fault::ReleaseWatches,
+            Fault::Compact,
+            Fault::Restart {
+                keep_objects: false,
+            },
+            Fault::MalformedLine { line: None },
+            Fault::InjectEvent {
+                resource: RES.into(),
+                event_type: "ADDED".into(),
+                object: object("ghost", "https://ghost.example/"),
+            },
+            Fault::Undecodable {
+                resource: RES.into(),
+            },
+            Fault::InjectBytes {
+                resource: RES.into(),
+                bytes: bytes::Bytes::from_static(b"\xff\xfe not utf-8\n"),
+            },
+            Fault::CutLine {
+                resource: RES.into(),
+                event_type: "MODIFIED".into(),
+                object: object("a", "https://cut.example/"),
+            },
+            Fault::SideDoorPut {
+                object: object("b", "https://side.example/"),
+            },
+            Fault::SideDoorDelete {
+                resource: RES.into(),
+                namespace: None,
+                name: "a".into(),
+            },
+        ]
+    }
+}
+
+/// What injecting a [`Fault`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultOutcome {
+    /// The server's resourceVersion after the fault (for `Compact` and `Restart`: the one they
+    /// bumped the counter to).
+    pub resource_version: u64,
+    /// For faults that act on open watches: how many they reached (for `CloseWatches` and
+    /// `StallWatches`, how many were open).
+    pub watches: Option<usize>,
+    /// For side-door faults: the object as written, or as it was before the delete.
+    pub object: Option<Value>,
+}
+
+impl FaultOutcome {
+    /// The JSON answer of the HTTP control API:
+    /// `{"ok": true, "resourceVersion": "<rv>", "watches": n, "object": {...}}`.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"ok": true, "resourceVersion": self.resource_version.to_string()});
+        if let Some(n) = self.watches {
+            v["watches"] = json!(n);
+        }
+        if let Some(o) = &self.object {
+            v["object"] = o.clone();
+        }
+        v
+    }
+}
 
 /// Fail the next `count` requests matching (`verb`, `resource`) with `code`.
 ///

@@ -37,7 +37,7 @@ pub mod watch;
 
 pub use accounting::{RequestRecord, VERB_CONTROL, VERB_DISCOVERY};
 pub use errors::{ApiError, Error, Reason};
-pub use faults::{FailSpec, LatencySpec};
+pub use faults::{FailSpec, Fault, FaultOutcome, LatencySpec};
 pub use listen::Server;
 pub use resources::{GLASSKUBE_GROUP, GLASSKUBE_VERSION, ResourceDef};
 pub use seed::load_seed_yaml;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{Accounting, RequestRecord};
 use crate::errors::{ApiError, Error};
-use crate::faults::{FailSpec, Faults, LatencySpec};
+use crate::faults::{FailSpec, Fault, FaultOutcome, Faults, LatencySpec};
 use crate::resources::{ResId, ResourceDef};
 use crate::store::{EventType, Filter, Preconditions, Store, meta_str};
 
@@ -90,6 +90,15 @@ impl ServerConfig {
         self.port = port;
         self
     }
+}
+
+/// When a restart fault drops the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropConnections {
+    /// At once.
+    Now,
+    /// After 100 ms, so that the answer to the request that asked for it goes out first.
+    Soon,
 }
 
 /// State shared by the connection tasks, handlers and watch tasks.
@@ -364,35 +373,120 @@ impl Control {
 
     // ---- faults ----
 
-    /// End every open watch stream cleanly (the chunked response terminates).
-    pub fn close_watches(&self) {
-        tracing::info!("fault: closing all watches");
-        self.shared.faults.close_watches();
+    /// Inject one fault: the one entry point every control surface goes through (the HTTP
+    /// control API, the per-fault methods below, the chaos schedule).
+    pub fn inject(&self, fault: Fault) -> Result<FaultOutcome, ApiError> {
+        self.apply(fault, DropConnections::Now)
     }
 
-    /// Stall watches: connections stay open but nothing is sent (no events, no bookmarks) until
-    /// `duration` passes or [`release_watches`](Self::release_watches). Applies to watches opened
-    /// while the stall is active too. Events are delivered after the stall ends, unless the watch
-    /// fell more than `feed_capacity` events behind, in which case it is closed.
-    pub fn stall_watches(&self, duration: Option<Duration>) {
-        tracing::info!(?duration, "fault: stalling watches");
-        self.shared.faults.stall_watches(duration);
-    }
-
-    /// End a stall.
-    pub fn release_watches(&self) {
-        self.shared.faults.release();
-    }
-
-    /// Fail the next matching requests.
-    pub fn fail_next(&self, spec: FailSpec) {
-        tracing::info!(?spec, "fault: failing requests");
-        self.shared.faults.add_fail(spec);
-    }
-
-    /// Delay matching requests.
-    pub fn add_latency(&self, spec: LatencySpec) {
-        self.shared.faults.add_latency(spec);
+    /// [`inject`](Self::inject), with a choice of when a restart drops the connections: the HTTP
+    /// control API lets its own answer go out first (its connection is one of those dropped).
+    pub(crate) fn apply(
+        &self,
+        fault: Fault,
+        drop: DropConnections,
+    ) -> Result<FaultOutcome, ApiError> {
+        fault.validate()?;
+        tracing::info!(fault = fault.name(), "fault");
+        let store = &self.shared.store;
+        let faults = &self.shared.faults;
+        let mut outcome = FaultOutcome::default();
+        let mut rv = None;
+        match fault {
+            Fault::Fail(spec) => {
+                tracing::debug!(?spec, "fault: failing requests");
+                faults.add_fail(spec);
+            }
+            Fault::Latency(spec) => faults.add_latency(spec),
+            Fault::CloseWatches => {
+                outcome.watches = Some(self.open_watches());
+                faults.close_watches();
+            }
+            Fault::StallWatches { duration_ms } => {
+                faults.stall_watches(duration_ms.map(Duration::from_millis));
+                outcome.watches = Some(self.open_watches());
+            }
+            Fault::ReleaseWatches => faults.release(),
+            Fault::Compact => rv = Some(store.compact()),
+            Fault::Restart { keep_objects } => {
+                rv = Some(store.restart(keep_objects));
+                match drop {
+                    DropConnections::Now => faults.drop_connections(),
+                    DropConnections::Soon => {
+                        let shared = self.shared.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            shared.faults.drop_connections();
+                        });
+                    }
+                }
+            }
+            Fault::MalformedLine { line } => {
+                let line = line
+                    .as_deref()
+                    .unwrap_or("{this is not json")
+                    .replace('\n', " ");
+                outcome.watches = Some(store.send_raw(None, line));
+            }
+            Fault::InjectEvent {
+                resource,
+                event_type,
+                object,
+            } => {
+                let res = self.res(&resource)?;
+                let line = k8s_wire::encode_line(&event_type, &object);
+                outcome.watches = Some(store.send_raw(Some(res), line));
+            }
+            Fault::Undecodable { resource } => {
+                let res = self.res(&resource)?;
+                let def = store.def(res)?;
+                let mut meta = json!({
+                    "name": "apisim-undecodable",
+                    "uid": "00000000-0000-4000-8000-000000000bad",
+                    "resourceVersion": self.resource_version().to_string(),
+                    "creationTimestamp": crate::store::now_rfc3339(),
+                });
+                if def.namespaced {
+                    meta["namespace"] = json!("default");
+                }
+                let obj = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": meta, "spec": {"url": 42}});
+                let line = k8s_wire::encode_line(EventType::Modified.as_str(), &obj);
+                outcome.watches = Some(store.send_raw(Some(res), line));
+            }
+            Fault::InjectBytes { resource, bytes } => {
+                let res = self.res(&resource)?;
+                outcome.watches = Some(store.send_bytes(res, bytes));
+            }
+            Fault::CutLine {
+                resource,
+                event_type,
+                object,
+            } => {
+                let res = self.res(&resource)?;
+                let line = k8s_wire::encode_line(&event_type, &object);
+                let line = line.trim_end();
+                let mut half = line.len() / 2;
+                while !line.is_char_boundary(half) {
+                    half -= 1;
+                }
+                let cut = line.get(..half).unwrap_or_default().to_owned();
+                outcome.watches = Some(store.send_cut(res, cut));
+            }
+            Fault::SideDoorPut { object } => {
+                let res = self.res_of(&object)?;
+                outcome.object = Some(store.side_put(res, object)?);
+            }
+            Fault::SideDoorDelete {
+                resource,
+                namespace,
+                name,
+            } => {
+                let res = self.res(&resource)?;
+                outcome.object = Some(store.side_delete(res, namespace.as_deref(), &name)?);
+            }
+        }
+        outcome.resource_version = rv.unwrap_or_else(|| store.current_rv());
+        Ok(outcome)
     }
 
     /// Pending failure and latency rules.
@@ -403,48 +497,81 @@ impl Control {
         )
     }
 
+    /// Whether watches are stalled now.
+    pub fn watches_stalled(&self) -> bool {
+        self.shared.faults.stall.borrow().stalled_now()
+    }
+
     /// Remove all failure and latency rules and end any stall.
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
     }
 
-    /// Compact the history: every watch resuming from a resourceVersion before now gets 410 Expired,
-    /// and every outstanding continue token expires. Returns the new resourceVersion.
+    // Per-fault shorthands: each builds its `Fault` and injects it.
+
+    /// End every open watch stream cleanly: [`Fault::CloseWatches`].
+    pub fn close_watches(&self) {
+        self.inject_infallible(Fault::CloseWatches);
+    }
+
+    /// Stall watches for `duration` (`None`: until released): [`Fault::StallWatches`].
+    pub fn stall_watches(&self, duration: Option<Duration>) {
+        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.inject_infallible(Fault::StallWatches { duration_ms });
+    }
+
+    /// End a stall: [`Fault::ReleaseWatches`].
+    pub fn release_watches(&self) {
+        self.inject_infallible(Fault::ReleaseWatches);
+    }
+
+    /// Fail the next matching requests: [`Fault::Fail`]. A `code` outside 400–599 is refused
+    /// (logged; [`inject`](Self::inject) returns the error).
+    pub fn fail_next(&self, spec: FailSpec) {
+        self.inject_infallible(Fault::Fail(spec));
+    }
+
+    /// Delay matching requests: [`Fault::Latency`].
+    pub fn add_latency(&self, spec: LatencySpec) {
+        self.inject_infallible(Fault::Latency(spec));
+    }
+
+    /// Compact the history ([`Fault::Compact`]). Returns the new resourceVersion.
     pub fn compact(&self) -> u64 {
-        tracing::info!("fault: compacting history");
-        self.shared.store.compact()
+        self.inject_infallible(Fault::Compact).resource_version
     }
 
-    /// Simulate an API server restart: drop every connection (open watches included), forget the
-    /// history and continue tokens; keep or wipe the objects. The resourceVersion counter continues.
+    /// Simulate an API server restart ([`Fault::Restart`]). Returns the new resourceVersion.
     pub fn restart(&self, keep_objects: bool) -> u64 {
-        tracing::info!(keep_objects, "fault: restart");
-        let rv = self.shared.store.restart(keep_objects);
-        self.shared.faults.drop_connections();
-        rv
+        self.inject_infallible(Fault::Restart { keep_objects })
+            .resource_version
     }
 
-    /// Send a line that is not JSON to every open watch. Returns the number of watches reached.
+    /// Send a line that is not JSON to every open watch ([`Fault::MalformedLine`]). Returns the
+    /// number of watches reached.
     pub fn inject_malformed_line(&self, line: Option<&str>) -> usize {
-        let line = line.unwrap_or("{this is not json").replace('\n', " ");
-        self.shared.store.send_raw(None, line)
+        let line = line.map(str::to_owned);
+        self.inject_infallible(Fault::MalformedLine { line })
+            .watches
+            .unwrap_or(0)
     }
 
-    /// Send an arbitrary event to the open watches of `resource` (not stored, not in history).
+    /// Send an arbitrary event to the open watches of `resource` ([`Fault::InjectEvent`]).
     pub fn inject_event(
         &self,
         resource: &str,
         event_type: &str,
         object: &Value,
     ) -> Result<usize, ApiError> {
-        let res = self.res(resource)?;
-        let line = k8s_wire::encode_line(event_type, object);
-        Ok(self.shared.store.send_raw(Some(res), line))
+        self.inject_reaching(Fault::InjectEvent {
+            resource: resource.to_owned(),
+            event_type: event_type.to_owned(),
+            object: object.clone(),
+        })
     }
 
-    /// Send `bytes` to the open watches of `resource` exactly as given: no newline is added and
-    /// they need not be UTF-8 (a line that is not UTF-8, a line longer than a client's limit,
-    /// or the start of a line that never ends). Returns the number of watches reached.
+    /// Send `bytes` to the open watches of `resource` exactly as given ([`Fault::InjectBytes`]).
+    /// Returns the number of watches reached.
     ///
     /// Over HTTP: `POST /apisim/faults/inject-bytes?resource=<resource>` with the bytes as the
     /// request body (any content type); the answer's `watches` is the number reached.
@@ -453,67 +580,74 @@ impl Control {
         resource: &str,
         bytes: impl Into<bytes::Bytes>,
     ) -> Result<usize, ApiError> {
-        let res = self.res(resource)?;
-        tracing::info!(resource, "fault: raw bytes to watches");
-        Ok(self.shared.store.send_bytes(res, bytes.into()))
+        self.inject_reaching(Fault::InjectBytes {
+            resource: resource.to_owned(),
+            bytes: bytes.into(),
+        })
     }
 
-    /// Cut a watch line in the middle: send the first half of the `event_type` event for
-    /// `object` (no newline) to the open watches of `resource`, then end those watches, as a
-    /// connection dropped mid-line would. Returns the number of watches reached.
+    /// Cut a watch line in the middle ([`Fault::CutLine`]). Returns the number of watches reached.
     pub fn inject_cut_line(
         &self,
         resource: &str,
         event_type: &str,
         object: &Value,
     ) -> Result<usize, ApiError> {
-        let res = self.res(resource)?;
-        let line = k8s_wire::encode_line(event_type, object);
-        let line = line.trim_end();
-        let mut half = line.len() / 2;
-        while !line.is_char_boundary(half) {
-            half -= 1;
-        }
-        Ok(self
-            .shared
-            .store
-            .send_cut(res, line.get(..half).unwrap_or_default().to_owned()))
+        self.inject_reaching(Fault::CutLine {
+            resource: resource.to_owned(),
+            event_type: event_type.to_owned(),
+            object: object.clone(),
+        })
     }
 
-    /// Send a MODIFIED event whose object does not decode as the typed resource (its `spec.url` is
-    /// a number, as for a broken PackageRepository) to the open watches of `resource`.
+    /// Send a MODIFIED event whose object does not decode as the typed resource to the open
+    /// watches of `resource` ([`Fault::Undecodable`]).
     pub fn inject_undecodable(&self, resource: &str) -> Result<usize, ApiError> {
-        let res = self.res(resource)?;
-        let def = self.shared.store.def(res)?.clone();
-        let mut meta = json!({
-            "name": "apisim-undecodable",
-            "uid": "00000000-0000-4000-8000-000000000bad",
-            "resourceVersion": self.resource_version().to_string(),
-            "creationTimestamp": crate::store::now_rfc3339(),
-        });
-        if def.namespaced {
-            meta["namespace"] = json!("default");
-        }
-        let obj = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": meta, "spec": {"url": 42}});
-        self.inject_event(resource, EventType::Modified.as_str(), &obj)
+        self.inject_reaching(Fault::Undecodable {
+            resource: resource.to_owned(),
+        })
     }
 
     /// Side door: create or replace `obj` without notifying watches and without a history entry
-    /// (a watch that silently missed an event). The resourceVersion counter still advances.
+    /// ([`Fault::SideDoorPut`]). The resourceVersion counter still advances.
     pub fn side_door_put(&self, obj: Value) -> Result<Value, ApiError> {
-        let res = self.res_of(&obj)?;
-        self.shared.store.side_put(res, obj)
+        self.inject_object(Fault::SideDoorPut { object: obj })
     }
 
-    /// Side door: delete without notifying watches.
+    /// Side door: delete without notifying watches ([`Fault::SideDoorDelete`]).
     pub fn side_door_delete(
         &self,
         resource: &str,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, ApiError> {
-        self.shared
-            .store
-            .side_delete(self.res(resource)?, namespace, name)
+        self.inject_object(Fault::SideDoorDelete {
+            resource: resource.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+        })
+    }
+
+    /// For the shorthands whose faults name no resource or object: an error (only a `Fail` with a
+    /// code that is not an error status) is logged.
+    fn inject_infallible(&self, fault: Fault) -> FaultOutcome {
+        let name = fault.name();
+        self.inject(fault).unwrap_or_else(|error| {
+            tracing::warn!(fault = name, %error, "fault refused");
+            FaultOutcome {
+                resource_version: self.resource_version(),
+                ..FaultOutcome::default()
+            }
+        })
+    }
+
+    fn inject_reaching(&self, fault: Fault) -> Result<usize, ApiError> {
+        Ok(self.inject(fault)?.watches.unwrap_or(0))
+    }
+
+    fn inject_object(&self, fault: Fault) -> Result<Value, ApiError> {
+        self.inject(fault)?
+            .object
+            .ok_or_else(|| ApiError::internal("a side-door fault returned no object"))
     }
 }

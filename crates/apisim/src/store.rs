@@ -3,71 +3,36 @@
 //!
 //! Everything lives behind one mutex (held only for in-memory work, never across an await), so a
 //! write, its resourceVersion and its event are one atomic step, like an etcd transaction.
+//!
+//! This file holds the store itself (its lock, the counter, reads and LIST pagination with its
+//! continue tokens); the rest is cut by concept:
+//! - [`meta`]: object metadata (names, uids, timestamps, `generation`'s spec part);
+//! - [`write`]: the API writes (create, update, delete, seed) and their preconditions;
+//! - [`history`]: watch events, the history window, subscriptions, compaction and restart;
+//! - [`side_door`]: what fault injection puts on the feed or into the objects past the API.
+
+mod history;
+mod meta;
+mod side_door;
+mod write;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use k8s_selectors::{FieldSelector, LabelSelector};
 use parking_lot::Mutex;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::errors::{ApiError, Reason};
 use crate::resources::{Registry, ResId, ResourceDef};
 
-/// The type of a watch event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// Object created (or entered a selector).
-    Added,
-    /// Object changed.
-    Modified,
-    /// Object removed (or left a selector).
-    Deleted,
-}
-
-impl EventType {
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
-/// One committed change, as kept in the history window and fanned out to watches.
-#[derive(Debug, Clone)]
-pub(crate) struct WatchRecord {
-    pub rv: u64,
-    pub res: ResId,
-    pub kind: EventType,
-    /// The object after the change (for DELETED: last state, with the deletion's resourceVersion).
-    pub object: Value,
-    /// The object before the change (MODIFIED only): lets selector watches synthesize ADDED/DELETED.
-    pub prev: Option<Value>,
-}
-
-/// What the live feed carries to open watches.
-#[derive(Debug, Clone)]
-pub(crate) enum Feed {
-    /// A committed change.
-    Event(Arc<WatchRecord>),
-    /// An injected raw line (fault injection), for watches of `res` (or all when `None`).
-    /// When `cut`, the line is sent as it is (no newline) and the watch then ends: a line cut
-    /// in the middle by a dropped connection.
-    Raw {
-        res: Option<ResId>,
-        line: String,
-        cut: bool,
-    },
-    /// Injected bytes (fault injection), sent to watches of `res` as they are: no newline is
-    /// added and they need not be UTF-8.
-    Bytes { res: ResId, bytes: bytes::Bytes },
-}
+pub use history::EventType;
+pub(crate) use history::{Feed, Subscription, WatchRecord, WatchStart};
+pub(crate) use meta::{meta_str, now_rfc3339, set_rv};
+pub(crate) use write::Preconditions;
 
 /// Filters a LIST or WATCH applies.
 #[derive(Debug, Clone, Default)]
@@ -98,26 +63,6 @@ impl Filter {
     }
 }
 
-/// Where a watch starts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum WatchStart {
-    /// Current state as ADDED events, then live events.
-    Current,
-    /// Replay the events after this resourceVersion, then live events.
-    From(u64),
-}
-
-/// What a watch gets when it subscribes.
-pub(crate) struct Subscription {
-    pub rx: broadcast::Receiver<Feed>,
-    /// Current objects (for [`WatchStart::Current`]).
-    pub state: Vec<Value>,
-    /// History to replay (for [`WatchStart::From`]).
-    pub replay: Vec<Arc<WatchRecord>>,
-    /// The store's resourceVersion at subscription time.
-    pub rv: u64,
-}
-
 /// One page of a LIST.
 #[derive(Debug)]
 pub(crate) struct Page {
@@ -125,13 +70,6 @@ pub(crate) struct Page {
     pub rv: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<u64>,
-}
-
-/// Preconditions for a write (from DeleteOptions or the object itself).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Preconditions {
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
 }
 
 struct PageSnapshot {
@@ -165,139 +103,7 @@ pub(crate) struct Store {
 
 const MAX_SNAPSHOTS: usize = 256;
 
-/// Current time as RFC 3339 UTC with second precision, like `metav1.Time`.
-pub(crate) fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format_rfc3339(secs)
-}
-
-fn format_rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // civil_from_days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// `metadata.X` as a string.
-pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata")?.get(field)?.as_str()
-}
-
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.is_object() {
-        *obj = json!({});
-    }
-    let Some(map) = obj.as_object_mut() else {
-        unreachable!("just made an object")
-    };
-    let m = map.entry("metadata").or_insert_with(|| json!({}));
-    if !m.is_object() {
-        *m = json!({});
-    }
-    match m.as_object_mut() {
-        Some(m) => m,
-        None => unreachable!("just made an object"),
-    }
-}
-
-pub(crate) fn set_rv(obj: &mut Value, rv: u64) {
-    meta_mut(obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
-}
-
-fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// DNS-1123 subdomain, as upstream validates object names.
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
-/// Everything but metadata (and status when it is a subresource): what bumps `metadata.generation`.
-fn spec_part(obj: &Value, status_sub: bool) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("kind");
-        m.remove("apiVersion");
-        if status_sub {
-            m.remove("status");
-        }
-    }
-    v
-}
-
 impl Inner {
-    fn next_rand(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn uid(&mut self) -> String {
-        let a = self.next_rand();
-        let b = self.next_rand();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
-    }
-
-    fn generate_suffix(&mut self) -> String {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        (0..5)
-            .map(|_| {
-                let i = (self.next_rand() % ALPHABET.len() as u64) as usize;
-                ALPHABET.get(i).copied().unwrap_or(b'x') as char
-            })
-            .collect()
-    }
-
     fn bump(&mut self) -> u64 {
         self.rv += 1;
         self.rv
@@ -373,79 +179,6 @@ impl Store {
             .and_then(|m| m.get(key))
             .cloned()
             .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
-    }
-
-    /// Commits one write: the next resourceVersion, the stored object (or, for `Deleted`, its
-    /// removal) and the watch event — one step under the lock, as etcd's revision and its event
-    /// are. Returns the object as written.
-    fn commit(
-        &self,
-        inner: &mut Inner,
-        res: ResId,
-        key: ObjKey,
-        mut object: Value,
-        kind: EventType,
-        prev: Option<Value>,
-    ) -> Value {
-        let rv = inner.bump();
-        set_rv(&mut object, rv);
-        if let Some(objects) = inner.objects.get_mut(res) {
-            if kind == EventType::Deleted {
-                objects.remove(&key);
-            } else {
-                objects.insert(key, object.clone());
-            }
-        }
-        self.emit(
-            inner,
-            WatchRecord {
-                rv,
-                res,
-                kind,
-                object: object.clone(),
-                prev,
-            },
-        );
-        object
-    }
-
-    fn emit(&self, inner: &mut Inner, rec: WatchRecord) {
-        let rec = Arc::new(rec);
-        inner.history.push_back(rec.clone());
-        while inner.history.len() > self.history_size {
-            if let Some(old) = inner.history.pop_front() {
-                inner.compacted_rv = old.rv;
-            }
-        }
-        // No receivers is fine.
-        let _ = self.feed.send(Feed::Event(rec));
-    }
-
-    /// Send a raw line to open watches (fault injection).
-    pub fn send_raw(&self, res: Option<ResId>, line: String) -> usize {
-        self.feed
-            .send(Feed::Raw {
-                res,
-                line,
-                cut: false,
-            })
-            .unwrap_or(0)
-    }
-
-    /// Send bytes as they are to open watches of `res` (fault injection).
-    pub fn send_bytes(&self, res: ResId, bytes: bytes::Bytes) -> usize {
-        self.feed.send(Feed::Bytes { res, bytes }).unwrap_or(0)
-    }
-
-    /// Send the first part of a line to open watches of `res`, then end them (fault injection).
-    pub fn send_cut(&self, res: ResId, line: String) -> usize {
-        self.feed
-            .send(Feed::Raw {
-                res: Some(res),
-                line,
-                cut: true,
-            })
-            .unwrap_or(0)
     }
 
     pub fn get(&self, res: ResId, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
@@ -558,356 +291,6 @@ impl Store {
         })
     }
 
-    /// Insert a seed object as is (keeps status), filling in system metadata. No event.
-    pub fn seed(&self, res: ResId, mut obj: Value) -> Result<Value, ApiError> {
-        let def = self.def(res)?.clone();
-        let mut inner = self.inner.lock();
-        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        if !valid_name(&name) {
-            return Err(ApiError::invalid(
-                &def.group,
-                &def.kind,
-                &name,
-                "metadata.name",
-                "Invalid value: a lowercase RFC 1123 subdomain is required",
-            ));
-        }
-        let ns = if def.namespaced {
-            Some(meta_str(&obj, "namespace").unwrap_or("default").to_string())
-        } else {
-            None
-        };
-        let key = Self::key(&def, ns.as_deref(), &name);
-        let uid = inner.uid();
-        let rv = inner.bump();
-        let m = meta_mut(&mut obj);
-        if let Some(ns) = ns {
-            m.insert("namespace".into(), Value::String(ns));
-        } else {
-            m.remove("namespace");
-        }
-        m.entry("uid").or_insert(Value::String(uid));
-        m.entry("creationTimestamp")
-            .or_insert_with(|| Value::String(now_rfc3339()));
-        m.entry("generation").or_insert(json!(1));
-        set_rv(&mut obj, rv);
-        if let Some(o) = inner.objects.get_mut(res) {
-            o.insert(key, obj.clone());
-        }
-        inner.compacted_rv = inner.rv;
-        Ok(obj)
-    }
-
-    /// Create (POST). `ns` is the namespace from the URL.
-    pub fn create(
-        &self,
-        res: ResId,
-        ns: Option<&str>,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
-        let def = self.def(res)?.clone();
-        let mut inner = self.inner.lock();
-        let given = meta_str(&obj, "name").unwrap_or_default().to_string();
-        let name = if given.is_empty() {
-            match meta_str(&obj, "generateName") {
-                Some(prefix) if !prefix.is_empty() => {
-                    let suffix = inner.generate_suffix();
-                    format!("{prefix}{suffix}")
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        &def.group,
-                        &def.kind,
-                        "",
-                        "metadata.name",
-                        "Required value: name or generateName is required",
-                    ));
-                }
-            }
-        } else {
-            given
-        };
-        if !valid_name(&name) {
-            return Err(ApiError::invalid(
-                &def.group,
-                &def.kind,
-                &name,
-                "metadata.name",
-                &format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                ),
-            ));
-        }
-        let ns = if def.namespaced {
-            let body_ns = meta_str(&obj, "namespace").filter(|s| !s.is_empty());
-            match (ns, body_ns) {
-                (Some(u), Some(b)) if u != b => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                (Some(u), _) => Some(u.to_string()),
-                (None, Some(b)) => Some(b.to_string()),
-                (None, None) => {
-                    return Err(ApiError::invalid(
-                        &def.group,
-                        &def.kind,
-                        &name,
-                        "metadata.namespace",
-                        "Required value",
-                    ));
-                }
-            }
-        } else {
-            None
-        };
-        let key = Self::key(&def, ns.as_deref(), &name);
-        if inner.objects.get(res).is_some_and(|m| m.contains_key(&key)) {
-            return Err(ApiError::already_exists(&def.group, &def.plural, &name));
-        }
-        let uid = inner.uid();
-        if let Some(o) = obj.as_object_mut() {
-            o.insert("apiVersion".into(), Value::String(def.api_version()));
-            o.insert("kind".into(), Value::String(def.kind.clone()));
-            if def.status_subresource {
-                o.remove("status");
-            }
-        }
-        let m = meta_mut(&mut obj);
-        m.insert("name".into(), Value::String(name));
-        match ns {
-            Some(ns) => m.insert("namespace".into(), Value::String(ns)),
-            None => m.remove("namespace"),
-        };
-        m.insert("uid".into(), Value::String(uid));
-        m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-        m.insert("generation".into(), json!(1));
-        for f in [
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "resourceVersion",
-            "selfLink",
-        ] {
-            m.remove(f);
-        }
-        if dry_run {
-            return Ok(obj);
-        }
-        Ok(self.commit(&mut inner, res, key, obj, EventType::Added, None))
-    }
-
-    /// Update (PUT / PATCH, main resource or `status`): `f` computes the desired object from the
-    /// current one; system metadata, status (or everything but status) are then carried over.
-    pub fn update_with(
-        &self,
-        res: ResId,
-        ns: Option<&str>,
-        name: &str,
-        status_only: bool,
-        dry_run: bool,
-        f: impl FnOnce(&Value) -> Result<Value, ApiError>,
-    ) -> Result<Value, ApiError> {
-        let def = self.def(res)?.clone();
-        let mut inner = self.inner.lock();
-        let key = Self::key(&def, ns, name);
-        let cur = Self::existing(&inner, &def, res, &key, name)?;
-        let new = f(&cur)?;
-        if !new.is_object() {
-            return Err(ApiError::bad_request("the object must be a JSON object"));
-        }
-        if let Some(av) = new.get("apiVersion").and_then(Value::as_str)
-            && av != def.api_version()
-        {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                def.api_version()
-            )));
-        }
-        if let Some(k) = new.get("kind").and_then(Value::as_str)
-            && k != def.kind
-        {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                def.kind
-            )));
-        }
-        let new_name = meta_str(&new, "name").unwrap_or(name);
-        if new_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({new_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        if def.namespaced
-            && let Some(bns) = meta_str(&new, "namespace").filter(|s| !s.is_empty())
-            && Some(bns) != ns
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        let cur_rv = meta_str(&cur, "resourceVersion")
-            .unwrap_or_default()
-            .to_string();
-        if let Some(rv) = meta_str(&new, "resourceVersion").filter(|s| !s.is_empty())
-            && rv != cur_rv
-        {
-            return Err(ApiError::conflict(&def.group, &def.plural, name));
-        }
-        let cur_uid = meta_str(&cur, "uid").unwrap_or_default().to_string();
-        if let Some(uid) = meta_str(&new, "uid").filter(|s| !s.is_empty())
-            && uid != cur_uid
-        {
-            return Err(ApiError::new(
-                Reason::Conflict,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {cur_uid}"
-                ),
-            )
-            .with_details(json!({"name": name, "group": def.group, "kind": def.plural})));
-        }
-
-        let mut result = if status_only {
-            let mut r = cur.clone();
-            if let Some(o) = r.as_object_mut() {
-                match new.get("status") {
-                    Some(s) => o.insert("status".into(), s.clone()),
-                    None => o.remove("status"),
-                };
-            }
-            r
-        } else {
-            let mut r = new;
-            if let Some(o) = r.as_object_mut() {
-                o.insert("apiVersion".into(), Value::String(def.api_version()));
-                o.insert("kind".into(), Value::String(def.kind.clone()));
-                if def.status_subresource {
-                    match cur.get("status") {
-                        Some(s) => o.insert("status".into(), s.clone()),
-                        None => o.remove("status"),
-                    };
-                }
-            }
-            // System metadata cannot be changed by an update.
-            let cur_meta = cur.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            let m = meta_mut(&mut r);
-            for f in [
-                "name",
-                "namespace",
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "resourceVersion",
-            ] {
-                match cur_meta.get(f) {
-                    Some(v) => m.insert(f.into(), v.clone()),
-                    None => m.remove(f),
-                };
-            }
-            r
-        };
-
-        // No new finalizers while deleting.
-        let deleting = cur.pointer("/metadata/deletionTimestamp").is_some();
-        let new_fins = finalizers(&result);
-        if deleting {
-            let old_fins = finalizers(&cur);
-            if let Some(f) = new_fins.iter().find(|f| !old_fins.contains(f)) {
-                return Err(ApiError::invalid(
-                    &def.group,
-                    &def.kind,
-                    name,
-                    "metadata.finalizers",
-                    &format!(
-                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"{f}\"]"
-                    ),
-                ));
-            }
-        }
-        if !status_only
-            && spec_part(&result, def.status_subresource) != spec_part(&cur, def.status_subresource)
-        {
-            let g = cur
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            meta_mut(&mut result).insert("generation".into(), json!(g + 1));
-        }
-        if result == cur {
-            // A no-op write: etcd skips it, no new resourceVersion, no event.
-            return Ok(cur);
-        }
-        if dry_run {
-            return Ok(result);
-        }
-        Ok(if deleting && new_fins.is_empty() {
-            self.commit(&mut inner, res, key, result, EventType::Deleted, None)
-        } else {
-            self.commit(&mut inner, res, key, result, EventType::Modified, Some(cur))
-        })
-    }
-
-    /// Delete (DELETE). With finalizers, marks the object deleting and returns it.
-    pub fn delete(
-        &self,
-        res: ResId,
-        ns: Option<&str>,
-        name: &str,
-        pre: &Preconditions,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
-        let def = self.def(res)?.clone();
-        let mut inner = self.inner.lock();
-        let key = Self::key(&def, ns, name);
-        let cur = Self::existing(&inner, &def, res, &key, name)?;
-        Self::check_preconditions(&def, &cur, name, pre)?;
-        let fins = finalizers(&cur);
-        if !fins.is_empty() {
-            if cur.pointer("/metadata/deletionTimestamp").is_some() || dry_run {
-                return Ok(cur);
-            }
-            let mut marked = cur.clone();
-            let m = meta_mut(&mut marked);
-            m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            return Ok(self.commit(&mut inner, res, key, marked, EventType::Modified, Some(cur)));
-        }
-        if dry_run {
-            return Ok(cur);
-        }
-        Ok(self.commit(&mut inner, res, key, cur, EventType::Deleted, None))
-    }
-
-    fn check_preconditions(
-        def: &ResourceDef,
-        cur: &Value,
-        name: &str,
-        pre: &Preconditions,
-    ) -> Result<(), ApiError> {
-        let details = json!({"name": name, "group": def.group, "kind": def.plural});
-        let cur_uid = meta_str(cur, "uid").unwrap_or_default();
-        if let Some(uid) = &pre.uid
-            && uid != cur_uid
-        {
-            return Err(ApiError::new(
-                Reason::Conflict,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {cur_uid}"
-                ),
-            )
-            .with_details(details));
-        }
-        let cur_rv = meta_str(cur, "resourceVersion").unwrap_or_default();
-        if let Some(rv) = &pre.resource_version
-            && rv != cur_rv
-        {
-            return Err(ApiError::new(Reason::Conflict, format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {cur_rv}")).with_details(details));
-        }
-        Ok(())
-    }
-
     /// Names (namespace, name) of the objects a filter selects (for deletecollection).
     pub fn keys(&self, res: ResId, filter: &Filter) -> Vec<(Option<String>, String)> {
         let inner = self.inner.lock();
@@ -920,152 +303,6 @@ impl Store {
                 )
             })
             .collect()
-    }
-
-    /// Subscribe a watch: the feed receiver plus the initial state or the replay, atomically.
-    pub fn subscribe(&self, res: ResId, start: WatchStart) -> Result<Subscription, ApiError> {
-        let inner = self.inner.lock();
-        let rx = self.feed.subscribe();
-        match start {
-            WatchStart::Current => Ok(Subscription {
-                rx,
-                state: inner
-                    .objects
-                    .get(res)
-                    .map(|m| m.values().cloned().collect())
-                    .unwrap_or_default(),
-                replay: Vec::new(),
-                rv: inner.rv,
-            }),
-            WatchStart::From(x) => {
-                if x < inner.compacted_rv {
-                    return Err(ApiError::too_old(x, inner.compacted_rv));
-                }
-                if x > inner.rv {
-                    return Err(ApiError::too_large(x, inner.rv));
-                }
-                Ok(Subscription {
-                    rx,
-                    state: Vec::new(),
-                    replay: inner
-                        .history
-                        .iter()
-                        .filter(|r| r.rv > x && r.res == res)
-                        .cloned()
-                        .collect(),
-                    rv: inner.rv,
-                })
-            }
-        }
-    }
-
-    /// Drop the history (and continue snapshots): every resume from before now gets 410.
-    /// Bumps the counter once so that the current resourceVersion is resumable.
-    pub fn compact(&self) -> u64 {
-        let mut inner = self.inner.lock();
-        let rv = inner.bump();
-        inner.history.clear();
-        inner.compacted_rv = rv;
-        inner.snapshots.clear();
-        rv
-    }
-
-    /// Restart: history and snapshots go; objects stay or are wiped. The counter continues.
-    pub fn restart(&self, keep_objects: bool) -> u64 {
-        let mut inner = self.inner.lock();
-        if !keep_objects {
-            for m in inner.objects.iter_mut() {
-                m.clear();
-            }
-        }
-        let rv = inner.bump();
-        inner.history.clear();
-        inner.compacted_rv = rv;
-        inner.snapshots.clear();
-        rv
-    }
-
-    /// Side door: create or replace an object without an event or history entry.
-    pub fn side_put(&self, res: ResId, mut obj: Value) -> Result<Value, ApiError> {
-        let def = self.def(res)?.clone();
-        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        if !valid_name(&name) {
-            return Err(ApiError::invalid(
-                &def.group,
-                &def.kind,
-                &name,
-                "metadata.name",
-                "Invalid value",
-            ));
-        }
-        let ns = meta_str(&obj, "namespace").map(String::from);
-        if def.namespaced && ns.is_none() {
-            return Err(ApiError::invalid(
-                &def.group,
-                &def.kind,
-                &name,
-                "metadata.namespace",
-                "Required value",
-            ));
-        }
-        let key = Self::key(&def, ns.as_deref(), &name);
-        let mut inner = self.inner.lock();
-        let prev = inner.objects.get(res).and_then(|m| m.get(&key)).cloned();
-        let uid = match prev.as_ref().and_then(|p| meta_str(p, "uid")) {
-            Some(u) => u.to_string(),
-            None => inner.uid(),
-        };
-        let rv = inner.bump();
-        if let Some(o) = obj.as_object_mut() {
-            o.insert("apiVersion".into(), Value::String(def.api_version()));
-            o.insert("kind".into(), Value::String(def.kind.clone()));
-        }
-        let m = meta_mut(&mut obj);
-        m.insert("uid".into(), Value::String(uid));
-        m.entry("creationTimestamp")
-            .or_insert_with(|| Value::String(now_rfc3339()));
-        m.entry("generation").or_insert(json!(1));
-        if !def.namespaced {
-            m.remove("namespace");
-        }
-        set_rv(&mut obj, rv);
-        if let Some(o) = inner.objects.get_mut(res) {
-            o.insert(key, obj.clone());
-        }
-        Ok(obj)
-    }
-
-    /// Side door: delete without an event or history entry.
-    pub fn side_delete(&self, res: ResId, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        let def = self.def(res)?.clone();
-        let key = Self::key(&def, ns, name);
-        let mut inner = self.inner.lock();
-        let gone = inner
-            .objects
-            .get_mut(res)
-            .and_then(|m| m.remove(&key))
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
-        inner.bump();
-        Ok(gone)
-    }
-
-    /// Take the lock, read the counter, and drain what a receiver has pending: used for bookmarks,
-    /// so a bookmark never claims a resourceVersion whose event the watch has not yet processed.
-    pub fn drain_at_current(&self, rx: &mut broadcast::Receiver<Feed>) -> (u64, Vec<Feed>, bool) {
-        let inner = self.inner.lock();
-        let mut pending = Vec::new();
-        let mut lagged = false;
-        loop {
-            match rx.try_recv() {
-                Ok(f) => pending.push(f),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                    lagged = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        (inner.rv, pending, lagged)
     }
 
     /// Map of per-resource object counts (for diagnostics).
@@ -1087,6 +324,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::meta::format_rfc3339;
     use super::*;
     use crate::resources::ResourceDef;
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apisim::{FailSpec, LatencySpec, Server, ServerConfig};
+use apisim::{FailSpec, Fault, LatencySpec, Server, ServerConfig};
 use common::*;
 use http::Method;
 use serde_json::json;
@@ -525,4 +525,229 @@ async fn request_log_and_counters() {
     assert!(s.requests().is_empty());
     let st = get(a, "/apisim/state").await.json();
     assert_eq!(st["objects"]["packagerepositories"], 1);
+}
+
+/// The surfaces a fault can be injected through.
+#[derive(Debug, Clone, Copy)]
+enum Surface {
+    /// `Control::inject`.
+    Rust,
+    /// `POST /apisim/faults` with the `Fault` as JSON.
+    Http,
+    /// The per-fault route, `POST /apisim/faults/<name>`, with its own body.
+    Route,
+}
+
+/// The per-fault route and body for `fault` (`None`: the fault has only `POST /apisim/faults`;
+/// the per-fault routes are kept for the callers that had them). The match is exhaustive on
+/// purpose: a new variant does not compile here until someone decides.
+fn route_of(fault: &Fault) -> Option<(String, Vec<u8>)> {
+    let j = |path: &str, v: serde_json::Value| {
+        (format!("/apisim/faults/{path}"), v.to_string().into_bytes())
+    };
+    Some(match fault {
+        Fault::Fail(spec) => j("fail", serde_json::to_value(spec).unwrap()),
+        Fault::Latency(spec) => j("latency", serde_json::to_value(spec).unwrap()),
+        Fault::CloseWatches => j("close-watches", json!({})),
+        Fault::StallWatches { duration_ms } => {
+            j("stall-watches", json!({"durationMs": duration_ms}))
+        }
+        Fault::ReleaseWatches => j("release-watches", json!({})),
+        Fault::Compact => j("compact", json!({})),
+        Fault::Restart { keep_objects } => j("restart", json!({"keepObjects": keep_objects})),
+        Fault::MalformedLine { line } => j("malformed-line", json!({"line": line})),
+        Fault::InjectEvent {
+            resource,
+            event_type,
+            object,
+        } => j(
+            "inject-event",
+            json!({"resource": resource, "type": event_type, "object": object}),
+        ),
+        Fault::Undecodable { resource } => j("undecodable", json!({"resource": resource})),
+        Fault::InjectBytes { resource, bytes } => (
+            format!("/apisim/faults/inject-bytes?resource={resource}"),
+            bytes.to_vec(),
+        ),
+        Fault::CutLine {
+            resource,
+            event_type,
+            object,
+        } => j(
+            "cut-line",
+            json!({"resource": resource, "type": event_type, "object": object}),
+        ),
+        Fault::SideDoorPut { object } => j("side-door", json!({"op": "put", "object": object})),
+        Fault::SideDoorDelete {
+            resource,
+            namespace,
+            name,
+        } => j(
+            "side-door",
+            json!({"op": "delete", "resource": resource, "namespace": namespace, "name": name}),
+        ),
+    })
+}
+
+/// Whether `fault` ends the open watches (then the transcript is read to the end, else up to
+/// a marker written after it).
+fn ends_watches(fault: &Fault) -> bool {
+    matches!(
+        fault,
+        Fault::CloseWatches | Fault::Restart { .. } | Fault::CutLine { .. }
+    )
+}
+
+fn object_summary(o: &serde_json::Value) -> serde_json::Value {
+    json!({"name": o["metadata"]["name"], "rv": o["metadata"]["resourceVersion"], "spec": o["spec"]})
+}
+
+/// Injects `fault` through `surface` into a fresh server (one object `a`, one open watch) and
+/// returns everything observable: the answer, the fault rules, the state, the objects, one
+/// LIST's status, and what the watch received.
+async fn effect_of(fault: &Fault, surface: Surface) -> serde_json::Value {
+    let s = Server::start(ServerConfig::default().with_seed([repo("a", "https://a.example/")]))
+        .await
+        .unwrap();
+    let a = s.addr();
+    let mut w = Watch::open(
+        a,
+        &format!("{PR}?watch=true&resourceVersion={}", s.resource_version()),
+    )
+    .await;
+    assert!(s.wait_for_watches(1, T).await);
+    let answer = match surface {
+        Surface::Rust => s.inject(fault.clone()).unwrap().to_json(),
+        Surface::Http => control(&s, "/apisim/faults", serde_json::to_value(fault).unwrap()).await,
+        Surface::Route => {
+            let (path, body) = route_of(fault).expect("a fault with a route");
+            let r = call(a, Method::POST, &path, Some("application/json"), &body).await;
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            r.json()
+        }
+    };
+    let answer = json!({
+        "ok": answer["ok"],
+        "resourceVersion": answer["resourceVersion"],
+        "watches": answer["watches"],
+        "object": answer.get("object").map(object_summary),
+    });
+    let rules = get(a, "/apisim/faults").await.json();
+    let mut state = serde_json::to_value(s.state()).unwrap();
+    state.as_object_mut().unwrap().remove("openWatches");
+    let objects: Vec<_> = s
+        .list("packagerepositories")
+        .unwrap()
+        .iter()
+        .map(object_summary)
+        .collect();
+    let list_status = get(a, PR).await.status.as_u16();
+    s.release_watches();
+    if ends_watches(fault) {
+        eventually(|| s.open_watches() == 0).await;
+    } else {
+        s.create(repo("marker", "https://marker.example/")).unwrap();
+    }
+    let mut watch = Vec::new();
+    loop {
+        match w.next_line().await {
+            Line::End => {
+                watch.push(json!("END"));
+                break;
+            }
+            Line::Raw(line) => watch.push(json!(line)),
+            Line::Event(e) if e["type"] == "BOOKMARK" => {}
+            Line::Event(e) => {
+                let marker = e["object"]["metadata"]["name"] == "marker";
+                watch.push(json!({"type": e["type"], "object": object_summary(&e["object"])}));
+                if marker {
+                    break;
+                }
+            }
+        }
+    }
+    watch.push(json!(String::from_utf8_lossy(w.rest())));
+    json!({"answer": answer, "rules": rules, "state": state, "objects": objects,
+           "listStatus": list_status, "watch": watch})
+}
+
+/// Every fault, injected through `Control::inject`, `POST /apisim/faults` and its own route,
+/// has the same effect: the three control surfaces cannot drift apart.
+#[tokio::test]
+async fn every_fault_has_the_same_effect_through_every_surface() {
+    let examples = Fault::examples();
+    // Every variant has an example (exhaustive on purpose: a new variant must be added here,
+    // and then to `Fault::examples`).
+    let mut seen = [false; 14];
+    for f in &examples {
+        let i = match f {
+            Fault::Fail(_) => 0,
+            Fault::Latency(_) => 1,
+            Fault::CloseWatches => 2,
+            Fault::StallWatches { .. } => 3,
+            Fault::ReleaseWatches => 4,
+            Fault::Compact => 5,
+            Fault::Restart { .. } => 6,
+            Fault::MalformedLine { .. } => 7,
+            Fault::InjectEvent { .. } => 8,
+            Fault::Undecodable { .. } => 9,
+            Fault::InjectBytes { .. } => 10,
+            Fault::CutLine { .. } => 11,
+            Fault::SideDoorPut { .. } => 12,
+            Fault::SideDoorDelete { .. } => 13,
+        };
+        seen[i] = true;
+    }
+    assert!(
+        seen.iter().all(|s| *s),
+        "a variant has no example: {seen:?}"
+    );
+    for f in &examples {
+        // The JSON tag is the fault's name, and the JSON form reads back as the same fault.
+        let v = serde_json::to_value(f).unwrap();
+        assert_eq!(v["fault"], f.name(), "{v}");
+        assert_eq!(&serde_json::from_value::<Fault>(v).unwrap(), f);
+        let rust = effect_of(f, Surface::Rust).await;
+        let mut surfaces = vec![Surface::Http];
+        if route_of(f).is_some() {
+            surfaces.push(Surface::Route);
+        }
+        for surface in surfaces {
+            let other = effect_of(f, surface).await;
+            assert_eq!(
+                rust,
+                other,
+                "{} through {surface:?} differs from Control::inject",
+                f.name()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fault_route_refuses_bad_faults() {
+    let s = server().await;
+    let a = s.addr();
+    let post =
+        |v: serde_json::Value| async move { post_json(a, "/apisim/faults", &v).await.status };
+    assert_eq!(post(json!({"fault": "noSuchFault"})).await, 400);
+    assert_eq!(post(json!({"verb": "list", "code": 503})).await, 400);
+    assert_eq!(post(json!({"fault": "fail", "code": 200})).await, 400);
+    assert_eq!(
+        post(json!({"fault": "undecodable", "resource": "widgets"})).await,
+        404
+    );
+    assert_eq!(post(json!({"fault": "undecodable"})).await, 400);
+    assert!(s.faults().0.is_empty());
+    assert_eq!(
+        call(a, Method::GET, "/apisim/faults/cut-line", None, b"")
+            .await
+            .status,
+        405
+    );
 }
