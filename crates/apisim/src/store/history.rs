@@ -105,7 +105,7 @@ impl Store {
                 state: inner
                     .objects
                     .get(res)
-                    .map(|m| m.values().cloned().collect())
+                    .map(|m| m.values().map(|o| Value::clone(o)).collect())
                     .unwrap_or_default(),
                 replay: Vec::new(),
                 rv: inner.rv,

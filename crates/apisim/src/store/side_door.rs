@@ -1,6 +1,8 @@
 //! Past the API (fault injection): raw lines, bytes and cut lines on the watch feed, and object
 //! writes without an event or a history entry.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::meta::{meta_mut, meta_str, now_rfc3339, set_rv, valid_name};
@@ -81,7 +83,7 @@ impl Store {
         }
         set_rv(&mut obj, rv);
         if let Some(o) = inner.objects.get_mut(res) {
-            o.insert(key, obj.clone());
+            o.insert(key, Arc::new(obj.clone()));
         }
         Ok(obj)
     }
@@ -97,6 +99,6 @@ impl Store {
             .and_then(|m| m.remove(&key))
             .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
         inner.bump();
-        Ok(gone)
+        Ok(Arc::unwrap_or_clone(gone))
     }
 }

@@ -1,6 +1,8 @@
 //! The API writes (create, update, delete) and the seed: system metadata, preconditions,
 //! finalizers, and the commit that makes a write, its resourceVersion and its event one step.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::meta::{finalizers, meta_mut, meta_str, now_rfc3339, set_rv, spec_part, valid_name};
@@ -34,7 +36,7 @@ impl Store {
             if kind == EventType::Deleted {
                 objects.remove(&key);
             } else {
-                objects.insert(key, object.clone());
+                objects.insert(key, Arc::new(object.clone()));
             }
         }
         self.emit(
@@ -84,7 +86,7 @@ impl Store {
         m.entry("generation").or_insert(json!(1));
         set_rv(&mut obj, rv);
         if let Some(o) = inner.objects.get_mut(res) {
-            o.insert(key, obj.clone());
+            o.insert(key, Arc::new(obj.clone()));
         }
         inner.compacted_rv = inner.rv;
         Ok(obj)
