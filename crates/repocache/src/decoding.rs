@@ -59,8 +59,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use tracing::warn;
 
-use crate::cache::Shared;
 use crate::decoded::Decoded;
+use crate::shared::Shared;
 
 /// The watched events, as the reflector takes them.
 pub(crate) type Events<K> = BoxStream<'static, watcher::Result<Event<Decoded<K>>>>;

@@ -50,6 +50,7 @@ mod error;
 mod feed;
 #[cfg(feature = "glasskube")]
 pub mod glasskube;
+mod hasher;
 mod index;
 mod key;
 pub mod layer;
@@ -60,6 +61,7 @@ mod ordered;
 mod policy;
 mod reader;
 mod reflector;
+mod shared;
 mod snapshot;
 mod state;
 mod stats;
@@ -67,7 +69,7 @@ mod striped;
 mod subscription;
 mod writer;
 
-pub use cache::{Cache, CacheScope};
+pub use cache::Cache;
 pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
 pub use config::{
@@ -80,6 +82,7 @@ pub use error::Error;
 pub use index::{IndexFn, Indexer};
 pub use key::ObjectKey;
 pub use line_guard::{DEFAULT_MAX_LINE, LineRejection, MIN_MAX_LINE};
+pub use live::CacheScope;
 pub use metrics::Metrics;
 pub use policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
 pub use reader::Reader;

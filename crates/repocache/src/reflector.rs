@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::cache::{Cache, Command, Shared};
+use crate::cache::Cache;
 use crate::clock::{later, saturating_add};
 use crate::config::CacheConfig;
 use crate::decoded::Decoded;
@@ -39,6 +39,7 @@ use crate::feed::Feed;
 use crate::line_guard::{LineGuard, OnReject};
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::shared::{Command, Shared};
 use crate::state::CacheState;
 use crate::stats::{ApiReason, EventType, RelistReason};
 use crate::writer::{Applied, Publish, Writer};

@@ -16,13 +16,10 @@ use std::time::{Duration, Instant};
 use kube::Resource;
 
 use crate::clock::Clock;
+use crate::hasher::Hasher;
 use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::Ordered;
-
-/// The hasher of the lookup maps: foldhash, seeded per process (a fraction of SipHash's cost
-/// on short keys such as object names).
-pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// Objects by (namespace, name), for O(1) expected-time lookups. The map stores no separate
 /// key: each entry is the object's `Arc`, hashed and compared by the object's own metadata.

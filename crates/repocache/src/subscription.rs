@@ -17,9 +17,9 @@ use kube::Resource;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::cache::Shared;
 use crate::change::{Batch, Change, apply_to, diff};
 use crate::ordered::Ordered;
+use crate::shared::Shared;
 
 /// A stream of a cache's changes; see [`Cache::subscribe`](crate::Cache::subscribe).
 ///

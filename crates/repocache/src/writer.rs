@@ -16,12 +16,13 @@ use kube::runtime::watcher::Event;
 use tokio::sync::broadcast;
 use tracing::{debug, error, trace, warn};
 
-use crate::cache::{Cache, Shared};
+use crate::cache::Cache;
 use crate::change::{Batch, Change, diff_at_most};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::Ordered;
+use crate::shared::Shared;
 use crate::snapshot::{
     Index, ObjView, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
 };
