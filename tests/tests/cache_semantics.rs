@@ -417,13 +417,6 @@ async fn refresh_resolves_after_a_relist_visible_in_the_request_log() {
 }
 
 #[tokio::test]
-async fn refresh_without_a_reflector_is_a_typed_error() {
-    let writer = repocache::Writer::<PackageRepository>::new();
-    let err = writer.cache().refresh().await.unwrap_err();
-    assert!(matches!(err, repocache::Error::NoReflector { .. }), "{err}");
-}
-
-#[tokio::test]
 async fn metrics_report_each_family_with_the_values_produced() {
     let server = apisim().await;
     let metrics = Metrics::new();

@@ -61,7 +61,7 @@ pub struct Repocache {
     due: Option<Instant>,
 }
 
-impl Reader for repocache::Cache<Obj> {
+impl<F: repocache::Feed> Reader for repocache::Cache<Obj, F> {
     type Key = String;
     fn key(name: &str) -> String {
         name.to_owned()
@@ -93,7 +93,7 @@ impl Repocache {
 }
 
 impl WriteSide for Repocache {
-    type Reader = repocache::Cache<Obj>;
+    type Reader = repocache::Cache<Obj, repocache::Local>;
     const LABEL: &'static str = "repocache";
     fn new() -> Self {
         Self {
@@ -134,7 +134,7 @@ impl RepocachePerEvent {
 }
 
 impl WriteSide for RepocachePerEvent {
-    type Reader = repocache::Cache<Obj>;
+    type Reader = repocache::Cache<Obj, repocache::Local>;
     const LABEL: &'static str = "repocache, publish per event";
     fn new() -> Self {
         Self(repocache::Writer::with_config(
@@ -345,8 +345,10 @@ mod publish_tests {
         let filled_with = 3;
         let mut side: Repocache = filled(&fixture::repositories(filled_with, 1));
         let reader = side.reader();
-        let key = |i: usize| <repocache::Cache<Obj> as Reader>::key(&fixture::name(i));
-        let generation = |cache: &repocache::Cache<Obj>| cache.snapshot().generation();
+        let key =
+            |i: usize| <repocache::Cache<Obj, repocache::Local> as Reader>::key(&fixture::name(i));
+        let generation =
+            |cache: &repocache::Cache<Obj, repocache::Local>| cache.snapshot().generation();
         let after_relist = generation(&reader);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut events = 0;

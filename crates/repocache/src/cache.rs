@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 use crate::key::ObjectKey;
@@ -33,19 +33,89 @@ use crate::subscription::Subscription;
 ///
 /// For several reads that must see one moment, take one [`Snapshot`] and read from it. For reads
 /// with a freshness bound, or the bypass, see [`get_with`](Self::get_with) and [`ReadPolicy`].
-pub struct Cache<K> {
+///
+/// # How it is fed, in its type
+///
+/// The second parameter says what feeds the cache. `Cache<K>` is `Cache<K, Watched>`: a cache
+/// its reflector feeds (from [`reflector()`](crate::reflector()), `ReflectorBuilder` or
+/// `CacheSet`), which also has the reads that may reach the API server
+/// ([`get_with`](Self::get_with), [`list_with`](Self::list_with)) and
+/// [`refresh`](Self::refresh). A cache fed by hand through a bare [`Writer`](crate::Writer) is a
+/// `Cache<K, Local>`: it has every snapshot read, readiness, versions, stats and subscriptions,
+/// and no call that needs a server (there is none to ask), so such a call does not compile
+/// rather than fail at run time.
+pub struct Cache<K, F = Watched> {
     shared: Arc<Shared<K>>,
+    feed: F,
 }
 
-impl<K> Clone for Cache<K> {
-    fn clone(&self) -> Self {
+/// What feeds a [`Cache`]: [`Watched`] (a reflector) or [`Local`] (a bare `Writer`). Sealed.
+pub trait Feed: Clone + Send + Sync + sealed::Sealed + 'static {
+    /// Which objects of the kind the cache holds (`None`: whatever its writer applies).
+    #[doc(hidden)]
+    fn scope(&self) -> Option<CacheScope>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Watched {}
+    impl Sealed for super::Local {}
+}
+
+/// A [`Cache`] fed by its reflector: policy reads and [`Cache::refresh`] reach its API server.
+#[derive(Clone)]
+pub struct Watched {
+    link: Arc<Link>,
+}
+
+impl Watched {
+    pub(crate) fn new(live: Live, control: mpsc::UnboundedSender<Command>) -> Self {
         Self {
-            shared: self.shared.clone(),
+            link: Arc::new(Link { live, control }),
         }
     }
 }
 
-impl<K> fmt::Debug for Cache<K> {
+/// What a watched cache's handles hold of its reflector: how to make live reads, and how to
+/// ask for a refresh. Set once, when the reflector is built, before any handle exists.
+struct Link {
+    live: Live,
+    control: mpsc::UnboundedSender<Command>,
+}
+
+impl Feed for Watched {
+    fn scope(&self) -> Option<CacheScope> {
+        Some(self.link.live.scope())
+    }
+}
+
+/// A [`Cache`] fed by hand through a bare [`Writer`](crate::Writer): snapshot reads only (no
+/// server to ask).
+#[derive(Clone, Copy, Debug)]
+pub struct Local(());
+
+impl Local {
+    pub(crate) fn new() -> Self {
+        Self(())
+    }
+}
+
+impl Feed for Local {
+    fn scope(&self) -> Option<CacheScope> {
+        None
+    }
+}
+
+impl<K, F: Clone> Clone for Cache<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            feed: self.feed.clone(),
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for Cache<K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snapshot = self.shared.current.load();
         f.debug_struct("Cache")
@@ -57,9 +127,15 @@ impl<K> fmt::Debug for Cache<K> {
     }
 }
 
-impl<K> Cache<K> {
-    pub(crate) fn from_shared(shared: Arc<Shared<K>>) -> Self {
-        Self { shared }
+impl<K, F> Cache<K, F> {
+    pub(crate) fn from_shared(shared: Arc<Shared<K>>, feed: F) -> Self {
+        Self { shared, feed }
+    }
+
+    /// The same cache without its feed (for the crate's type-erased holders, which read
+    /// snapshots only).
+    pub(crate) fn local(&self) -> Cache<K, Local> {
+        Cache::from_shared(self.shared.clone(), Local::new())
     }
 
     pub(crate) fn shared(&self) -> &Shared<K> {
@@ -90,8 +166,11 @@ impl<K> Cache<K> {
 
     /// Which objects of the kind this cache holds: its namespace restriction and selectors.
     /// `None` for a cache fed by hand, which covers whatever its writer applies.
-    pub fn scope(&self) -> Option<CacheScope> {
-        self.shared.live.get().map(Live::scope)
+    pub fn scope(&self) -> Option<CacheScope>
+    where
+        F: Feed,
+    {
+        self.feed.scope()
     }
 
     /// Counts one read as a hit or a miss (reads inside the crate that bypass `get`).
@@ -126,8 +205,7 @@ impl<K> Cache<K> {
 
     /// Whether the current snapshot went unconfirmed for longer than the TTL.
     pub fn is_stale(&self) -> bool {
-        let ttl = self.ttl();
-        !ttl.is_zero() && self.shared.current.load().since_confirmed() > ttl
+        !self.shared.current.load().is_within_ttl(self.ttl())
     }
 
     /// The cache's state: [`Starting`](CacheState::Starting), [`Ready`](CacheState::Ready),
@@ -208,25 +286,6 @@ impl<K> Cache<K> {
                 waited: timeout,
             }),
         }
-    }
-
-    /// Forces a relist now and resolves when its snapshot is published, with that snapshot's
-    /// generation: "clear the cache", without ever showing readers an empty one.
-    ///
-    /// Fails with [`Error::NoReflector`] for a cache fed by hand, and [`Error::Stopped`] when the
-    /// reflector has stopped.
-    pub async fn refresh(&self) -> Result<u64, Error> {
-        let control = self
-            .shared
-            .control
-            .get()
-            .ok_or_else(|| Error::NoReflector {
-                kind: self.shared.kind.clone(),
-            })?;
-        let (tx, rx) = oneshot::channel();
-        let stopped = || self.shared.stopped_error();
-        control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())
     }
 
     /// Subscribes to the cache's changes: first the current state as
@@ -320,6 +379,31 @@ impl<K> Cache<K> {
         }
     }
 
+    fn from_snapshot<T>(snapshot: &Snapshot<K>, value: T) -> Read<T> {
+        Read {
+            value,
+            source: Source::Snapshot {
+                generation: snapshot.generation(),
+                since_confirmed: snapshot.since_confirmed(),
+            },
+        }
+    }
+}
+
+impl<K> Cache<K> {
+    /// Forces a relist now and resolves when its snapshot is published, with that snapshot's
+    /// generation: "clear the cache", without ever showing readers an empty one.
+    ///
+    /// Fails with [`Error::Stopped`] when the reflector has stopped. (A cache fed by hand, a
+    /// `Cache<K, Local>`, has no `refresh`: nobody could relist it.)
+    pub async fn refresh(&self) -> Result<u64, Error> {
+        let control = &self.feed.link.control;
+        let (tx, rx) = oneshot::channel();
+        let stopped = || self.shared.stopped_error();
+        control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
     /// Decides whether a policy read must go to the server, and why; for the version policies,
     /// waits for the snapshot first. Returns the snapshot to answer from otherwise.
     async fn plan_read(
@@ -335,7 +419,7 @@ impl<K> Cache<K> {
             ReadPolicy::Cached => return Ok(Ok(snapshot)),
             ReadPolicy::Fresh => return Ok(Err(ApiReason::Fresh)),
             ReadPolicy::MaxStaleness(bound) => {
-                return Ok(if !self.is_ready() || snapshot.since_confirmed() > bound {
+                return Ok(if !self.is_ready() || !snapshot.is_fresh(bound) {
                     Err(ApiReason::Fallback)
                 } else {
                     Ok(snapshot)
@@ -347,7 +431,7 @@ impl<K> Cache<K> {
             }
             ReadPolicy::AtLeast(rv) => rv,
             ReadPolicy::Consistent => {
-                let live = self.live(ApiReason::Version)?;
+                let live = self.live(ApiReason::Version);
                 match live.current_version::<K>().await? {
                     Some(rv) => rv,
                     // The server's version is not an integer: only a live read is safe.
@@ -363,26 +447,13 @@ impl<K> Cache<K> {
         }
     }
 
-    fn live(&self, reason: ApiReason) -> Result<&Live, Error> {
-        let live = self.shared.live.get().ok_or_else(|| Error::NoReflector {
-            kind: self.shared.kind.clone(),
-        })?;
+    fn live(&self, reason: ApiReason) -> &Live {
         self.shared.counters.record_api(reason);
-        Ok(live)
-    }
-
-    fn from_snapshot<T>(snapshot: &Snapshot<K>, value: T) -> Read<T> {
-        Read {
-            value,
-            source: Source::Snapshot {
-                generation: snapshot.generation(),
-                since_confirmed: snapshot.since_confirmed(),
-            },
-        }
+        &self.feed.link.live
     }
 }
 
-impl<K: Resource> Cache<K> {
+impl<K: Resource, F> Cache<K, F> {
     /// The cluster-scoped object with this name, from the current snapshot.
     ///
     /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
@@ -452,7 +523,7 @@ where
         match self.plan_read(policy).await? {
             Ok(snapshot) => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
             Err(reason) => {
-                let mut objects = self.live(reason)?.list::<K>().await?;
+                let mut objects = self.live(reason).list::<K>().await?;
                 objects.sort_by_cached_key(|o| ObjectKey::of(o.as_ref()));
                 Ok(Read {
                     value: objects,
@@ -479,7 +550,7 @@ where
                 Ok(Self::from_snapshot(&snapshot, found))
             }
             Err(reason) => {
-                let found = self.live(reason)?.get::<K>(namespace, name).await?;
+                let found = self.live(reason).get::<K>(namespace, name).await?;
                 Ok(Read {
                     value: found.map(Arc::new),
                     source: Source::Live,

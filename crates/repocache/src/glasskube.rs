@@ -12,8 +12,19 @@ use glasskube_api::{ClusterPackage, Package, PackageRepository};
 
 use crate::cache::Cache;
 use crate::cache_set::KindOptions;
-use crate::error::Error;
 use crate::snapshot::Snapshot;
+
+/// Errors of the Glasskube lookups (the generic [`crate::Error`] knows no Glasskube kind).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// More than one PackageRepository is marked as the default repository.
+    #[error("several default repositories are marked: {}", names.join(", "))]
+    SeveralDefaults {
+        /// The names of every repository marked default.
+        names: Vec<String>,
+    },
+}
 
 /// Index of PackageRepositories by [`normalize_url`] of `spec.url`.
 pub const BY_URL: &str = "url";
@@ -146,7 +157,7 @@ impl RepositoryLookup for Snapshot<PackageRepository> {
     }
 }
 
-impl RepositoryLookup for Cache<PackageRepository> {
+impl<F> RepositoryLookup for Cache<PackageRepository, F> {
     fn default_repository(&self) -> Result<Option<Arc<PackageRepository>>, Error> {
         self.snapshot().default_repository()
     }

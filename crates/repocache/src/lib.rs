@@ -44,10 +44,8 @@ mod config;
 pub mod controller;
 #[cfg(feature = "debug")]
 pub mod debug;
-mod decoded;
-mod decoding;
+pub mod decode;
 mod error;
-mod feed;
 #[cfg(feature = "glasskube")]
 pub mod glasskube;
 mod hasher;
@@ -69,7 +67,7 @@ mod striped;
 mod subscription;
 mod writer;
 
-pub use cache::Cache;
+pub use cache::{Cache, Feed, Local, Watched};
 pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
 pub use change::Change;
 pub use config::{
@@ -77,7 +75,7 @@ pub use config::{
     DEFAULT_SUBSCRIBER_BUFFER_CHANGES, LAST_APPLIED_ANNOTATION, MAX_PUBLISH_INTERVAL, Transform,
     drop_managed_fields,
 };
-pub use decoded::{Decoded, InvalidObject};
+pub use decode::{Decoded, InvalidObject};
 pub use error::Error;
 pub use index::{IndexFn, Indexer};
 pub use key::ObjectKey;

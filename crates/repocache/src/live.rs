@@ -10,7 +10,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use crate::decoded::Decoded;
+use crate::decode::object::Decoded;
 use crate::error::Error;
 
 /// How a cache reaches the API server for a live read.
@@ -140,7 +140,7 @@ impl Live {
     }
 }
 
-/// Which objects of a kind a cache holds; see [`Cache::scope`].
+/// Which objects of a kind a cache holds; see [`Cache::scope`](crate::Cache::scope).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheScope {

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Local};
 use crate::stats::{DELAY_BUCKETS, DecodingMode, Stats};
 
 /// Something whose figures can be read on a scrape.
@@ -22,7 +22,7 @@ trait StatsSource: Send + Sync {
     fn stats(&self) -> Stats;
 }
 
-impl<K: Send + Sync> StatsSource for Cache<K> {
+impl<K: Send + Sync> StatsSource for Cache<K, Local> {
     fn stats(&self) -> Stats {
         Cache::stats(self)
     }
@@ -77,8 +77,8 @@ impl Metrics {
     }
 
     /// Adds a cache whose figures these metrics report.
-    pub fn track<K: Send + Sync + 'static>(&self, cache: &Cache<K>) {
-        let source: Arc<dyn StatsSource> = Arc::new(cache.clone());
+    pub fn track<K: Send + Sync + 'static, F>(&self, cache: &Cache<K, F>) {
+        let source: Arc<dyn StatsSource> = Arc::new(cache.local());
         match self.sources.lock() {
             Ok(mut sources) => sources.push(source),
             Err(poisoned) => poisoned.into_inner().push(source),

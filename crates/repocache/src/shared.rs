@@ -4,18 +4,17 @@
 //! It sits below every module that touches it (writer, reflector, read handles, subscriptions,
 //! the per-thread reader), so that none of them imports another's file for it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 
 use crate::change::Batch;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::index::Indexer;
-use crate::live::Live;
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 use crate::stats::{Counters, RelistReason};
@@ -56,10 +55,6 @@ pub(crate) struct Shared<K> {
     ttl_nanos: AtomicU64,
     /// The last completed relist and when it completed.
     pub(crate) last_relist: ArcSwapOption<(RelistReason, Instant)>,
-    /// Set by the reflector: how to make live reads.
-    pub(crate) live: OnceLock<Live>,
-    /// Set by the reflector: how to ask it for a refresh.
-    pub(crate) control: OnceLock<mpsc::UnboundedSender<Command>>,
     /// Where the writer sends its changes (weak: the stream ends when the writer goes).
     pub(crate) changes: broadcast::WeakSender<Arc<Batch<K>>>,
     /// Woken at every publish and every proven progress (for [`Cache::wait_for`](crate::Cache::wait_for)).
@@ -89,8 +84,6 @@ impl<K> Shared<K> {
             state: ArcSwap::from_pointee(CacheState::Starting),
             ttl_nanos: AtomicU64::new(0),
             last_relist: ArcSwapOption::empty(),
-            live: OnceLock::new(),
-            control: OnceLock::new(),
             changes,
             published: Notify::new(),
             progress: AtomicU64::new(0),

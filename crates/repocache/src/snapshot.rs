@@ -202,6 +202,20 @@ impl<K> Snapshot<K> {
         self.confirmed_at().elapsed()
     }
 
+    /// Whether the watch confirmed this snapshot (by an event, a bookmark or a relist) at most
+    /// `max_staleness` ago: the one freshness test of the crate.
+    /// [`ReadPolicy::MaxStaleness`](crate::ReadPolicy::MaxStaleness), the layer's read policy,
+    /// the TTL behind
+    /// [`Cache::is_stale`](crate::Cache::is_stale) and the reflector's supervisor all ask it.
+    pub fn is_fresh(&self, max_staleness: Duration) -> bool {
+        self.since_confirmed() <= max_staleness
+    }
+
+    /// [`is_fresh`](Self::is_fresh) for a TTL, where zero disables the bound.
+    pub(crate) fn is_within_ttl(&self, ttl: Duration) -> bool {
+        ttl.is_zero() || self.is_fresh(ttl)
+    }
+
     /// Marks the snapshot as confirmed now (monotonic: an earlier time never overwrites a later).
     pub(crate) fn confirm(&self, at: Instant) {
         self.confirmed

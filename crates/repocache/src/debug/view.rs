@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::redact::Redactor;
 use super::report::CacheReport;
-use crate::cache::Cache;
+use crate::cache::{Cache, Local};
 use crate::change::Change;
 use crate::state::CacheState;
 use crate::stats::Stats;
@@ -66,7 +66,7 @@ fn view_change<K: Resource>(change: Change<K>) -> Option<ViewChange> {
     })
 }
 
-impl<K: Resource + Serialize + Send + Sync + 'static> Source for Cache<K> {
+impl<K: Resource + Serialize + Send + Sync + 'static> Source for Cache<K, Local> {
     fn changes(&self) -> BoxStream<'static, ViewChange> {
         crate::controller::changes(self)
             .filter_map(|change| std::future::ready(view_change(change)))
@@ -126,9 +126,9 @@ impl fmt::Debug for CacheView {
 
 impl CacheView {
     /// A view of `cache` (shares it; reads stay lock-free).
-    pub fn new<K: Resource + Serialize + Send + Sync + 'static>(cache: &Cache<K>) -> Self {
+    pub fn new<K: Resource + Serialize + Send + Sync + 'static, F>(cache: &Cache<K, F>) -> Self {
         Self {
-            source: Arc::new(cache.clone()),
+            source: Arc::new(cache.local()),
         }
     }
 

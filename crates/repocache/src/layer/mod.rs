@@ -128,7 +128,7 @@ pub use respond::GENERATION_HEADER;
 pub use route::Verb;
 pub use stats::{LayerCount, LayerMetrics, LayerStats, Outcome};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Feed};
 use route::{Params, parse_path, verb_of};
 use serve::{Ctx, Job, KindInfo, LocalRequest, Registered, Serve};
 use stats::{CounterSet, Counters};
@@ -238,7 +238,7 @@ impl CacheLayer {
     /// label or field selectors in its watcher config (a cache of a subset would answer LISTs
     /// with the subset and GETs of the rest with 404). For a cache of one namespace, use
     /// [`cache_in_namespace`](Self::cache_in_namespace).
-    pub fn cache<K>(self, cache: &Cache<K>) -> Self
+    pub fn cache<K, F: Feed>(self, cache: &Cache<K, F>) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
@@ -249,7 +249,7 @@ impl CacheLayer {
     /// Answers GET and LIST of `K` inside `namespace` from `cache`, which must hold every
     /// object of that namespace (a reflector over `Api::namespaced(client, namespace)`, without
     /// selectors). Requests for other namespaces, and LISTs across all namespaces, pass through.
-    pub fn cache_in_namespace<K>(self, cache: &Cache<K>, namespace: &str) -> Self
+    pub fn cache_in_namespace<K, F: Feed>(self, cache: &Cache<K, F>, namespace: &str) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
@@ -257,7 +257,7 @@ impl CacheLayer {
         self.register_cache(cache, Some(namespace.to_owned()))
     }
 
-    fn register_cache<K>(mut self, cache: &Cache<K>, namespace: Option<String>) -> Self
+    fn register_cache<K, F: Feed>(mut self, cache: &Cache<K, F>, namespace: Option<String>) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
@@ -286,7 +286,7 @@ impl CacheLayer {
             namespaced: K::Scope::NAMESPACED,
             namespace,
         };
-        let registered: Arc<dyn Serve> = Arc::new(Registered::new(cache.clone(), info));
+        let registered: Arc<dyn Serve> = Arc::new(Registered::new(cache.local(), info));
         Arc::make_mut(&mut self.config).kinds.push(registered);
         self
     }

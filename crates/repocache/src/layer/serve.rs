@@ -22,7 +22,7 @@ use tracing::warn;
 use super::respond::{self, ListMeta};
 use super::route::{Params, Verb, VersionNeed};
 use super::stats::{Counters, Outcome};
-use crate::cache::Cache;
+use crate::cache::{Cache, Local};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 
@@ -110,7 +110,7 @@ impl<K> Clone for Held<K> {
 
 /// A registered `Cache<K>`.
 pub(crate) struct Registered<K> {
-    cache: Cache<K>,
+    cache: Cache<K, Local>,
     info: KindInfo,
     counters: Arc<Counters>,
     /// Recent snapshots that continue tokens point into (replaced whole: readers never lock).
@@ -124,7 +124,7 @@ pub(crate) struct Registered<K> {
 }
 
 impl<K> Registered<K> {
-    pub(crate) fn new(cache: Cache<K>, info: KindInfo) -> Self {
+    pub(crate) fn new(cache: Cache<K, Local>, info: KindInfo) -> Self {
         Self {
             counters: Arc::new(Counters::new(info.kind.clone())),
             cache,
@@ -173,7 +173,7 @@ impl<K> Registered<K> {
                 CacheState::Starting => return Err(Outcome::NotReady),
                 _ => false,
             },
-            Some(bound) => snapshot.since_confirmed() <= bound,
+            Some(bound) => snapshot.is_fresh(bound),
         };
         if fresh {
             return Ok((snapshot, None));
@@ -276,7 +276,7 @@ impl Token {
 
 /// Whether `snapshot` (of `cache`) reflects resourceVersion `min` (numeric versions only; a
 /// bookmark may prove a quiet snapshot current to a later version than its own).
-fn not_older_than<K>(cache: &Cache<K>, snapshot: &Snapshot<K>, min: u64) -> bool {
+fn not_older_than<K>(cache: &Cache<K, Local>, snapshot: &Snapshot<K>, min: u64) -> bool {
     cache
         .shared()
         .version_of(snapshot)

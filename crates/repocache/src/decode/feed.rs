@@ -11,7 +11,7 @@ use kube::Resource;
 use kube::runtime::watcher::Event;
 use tracing::{info, warn};
 
-use crate::decoded::{Decoded, InvalidObject};
+use super::object::{Decoded, InvalidObject};
 use crate::key::ObjectKey;
 use crate::writer::{Applied, Writer};
 
