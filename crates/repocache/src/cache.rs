@@ -23,6 +23,7 @@ use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 use crate::stats::{ApiReason, RelistReason, Stats};
 use crate::subscription::Subscription;
+use crate::writer::Writer;
 
 /// A read handle on a cache of `K` objects: cheap to clone, `Send + Sync`.
 ///
@@ -557,5 +558,36 @@ where
                 })
             }
         }
+    }
+}
+
+// `Writer::cache` lives here, beside the handle it builds, so that the writer (below the read
+// handle) does not import it.
+impl<K> Writer<K>
+where
+    K: Resource + Send + Sync + 'static,
+{
+    /// A read handle on the cache this writer publishes to: a `Cache<K, Local>`, with every
+    /// snapshot read and no call that needs an API server (a bare writer has none); see
+    /// [`Cache`], "How it is fed, in its type". The reflector hands out `Cache<K>` handles
+    /// instead, which also make policy reads and refresh.
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// let writer = repocache::Writer::<k8s_openapi::api::core::v1::ConfigMap>::new();
+    /// // A cache fed by hand cannot be refreshed: nothing could relist it.
+    /// writer.cache().refresh().await;
+    /// # }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// let writer = repocache::Writer::<k8s_openapi::api::core::v1::ConfigMap>::new();
+    /// // Nor read live: there is no server to ask.
+    /// writer.cache().get_with("a", repocache::ReadPolicy::Fresh).await;
+    /// # }
+    /// ```
+    pub fn cache(&self) -> Cache<K, Local> {
+        Cache::from_shared(self.shared(), Local::new())
     }
 }

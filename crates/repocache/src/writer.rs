@@ -16,7 +16,6 @@ use kube::runtime::watcher::Event;
 use tokio::sync::broadcast;
 use tracing::{debug, error, trace, warn};
 
-use crate::cache::{Cache, Local};
 use crate::change::{Batch, Change, diff_at_most};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
@@ -231,30 +230,6 @@ impl<K> Writer<K>
 where
     K: Resource + Send + Sync + 'static,
 {
-    /// A read handle on the cache this writer publishes to: a `Cache<K, Local>`, with every
-    /// snapshot read and no call that needs an API server (a bare writer has none); see
-    /// [`Cache`], "How it is fed, in its type". The reflector hands out `Cache<K>` handles
-    /// instead, which also make policy reads and refresh.
-    ///
-    /// ```compile_fail
-    /// # async fn f() {
-    /// let writer = repocache::Writer::<k8s_openapi::api::core::v1::ConfigMap>::new();
-    /// // A cache fed by hand cannot be refreshed: nothing could relist it.
-    /// writer.cache().refresh().await;
-    /// # }
-    /// ```
-    ///
-    /// ```compile_fail
-    /// # async fn f() {
-    /// let writer = repocache::Writer::<k8s_openapi::api::core::v1::ConfigMap>::new();
-    /// // Nor read live: there is no server to ask.
-    /// writer.cache().get_with("a", repocache::ReadPolicy::Fresh).await;
-    /// # }
-    /// ```
-    pub fn cache(&self) -> Cache<K, Local> {
-        Cache::from_shared(self.shared.clone(), Local::new())
-    }
-
     /// Applies one event and publishes the result if it changed the cache.
     pub fn apply(&mut self, event: Event<K>) -> Applied {
         let applied = self.stage(event);
