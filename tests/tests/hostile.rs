@@ -459,7 +459,7 @@ async fn capped_cache(
 ) -> (Cache<PackageRepository>, ReflectorHandle) {
     let (cache, handle) =
         ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(server)))
-            .max_line(max_line)
+            .configure_cache(|c| c.max_line(max_line))
             .start();
     cache.wait_ready(PATIENCE).await.unwrap();
     assert!(server.control().wait_for_watches(1, PATIENCE).await);
@@ -735,7 +735,7 @@ async fn a_line_rejected_during_the_initial_streaming_list_costs_a_relist_and_no
     let (cache, _handle) =
         ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
             .watcher_config(watcher::Config::default().streaming_lists())
-            .max_line(CAP)
+            .configure_cache(|c| c.max_line(CAP))
             .start();
     eventually("the line is rejected", || {
         cache.stats().rejected_lines(LineRejection::TooLong) >= 1

@@ -225,7 +225,7 @@ async fn a_deferred_publish_needs_no_further_event() {
     let server = apisim().await;
     let control = server.control();
     let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
-        .publish_interval(Duration::from_secs(1))
+        .configure_cache(|c| c.publish_interval(Duration::from_secs(1)))
         .start();
     repos.wait_ready(PATIENCE).await.unwrap();
     let generation = repos.snapshot().generation();

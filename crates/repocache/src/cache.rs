@@ -9,6 +9,7 @@ use std::fmt::{self, Debug};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -558,6 +559,60 @@ where
                 })
             }
         }
+    }
+}
+
+/// The one type-erased view of a cache, for what holds caches of several kinds: [`Metrics`]
+/// (crate::Metrics), `CacheSet` and the debug view's `CacheView`. Implemented once, for the
+/// feed-less handle (`Cache::local`), so every holder erases a cache the same way.
+// Metrics and `CacheSet` read `kind`, `stats` and `ready`; the debug view reads the rest.
+#[cfg_attr(not(feature = "debug"), allow(dead_code))]
+pub(crate) trait AnyCache: Send + Sync {
+    fn kind(&self) -> &str;
+    fn is_ready(&self) -> bool;
+    fn is_stale(&self) -> bool;
+    fn state(&self) -> CacheState;
+    fn stats(&self) -> Stats;
+    fn generation(&self) -> u64;
+    fn ready(&self) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+impl<K: Send + Sync + 'static> AnyCache for Cache<K, Local> {
+    fn kind(&self) -> &str {
+        Cache::kind(self)
+    }
+    fn is_ready(&self) -> bool {
+        Cache::is_ready(self)
+    }
+    fn is_stale(&self) -> bool {
+        Cache::is_stale(self)
+    }
+    fn state(&self) -> CacheState {
+        Cache::state(self)
+    }
+    fn stats(&self) -> Stats {
+        Cache::stats(self)
+    }
+    fn generation(&self) -> u64 {
+        self.snapshot().generation()
+    }
+    fn ready(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(Cache::ready(self))
+    }
+}
+
+impl fmt::Debug for dyn AnyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyCache")
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+impl<K: Send + Sync + 'static, F> Cache<K, F> {
+    /// This cache, type-erased.
+    pub(crate) fn erased(&self) -> std::sync::Arc<dyn AnyCache> {
+        Arc::new(self.local())
     }
 }
 

@@ -72,8 +72,8 @@ pub fn normalize_url(url: &str) -> String {
 
 /// PackageRepositories, indexed by [`BY_URL`] and [`BY_DEFAULT`].
 pub fn package_repositories() -> KindOptions<PackageRepository> {
-    KindOptions::new()
-        .index_by(BY_URL, |r: &PackageRepository| {
+    KindOptions::new().configure_cache(|c| {
+        c.index_by(BY_URL, |r: &PackageRepository| {
             vec![normalize_url(&r.spec.url)]
         })
         .index_by(BY_DEFAULT, |r: &PackageRepository| {
@@ -83,19 +83,24 @@ pub fn package_repositories() -> KindOptions<PackageRepository> {
                 Vec::new()
             }
         })
+    })
 }
 
 /// Packages, indexed by [`BY_REPOSITORY`].
 pub fn packages() -> KindOptions<Package> {
-    KindOptions::new().index_by(BY_REPOSITORY, |p: &Package| {
-        vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+    KindOptions::new().configure_cache(|c| {
+        c.index_by(BY_REPOSITORY, |p: &Package| {
+            vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+        })
     })
 }
 
 /// ClusterPackages, indexed by [`BY_REPOSITORY`].
 pub fn cluster_packages() -> KindOptions<ClusterPackage> {
-    KindOptions::new().index_by(BY_REPOSITORY, |p: &ClusterPackage| {
-        vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+    KindOptions::new().configure_cache(|c| {
+        c.index_by(BY_REPOSITORY, |p: &ClusterPackage| {
+            vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+        })
     })
 }
 

@@ -14,19 +14,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::cache::{Cache, Local};
+use crate::cache::{AnyCache, Cache};
 use crate::stats::{DELAY_BUCKETS, DecodingMode, Stats};
-
-/// Something whose figures can be read on a scrape.
-trait StatsSource: Send + Sync {
-    fn stats(&self) -> Stats;
-}
-
-impl<K: Send + Sync> StatsSource for Cache<K, Local> {
-    fn stats(&self) -> Stats {
-        Cache::stats(self)
-    }
-}
 
 /// The metrics of a set of caches, labelled by kind, for one Prometheus registry.
 ///
@@ -47,7 +36,7 @@ impl<K: Send + Sync> StatsSource for Cache<K, Local> {
 /// `repocache_state{state}` and the histogram `repocache_event_to_visible_seconds`.
 #[derive(Clone, Default)]
 pub struct Metrics {
-    sources: Arc<Mutex<Vec<Arc<dyn StatsSource>>>>,
+    sources: Arc<Mutex<Vec<Arc<dyn AnyCache>>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -78,7 +67,7 @@ impl Metrics {
 
     /// Adds a cache whose figures these metrics report.
     pub fn track<K: Send + Sync + 'static, F>(&self, cache: &Cache<K, F>) {
-        let source: Arc<dyn StatsSource> = Arc::new(cache.local());
+        let source = cache.erased();
         match self.sources.lock() {
             Ok(mut sources) => sources.push(source),
             Err(poisoned) => poisoned.into_inner().push(source),
@@ -99,17 +88,11 @@ impl Metrics {
         out
     }
 
-    fn sources(&self) -> Vec<Arc<dyn StatsSource>> {
+    fn sources(&self) -> Vec<Arc<dyn AnyCache>> {
         match self.sources.lock() {
             Ok(sources) => sources.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-}
-
-impl fmt::Debug for dyn StatsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StatsSource")
     }
 }
 

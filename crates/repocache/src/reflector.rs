@@ -117,40 +117,19 @@ where
         }
     }
 
-    /// The cache's own options: transform, indexes, subscriber buffer, publish interval.
+    /// The cache's own options, replaced whole (see [`configure_cache`](Self::configure_cache)
+    /// to edit them instead).
     pub fn cache_config(mut self, config: CacheConfig<K>) -> Self {
         self.cache_config = config;
         self
     }
 
-    /// Adds a secondary index (see [`CacheConfig::index_by`]).
-    pub fn index_by(
-        mut self,
-        name: impl Into<Arc<str>>,
-        values: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.cache_config = self.cache_config.index_by(name, values);
-        self
-    }
-
-    /// The shortest time between two published snapshots while events keep arriving (see
-    /// [`CacheConfig::publish_interval`]; default 1 ms, zero publishes every batch at once).
-    pub fn publish_interval(mut self, interval: Duration) -> Self {
-        self.cache_config = self.cache_config.publish_interval(interval);
-        self
-    }
-
-    /// Replaces the transform applied before objects are stored (see
-    /// [`CacheConfig::transform`]; the default drops managedFields).
-    pub fn transform(mut self, transform: impl Fn(&mut K) + Send + Sync + 'static) -> Self {
-        self.cache_config = self.cache_config.transform(transform);
-        self
-    }
-
-    /// The longest watch line the reflector accepts (see [`CacheConfig::max_line`]; default
-    /// [`DEFAULT_MAX_LINE`](crate::DEFAULT_MAX_LINE), 16 MiB).
-    pub fn max_line(mut self, bytes: usize) -> Self {
-        self.cache_config = self.cache_config.max_line(bytes);
+    /// Edits the cache's own options in place (see [`CacheConfig`]: transform, indexes,
+    /// subscriber buffer, publish interval, longest watch line): the one way every builder
+    /// (`ReflectorBuilder`, `KindOptions`) reaches them, e.g.
+    /// `.configure_cache(|c| c.index_by("url", by_url).publish_interval(Duration::ZERO))`.
+    pub fn configure_cache(mut self, edit: impl FnOnce(CacheConfig<K>) -> CacheConfig<K>) -> Self {
+        self.cache_config = edit(self.cache_config);
         self
     }
 
