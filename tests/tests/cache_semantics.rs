@@ -9,10 +9,9 @@ use apisim::{FailSpec, LatencySpec};
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{
-    ApiReason, Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle,
-    RelistReason, Source,
-};
+use repocache::policy::Source;
+use repocache::stats::{ApiReason, RelistReason};
+use repocache::{Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle};
 use repocache_tests::{
     Baseline, PATIENCE, apisim, cached_versions, client_without_retry, eventually, init_tracing,
 };

@@ -196,7 +196,9 @@ async fn the_longest_durations_are_accepted() {
 
 #[test]
 fn the_longest_publish_interval_is_clamped_not_a_panic() {
-    use repocache::{CacheConfig, Event, MAX_PUBLISH_INTERVAL, Publish, Writer};
+    use repocache::config::MAX_PUBLISH_INTERVAL;
+    use repocache::writer::Publish;
+    use repocache::{CacheConfig, Event, Writer};
     let mut writer = Writer::<PackageRepository>::with_config(
         CacheConfig::default().publish_interval(Duration::MAX),
     );

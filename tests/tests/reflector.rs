@@ -7,7 +7,8 @@ use kube::Api;
 use kube::runtime::watcher;
 use std::time::Duration;
 
-use repocache::{CacheState, ReflectorBuilder, RelistReason, reflector};
+use repocache::stats::RelistReason;
+use repocache::{CacheState, ReflectorBuilder, reflector};
 use repocache_tests::{PATIENCE, apisim, eventually};
 use serde_json::json;
 

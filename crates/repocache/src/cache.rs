@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 use crate::key::ObjectKey;
-use crate::live::{CacheScope, Live};
+pub use crate::live::CacheScope;
+use crate::live::Live;
 use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
-use crate::reader::Reader;
+pub use crate::reader::Reader;
 use crate::shared::{Command, Readiness, Shared};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
@@ -42,7 +43,7 @@ use crate::writer::Writer;
 /// its reflector feeds (from [`reflector()`](crate::reflector()), `ReflectorBuilder` or
 /// `CacheSet`), which also has the reads that may reach the API server
 /// ([`get_with`](Self::get_with), [`list_with`](Self::list_with)) and
-/// [`refresh`](Self::refresh). A cache fed by hand through a bare [`Writer`](crate::Writer) is a
+/// [`refresh`](Self::refresh). A cache fed by hand through a bare [`Writer`] is a
 /// `Cache<K, Local>`: it has every snapshot read, readiness, versions, stats and subscriptions,
 /// and no call that needs a server (there is none to ask), so such a call does not compile
 /// rather than fail at run time.
@@ -91,7 +92,7 @@ impl Feed for Watched {
     }
 }
 
-/// A [`Cache`] fed by hand through a bare [`Writer`](crate::Writer): snapshot reads only (no
+/// A [`Cache`] fed by hand through a bare [`Writer`]: snapshot reads only (no
 /// server to ask).
 #[derive(Clone, Copy, Debug)]
 pub struct Local(());
@@ -153,7 +154,7 @@ impl<K, F> Cache<K, F> {
     }
 
     /// A per-thread read handle whose reads skip arc-swap's guard: one relaxed load to check the
-    /// snapshot is current, then the lookup. For hot loops; see [`Reader`](crate::Reader).
+    /// snapshot is current, then the lookup. For hot loops; see [`Reader`].
     pub fn reader(&self) -> Reader<K> {
         Reader::new(self.shared.clone())
     }
@@ -242,7 +243,7 @@ impl<K, F> Cache<K, F> {
             events: crate::stats::EventType::ALL.map(|t| (t, 0)),
             relists: RelistReason::ALL.map(|r| (r, 0)),
             decode_failures: 0,
-            rejected_lines: crate::LineRejection::ALL.map(|r| (r, 0)),
+            rejected_lines: crate::stats::LineRejection::ALL.map(|r| (r, 0)),
             decoding: Default::default(),
             objects: snapshot.len(),
             generation: snapshot.generation(),

@@ -28,9 +28,9 @@ use crate::stats::{DELAY_BUCKETS, DecodingMode, Stats};
 /// `repocache_api_requests_total{reason}`, `repocache_watch_events_total{type}`,
 /// `repocache_relists_total{reason}`, `repocache_decode_failures_total`,
 /// `repocache_rejected_lines_total{reason}` (watch lines rejected before decoding, see
-/// [`LineRejection`](crate::LineRejection)),
+/// [`LineRejection`](crate::stats::LineRejection)),
 /// `repocache_decoding_robust` (1 once the reflector decodes each object on its own, see
-/// [`DecodingMode`](crate::DecodingMode)), `repocache_objects`,
+/// [`DecodingMode`]), `repocache_objects`,
 /// `repocache_snapshot_age_seconds`, `repocache_since_confirmed_seconds`,
 /// `repocache_resource_version`, `repocache_generation`, `repocache_ready`,
 /// `repocache_state{state}` and the histogram `repocache_event_to_visible_seconds`.

@@ -77,7 +77,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    if shared.counters.decoding() == crate::DecodingMode::Robust {
+    if shared.counters.decoding() == crate::stats::DecodingMode::Robust {
         return robust(api, config);
     }
     let mut typed =
