@@ -17,6 +17,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::workspace_root;
+
 /// Module cycles that exist today and are being removed on another branch; each entry is a crate
 /// and the modules of the cycle (a strongly connected component, sorted). An entry whose cycle is
 /// gone fails the test, so that it is removed with the cycle.
@@ -31,14 +33,6 @@ const CRATES_SECTION: &str = "## The crates";
 const CRATE_COLUMN: &str = "crate";
 /// The header of the table's column of allowed dependencies.
 const DEPENDS_COLUMN: &str = "may depend on";
-
-fn workspace_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or(manifest_dir)
-}
 
 /// A workspace package as `cargo metadata` describes it.
 struct Package {
