@@ -34,7 +34,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::cache::{Cache, Watched};
 use crate::clock::{later, saturating_add};
 use crate::config::CacheConfig;
-use crate::decode::feed::Feed;
+use crate::decode::feed::DecodeFeed;
 use crate::decode::object::Decoded;
 use crate::line_guard::{LineGuard, OnReject};
 use crate::live::Live;
@@ -256,7 +256,7 @@ where
             ttl: self.ttl,
             shared,
             writer,
-            feed: Feed::default(),
+            feed: DecodeFeed::default(),
             forced: None,
             last_error: None,
             forced_at: None,
@@ -464,7 +464,7 @@ struct Task<K> {
     ttl: Duration,
     shared: Arc<Shared<K>>,
     writer: Writer<K>,
-    feed: Feed,
+    feed: DecodeFeed,
     /// Why we restarted the watch, until the relist it causes completes.
     forced: Option<RelistReason>,
     /// The last error since the last completed relist.
