@@ -29,7 +29,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use repocache::layer::CacheLayer;
-use repocache::{ApiReason, Cache, ReadPolicy, ReflectorBuilder};
+use repocache::stats::ApiReason;
+use repocache::{Cache, ReadPolicy, ReflectorBuilder};
 use serde_json::json;
 
 use super::Rng;

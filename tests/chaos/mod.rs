@@ -50,9 +50,8 @@ use futures::StreamExt;
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{
-    Cache, CacheConfig, CacheState, Change, EventType, ReflectorBuilder, RelistReason,
-};
+use repocache::stats::{EventType, RelistReason};
+use repocache::{Cache, CacheConfig, CacheState, Change, ReflectorBuilder};
 use serde_json::Value;
 
 pub use rng::Rng;

@@ -11,10 +11,10 @@ use apisim::ServerConfig;
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{
-    ApiReason, Cache, CacheState, EventType, RESYNC_TTLS, ReadPolicy, ReflectorBuilder,
-    RelistReason, Source,
-};
+use repocache::policy::Source;
+use repocache::reflector::RESYNC_TTLS;
+use repocache::stats::{ApiReason, EventType, RelistReason};
+use repocache::{Cache, CacheState, ReadPolicy, ReflectorBuilder};
 use repocache_tests::{PATIENCE, apisim_with, eventually};
 use serde_json::json;
 

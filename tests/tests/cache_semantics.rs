@@ -9,10 +9,9 @@ use apisim::{FailSpec, LatencySpec};
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{
-    ApiReason, Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle,
-    RelistReason, Source,
-};
+use repocache::policy::Source;
+use repocache::stats::{ApiReason, RelistReason};
+use repocache::{Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle};
 use repocache_tests::{
     Baseline, PATIENCE, apisim, cached_versions, client_without_retry, eventually, init_tracing,
 };
@@ -414,13 +413,6 @@ async fn refresh_resolves_after_a_relist_visible_in_the_request_log() {
         "the refresh made one LIST"
     );
     assert_eq!(cache.stats().relists(RelistReason::Manual), 1);
-}
-
-#[tokio::test]
-async fn refresh_without_a_reflector_is_a_typed_error() {
-    let writer = repocache::Writer::<PackageRepository>::new();
-    let err = writer.cache().refresh().await.unwrap_err();
-    assert!(matches!(err, repocache::Error::NoReflector { .. }), "{err}");
 }
 
 #[tokio::test]

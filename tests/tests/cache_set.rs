@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use glasskube_api::{ClusterPackage, Package, PackageInfo, PackageRepository};
+use repocache::glasskube::Error;
 use repocache::glasskube::{self, BY_REPOSITORY, BY_URL, DEFAULT_REPOSITORY, RepositoryLookup};
-use repocache::{CacheSet, Change, Error, KindOptions};
+use repocache::{CacheSet, Change, KindOptions};
 use repocache_tests::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
@@ -124,7 +125,9 @@ async fn several_defaults_are_a_typed_error() {
     })
     .await;
     match repos.default_repository() {
-        Err(Error::SeveralDefaults { names }) => assert_eq!(names, ["glasskube", "private-basic"]),
+        Err(Error::SeveralDefaults { names }) => {
+            assert_eq!(names, ["glasskube", "private-basic"])
+        }
         other => panic!("unexpected: {other:?}"),
     }
 }

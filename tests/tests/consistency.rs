@@ -7,7 +7,7 @@ use std::time::Duration;
 use glasskube_api::PackageRepository;
 use kube::Api;
 use repocache::layer::{CacheLayer, Outcome, Verb};
-use repocache::{CacheState, Error, ReflectorBuilder};
+use repocache::{CacheState, Error, ReadPolicy, ReflectorBuilder};
 use repocache_tests::{PATIENCE, apisim, eventually};
 
 const KIND: &str = "PackageRepository";
@@ -40,11 +40,13 @@ async fn once_wait_ready_returns_every_surface_says_ready() {
 async fn a_panicking_indexer_stops_the_cache_and_says_why() {
     let server = apisim().await;
     let (repos, handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
-        .index_by("boom", |r: &PackageRepository| {
-            if r.metadata.name.as_deref() == Some("glasskube") {
-                panic!("indexer exploded on glasskube");
-            }
-            Vec::new()
+        .configure_cache(|c| {
+            c.index_by("boom", |r: &PackageRepository| {
+                if r.metadata.name.as_deref() == Some("glasskube") {
+                    panic!("indexer exploded on glasskube");
+                }
+                Vec::new()
+            })
         })
         .start();
     let layer = CacheLayer::new().cache(&repos);
@@ -78,11 +80,13 @@ async fn a_panic_after_sync_stops_a_ready_cache() {
     let server = apisim().await;
     let control = server.control();
     let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
-        .index_by("boom", |r: &PackageRepository| {
-            if r.metadata.name.as_deref() == Some("late") {
-                panic!("indexer exploded on late");
-            }
-            Vec::new()
+        .configure_cache(|c| {
+            c.index_by("boom", |r: &PackageRepository| {
+                if r.metadata.name.as_deref() == Some("late") {
+                    panic!("indexer exploded on late");
+                }
+                Vec::new()
+            })
         })
         .start();
     repos.wait_ready(PATIENCE).await.unwrap();
@@ -179,7 +183,7 @@ async fn the_longest_durations_are_accepted() {
     assert_eq!(repos.state(), CacheState::Ready);
     let layer = CacheLayer::new()
         .cache(&repos)
-        .max_staleness(Duration::MAX)
+        .read_policy(ReadPolicy::MaxStaleness(Duration::MAX))
         .continue_ttl(Duration::MAX);
     let api: Api<PackageRepository> = Api::all(layer.client(server.client()));
     let list = api
@@ -192,7 +196,9 @@ async fn the_longest_durations_are_accepted() {
 
 #[test]
 fn the_longest_publish_interval_is_clamped_not_a_panic() {
-    use repocache::{CacheConfig, Event, MAX_PUBLISH_INTERVAL, Publish, Writer};
+    use repocache::config::MAX_PUBLISH_INTERVAL;
+    use repocache::writer::Publish;
+    use repocache::{CacheConfig, Event, Writer};
     let mut writer = Writer::<PackageRepository>::with_config(
         CacheConfig::default().publish_interval(Duration::MAX),
     );

@@ -10,8 +10,10 @@ use apisim::{Control, FailSpec, LatencySpec, Server, ServerConfig, ServerHandle}
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::runtime::watcher;
-use repocache::{Cache, CacheState, DecodingMode, EventType, LineRejection, ReflectorBuilder};
-use repocache::{ReflectorHandle, RelistReason};
+use repocache::ReflectorHandle;
+use repocache::stats::RelistReason;
+use repocache::stats::{DecodingMode, EventType, LineRejection};
+use repocache::{Cache, CacheState, ReflectorBuilder};
 use repocache_tests::{PATIENCE, cached_versions, client_without_retry, eventually};
 use serde_json::{Value, json};
 
@@ -459,7 +461,7 @@ async fn capped_cache(
 ) -> (Cache<PackageRepository>, ReflectorHandle) {
     let (cache, handle) =
         ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(server)))
-            .max_line(max_line)
+            .configure_cache(|c| c.max_line(max_line))
             .start();
     cache.wait_ready(PATIENCE).await.unwrap();
     assert!(server.control().wait_for_watches(1, PATIENCE).await);
@@ -566,7 +568,7 @@ async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
     let server = server().await;
     let control = server.control();
     control.create(repo("a", "https://a.example/")).unwrap();
-    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     let mut bad = control.get(REPOS, None, "a").unwrap();
     bad["spec"]["url"] = json!("https://PLACEHOLDER.example/");
     let line = String::from_utf8(apisim_line("MODIFIED", &bad)).unwrap();
@@ -618,7 +620,7 @@ async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
 async fn an_error_event_whose_code_is_not_a_number_is_rejected_not_taken_for_a_bad_object() {
     let server = server().await;
     let control = server.control();
-    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
         "message": "I am a teapot", "reason": "Teapot", "code": "418"});
     assert_eq!(control.inject_event(REPOS, "ERROR", &status).unwrap(), 1);
@@ -637,7 +639,7 @@ async fn a_watch_line_that_is_not_json_costs_that_line_and_a_relist() {
     let server = server().await;
     let control = server.control();
     control.create(repo("a", "https://a.example/")).unwrap();
-    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     assert_eq!(control.inject_malformed_line(None), 1);
     control
         .create(repo("after", "https://after.example/"))
@@ -658,7 +660,7 @@ async fn a_watch_line_shaped_like_an_object_that_is_not_json_costs_that_line_and
     let server = server().await;
     let control = server.control();
     control.create(repo("a", "https://a.example/")).unwrap();
-    let (cache, _handle) = capped_cache(&server, repocache::DEFAULT_MAX_LINE).await;
+    let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
     control
         .create(repo("after", "https://after.example/"))
@@ -735,7 +737,7 @@ async fn a_line_rejected_during_the_initial_streaming_list_costs_a_relist_and_no
     let (cache, _handle) =
         ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
             .watcher_config(watcher::Config::default().streaming_lists())
-            .max_line(CAP)
+            .configure_cache(|c| c.max_line(CAP))
             .start();
     eventually("the line is rejected", || {
         cache.stats().rejected_lines(LineRejection::TooLong) >= 1

@@ -13,7 +13,7 @@ use kube::client::Body;
 use kube::core::{ObjectList, Status};
 use kube::{Api, Client};
 use repocache::layer::{BYPASS_HEADER, CacheLayer, GENERATION_HEADER, Outcome, Verb};
-use repocache::{Cache, ReflectorBuilder, ReflectorHandle};
+use repocache::{Cache, ReadPolicy, ReflectorBuilder, ReflectorHandle};
 use repocache_tests::{Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing};
 use serde_json::{Value, json};
 
@@ -444,7 +444,7 @@ async fn stale_and_stopped_caches_pass_through() {
     // A bound no snapshot meets: every read is a fallback.
     let strict = CacheLayer::new()
         .cache(&repos)
-        .max_staleness(Duration::ZERO);
+        .read_policy(ReadPolicy::MaxStaleness(Duration::ZERO));
     let cached = Api::<PackageRepository>::all(strict.client(server.client()));
     let (gets, lists) = (control.count("get", REPOS), control.count("list", REPOS));
     cached.get("glasskube").await.unwrap();
@@ -458,7 +458,7 @@ async fn stale_and_stopped_caches_pass_through() {
     // A generous bound serves locally.
     let lenient = CacheLayer::new()
         .cache(&repos)
-        .max_staleness(Duration::from_secs(3600));
+        .read_policy(ReadPolicy::MaxStaleness(Duration::from_secs(3600)));
     let cached = Api::<PackageRepository>::all(lenient.client(server.client()));
     cached.get("glasskube").await.unwrap();
     assert_eq!(control.count("get", REPOS), gets + 1);

@@ -12,7 +12,9 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::watcher::Event;
 use repocache::layer::{CacheLayer, Outcome, Verb};
-use repocache::{ApiReason, Error, ReadPolicy, ReflectorBuilder, Source, Writer};
+use repocache::policy::Source;
+use repocache::stats::ApiReason;
+use repocache::{Error, ReadPolicy, ReflectorBuilder, Writer};
 use repocache_tests::{PATIENCE, apisim, eventually};
 use serde_json::json;
 

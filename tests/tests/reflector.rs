@@ -7,7 +7,8 @@ use kube::Api;
 use kube::runtime::watcher;
 use std::time::Duration;
 
-use repocache::{CacheState, ReflectorBuilder, RelistReason, reflector};
+use repocache::stats::RelistReason;
+use repocache::{CacheState, ReflectorBuilder, reflector};
 use repocache_tests::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
@@ -225,7 +226,7 @@ async fn a_deferred_publish_needs_no_further_event() {
     let server = apisim().await;
     let control = server.control();
     let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
-        .publish_interval(Duration::from_secs(1))
+        .configure_cache(|c| c.publish_interval(Duration::from_secs(1)))
         .start();
     repos.wait_ready(PATIENCE).await.unwrap();
     let generation = repos.snapshot().generation();

@@ -21,6 +21,8 @@
 
 mod miri;
 mod mutants;
+#[cfg(test)]
+mod tidy;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

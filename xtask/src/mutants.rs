@@ -79,7 +79,7 @@ pub const TARGETS: &[Target] = &[
         test_args: &[],
     },
     Target {
-        file: "crates/repocache/src/decoding.rs",
+        file: "crates/repocache/src/decode/stream.rs",
         package: "repocache",
         test_packages: &["repocache", "repocache-tests"],
         test_args: &[],

@@ -44,18 +44,25 @@ pub(crate) struct Filter {
 
 impl Filter {
     pub fn matches(&self, obj: &Value) -> bool {
+        // Plain `get`s, not `Value::pointer` (which splits and unescapes its path on every
+        // call): a LIST walks every object of the kind, and a `LIST limit=1` over 10,000
+        // objects spent 20 ms here.
+        let meta = obj.get("metadata");
+        let meta_str = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
         if let Some(ns) = &self.namespace
-            && obj.pointer("/metadata/namespace").and_then(Value::as_str) != Some(ns.as_str())
+            && meta_str("namespace") != Some(ns.as_str())
         {
             return false;
         }
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        let str_at = |path: &str| obj.pointer(path).and_then(Value::as_str);
+        if !self.has_selectors() {
+            return true;
+        }
+        let labels = meta
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object);
         self.labels
             .matches(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
-            && self
-                .fields
-                .matches(str_at("/metadata/name"), str_at("/metadata/namespace"))
+            && self.fields.matches(meta_str("name"), meta_str("namespace"))
     }
 
     pub fn has_selectors(&self) -> bool {

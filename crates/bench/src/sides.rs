@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use glasskube_api::PackageRepository;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use parking_lot::RwLock;
-use repocache::{Event, Publish};
+use repocache::Event;
+use repocache::writer::Publish;
 
 /// The object type every benchmark caches.
 pub type Obj = PackageRepository;
@@ -61,7 +62,7 @@ pub struct Repocache {
     due: Option<Instant>,
 }
 
-impl Reader for repocache::Cache<Obj> {
+impl<F: repocache::cache::Feed> Reader for repocache::Cache<Obj, F> {
     type Key = String;
     fn key(name: &str) -> String {
         name.to_owned()
@@ -93,7 +94,7 @@ impl Repocache {
 }
 
 impl WriteSide for Repocache {
-    type Reader = repocache::Cache<Obj>;
+    type Reader = repocache::Cache<Obj, repocache::cache::Local>;
     const LABEL: &'static str = "repocache";
     fn new() -> Self {
         Self {
@@ -134,7 +135,7 @@ impl RepocachePerEvent {
 }
 
 impl WriteSide for RepocachePerEvent {
-    type Reader = repocache::Cache<Obj>;
+    type Reader = repocache::Cache<Obj, repocache::cache::Local>;
     const LABEL: &'static str = "repocache, publish per event";
     fn new() -> Self {
         Self(repocache::Writer::with_config(
@@ -345,8 +346,11 @@ mod publish_tests {
         let filled_with = 3;
         let mut side: Repocache = filled(&fixture::repositories(filled_with, 1));
         let reader = side.reader();
-        let key = |i: usize| <repocache::Cache<Obj> as Reader>::key(&fixture::name(i));
-        let generation = |cache: &repocache::Cache<Obj>| cache.snapshot().generation();
+        let key = |i: usize| {
+            <repocache::Cache<Obj, repocache::cache::Local> as Reader>::key(&fixture::name(i))
+        };
+        let generation =
+            |cache: &repocache::Cache<Obj, repocache::cache::Local>| cache.snapshot().generation();
         let after_relist = generation(&reader);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut events = 0;

@@ -81,16 +81,16 @@ impl DesiredCondition {
 /// repository), computed from `repos` (a snapshot or a cache of PackageRepositories).
 ///
 /// Several default repositories are not an error of the package's reconcile: the typed
-/// [`repocache::Error::SeveralDefaults`] becomes a `False` condition with reason
+/// [`repocache::glasskube::Error::SeveralDefaults`] becomes a `False` condition with reason
 /// [`reason::SEVERAL_DEFAULTS`]. Any other lookup error is returned.
 pub fn desired_condition(
     repos: &impl RepositoryLookup,
     repository_name: Option<&str>,
-) -> Result<DesiredCondition, repocache::Error> {
+) -> Result<DesiredCondition, repocache::glasskube::Error> {
     let named = repository_name.filter(|n| !n.is_empty());
     let repo = match repos.resolve(named) {
         Ok(repo) => repo,
-        Err(repocache::Error::SeveralDefaults { names }) => {
+        Err(repocache::glasskube::Error::SeveralDefaults { names }) => {
             return Ok(DesiredCondition {
                 status: false,
                 reason: reason::SEVERAL_DEFAULTS,

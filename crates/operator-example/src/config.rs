@@ -18,7 +18,7 @@ pub struct Config {
     /// (default 30 s).
     pub ready_timeout: Duration,
     /// The TTL of every cache: how long a snapshot may go unconfirmed before the cache relists
-    /// (default: repocache's [`DEFAULT_TTL`](repocache::DEFAULT_TTL)).
+    /// (default: repocache's [`DEFAULT_TTL`](repocache::reflector::DEFAULT_TTL)).
     pub cache_ttl: Duration,
 }
 
@@ -30,7 +30,7 @@ impl Default for Config {
             concurrency: 16,
             debounce: Duration::ZERO,
             ready_timeout: Duration::from_secs(30),
-            cache_ttl: repocache::DEFAULT_TTL,
+            cache_ttl: repocache::reflector::DEFAULT_TTL,
         }
     }
 }

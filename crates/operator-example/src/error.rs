@@ -10,6 +10,10 @@ pub enum Error {
     /// A cache read failed in a way no package can cause (e.g. a preset index is missing).
     #[error("cache read failed: {0}")]
     Cache(#[source] repocache::Error),
+    /// A repository lookup failed in a way no condition describes (see
+    /// [`desired_condition`](crate::desired_condition)).
+    #[error("repository lookup failed: {0}")]
+    Lookup(#[source] repocache::glasskube::Error),
     /// A package has no name or (for a Package) no namespace.
     #[error("{kind} without {field}")]
     MissingMetadata {

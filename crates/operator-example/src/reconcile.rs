@@ -127,7 +127,7 @@ async fn write_condition<P: ManagedPackage>(
     // One snapshot for the whole decision: the default repository and the named one are read
     // from the same consistent view.
     let desired = desired_condition(ctx.repos.snapshot().as_ref(), package.repository())
-        .map_err(Error::Cache)?;
+        .map_err(Error::Lookup)?;
     if desired.is_current(package.condition(CONDITION_TYPE)) {
         debug!(package = %target, reason = desired.reason, "condition is current");
         return Ok(Outcome::Unchanged);

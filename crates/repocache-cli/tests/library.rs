@@ -134,11 +134,13 @@ async fn readyz_is_503_until_the_first_sync() {
 async fn readyz_is_503_and_the_debug_view_says_why_once_the_reflector_died() {
     let server = apisim().await;
     let (repos, _h) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
-        .index_by("boom", |r: &PackageRepository| {
-            if r.metadata.name.as_deref() == Some("late") {
-                panic!("indexer exploded on late");
-            }
-            Vec::new()
+        .configure_cache(|c| {
+            c.index_by("boom", |r: &PackageRepository| {
+                if r.metadata.name.as_deref() == Some("late") {
+                    panic!("indexer exploded on late");
+                }
+                Vec::new()
+            })
         })
         .start();
     repos.wait_ready(PATIENCE).await.unwrap();

@@ -1,251 +1,31 @@
-//! [`Cache`]: the cheap, cloneable read handle, and the state it shares with its writer.
+//! [`Cache`]: the cheap, cloneable read handle (the state it shares with its writer is in
+//! `shared`).
 //!
 //! The read path is `ArcSwap::load` (one atomic load, no lock, no I/O) followed by plain
 //! lookups in the immutable [`Snapshot`]. Nothing on it waits for the writer. The policy reads
 //! (`*_with`) and [`Cache::refresh`] are the only calls that may reach the API server.
 
 use std::fmt::{self, Debug};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use futures::future::BoxFuture;
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::change::Batch;
-use crate::clock::Clock;
 use crate::error::Error;
-use crate::index::Indexer;
 use crate::key::ObjectKey;
+pub use crate::live::CacheScope;
 use crate::live::Live;
 use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
+pub use crate::reader::Reader;
+use crate::shared::{Command, Readiness, Shared};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
-use crate::stats::{ApiReason, Counters, RelistReason, Stats};
+use crate::stats::{ApiReason, RelistReason, Stats};
 use crate::subscription::Subscription;
-
-/// Whether a cache has completed its first full sync.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Readiness {
-    /// No relist has completed yet.
-    Pending,
-    /// The first relist completed; stays so until the cache stops.
-    Ready,
-    /// The writer or its reflector stopped (before or after the first relist): never ready
-    /// again.
-    Stopped,
-}
-
-/// Why a cache stopped when its writer went away and nothing more specific was recorded.
-const WRITER_STOPPED: &str = "its writer was dropped or poisoned";
-
-/// A request from a read handle to its reflector task.
-pub(crate) enum Command {
-    /// Relist now; answer with the generation of the relist's snapshot.
-    Refresh(oneshot::Sender<u64>),
-}
-
-/// What a [`Cache`] shares with its [`Writer`](crate::Writer) and reflector.
-pub(crate) struct Shared<K> {
-    /// The current snapshot; replaced whole by the writer.
-    pub(crate) current: ArcSwap<Snapshot<K>>,
-    readiness: watch::Sender<Readiness>,
-    pub(crate) clock: Clock,
-    /// The kind's name, for logs, errors and metric labels.
-    pub(crate) kind: String,
-    pub(crate) counters: Counters,
-    /// The reflector's view of the cache's state.
-    pub(crate) state: ArcSwap<CacheState>,
-    /// The TTL in nanoseconds; 0 disables it.
-    ttl_nanos: AtomicU64,
-    /// The last completed relist and when it completed.
-    pub(crate) last_relist: ArcSwapOption<(RelistReason, Instant)>,
-    /// Set by the reflector: how to make live reads.
-    pub(crate) live: OnceLock<Live>,
-    /// Set by the reflector: how to ask it for a refresh.
-    pub(crate) control: OnceLock<mpsc::UnboundedSender<Command>>,
-    /// Where the writer sends its changes (weak: the stream ends when the writer goes).
-    pub(crate) changes: broadcast::WeakSender<Arc<Batch<K>>>,
-    /// Woken at every publish and every proven progress (for [`Cache::wait_for`]).
-    published: Notify,
-    /// The newest resourceVersion a watch BOOKMARK proved the current snapshot reflects (0:
-    /// none). Only grows: a later snapshot reflects at least what an earlier one did.
-    progress: AtomicU64,
-    /// The newest bookmark seen on the wire and not applied yet (0: none).
-    bookmark: AtomicU64,
-    /// Wakes the reflector when a bookmark was seen.
-    pub(crate) bookmark_seen: Notify,
-}
-
-impl<K> Shared<K> {
-    pub(crate) fn new(
-        kind: String,
-        indexers: Arc<[Indexer<K>]>,
-        changes: broadcast::WeakSender<Arc<Batch<K>>>,
-    ) -> Self {
-        let clock = Clock::new();
-        Self {
-            current: ArcSwap::from_pointee(Snapshot::empty(clock, indexers)),
-            readiness: watch::Sender::new(Readiness::Pending),
-            clock,
-            kind,
-            counters: Counters::default(),
-            state: ArcSwap::from_pointee(CacheState::Starting),
-            ttl_nanos: AtomicU64::new(0),
-            last_relist: ArcSwapOption::empty(),
-            live: OnceLock::new(),
-            control: OnceLock::new(),
-            changes,
-            published: Notify::new(),
-            progress: AtomicU64::new(0),
-            bookmark: AtomicU64::new(0),
-            bookmark_seen: Notify::new(),
-        }
-    }
-
-    /// Wakes the callers waiting for a version: a snapshot was published.
-    pub(crate) fn notify_published(&self) {
-        self.published.notify_waiters();
-    }
-
-    /// Records that the current snapshot reflects everything up to resourceVersion `rv` (a
-    /// BOOKMARK proved it), and wakes the callers waiting for a version.
-    pub(crate) fn note_progress(&self, rv: u64) {
-        if self.progress.fetch_max(rv, Ordering::AcqRel) < rv {
-            self.published.notify_waiters();
-        }
-    }
-
-    /// A BOOKMARK of this resourceVersion was seen on the watch's wire (not applied yet: the
-    /// reflector applies it once the events in front of it are in; see `bookmark`).
-    pub(crate) fn saw_bookmark(&self, rv: u64) {
-        self.bookmark.fetch_max(rv, Ordering::AcqRel);
-        self.bookmark_seen.notify_one();
-    }
-
-    /// Takes the newest bookmark seen and not applied yet (0: none).
-    pub(crate) fn take_bookmark(&self) -> u64 {
-        self.bookmark.swap(0, Ordering::AcqRel)
-    }
-
-    /// The newest resourceVersion `snapshot` (the current one) is known to reflect: its own
-    /// version or a later one proven by a bookmark. `None` when its version does not parse as
-    /// an integer (incomparable), or when it has none and no bookmark proved any.
-    pub(crate) fn version_of(&self, snapshot: &Snapshot<K>) -> Option<u64> {
-        let progress = self.progress.load(Ordering::Acquire);
-        match snapshot.resource_version() {
-            Some(rv) => rv.parse::<u64>().ok().map(|rv| rv.max(progress)),
-            None => (progress > 0).then_some(progress),
-        }
-    }
-
-    /// Records a completed sync: the state becomes `Ready` first, and only then is readiness
-    /// signalled, so that whoever sees `wait_ready` return Ok also sees `is_ready()` and
-    /// `state()` say ready (one truth for every surface). A stopped cache stays stopped.
-    pub(crate) fn mark_ready(&self) {
-        if !self.set_state(CacheState::Ready) {
-            return;
-        }
-        self.readiness.send_if_modified(|r| {
-            let changed = *r == Readiness::Pending;
-            if changed {
-                *r = Readiness::Ready;
-            }
-            changed
-        });
-    }
-
-    /// Records that no writer will ever update this cache again (the writer was dropped or
-    /// poisoned). Keeps a more specific reason recorded before (e.g. the reflector's).
-    pub(crate) fn mark_stopped(&self) {
-        self.stop(WRITER_STOPPED, false);
-    }
-
-    /// Records that the cache stopped for good, and why (replacing a less specific reason).
-    pub(crate) fn mark_stopped_because(&self, reason: impl Into<String>) {
-        self.stop(&reason.into(), true);
-    }
-
-    fn stop(&self, reason: &str, replace: bool) {
-        self.state.rcu(|state| match &**state {
-            CacheState::Stopped { .. } if !replace => state.clone(),
-            _ => Arc::new(CacheState::Stopped {
-                reason: reason.to_owned(),
-            }),
-        });
-        // After the state: whoever sees readiness end sees why.
-        self.readiness.send_if_modified(|r| {
-            let changed = *r != Readiness::Stopped;
-            *r = Readiness::Stopped;
-            changed
-        });
-    }
-
-    /// Stores the reflector's view of the state, unless the cache has stopped (a stopped cache
-    /// never comes back). Returns whether it was stored.
-    pub(crate) fn set_state(&self, new: CacheState) -> bool {
-        let new = Arc::new(new);
-        let previous = self.state.rcu(|state| {
-            if state.is_stopped() {
-                state.clone()
-            } else {
-                new.clone()
-            }
-        });
-        !previous.is_stopped()
-    }
-
-    /// The error for a call that needs a cache that has stopped.
-    pub(crate) fn stopped_error(&self) -> Error {
-        let reason = match &**self.state.load() {
-            CacheState::Stopped { reason } => reason.clone(),
-            _ => WRITER_STOPPED.to_owned(),
-        };
-        Error::Stopped {
-            kind: self.kind.clone(),
-            reason,
-        }
-    }
-
-    /// Whether the cache has stopped for good.
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.state.load().is_stopped()
-    }
-
-    pub(crate) fn set_ttl(&self, ttl: Duration) {
-        let nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-        self.ttl_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ttl(&self) -> Duration {
-        Duration::from_nanos(self.ttl_nanos.load(Ordering::Relaxed))
-    }
-
-    fn is_ready(&self) -> bool {
-        *self.readiness.borrow() == Readiness::Ready && !self.is_stopped()
-    }
-}
-
-/// Which objects of a kind a cache holds; see [`Cache::scope`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheScope {
-    /// Only objects in this namespace (`None`: all namespaces, or a cluster-scoped kind).
-    pub namespace: Option<String>,
-    /// Only objects matching this label selector.
-    pub label_selector: Option<String>,
-    /// Only objects matching this field selector.
-    pub field_selector: Option<String>,
-}
-
-impl CacheScope {
-    /// Whether the cache holds only the objects matching a selector.
-    pub fn is_selective(&self) -> bool {
-        self.label_selector.is_some() || self.field_selector.is_some()
-    }
-}
+use crate::writer::Writer;
 
 /// A read handle on a cache of `K` objects: cheap to clone, `Send + Sync`.
 ///
@@ -256,19 +36,89 @@ impl CacheScope {
 ///
 /// For several reads that must see one moment, take one [`Snapshot`] and read from it. For reads
 /// with a freshness bound, or the bypass, see [`get_with`](Self::get_with) and [`ReadPolicy`].
-pub struct Cache<K> {
+///
+/// # How it is fed, in its type
+///
+/// The second parameter says what feeds the cache. `Cache<K>` is `Cache<K, Watched>`: a cache
+/// its reflector feeds (from [`reflector()`](crate::reflector()), `ReflectorBuilder` or
+/// `CacheSet`), which also has the reads that may reach the API server
+/// ([`get_with`](Self::get_with), [`list_with`](Self::list_with)) and
+/// [`refresh`](Self::refresh). A cache fed by hand through a bare [`Writer`] is a
+/// `Cache<K, Local>`: it has every snapshot read, readiness, versions, stats and subscriptions,
+/// and no call that needs a server (there is none to ask), so such a call does not compile
+/// rather than fail at run time.
+pub struct Cache<K, F = Watched> {
     shared: Arc<Shared<K>>,
+    feed: F,
 }
 
-impl<K> Clone for Cache<K> {
-    fn clone(&self) -> Self {
+/// What feeds a [`Cache`]: [`Watched`] (a reflector) or [`Local`] (a bare `Writer`). Sealed.
+pub trait Feed: Clone + Send + Sync + sealed::Sealed + 'static {
+    /// Which objects of the kind the cache holds (`None`: whatever its writer applies).
+    #[doc(hidden)]
+    fn scope(&self) -> Option<CacheScope>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Watched {}
+    impl Sealed for super::Local {}
+}
+
+/// A [`Cache`] fed by its reflector: policy reads and [`Cache::refresh`] reach its API server.
+#[derive(Clone)]
+pub struct Watched {
+    link: Arc<Link>,
+}
+
+impl Watched {
+    pub(crate) fn new(live: Live, control: mpsc::UnboundedSender<Command>) -> Self {
         Self {
-            shared: self.shared.clone(),
+            link: Arc::new(Link { live, control }),
         }
     }
 }
 
-impl<K> fmt::Debug for Cache<K> {
+/// What a watched cache's handles hold of its reflector: how to make live reads, and how to
+/// ask for a refresh. Set once, when the reflector is built, before any handle exists.
+struct Link {
+    live: Live,
+    control: mpsc::UnboundedSender<Command>,
+}
+
+impl Feed for Watched {
+    fn scope(&self) -> Option<CacheScope> {
+        Some(self.link.live.scope())
+    }
+}
+
+/// A [`Cache`] fed by hand through a bare [`Writer`]: snapshot reads only (no
+/// server to ask).
+#[derive(Clone, Copy, Debug)]
+pub struct Local(());
+
+impl Local {
+    pub(crate) fn new() -> Self {
+        Self(())
+    }
+}
+
+impl Feed for Local {
+    fn scope(&self) -> Option<CacheScope> {
+        None
+    }
+}
+
+impl<K, F: Clone> Clone for Cache<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            feed: self.feed.clone(),
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for Cache<K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snapshot = self.shared.current.load();
         f.debug_struct("Cache")
@@ -280,9 +130,15 @@ impl<K> fmt::Debug for Cache<K> {
     }
 }
 
-impl<K> Cache<K> {
-    pub(crate) fn from_shared(shared: Arc<Shared<K>>) -> Self {
-        Self { shared }
+impl<K, F> Cache<K, F> {
+    pub(crate) fn from_shared(shared: Arc<Shared<K>>, feed: F) -> Self {
+        Self { shared, feed }
+    }
+
+    /// The same cache without its feed (for the crate's type-erased holders, which read
+    /// snapshots only).
+    pub(crate) fn local(&self) -> Cache<K, Local> {
+        Cache::from_shared(self.shared.clone(), Local::new())
     }
 
     pub(crate) fn shared(&self) -> &Shared<K> {
@@ -298,9 +154,9 @@ impl<K> Cache<K> {
     }
 
     /// A per-thread read handle whose reads skip arc-swap's guard: one relaxed load to check the
-    /// snapshot is current, then the lookup. For hot loops; see [`Reader`](crate::Reader).
-    pub fn reader(&self) -> crate::reader::Reader<K> {
-        crate::reader::Reader::new(self.shared.clone())
+    /// snapshot is current, then the lookup. For hot loops; see [`Reader`].
+    pub fn reader(&self) -> Reader<K> {
+        Reader::new(self.shared.clone())
     }
 
     /// Every object of the current snapshot, ordered by namespace then name.
@@ -313,8 +169,11 @@ impl<K> Cache<K> {
 
     /// Which objects of the kind this cache holds: its namespace restriction and selectors.
     /// `None` for a cache fed by hand, which covers whatever its writer applies.
-    pub fn scope(&self) -> Option<CacheScope> {
-        self.shared.live.get().map(Live::scope)
+    pub fn scope(&self) -> Option<CacheScope>
+    where
+        F: Feed,
+    {
+        self.feed.scope()
     }
 
     /// Counts one read as a hit or a miss (reads inside the crate that bypass `get`).
@@ -349,8 +208,7 @@ impl<K> Cache<K> {
 
     /// Whether the current snapshot went unconfirmed for longer than the TTL.
     pub fn is_stale(&self) -> bool {
-        let ttl = self.ttl();
-        !ttl.is_zero() && self.shared.current.load().since_confirmed() > ttl
+        !self.shared.current.load().is_within_ttl(self.ttl())
     }
 
     /// The cache's state: [`Starting`](CacheState::Starting), [`Ready`](CacheState::Ready),
@@ -385,7 +243,7 @@ impl<K> Cache<K> {
             events: crate::stats::EventType::ALL.map(|t| (t, 0)),
             relists: RelistReason::ALL.map(|r| (r, 0)),
             decode_failures: 0,
-            rejected_lines: crate::LineRejection::ALL.map(|r| (r, 0)),
+            rejected_lines: crate::stats::LineRejection::ALL.map(|r| (r, 0)),
             decoding: Default::default(),
             objects: snapshot.len(),
             generation: snapshot.generation(),
@@ -431,25 +289,6 @@ impl<K> Cache<K> {
                 waited: timeout,
             }),
         }
-    }
-
-    /// Forces a relist now and resolves when its snapshot is published, with that snapshot's
-    /// generation: "clear the cache", without ever showing readers an empty one.
-    ///
-    /// Fails with [`Error::NoReflector`] for a cache fed by hand, and [`Error::Stopped`] when the
-    /// reflector has stopped.
-    pub async fn refresh(&self) -> Result<u64, Error> {
-        let control = self
-            .shared
-            .control
-            .get()
-            .ok_or_else(|| Error::NoReflector {
-                kind: self.shared.kind.clone(),
-            })?;
-        let (tx, rx) = oneshot::channel();
-        let stopped = || self.shared.stopped_error();
-        control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())
     }
 
     /// Subscribes to the cache's changes: first the current state as
@@ -543,6 +382,31 @@ impl<K> Cache<K> {
         }
     }
 
+    fn from_snapshot<T>(snapshot: &Snapshot<K>, value: T) -> Read<T> {
+        Read {
+            value,
+            source: Source::Snapshot {
+                generation: snapshot.generation(),
+                since_confirmed: snapshot.since_confirmed(),
+            },
+        }
+    }
+}
+
+impl<K> Cache<K> {
+    /// Forces a relist now and resolves when its snapshot is published, with that snapshot's
+    /// generation: "clear the cache", without ever showing readers an empty one.
+    ///
+    /// Fails with [`Error::Stopped`] when the reflector has stopped. (A cache fed by hand, a
+    /// `Cache<K, Local>`, has no `refresh`: nobody could relist it.)
+    pub async fn refresh(&self) -> Result<u64, Error> {
+        let control = &self.feed.link.control;
+        let (tx, rx) = oneshot::channel();
+        let stopped = || self.shared.stopped_error();
+        control.send(Command::Refresh(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
     /// Decides whether a policy read must go to the server, and why; for the version policies,
     /// waits for the snapshot first. Returns the snapshot to answer from otherwise.
     async fn plan_read(
@@ -558,7 +422,7 @@ impl<K> Cache<K> {
             ReadPolicy::Cached => return Ok(Ok(snapshot)),
             ReadPolicy::Fresh => return Ok(Err(ApiReason::Fresh)),
             ReadPolicy::MaxStaleness(bound) => {
-                return Ok(if !self.is_ready() || snapshot.since_confirmed() > bound {
+                return Ok(if !self.is_ready() || !snapshot.is_fresh(bound) {
                     Err(ApiReason::Fallback)
                 } else {
                     Ok(snapshot)
@@ -570,7 +434,7 @@ impl<K> Cache<K> {
             }
             ReadPolicy::AtLeast(rv) => rv,
             ReadPolicy::Consistent => {
-                let live = self.live(ApiReason::Version)?;
+                let live = self.live(ApiReason::Version);
                 match live.current_version::<K>().await? {
                     Some(rv) => rv,
                     // The server's version is not an integer: only a live read is safe.
@@ -586,26 +450,13 @@ impl<K> Cache<K> {
         }
     }
 
-    fn live(&self, reason: ApiReason) -> Result<&Live, Error> {
-        let live = self.shared.live.get().ok_or_else(|| Error::NoReflector {
-            kind: self.shared.kind.clone(),
-        })?;
+    fn live(&self, reason: ApiReason) -> &Live {
         self.shared.counters.record_api(reason);
-        Ok(live)
-    }
-
-    fn from_snapshot<T>(snapshot: &Snapshot<K>, value: T) -> Read<T> {
-        Read {
-            value,
-            source: Source::Snapshot {
-                generation: snapshot.generation(),
-                since_confirmed: snapshot.since_confirmed(),
-            },
-        }
+        &self.feed.link.live
     }
 }
 
-impl<K: Resource> Cache<K> {
+impl<K: Resource, F> Cache<K, F> {
     /// The cluster-scoped object with this name, from the current snapshot.
     ///
     /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
@@ -675,7 +526,7 @@ where
         match self.plan_read(policy).await? {
             Ok(snapshot) => Ok(Self::from_snapshot(&snapshot, snapshot.to_vec())),
             Err(reason) => {
-                let mut objects = self.live(reason)?.list::<K>().await?;
+                let mut objects = self.live(reason).list::<K>().await?;
                 objects.sort_by_cached_key(|o| ObjectKey::of(o.as_ref()));
                 Ok(Read {
                     value: objects,
@@ -702,12 +553,97 @@ where
                 Ok(Self::from_snapshot(&snapshot, found))
             }
             Err(reason) => {
-                let found = self.live(reason)?.get::<K>(namespace, name).await?;
+                let found = self.live(reason).get::<K>(namespace, name).await?;
                 Ok(Read {
                     value: found.map(Arc::new),
                     source: Source::Live,
                 })
             }
         }
+    }
+}
+
+/// The one type-erased view of a cache, for what holds caches of several kinds: [`Metrics`]
+/// (crate::Metrics), `CacheSet` and the debug view's `CacheView`. Implemented once, for the
+/// feed-less handle (`Cache::local`), so every holder erases a cache the same way.
+// Metrics and `CacheSet` read `kind`, `stats` and `ready`; the debug view reads the rest.
+#[cfg_attr(not(feature = "debug"), allow(dead_code))]
+pub(crate) trait AnyCache: Send + Sync {
+    fn kind(&self) -> &str;
+    fn is_ready(&self) -> bool;
+    fn is_stale(&self) -> bool;
+    fn state(&self) -> CacheState;
+    fn stats(&self) -> Stats;
+    fn generation(&self) -> u64;
+    fn ready(&self) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+impl<K: Send + Sync + 'static> AnyCache for Cache<K, Local> {
+    fn kind(&self) -> &str {
+        Cache::kind(self)
+    }
+    fn is_ready(&self) -> bool {
+        Cache::is_ready(self)
+    }
+    fn is_stale(&self) -> bool {
+        Cache::is_stale(self)
+    }
+    fn state(&self) -> CacheState {
+        Cache::state(self)
+    }
+    fn stats(&self) -> Stats {
+        Cache::stats(self)
+    }
+    fn generation(&self) -> u64 {
+        self.snapshot().generation()
+    }
+    fn ready(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(Cache::ready(self))
+    }
+}
+
+impl fmt::Debug for dyn AnyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyCache")
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+impl<K: Send + Sync + 'static, F> Cache<K, F> {
+    /// This cache, type-erased.
+    pub(crate) fn erased(&self) -> std::sync::Arc<dyn AnyCache> {
+        Arc::new(self.local())
+    }
+}
+
+// `Writer::cache` lives here, beside the handle it builds, so that the writer (below the read
+// handle) does not import it.
+impl<K> Writer<K>
+where
+    K: Resource + Send + Sync + 'static,
+{
+    /// A read handle on the cache this writer publishes to: a `Cache<K, Local>`, with every
+    /// snapshot read and no call that needs an API server (a bare writer has none); see
+    /// [`Cache`], "How it is fed, in its type". The reflector hands out `Cache<K>` handles
+    /// instead, which also make policy reads and refresh.
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// let writer = repocache::Writer::<k8s_openapi::api::core::v1::ConfigMap>::new();
+    /// // A cache fed by hand cannot be refreshed: nothing could relist it.
+    /// writer.cache().refresh().await;
+    /// # }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// let writer = repocache::Writer::<k8s_openapi::api::core::v1::ConfigMap>::new();
+    /// // Nor read live: there is no server to ask.
+    /// writer.cache().get_with("a", repocache::ReadPolicy::Fresh).await;
+    /// # }
+    /// ```
+    pub fn cache(&self) -> Cache<K, Local> {
+        Cache::from_shared(self.shared(), Local::new())
     }
 }

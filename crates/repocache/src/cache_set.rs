@@ -24,13 +24,13 @@ use std::fmt::{self, Debug};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::cache::Cache;
+use crate::cache::{AnyCache, Cache};
 use crate::config::CacheConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -106,30 +106,16 @@ where
         self
     }
 
-    /// The transform applied before objects are stored (default: drop managedFields).
-    pub fn transform(mut self, transform: impl Fn(&mut K) + Send + Sync + 'static) -> Self {
-        self.cache = self.cache.transform(transform);
+    /// Edits this kind's cache options in place (see [`CacheConfig`]; the same options, and
+    /// the same call, as [`ReflectorBuilder::configure_cache`](crate::ReflectorBuilder::configure_cache)).
+    /// Presets (e.g. [`glasskube::package_repositories`](crate::glasskube::package_repositories))
+    /// keep their indexes: `preset().configure_cache(|c| c.publish_interval(d))`.
+    pub fn configure_cache(mut self, edit: impl FnOnce(CacheConfig<K>) -> CacheConfig<K>) -> Self {
+        self.cache = edit(self.cache);
         self
     }
 
-    /// A secondary index (see [`CacheConfig::index_by`]).
-    pub fn index_by(
-        mut self,
-        name: impl Into<Arc<str>>,
-        values: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.cache = self.cache.index_by(name, values);
-        self
-    }
-
-    /// The shortest time between two published snapshots while events keep arriving (see
-    /// [`CacheConfig::publish_interval`]; default 1 ms).
-    pub fn publish_interval(mut self, interval: Duration) -> Self {
-        self.cache = self.cache.publish_interval(interval);
-        self
-    }
-
-    /// All cache options at once.
+    /// All cache options at once, replaced whole.
     pub fn cache_config(mut self, config: CacheConfig<K>) -> Self {
         self.cache = config;
         self
@@ -149,29 +135,13 @@ where
     }
 }
 
-/// What a cache set needs of each cache without knowing its type.
-trait Member: Send + Sync {
-    fn ready(&self) -> BoxFuture<'_, Result<(), Error>>;
-    fn stats(&self) -> Stats;
-}
-
-impl<K: Send + Sync + 'static> Member for Cache<K> {
-    fn ready(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(Cache::ready(self))
-    }
-
-    fn stats(&self) -> Stats {
-        Cache::stats(self)
-    }
-}
-
 /// Registers kinds for a [`CacheSet`]; see [`CacheSet::builder`].
 pub struct CacheSetBuilder {
     client: Client,
     ttl: Duration,
     metrics: Metrics,
     typed: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
-    members: Vec<Arc<dyn Member>>,
+    members: Vec<Arc<dyn AnyCache>>,
     pending: Vec<PendingReflector>,
 }
 
@@ -215,7 +185,7 @@ impl CacheSetBuilder {
             .prepare();
         self.typed
             .insert(TypeId::of::<K>(), Box::new(cache.clone()));
-        self.members.push(Arc::new(cache.clone()));
+        self.members.push(cache.erased());
         self.pending.push(pending);
         cache
     }
@@ -255,7 +225,7 @@ impl CacheSetBuilder {
 /// registry.
 pub struct CacheSet {
     typed: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
-    members: Vec<Arc<dyn Member>>,
+    members: Vec<Arc<dyn AnyCache>>,
     handles: Vec<ReflectorHandle>,
     metrics: Metrics,
 }

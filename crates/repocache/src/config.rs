@@ -8,6 +8,7 @@ use std::time::Duration;
 use kube::Resource;
 
 use crate::index::Indexer;
+pub use crate::line_guard::{DEFAULT_MAX_LINE, MIN_MAX_LINE};
 
 /// A hook applied to every object before it enters a snapshot.
 pub type Transform<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
@@ -158,8 +159,8 @@ impl<K: Resource + 'static> CacheConfig<K> {
     }
 
     /// The longest watch line a reflector accepts, in bytes (default
-    /// [`DEFAULT_MAX_LINE`](crate::DEFAULT_MAX_LINE), 16 MiB; values below
-    /// [`MIN_MAX_LINE`](crate::MIN_MAX_LINE), 4 KiB, are raised to it). A watch line is one
+    /// [`DEFAULT_MAX_LINE`], 16 MiB; values below
+    /// [`MIN_MAX_LINE`], 4 KiB, are raised to it). A watch line is one
     /// event with its whole object; a longer one is never buffered whole: it is counted in
     /// [`Stats::rejected_lines`](crate::Stats::rejected_lines), skipped, and the reflector
     /// relists. The API server's own limit on an object is far below the default.

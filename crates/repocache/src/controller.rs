@@ -54,11 +54,11 @@ use crate::change::Change;
 /// The store is filled as the stream is polled: the controller polls it. Its first sync (and
 /// every resync after the subscriber lagged) is applied as a relist, so the store becomes ready
 /// like a reflector's.
-pub fn store_bridge<K>(
-    cache: &Cache<K>,
+pub fn store_bridge<K, F>(
+    cache: &Cache<K, F>,
 ) -> (
     Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + use<K, F>,
 )
 where
     K: Resource + Clone + Debug + Send + Sync + 'static,
@@ -100,9 +100,9 @@ where
 
 /// The objects of `cache` that change from now on (added, updated or deleted; not the ones
 /// already there), as a trigger stream for `Controller::watches_stream`.
-pub fn changed_objects<K>(
-    cache: &Cache<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+pub fn changed_objects<K, F>(
+    cache: &Cache<K, F>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K, F>
 where
     K: Resource + Clone + Send + Sync + 'static,
 {
@@ -123,7 +123,7 @@ where
 /// The changes of `cache` from now on (not the objects already there), with both versions of
 /// an update: for a `watches_stream` mapper that must know what an object *was* (e.g. a
 /// repository that stopped being the default). Markers (`Synced`, `Lagged`) are passed on.
-pub fn changes<K>(cache: &Cache<K>) -> impl Stream<Item = Change<K>> + Send + use<K>
+pub fn changes<K, F>(cache: &Cache<K, F>) -> impl Stream<Item = Change<K>> + Send + use<K, F>
 where
     K: Resource + Send + Sync + 'static,
 {

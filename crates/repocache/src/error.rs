@@ -24,13 +24,6 @@ pub enum Error {
         /// Why it stopped (as [`CacheState::Stopped`](crate::CacheState::Stopped) says).
         reason: String,
     },
-    /// A live read or a refresh needs the cache's reflector, and this cache has none (it is
-    /// fed by hand through a [`Writer`](crate::Writer)).
-    #[error("{kind} cache has no reflector: live reads and refresh need one")]
-    NoReflector {
-        /// The kind the cache holds.
-        kind: String,
-    },
     /// The cache has no secondary index of this name.
     #[error("{kind} cache has no index named {index:?}")]
     NoSuchIndex {
@@ -38,12 +31,6 @@ pub enum Error {
         kind: String,
         /// The index asked for.
         index: String,
-    },
-    /// More than one PackageRepository is marked as the default repository.
-    #[error("several default repositories are marked: {}", names.join(", "))]
-    SeveralDefaults {
-        /// The names of every repository marked default.
-        names: Vec<String>,
     },
     /// The cache did not reach a resourceVersion within the time the caller allowed (see
     /// [`Cache::wait_for`](crate::Cache::wait_for)).

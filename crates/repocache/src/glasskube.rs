@@ -12,8 +12,19 @@ use glasskube_api::{ClusterPackage, Package, PackageRepository};
 
 use crate::cache::Cache;
 use crate::cache_set::KindOptions;
-use crate::error::Error;
 use crate::snapshot::Snapshot;
+
+/// Errors of the Glasskube lookups (the generic [`crate::Error`] knows no Glasskube kind).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// More than one PackageRepository is marked as the default repository.
+    #[error("several default repositories are marked: {}", names.join(", "))]
+    SeveralDefaults {
+        /// The names of every repository marked default.
+        names: Vec<String>,
+    },
+}
 
 /// Index of PackageRepositories by [`normalize_url`] of `spec.url`.
 pub const BY_URL: &str = "url";
@@ -61,8 +72,8 @@ pub fn normalize_url(url: &str) -> String {
 
 /// PackageRepositories, indexed by [`BY_URL`] and [`BY_DEFAULT`].
 pub fn package_repositories() -> KindOptions<PackageRepository> {
-    KindOptions::new()
-        .index_by(BY_URL, |r: &PackageRepository| {
+    KindOptions::new().configure_cache(|c| {
+        c.index_by(BY_URL, |r: &PackageRepository| {
             vec![normalize_url(&r.spec.url)]
         })
         .index_by(BY_DEFAULT, |r: &PackageRepository| {
@@ -72,19 +83,24 @@ pub fn package_repositories() -> KindOptions<PackageRepository> {
                 Vec::new()
             }
         })
+    })
 }
 
 /// Packages, indexed by [`BY_REPOSITORY`].
 pub fn packages() -> KindOptions<Package> {
-    KindOptions::new().index_by(BY_REPOSITORY, |p: &Package| {
-        vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+    KindOptions::new().configure_cache(|c| {
+        c.index_by(BY_REPOSITORY, |p: &Package| {
+            vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+        })
     })
 }
 
 /// ClusterPackages, indexed by [`BY_REPOSITORY`].
 pub fn cluster_packages() -> KindOptions<ClusterPackage> {
-    KindOptions::new().index_by(BY_REPOSITORY, |p: &ClusterPackage| {
-        vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+    KindOptions::new().configure_cache(|c| {
+        c.index_by(BY_REPOSITORY, |p: &ClusterPackage| {
+            vec![p.repository_name().unwrap_or(DEFAULT_REPOSITORY).to_owned()]
+        })
     })
 }
 
@@ -146,7 +162,7 @@ impl RepositoryLookup for Snapshot<PackageRepository> {
     }
 }
 
-impl RepositoryLookup for Cache<PackageRepository> {
+impl<F> RepositoryLookup for Cache<PackageRepository, F> {
     fn default_repository(&self) -> Result<Option<Arc<PackageRepository>>, Error> {
         self.snapshot().default_repository()
     }

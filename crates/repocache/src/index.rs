@@ -57,7 +57,7 @@ impl<K> fmt::Debug for Indexer<K> {
 pub(crate) type IndexMap = imbl::GenericHashMap<
     String,
     imbl::OrdSet<ObjectKey>,
-    crate::snapshot::Hasher,
+    crate::hasher::Hasher,
     imbl::shared_ptr::DefaultSharedPtr,
 >;
 

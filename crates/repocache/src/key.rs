@@ -1,7 +1,7 @@
 //! Object keys: the `(namespace, name)` pair that identifies an object in a snapshot.
 //!
 //! Lookups must not allocate, so the map is keyed by an owned [`ObjectKey`] but queried through
-//! the borrowed [`KeyView`] trait object: `(Option<&str>, &str)` hashes and compares exactly like
+//! the borrowed `KeyView` trait object: `(Option<&str>, &str)` hashes and compares exactly like
 //! the owned key it stands for.
 
 use std::borrow::Borrow;

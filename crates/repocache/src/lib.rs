@@ -1,7 +1,7 @@
 //! repocache keeps an always-current, lock-free, in-process cache of Kubernetes objects.
 //!
 //! It sits between the API server and the code that reads objects again and again (operators,
-//! their reconcilers, and the tools around them). A [`reflector`] task runs kube-runtime's
+//! their reconcilers, and the tools around them). A [`reflector()`] task runs kube-runtime's
 //! `watcher` (LIST + WATCH, with backoff) and feeds a [`Writer`], which applies each event to
 //! persistent maps and publishes an immutable [`Snapshot`] through `arc-swap`. A [`Cache`] is the
 //! read handle: [`Cache::get`], [`Cache::list`] and [`Cache::snapshot`] cost one atomic load
@@ -36,61 +36,52 @@
 //! ```
 
 mod bookmark;
-mod cache;
-mod cache_set;
+pub mod cache;
+pub mod cache_set;
 mod change;
 mod clock;
-mod config;
+pub mod config;
 pub mod controller;
 #[cfg(feature = "debug")]
 pub mod debug;
-mod decoded;
-mod decoding;
+pub mod decode;
 mod error;
-mod feed;
 #[cfg(feature = "glasskube")]
 pub mod glasskube;
-mod index;
-mod key;
+mod hasher;
+pub mod index;
+pub mod key;
 pub mod layer;
 pub(crate) mod line_guard;
 mod live;
-mod metrics;
+pub mod metrics;
 mod ordered;
-mod policy;
+pub mod policy;
 mod reader;
-mod reflector;
-mod snapshot;
+pub mod reflector;
+mod shared;
+pub mod snapshot;
 mod state;
-mod stats;
+pub mod stats;
 mod striped;
 mod subscription;
-mod writer;
+pub mod writer;
 
-pub use cache::{Cache, CacheScope};
-pub use cache_set::{CacheSet, CacheSetBuilder, KindOptions};
+// The names a user needs on day one; the rest live in the modules above
+// (`repocache::stats::ApiReason`, `repocache::config::DEFAULT_MAX_LINE`, `repocache::layer::…`).
+pub use cache::Cache;
+pub use cache_set::{CacheSet, KindOptions};
 pub use change::Change;
-pub use config::{
-    CacheConfig, DEFAULT_PUBLISH_INTERVAL, DEFAULT_SUBSCRIBER_BUFFER,
-    DEFAULT_SUBSCRIBER_BUFFER_CHANGES, LAST_APPLIED_ANNOTATION, MAX_PUBLISH_INTERVAL, Transform,
-    drop_managed_fields,
-};
-pub use decoded::{Decoded, InvalidObject};
+pub use config::CacheConfig;
 pub use error::Error;
-pub use index::{IndexFn, Indexer};
-pub use key::ObjectKey;
-pub use line_guard::{DEFAULT_MAX_LINE, LineRejection, MIN_MAX_LINE};
 pub use metrics::Metrics;
-pub use policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
-pub use reader::Reader;
-pub use reflector::{
-    DEFAULT_LIST_TIMEOUT, DEFAULT_TTL, RESYNC_TTLS, ReflectorBuilder, ReflectorHandle, reflector,
-};
-pub use snapshot::{Iter, Snapshot};
+pub use policy::{Read, ReadPolicy};
+pub use reflector::{ReflectorBuilder, ReflectorHandle, reflector};
+pub use snapshot::Snapshot;
 pub use state::CacheState;
-pub use stats::{ApiReason, DELAY_BUCKETS, DecodingMode, Delays, EventType, RelistReason, Stats};
+pub use stats::Stats;
 pub use subscription::Subscription;
-pub use writer::{Applied, Publish, Writer};
+pub use writer::Writer;
 
 /// The watcher event type a [`Writer`] applies (re-exported from kube-runtime).
 pub use kube::runtime::watcher::Event;

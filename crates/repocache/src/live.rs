@@ -10,7 +10,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use crate::decoded::Decoded;
+use crate::decode::object::Decoded;
 use crate::error::Error;
 
 /// How a cache reaches the API server for a live read.
@@ -39,8 +39,8 @@ impl Live {
     }
 
     /// What the cache's watch covers.
-    pub(crate) fn scope(&self) -> crate::cache::CacheScope {
-        crate::cache::CacheScope {
+    pub(crate) fn scope(&self) -> CacheScope {
+        CacheScope {
             namespace: self.namespace.clone(),
             label_selector: self.label_selector.clone(),
             field_selector: self.field_selector.clone(),
@@ -137,5 +137,24 @@ impl Live {
         }
         debug!(objects = out.len(), "live list");
         Ok(out)
+    }
+}
+
+/// Which objects of a kind a cache holds; see [`Cache::scope`](crate::Cache::scope).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheScope {
+    /// Only objects in this namespace (`None`: all namespaces, or a cluster-scoped kind).
+    pub namespace: Option<String>,
+    /// Only objects matching this label selector.
+    pub label_selector: Option<String>,
+    /// Only objects matching this field selector.
+    pub field_selector: Option<String>,
+}
+
+impl CacheScope {
+    /// Whether the cache holds only the objects matching a selector.
+    pub fn is_selective(&self) -> bool {
+        self.label_selector.is_some() || self.field_selector.is_some()
     }
 }

@@ -14,19 +14,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::cache::Cache;
+use crate::cache::{AnyCache, Cache};
 use crate::stats::{DELAY_BUCKETS, DecodingMode, Stats};
-
-/// Something whose figures can be read on a scrape.
-trait StatsSource: Send + Sync {
-    fn stats(&self) -> Stats;
-}
-
-impl<K: Send + Sync> StatsSource for Cache<K> {
-    fn stats(&self) -> Stats {
-        Cache::stats(self)
-    }
-}
 
 /// The metrics of a set of caches, labelled by kind, for one Prometheus registry.
 ///
@@ -39,15 +28,15 @@ impl<K: Send + Sync> StatsSource for Cache<K> {
 /// `repocache_api_requests_total{reason}`, `repocache_watch_events_total{type}`,
 /// `repocache_relists_total{reason}`, `repocache_decode_failures_total`,
 /// `repocache_rejected_lines_total{reason}` (watch lines rejected before decoding, see
-/// [`LineRejection`](crate::LineRejection)),
+/// [`LineRejection`](crate::stats::LineRejection)),
 /// `repocache_decoding_robust` (1 once the reflector decodes each object on its own, see
-/// [`DecodingMode`](crate::DecodingMode)), `repocache_objects`,
+/// [`DecodingMode`]), `repocache_objects`,
 /// `repocache_snapshot_age_seconds`, `repocache_since_confirmed_seconds`,
 /// `repocache_resource_version`, `repocache_generation`, `repocache_ready`,
 /// `repocache_state{state}` and the histogram `repocache_event_to_visible_seconds`.
 #[derive(Clone, Default)]
 pub struct Metrics {
-    sources: Arc<Mutex<Vec<Arc<dyn StatsSource>>>>,
+    sources: Arc<Mutex<Vec<Arc<dyn AnyCache>>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -77,8 +66,8 @@ impl Metrics {
     }
 
     /// Adds a cache whose figures these metrics report.
-    pub fn track<K: Send + Sync + 'static>(&self, cache: &Cache<K>) {
-        let source: Arc<dyn StatsSource> = Arc::new(cache.clone());
+    pub fn track<K: Send + Sync + 'static, F>(&self, cache: &Cache<K, F>) {
+        let source = cache.erased();
         match self.sources.lock() {
             Ok(mut sources) => sources.push(source),
             Err(poisoned) => poisoned.into_inner().push(source),
@@ -99,17 +88,11 @@ impl Metrics {
         out
     }
 
-    fn sources(&self) -> Vec<Arc<dyn StatsSource>> {
+    fn sources(&self) -> Vec<Arc<dyn AnyCache>> {
         match self.sources.lock() {
             Ok(sources) => sources.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-}
-
-impl fmt::Debug for dyn StatsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StatsSource")
     }
 }
 

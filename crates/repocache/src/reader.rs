@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::cache::Shared;
+use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 
 /// Lets `arc_swap::Cache` reach the cache's `ArcSwap` through the shared state.

@@ -5,7 +5,7 @@
 //! object that does not decode switches it, with one relist and for the reflector's life, to
 //! [`Decoded<K>`], so that such an object is skipped (counted and logged) instead of failing its
 //! whole list or being lost from the watch; that decode error is not an API failure and never
-//! makes the cache `Failed` (see the `decoding` module). Bursts of events
+//! makes the cache `Failed` (see `decode::stream`). Bursts of events
 //! that are ready at once are applied together and published as one snapshot, and a steady
 //! stream of events is published at most once per publish interval
 //! ([`CacheConfig::publish_interval`], 1 ms by default); a relist is published at once.
@@ -31,14 +31,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::cache::{Cache, Command, Shared};
+use crate::cache::{Cache, Watched};
 use crate::clock::{later, saturating_add};
 use crate::config::CacheConfig;
-use crate::decoded::Decoded;
-use crate::feed::Feed;
+use crate::decode::feed::DecodeFeed;
+use crate::decode::object::Decoded;
 use crate::line_guard::{LineGuard, OnReject};
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::shared::{Command, Shared};
 use crate::state::CacheState;
 use crate::stats::{ApiReason, EventType, RelistReason};
 use crate::writer::{Applied, Publish, Writer};
@@ -116,40 +117,19 @@ where
         }
     }
 
-    /// The cache's own options: transform, indexes, subscriber buffer, publish interval.
+    /// The cache's own options, replaced whole (see [`configure_cache`](Self::configure_cache)
+    /// to edit them instead).
     pub fn cache_config(mut self, config: CacheConfig<K>) -> Self {
         self.cache_config = config;
         self
     }
 
-    /// Adds a secondary index (see [`CacheConfig::index_by`]).
-    pub fn index_by(
-        mut self,
-        name: impl Into<Arc<str>>,
-        values: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.cache_config = self.cache_config.index_by(name, values);
-        self
-    }
-
-    /// The shortest time between two published snapshots while events keep arriving (see
-    /// [`CacheConfig::publish_interval`]; default 1 ms, zero publishes every batch at once).
-    pub fn publish_interval(mut self, interval: Duration) -> Self {
-        self.cache_config = self.cache_config.publish_interval(interval);
-        self
-    }
-
-    /// Replaces the transform applied before objects are stored (see
-    /// [`CacheConfig::transform`]; the default drops managedFields).
-    pub fn transform(mut self, transform: impl Fn(&mut K) + Send + Sync + 'static) -> Self {
-        self.cache_config = self.cache_config.transform(transform);
-        self
-    }
-
-    /// The longest watch line the reflector accepts (see [`CacheConfig::max_line`]; default
-    /// [`DEFAULT_MAX_LINE`](crate::DEFAULT_MAX_LINE), 16 MiB).
-    pub fn max_line(mut self, bytes: usize) -> Self {
-        self.cache_config = self.cache_config.max_line(bytes);
+    /// Edits the cache's own options in place (see [`CacheConfig`]: transform, indexes,
+    /// subscriber buffer, publish interval, longest watch line): the one way every builder
+    /// (`ReflectorBuilder`, `KindOptions`) reaches them, e.g.
+    /// `.configure_cache(|c| c.index_by("url", by_url).publish_interval(Duration::ZERO))`.
+    pub fn configure_cache(mut self, edit: impl FnOnce(CacheConfig<K>) -> CacheConfig<K>) -> Self {
+        self.cache_config = edit(self.cache_config);
         self
     }
 
@@ -235,21 +215,21 @@ where
         let writer = Writer::<K>::with_config(self.cache_config);
         let shared = writer.shared();
         shared.set_ttl(self.ttl);
-        let cache = writer.cache();
-        if let Some(metrics) = &self.metrics {
-            metrics.track(&cache);
-        }
-
         let namespace = self.api.namespace().map(str::to_owned);
         let client = self.api.into_client();
-        let _ = shared.live.set(Live::new(
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let live = Live::new(
             client.clone(),
             namespace.clone(),
             self.config.label_selector.clone(),
             self.config.field_selector.clone(),
-        ));
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let _ = shared.control.set(control_tx);
+        );
+        // The handles carry the reflector's link from the start: a `Cache<K>` can always read
+        // live and refresh (no run-time "no reflector").
+        let cache = Cache::from_shared(shared.clone(), Watched::new(live, control_tx));
+        if let Some(metrics) = &self.metrics {
+            metrics.track(&cache);
+        }
 
         let bookmarks: crate::bookmark::Sink = {
             let shared = shared.clone();
@@ -276,7 +256,7 @@ where
             ttl: self.ttl,
             shared,
             writer,
-            feed: Feed::default(),
+            feed: DecodeFeed::default(),
             forced: None,
             last_error: None,
             forced_at: None,
@@ -484,7 +464,7 @@ struct Task<K> {
     ttl: Duration,
     shared: Arc<Shared<K>>,
     writer: Writer<K>,
-    feed: Feed,
+    feed: DecodeFeed,
     /// Why we restarted the watch, until the relist it causes completes.
     forced: Option<RelistReason>,
     /// The last error since the last completed relist.
@@ -505,7 +485,7 @@ struct Task<K> {
     publish_armed: bool,
 }
 
-type EventStream<K> = crate::decoding::Events<K>;
+type EventStream<K> = crate::decode::stream::Events<K>;
 
 impl<K> Task<K>
 where
@@ -604,9 +584,9 @@ where
     }
 
     /// A new watcher, which starts with a relist: on the typed fast path, or over [`Decoded<K>`]
-    /// once an object did not decode (see [`crate::decoding`]).
+    /// once an object did not decode (see [`crate::decode::stream`]).
     fn new_stream(&self) -> EventStream<K> {
-        crate::decoding::watch(&self.api, &self.config, &self.shared)
+        crate::decode::stream::watch(&self.api, &self.config, &self.shared)
     }
 
     /// Restarts the watch from scratch: the new stream relists.
@@ -667,8 +647,7 @@ where
             return;
         }
         let snapshot = self.shared.current.load_full();
-        let unconfirmed = snapshot.since_confirmed();
-        if unconfirmed < self.ttl {
+        if snapshot.is_within_ttl(self.ttl) {
             if self.resync_due().is_some_and(|due| now >= due) {
                 // Confirmed (by bookmarks), but not relisted for RESYNC_TTLS TTLs: the state
                 // stays Ready while the safety-net relist runs.
@@ -680,6 +659,7 @@ where
             }
             return;
         }
+        let unconfirmed = snapshot.since_confirmed();
         let reason = format!(
             "not confirmed for {unconfirmed:.1?} (TTL {:?}); relisting",
             self.ttl
@@ -866,7 +846,7 @@ where
     }
 
     fn is_fresh(&self) -> bool {
-        self.ttl.is_zero() || self.shared.current.load().since_confirmed() < self.ttl
+        self.shared.current.load().is_within_ttl(self.ttl)
     }
 }
 

@@ -16,13 +16,10 @@ use std::time::{Duration, Instant};
 use kube::Resource;
 
 use crate::clock::Clock;
+use crate::hasher::Hasher;
 use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::Ordered;
-
-/// The hasher of the lookup maps: foldhash, seeded per process (a fraction of SipHash's cost
-/// on short keys such as object names).
-pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// Objects by (namespace, name), for O(1) expected-time lookups. The map stores no separate
 /// key: each entry is the object's `Arc`, hashed and compared by the object's own metadata.
@@ -203,6 +200,20 @@ impl<K> Snapshot<K> {
     /// How long ago the watch last confirmed this snapshot.
     pub fn since_confirmed(&self) -> Duration {
         self.confirmed_at().elapsed()
+    }
+
+    /// Whether the watch confirmed this snapshot (by an event, a bookmark or a relist) at most
+    /// `max_staleness` ago: the one freshness test of the crate.
+    /// [`ReadPolicy::MaxStaleness`](crate::ReadPolicy::MaxStaleness), the layer's read policy,
+    /// the TTL behind
+    /// [`Cache::is_stale`](crate::Cache::is_stale) and the reflector's supervisor all ask it.
+    pub fn is_fresh(&self, max_staleness: Duration) -> bool {
+        self.since_confirmed() <= max_staleness
+    }
+
+    /// [`is_fresh`](Self::is_fresh) for a TTL, where zero disables the bound.
+    pub(crate) fn is_within_ttl(&self, ttl: Duration) -> bool {
+        ttl.is_zero() || self.is_fresh(ttl)
     }
 
     /// Marks the snapshot as confirmed now (monotonic: an earlier time never overwrites a later).

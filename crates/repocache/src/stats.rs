@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::line_guard::LineRejection;
+pub use crate::line_guard::LineRejection;
 use crate::state::CacheState;
 use crate::striped::StripedCounter;
 
@@ -61,7 +61,7 @@ pub enum RelistReason {
     /// The previous list or watch failed with another error.
     Error,
     /// The safety net: a snapshot that bookmarks kept confirming was not relisted for
-    /// [`RESYNC_TTLS`](crate::RESYNC_TTLS) TTLs.
+    /// [`RESYNC_TTLS`](crate::reflector::RESYNC_TTLS) TTLs.
     Resync,
 }
 
@@ -89,7 +89,7 @@ impl RelistReason {
     }
 }
 
-/// How the reflector decodes the objects it watches (see [`Decoded`](crate::Decoded)).
+/// How the reflector decodes the objects it watches (see [`Decoded`](crate::decode::Decoded)).
 ///
 /// A reflector starts on the typed fast path and switches to per-object decoding, for the rest
 /// of its life, the first time an object does not decode as its kind.
@@ -99,7 +99,7 @@ pub enum DecodingMode {
     /// reflector does). An object that does not decode ends this mode.
     #[default]
     Fast,
-    /// Each object is decoded on its own ([`Decoded`](crate::Decoded)): one that does not decode
+    /// Each object is decoded on its own ([`Decoded`](crate::decode::Decoded)): one that does not decode
     /// is counted in [`Stats::decode_failures`] and skipped, at the cost of one more pass over
     /// each object's text.
     Robust,

@@ -17,9 +17,9 @@ use kube::Resource;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::cache::Shared;
 use crate::change::{Batch, Change, apply_to, diff};
 use crate::ordered::Ordered;
+use crate::shared::Shared;
 
 /// A stream of a cache's changes; see [`Cache::subscribe`](crate::Cache::subscribe).
 ///
@@ -31,7 +31,7 @@ use crate::ordered::Ordered;
 /// The broadcast buffer holds no snapshot, only the changes of the last publishes, and the
 /// writer bounds them: at most
 /// [`subscriber_buffer_changes`](crate::CacheConfig::subscriber_buffer_changes) changes
-/// (default [`DEFAULT_SUBSCRIBER_BUFFER_CHANGES`](crate::DEFAULT_SUBSCRIBER_BUFFER_CHANGES),
+/// (default [`DEFAULT_SUBSCRIBER_BUFFER_CHANGES`](crate::config::DEFAULT_SUBSCRIBER_BUFFER_CHANGES),
 /// 4,096) in at most [`subscriber_buffer`](crate::CacheConfig::subscriber_buffer) batches
 /// (default 128). A publish whose changes do not fit is sent without them; subscribers then
 /// diff their view against the current snapshot, which delivers the same net changes.

@@ -16,12 +16,12 @@ use kube::runtime::watcher::Event;
 use tokio::sync::broadcast;
 use tracing::{debug, error, trace, warn};
 
-use crate::cache::{Cache, Shared};
 use crate::change::{Batch, Change, diff_at_most};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::Ordered;
+use crate::shared::Shared;
 use crate::snapshot::{
     Index, ObjView, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
 };
@@ -230,11 +230,6 @@ impl<K> Writer<K>
 where
     K: Resource + Send + Sync + 'static,
 {
-    /// A read handle on the cache this writer publishes to.
-    pub fn cache(&self) -> Cache<K> {
-        Cache::from_shared(self.shared.clone())
-    }
-
     /// Applies one event and publishes the result if it changed the cache.
     pub fn apply(&mut self, event: Event<K>) -> Applied {
         let applied = self.stage(event);

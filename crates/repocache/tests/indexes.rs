@@ -163,7 +163,7 @@ fn managed_fields_are_dropped_by_default_and_transforms_apply_before_storing() {
 
     let upper = CacheConfig::new()
         .transform(|o: &mut ConfigMap| {
-            repocache::drop_managed_fields(o);
+            repocache::config::drop_managed_fields(o);
             if let Some(d) = o.data.as_mut() {
                 d.values_mut().for_each(|v| *v = v.to_uppercase());
             }

@@ -15,7 +15,8 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Resource;
 use kube::api::ObjectMeta;
-use repocache::{Applied, CacheConfig, Event, Snapshot, Writer};
+use repocache::writer::Applied;
+use repocache::{CacheConfig, Event, Snapshot, Writer};
 
 /// Silences the default panic hook's message for the panics these tests cause on purpose
 /// (they are caught; the output would only be noise). Other panics still print.

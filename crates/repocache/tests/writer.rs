@@ -9,7 +9,8 @@ use common::{cm, contents, obj, relist, value};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::time::{Duration, Instant};
 
-use repocache::{Applied, CacheConfig, Event, Publish, Writer};
+use repocache::writer::{Applied, Publish};
+use repocache::{CacheConfig, Event, Writer};
 
 fn synced(objects: Vec<ConfigMap>) -> Writer<ConfigMap> {
     let mut writer = Writer::new();

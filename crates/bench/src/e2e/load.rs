@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use glasskube_api::PackageRepository;
 use kube::Api;
 use kube::api::ListParams;
-use repocache::{ApiReason, Cache, ReflectorBuilder, ReflectorHandle};
+use repocache::stats::ApiReason;
+use repocache::{Cache, ReflectorBuilder, ReflectorHandle};
 
 use super::sim::{self, Sim};
 use super::sync::SYNC_TIMEOUT;

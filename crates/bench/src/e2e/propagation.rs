@@ -97,7 +97,7 @@ async fn repocache_with(
     control.reset_requests();
     let mut builder = ReflectorBuilder::new(Api::<PackageRepository>::all(sim.client()?));
     if let Some(interval) = publish_interval {
-        builder = builder.publish_interval(interval);
+        builder = builder.configure_cache(|c| c.publish_interval(interval));
     }
     let (cache, handle) = builder.start();
     cache.wait_ready(super::sync::SYNC_TIMEOUT).await?;

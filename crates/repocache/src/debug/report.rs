@@ -84,7 +84,7 @@ pub struct StatsReport {
     pub decoding: String,
     /// Watch lines rejected before decoding, by reason (`too_long`, `not_utf8`,
     /// `not_an_object`, `malformed_error`; every reason, zeros included); each cost a relist
-    /// (see [`LineRejection`](crate::LineRejection)). Empty from an endpoint that predates the
+    /// (see [`LineRejection`](crate::stats::LineRejection)). Empty from an endpoint that predates the
     /// field.
     #[serde(default)]
     pub rejected_lines: BTreeMap<String, u64>,
@@ -152,9 +152,9 @@ mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
 
     use super::*;
-    use crate::LineRejection;
     use crate::Writer;
     use crate::debug::CacheView;
+    use crate::stats::LineRejection;
 
     #[test]
     fn the_report_shows_rejected_lines_by_reason() {

@@ -124,9 +124,9 @@ impl fmt::Debug for DebugServerBuilder {
 impl DebugServerBuilder {
     /// Serves this cache (its objects must serialize).
     #[must_use]
-    pub fn cache<K: kube::Resource + Serialize + Send + Sync + 'static>(
+    pub fn cache<K: kube::Resource + Serialize + Send + Sync + 'static, F>(
         mut self,
-        cache: &Cache<K>,
+        cache: &Cache<K, F>,
     ) -> Self {
         self.caches.push(CacheView::new(cache));
         self.own_metrics.track(cache);

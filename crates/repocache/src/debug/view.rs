@@ -11,22 +11,10 @@ use serde_json::Value;
 
 use super::redact::Redactor;
 use super::report::CacheReport;
-use crate::cache::Cache;
+use crate::cache::{AnyCache, Cache, Local};
 use crate::change::Change;
 use crate::state::CacheState;
 use crate::stats::Stats;
-
-/// What the debug endpoint needs from a cache, without its type parameter.
-trait Source: Send + Sync {
-    fn kind(&self) -> &str;
-    fn is_ready(&self) -> bool;
-    fn is_stale(&self) -> bool;
-    fn state(&self) -> CacheState;
-    fn stats(&self) -> Stats;
-    fn generation(&self) -> u64;
-    fn objects(&self) -> (u64, Vec<Value>);
-    fn changes(&self) -> BoxStream<'static, ViewChange>;
-}
 
 /// One change a cache published, without its type: what `repocache watch` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,46 +54,25 @@ fn view_change<K: Resource>(change: Change<K>) -> Option<ViewChange> {
     })
 }
 
-impl<K: Resource + Serialize + Send + Sync + 'static> Source for Cache<K> {
-    fn changes(&self) -> BoxStream<'static, ViewChange> {
-        crate::controller::changes(self)
-            .filter_map(|change| std::future::ready(view_change(change)))
-            .boxed()
-    }
-
-    fn kind(&self) -> &str {
-        Cache::kind(self)
-    }
-    fn is_ready(&self) -> bool {
-        Cache::is_ready(self)
-    }
-    fn is_stale(&self) -> bool {
-        Cache::is_stale(self)
-    }
-    fn state(&self) -> CacheState {
-        Cache::state(self)
-    }
-    fn stats(&self) -> Stats {
-        Cache::stats(self)
-    }
-    fn generation(&self) -> u64 {
-        self.snapshot().generation()
-    }
-    fn objects(&self) -> (u64, Vec<Value>) {
-        let snapshot = self.snapshot();
-        let objects = snapshot
-            .iter()
-            .filter_map(|obj| match serde_json::to_value(&**obj) {
-                Ok(value) => Some(value),
-                Err(err) => {
-                    tracing::warn!(kind = %Cache::kind(self), %err, "object does not serialize; left out of the debug view");
-                    None
-                }
-            })
-            .collect();
-        (snapshot.generation(), objects)
-    }
+/// The objects of one snapshot of `cache`, serialized, with the snapshot's generation.
+fn objects_of<K: Resource + Serialize>(cache: &Cache<K, Local>) -> (u64, Vec<Value>) {
+    let snapshot = cache.snapshot();
+    let objects = snapshot
+        .iter()
+        .filter_map(|obj| match serde_json::to_value(&**obj) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                tracing::warn!(kind = %cache.kind(), %err, "object does not serialize; left out of the debug view");
+                None
+            }
+        })
+        .collect();
+    (snapshot.generation(), objects)
 }
+
+/// What only a typed cache can do for the view: serialize its objects, and type its changes.
+type Objects = Arc<dyn Fn() -> (u64, Vec<Value>) + Send + Sync>;
+type Changes = Arc<dyn Fn() -> BoxStream<'static, ViewChange> + Send + Sync>;
 
 /// A cache of any kind whose objects serialize, seen as JSON: what the debug endpoint serves
 /// and what tools (the `repocache` command) print.
@@ -113,7 +80,10 @@ impl<K: Resource + Serialize + Send + Sync + 'static> Source for Cache<K> {
 /// Cheap to clone. Built from a [`Cache`] with [`CacheView::new`].
 #[derive(Clone)]
 pub struct CacheView {
-    source: Arc<dyn Source>,
+    /// The cache, type-erased as every holder of caches of several kinds erases it.
+    cache: Arc<dyn AnyCache>,
+    objects: Objects,
+    changes: Changes,
 }
 
 impl fmt::Debug for CacheView {
@@ -126,46 +96,58 @@ impl fmt::Debug for CacheView {
 
 impl CacheView {
     /// A view of `cache` (shares it; reads stay lock-free).
-    pub fn new<K: Resource + Serialize + Send + Sync + 'static>(cache: &Cache<K>) -> Self {
+    pub fn new<K: Resource + Serialize + Send + Sync + 'static, F>(cache: &Cache<K, F>) -> Self {
+        let typed = cache.local();
+        let objects: Objects = {
+            let cache = typed.clone();
+            Arc::new(move || objects_of(&cache))
+        };
+        let changes: Changes = Arc::new(move || {
+            crate::controller::changes(&typed)
+                .filter_map(|change| std::future::ready(view_change(change)))
+                .boxed()
+        });
         Self {
-            source: Arc::new(cache.clone()),
+            cache: cache.erased(),
+            objects,
+            changes,
         }
     }
 
     /// The kind the cache holds.
     pub fn kind(&self) -> &str {
-        self.source.kind()
+        self.cache.kind()
     }
 
     /// Whether the first sync has completed.
     pub fn is_ready(&self) -> bool {
-        self.source.is_ready()
+        self.cache.is_ready()
     }
 
     /// Whether the snapshot went unconfirmed for longer than the TTL.
     pub fn is_stale(&self) -> bool {
-        self.source.is_stale()
+        self.cache.is_stale()
     }
 
     /// The cache's state.
     pub fn state(&self) -> CacheState {
-        self.source.state()
+        self.cache.state()
     }
 
     /// The cache's figures now.
     pub fn stats(&self) -> Stats {
-        self.source.stats()
+        self.cache.stats()
     }
 
     /// The current snapshot's generation (changes with every publish).
     pub fn generation(&self) -> u64 {
-        self.source.generation()
+        self.cache.generation()
     }
 
     /// The objects of one snapshot, serialized, in (namespace, name) order, each passed
     /// through `redact` when given; with the snapshot's generation.
     pub fn objects(&self, redact: Option<&Redactor>) -> (u64, Vec<Value>) {
-        let (generation, mut objects) = self.source.objects();
+        let (generation, mut objects) = (self.objects)();
         if let Some(redact) = redact {
             objects.iter_mut().for_each(|o| redact(o));
         }
@@ -175,7 +157,7 @@ impl CacheView {
     /// Every change the cache publishes from now on (not the objects already there), in
     /// order, as the writer publishes them: nothing is coalesced or skipped.
     pub fn changes(&self) -> BoxStream<'static, ViewChange> {
-        self.source.changes()
+        (self.changes)()
     }
 
     /// The cache's report: its figures, and with `objects` its objects (see

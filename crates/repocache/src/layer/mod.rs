@@ -56,8 +56,8 @@
 //! not evaluate, other media types (`as=Table`, `as=PartialObjectMetadata`, protobuf),
 //! impersonated requests, and any request while the cache is not ready or stale. Stale means:
 //! by default, whatever [`Cache::state`] reports other than `Ready` (the cache's TTL, a failing
-//! or stopped watch); with [`CacheLayer::max_staleness`], a snapshot not confirmed within that
-//! bound. Errors are always the server's: whatever the layer cannot vouch for is passed through.
+//! or stopped watch); with [`CacheLayer::read_policy`], what that [`ReadPolicy`] does not let
+//! the snapshot answer (e.g. `MaxStaleness(d)`: a snapshot not confirmed within `d`). Errors are always the server's: whatever the layer cannot vouch for is passed through.
 //!
 //! # Serve-stale-on-error (opt-in)
 //!
@@ -77,7 +77,7 @@
 //! the snapshot reflects every write recorded for its kind; otherwise it passes through,
 //! counted as [`Outcome::Behind`]. Versions are compared as integers; a write whose version is
 //! not an integer makes reads pass through until the snapshot is at exactly that version.
-//! Writes made by other clients are not seen this way: use the [`ReadPolicy`](crate::ReadPolicy)
+//! Writes made by other clients are not seen this way: use the [`ReadPolicy`]
 //! reads (`AtLeast`, `Consistent`) or the bypass. [`CacheLayer::read_your_writes`]`(false)`
 //! turns it off.
 //!
@@ -128,7 +128,8 @@ pub use respond::GENERATION_HEADER;
 pub use route::Verb;
 pub use stats::{LayerCount, LayerMetrics, LayerStats, Outcome};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Feed};
+use crate::policy::ReadPolicy;
 use route::{Params, parse_path, verb_of};
 use serve::{Ctx, Job, KindInfo, LocalRequest, Registered, Serve};
 use stats::{CounterSet, Counters};
@@ -169,7 +170,7 @@ struct Config {
     id: u64,
     kinds: Vec<Arc<dyn Serve>>,
     other: Arc<Counters>,
-    max_staleness: Option<Duration>,
+    read_policy: Option<ReadPolicy>,
     continue_ttl: Duration,
     read_your_writes: bool,
     own_writes_wait: Duration,
@@ -201,7 +202,7 @@ impl fmt::Debug for CacheLayer {
             .collect();
         f.debug_struct("CacheLayer")
             .field("kinds", &kinds)
-            .field("max_staleness", &self.config.max_staleness)
+            .field("read_policy", &self.config.read_policy)
             .field("read_your_writes", &self.config.read_your_writes)
             .field("own_writes_wait", &self.config.own_writes_wait)
             .field("serve_stale", &self.config.serve_stale)
@@ -223,7 +224,7 @@ impl CacheLayer {
                 id: next_layer_id(),
                 kinds: Vec::new(),
                 other: Arc::new(Counters::new("other")),
-                max_staleness: None,
+                read_policy: None,
                 continue_ttl: DEFAULT_CONTINUE_TTL,
                 read_your_writes: true,
                 own_writes_wait: DEFAULT_OWN_WRITES_WAIT,
@@ -238,7 +239,7 @@ impl CacheLayer {
     /// label or field selectors in its watcher config (a cache of a subset would answer LISTs
     /// with the subset and GETs of the rest with 404). For a cache of one namespace, use
     /// [`cache_in_namespace`](Self::cache_in_namespace).
-    pub fn cache<K>(self, cache: &Cache<K>) -> Self
+    pub fn cache<K, F: Feed>(self, cache: &Cache<K, F>) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
@@ -249,7 +250,7 @@ impl CacheLayer {
     /// Answers GET and LIST of `K` inside `namespace` from `cache`, which must hold every
     /// object of that namespace (a reflector over `Api::namespaced(client, namespace)`, without
     /// selectors). Requests for other namespaces, and LISTs across all namespaces, pass through.
-    pub fn cache_in_namespace<K>(self, cache: &Cache<K>, namespace: &str) -> Self
+    pub fn cache_in_namespace<K, F: Feed>(self, cache: &Cache<K, F>, namespace: &str) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
@@ -257,7 +258,7 @@ impl CacheLayer {
         self.register_cache(cache, Some(namespace.to_owned()))
     }
 
-    fn register_cache<K>(mut self, cache: &Cache<K>, namespace: Option<String>) -> Self
+    fn register_cache<K, F: Feed>(mut self, cache: &Cache<K, F>, namespace: Option<String>) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
@@ -286,22 +287,32 @@ impl CacheLayer {
             namespaced: K::Scope::NAMESPACED,
             namespace,
         };
-        let registered: Arc<dyn Serve> = Arc::new(Registered::new(cache.clone(), info));
+        let registered: Arc<dyn Serve> = Arc::new(Registered::new(cache.local(), info));
         Arc::make_mut(&mut self.config).kinds.push(registered);
         self
     }
 
-    /// Serves only from snapshots confirmed (by a watch event, a bookmark or a relist) within
-    /// `bound`; older ones pass through, as do requests while the cache is not ready.
+    /// How fresh a snapshot must be for the layer to answer from it, as the cache's own policy
+    /// reads say it ([`ReadPolicy`]); a request the policy does not let the snapshot answer
+    /// passes through (the layer never waits on a read, and never makes a request of its own).
     ///
-    /// Without it, the layer serves while [`Cache::state`] is `Ready`: the cache's own TTL is
-    /// the bound. On a quiet kind only bookmarks confirm, so a bound shorter than the server's
-    /// bookmark interval makes quiet kinds pass through between bookmarks.
+    /// - Without it, the layer serves while [`Cache::state`] is `Ready`: the cache's own TTL is
+    ///   the bound (a failing or stale watch passes through).
+    /// - [`ReadPolicy::MaxStaleness`]`(d)`: only snapshots confirmed (by a watch event, a
+    ///   bookmark or a relist) within `d`; older ones pass through (outcome `stale`). On a quiet
+    ///   kind only bookmarks confirm, so a bound shorter than the server's bookmark interval
+    ///   makes quiet kinds pass through between bookmarks. Any duration.
+    /// - [`ReadPolicy::Cached`]: any age, while the cache is ready (what `MaxStaleness(Duration::MAX)`
+    ///   does).
+    /// - [`ReadPolicy::AtLeast`]`(rv)`: only a snapshot that reflects `rv`; otherwise the request
+    ///   passes through (outcome `behind`).
+    /// - [`ReadPolicy::Consistent`] and [`ReadPolicy::Fresh`]: every GET and LIST passes through
+    ///   (outcome `bypass`): neither can be honoured without a request.
     ///
-    /// Range: any duration (`Duration::MAX`: any age, while the cache is ready). A stopped
-    /// cache passes through whatever the bound.
-    pub fn max_staleness(mut self, bound: Duration) -> Self {
-        Arc::make_mut(&mut self.config).max_staleness = Some(bound);
+    /// A cache that is not ready, or stopped, passes through whatever the policy. (This replaces
+    /// the layer's own `max_staleness(d)`, which is `read_policy(ReadPolicy::MaxStaleness(d))`.)
+    pub fn read_policy(mut self, policy: ReadPolicy) -> Self {
+        Arc::make_mut(&mut self.config).read_policy = Some(policy);
         self
     }
 
@@ -334,8 +345,8 @@ impl CacheLayer {
     /// display; counted as [`Outcome::ServedStale`].
     ///
     /// A cache that never synced, or that stopped, still passes through; so does a read behind
-    /// a write of one's own. A snapshot merely older than [`max_staleness`](Self::max_staleness)
-    /// while the watch is healthy is not an error, and passes through as before.
+    /// a write of one's own. A snapshot merely older than the [`read_policy`](Self::read_policy)
+    /// allows while the watch is healthy is not an error, and passes through as before.
     pub fn serve_stale_on_error(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.config).serve_stale = on;
         self
@@ -525,7 +536,7 @@ impl Config {
             let ctx = Ctx {
                 layer_id: self.id,
                 index,
-                max_staleness: self.max_staleness,
+                read_policy: self.read_policy,
                 continue_ttl: self.continue_ttl,
                 read_your_writes: self.read_your_writes,
                 serve_stale: self.serve_stale,

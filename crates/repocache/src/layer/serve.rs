@@ -22,7 +22,8 @@ use tracing::warn;
 use super::respond::{self, ListMeta};
 use super::route::{Params, Verb, VersionNeed};
 use super::stats::{Counters, Outcome};
-use crate::cache::Cache;
+use crate::cache::{Cache, Local};
+use crate::policy::ReadPolicy;
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
 
@@ -53,9 +54,9 @@ pub(crate) struct Ctx {
     pub layer_id: u64,
     /// The registration's index in the layer.
     pub index: usize,
-    /// `None`: serve while the cache's state is `Ready`; `Some(d)`: while ready and confirmed
-    /// within `d`.
-    pub max_staleness: Option<Duration>,
+    /// `None`: serve while the cache's state is `Ready`; `Some(policy)`: as
+    /// [`CacheLayer::read_policy`](super::CacheLayer::read_policy) says.
+    pub read_policy: Option<ReadPolicy>,
     /// How long a snapshot stays held for a continue token.
     pub continue_ttl: Duration,
     /// Whether reads wait for (or pass through until) the writes through this layer.
@@ -110,7 +111,7 @@ impl<K> Clone for Held<K> {
 
 /// A registered `Cache<K>`.
 pub(crate) struct Registered<K> {
-    cache: Cache<K>,
+    cache: Cache<K, Local>,
     info: KindInfo,
     counters: Arc<Counters>,
     /// Recent snapshots that continue tokens point into (replaced whole: readers never lock).
@@ -124,7 +125,7 @@ pub(crate) struct Registered<K> {
 }
 
 impl<K> Registered<K> {
-    pub(crate) fn new(cache: Cache<K>, info: KindInfo) -> Self {
+    pub(crate) fn new(cache: Cache<K, Local>, info: KindInfo) -> Self {
         Self {
             counters: Arc::new(Counters::new(info.kind.clone())),
             cache,
@@ -167,13 +168,23 @@ impl<K> Registered<K> {
         if ctx.read_your_writes && !self.has_own_writes(&snapshot) {
             return Err(Outcome::Behind);
         }
-        let fresh = match ctx.max_staleness {
+        let fresh = match ctx.read_policy {
             None => match state {
                 CacheState::Ready => true,
                 CacheState::Starting => return Err(Outcome::NotReady),
                 _ => false,
             },
-            Some(bound) => snapshot.since_confirmed() <= bound,
+            Some(ReadPolicy::Cached) => true,
+            Some(ReadPolicy::MaxStaleness(bound)) => snapshot.is_fresh(bound),
+            // The layer never waits on a read: a snapshot behind the version passes through.
+            Some(ReadPolicy::AtLeast(rv)) => {
+                if !not_older_than(&self.cache, &snapshot, rv) {
+                    return Err(Outcome::Behind);
+                }
+                true
+            }
+            // Neither can be honoured without a request of its own: the server answers.
+            Some(ReadPolicy::Consistent | ReadPolicy::Fresh) => return Err(Outcome::Bypass),
         };
         if fresh {
             return Ok((snapshot, None));
@@ -276,7 +287,7 @@ impl Token {
 
 /// Whether `snapshot` (of `cache`) reflects resourceVersion `min` (numeric versions only; a
 /// bookmark may prove a quiet snapshot current to a later version than its own).
-fn not_older_than<K>(cache: &Cache<K>, snapshot: &Snapshot<K>, min: u64) -> bool {
+fn not_older_than<K>(cache: &Cache<K, Local>, snapshot: &Snapshot<K>, min: u64) -> bool {
     cache
         .shared()
         .version_of(snapshot)
@@ -587,5 +598,60 @@ mod tests {
         ] {
             assert_eq!(Token::parse(foreign), None, "{foreign}");
         }
+    }
+
+    #[test]
+    fn the_read_policy_decides_what_the_snapshot_answers() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::runtime::watcher::Event;
+
+        let mut writer = crate::Writer::<ConfigMap>::new();
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "5"},
+        }))
+        .unwrap();
+        for event in [Event::Init, Event::InitApply(cm), Event::InitDone] {
+            writer.apply(event);
+        }
+        let registered = Registered::new(
+            writer.cache(),
+            KindInfo {
+                group: String::new(),
+                version: "v1".into(),
+                plural: "configmaps".into(),
+                kind: "ConfigMap".into(),
+                api_version: "v1".into(),
+                list_kind: "ConfigMapList".into(),
+                namespaced: true,
+                namespace: None,
+            },
+        );
+        let answer = |read_policy| {
+            let ctx = Ctx {
+                layer_id: 0,
+                index: 0,
+                read_policy,
+                continue_ttl: Duration::from_secs(1),
+                read_your_writes: false,
+                serve_stale: false,
+            };
+            registered.fresh(&ctx).map(|_| ()).err()
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            answer(None),
+            None,
+            "the default follows the cache's Ready state"
+        );
+        assert_eq!(answer(Some(ReadPolicy::Cached)), None);
+        assert_eq!(answer(Some(ReadPolicy::MaxStaleness(hour))), None);
+        assert_eq!(answer(Some(ReadPolicy::AtLeast(5))), None);
+        assert_eq!(answer(Some(ReadPolicy::AtLeast(6))), Some(Outcome::Behind));
+        assert_eq!(answer(Some(ReadPolicy::Fresh)), Some(Outcome::Bypass));
+        assert_eq!(answer(Some(ReadPolicy::Consistent)), Some(Outcome::Bypass));
+        // A stopped cache passes through whatever the policy.
+        drop(writer);
+        assert_eq!(answer(Some(ReadPolicy::Cached)), Some(Outcome::Stale));
     }
 }

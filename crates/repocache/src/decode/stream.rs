@@ -59,8 +59,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use tracing::warn;
 
-use crate::cache::Shared;
-use crate::decoded::Decoded;
+use super::object::Decoded;
+use crate::shared::Shared;
 
 /// The watched events, as the reflector takes them.
 pub(crate) type Events<K> = BoxStream<'static, watcher::Result<Event<Decoded<K>>>>;
@@ -77,7 +77,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    if shared.counters.decoding() == crate::DecodingMode::Robust {
+    if shared.counters.decoding() == crate::stats::DecodingMode::Robust {
         return robust(api, config);
     }
     let mut typed =
@@ -201,12 +201,12 @@ where
     K::DynamicType: Default,
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::decoded::deserialize_checked(deserializer).map(Typed)
+        super::object::deserialize_checked(deserializer).map(Typed)
     }
 }
 
 impl<K: Resource> Resource for Typed<K> {
-    crate::decoded::forward_resource_type!();
+    super::object::forward_resource_type!();
 
     fn meta(&self) -> &ObjectMeta {
         self.0.meta()

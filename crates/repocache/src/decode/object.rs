@@ -6,7 +6,7 @@
 //! object keeps syncing. An object that names another kind in its `apiVersion` or `kind` does
 //! not decode as `K` (even when `K`'s own decoding ignores those fields, as kube's derived
 //! custom resources do), and is marked [`InvalidObject::foreign`]. The reflector starts on a typed fast path (no `Decoded`) and watches
-//! `Decoded<K>` from the first object that does not decode on (see the `decoding` module).
+//! `Decoded<K>` from the first object that does not decode on (see `decode::stream`).
 //!
 //! Decoding costs one extra pass over the object's text, not a second decode: from serde_json's
 //! own deserializer (which is what kube's client uses for lists and watch lines) the object is

@@ -1,4 +1,4 @@
-//! [`Feed`]: the step between the watcher and the writer that unwraps per-object decoding.
+//! [`DecodeFeed`]: the step between the watcher and the writer that unwraps per-object decoding.
 //!
 //! Valid objects go to the writer; an object that did not decode is counted, logged once (until
 //! it decodes again) and skipped, except that its delete still removes what the cache holds
@@ -11,18 +11,18 @@ use kube::Resource;
 use kube::runtime::watcher::Event;
 use tracing::{info, warn};
 
-use crate::decoded::{Decoded, InvalidObject};
+use super::object::{Decoded, InvalidObject};
 use crate::key::ObjectKey;
 use crate::writer::{Applied, Writer};
 
 /// The reflector's per-cache bookkeeping of objects that do not decode.
 #[derive(Debug, Default)]
-pub(crate) struct Feed {
+pub(crate) struct DecodeFeed {
     /// Objects currently known not to decode, so each is logged once, not on every event.
     invalid: HashSet<ObjectKey>,
 }
 
-impl Feed {
+impl DecodeFeed {
     /// Applies one watched event to the writer's working state (without publishing).
     pub(crate) fn handle<K>(&mut self, writer: &mut Writer<K>, event: Event<Decoded<K>>) -> Applied
     where
