@@ -15,7 +15,7 @@ use repocache::{
     ApiReason, Cache, CacheState, EventType, RESYNC_TTLS, ReadPolicy, ReflectorBuilder,
     RelistReason, Source,
 };
-use repocache_tests::{PATIENCE, apisim_with, eventually};
+use repocache_test_support::{PATIENCE, apisim_with, eventually};
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";

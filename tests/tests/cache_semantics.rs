@@ -13,9 +13,10 @@ use repocache::{
     ApiReason, Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle,
     RelistReason, Source,
 };
-use repocache_tests::{
-    Baseline, PATIENCE, apisim, cached_versions, client_without_retry, eventually, init_tracing,
+use repocache_test_support::{
+    Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing,
 };
+use repocache_tests::cached_versions;
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";

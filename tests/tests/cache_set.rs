@@ -9,7 +9,7 @@ use futures::StreamExt;
 use glasskube_api::{ClusterPackage, Package, PackageInfo, PackageRepository};
 use repocache::glasskube::{self, BY_REPOSITORY, BY_URL, DEFAULT_REPOSITORY, RepositoryLookup};
 use repocache::{CacheSet, Change, Error, KindOptions};
-use repocache_tests::{PATIENCE, apisim, eventually};
+use repocache_test_support::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
 #[tokio::test]

@@ -32,7 +32,7 @@ async fn check(options: Options) {
 /// half-way (a published snapshot that is no server state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_seeds_converge_with_nothing_lost() {
-    repocache_tests::init_tracing();
+    repocache_test_support::init_tracing();
     for seed in 1..=4 {
         check(Options::new(seed)).await;
     }

@@ -8,7 +8,7 @@ use glasskube_api::PackageRepository;
 use kube::Api;
 use repocache::layer::{CacheLayer, Outcome, Verb};
 use repocache::{CacheState, Error, ReflectorBuilder};
-use repocache_tests::{PATIENCE, apisim, eventually};
+use repocache_test_support::{PATIENCE, apisim, eventually};
 
 const KIND: &str = "PackageRepository";
 

@@ -11,7 +11,8 @@ use kube::Api;
 use kube::runtime::watcher;
 use repocache::{Cache, CacheState, DecodingMode, EventType, Metrics, ReflectorBuilder};
 use repocache::{ReflectorHandle, Stats};
-use repocache_tests::{PATIENCE, apisim, cached_versions, client_without_retry, eventually};
+use repocache_test_support::{PATIENCE, apisim, client_without_retry, eventually};
+use repocache_tests::cached_versions;
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";

@@ -12,7 +12,8 @@ use kube::Api;
 use kube::runtime::watcher;
 use repocache::{Cache, CacheState, DecodingMode, EventType, LineRejection, ReflectorBuilder};
 use repocache::{ReflectorHandle, RelistReason};
-use repocache_tests::{PATIENCE, cached_versions, client_without_retry, eventually};
+use repocache_test_support::{PATIENCE, client_without_retry, eventually};
+use repocache_tests::cached_versions;
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";

@@ -14,7 +14,9 @@ use kube::core::{ObjectList, Status};
 use kube::{Api, Client};
 use repocache::layer::{BYPASS_HEADER, CacheLayer, GENERATION_HEADER, Outcome, Verb};
 use repocache::{Cache, ReflectorBuilder, ReflectorHandle};
-use repocache_tests::{Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing};
+use repocache_test_support::{
+    Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing,
+};
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";

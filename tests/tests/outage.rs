@@ -9,7 +9,7 @@ use apisim::FailSpec;
 use glasskube_api::PackageRepository;
 use kube::Api;
 use repocache::{CacheState, ReflectorBuilder};
-use repocache_tests::{PATIENCE, apisim, eventually};
+use repocache_test_support::{PATIENCE, apisim, eventually};
 
 const REPOS: &str = "packagerepositories";
 

@@ -13,7 +13,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::watcher::Event;
 use repocache::layer::{CacheLayer, Outcome, Verb};
 use repocache::{ApiReason, Error, ReadPolicy, ReflectorBuilder, Source, Writer};
-use repocache_tests::{PATIENCE, apisim, eventually};
+use repocache_test_support::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
 const KIND: &str = "PackageRepository";

@@ -8,7 +8,7 @@ use kube::runtime::watcher;
 use std::time::Duration;
 
 use repocache::{CacheState, ReflectorBuilder, RelistReason, reflector};
-use repocache_tests::{PATIENCE, apisim, eventually};
+use repocache_test_support::{PATIENCE, apisim, eventually};
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";

@@ -11,7 +11,7 @@ use kube::Api;
 use kube::client::Body;
 use repocache::layer::{CacheLayer, Outcome, Verb};
 use repocache::{CacheState, ReflectorBuilder};
-use repocache_tests::{PATIENCE, apisim, client_without_retry, eventually};
+use repocache_test_support::{PATIENCE, apisim, client_without_retry, eventually};
 
 const REPOS: &str = "packagerepositories";
 const KIND: &str = "PackageRepository";

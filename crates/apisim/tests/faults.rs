@@ -49,7 +49,7 @@ async fn close_watches_ends_streams() {
         1
     );
     w3.expect_end().await;
-    eventually(|| s.open_watches() == 0).await;
+    eventually("every watch is closed", || s.open_watches() == 0).await;
 }
 
 #[tokio::test]
@@ -422,7 +422,7 @@ async fn a_cut_line_ends_the_watch_mid_line() {
     assert!(!rest.contains('\n'));
     // nothing was stored; later watches are unaffected
     assert_eq!(get(a, &format!("{PR}/cut")).await.status, 404);
-    eventually(|| s.open_watches() == 0).await;
+    eventually("every watch is closed", || s.open_watches() == 0).await;
 }
 
 #[tokio::test]

@@ -1064,7 +1064,7 @@ async fn timeout_seconds_ends_the_stream_cleanly() {
         .expect("timeoutSeconds=1 never ended the stream");
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900), "{took:?}");
-    eventually(|| s.open_watches() == 0).await;
+    eventually("every watch is closed", || s.open_watches() == 0).await;
 }
 
 #[tokio::test]

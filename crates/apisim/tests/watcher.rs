@@ -11,11 +11,12 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
+use repocache_test_support::eventually;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 const T: Duration = Duration::from_secs(10);
-const SEED: &str = include_str!("../../../fixtures/packagerepositories.yaml");
+const SEED: &str = repocache_test_support::REPOSITORIES_YAML;
 
 fn ar() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -96,16 +97,6 @@ async fn next_apply(
     }
 }
 
-async fn wait_until<F: FnMut() -> bool>(mut f: F) {
-    tokio::time::timeout(T, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("condition not reached in time");
-}
-
 fn seed_names() -> BTreeSet<String> {
     apisim::load_seed_yaml(SEED)
         .unwrap()
@@ -129,7 +120,10 @@ async fn list_watch_resumes_without_relist() {
 
     // the stream ends; the watcher resumes from the last resourceVersion, no second LIST
     s.close_watches();
-    wait_until(|| s.count("watch", "packagerepositories") >= 2).await;
+    eventually("a second watch", || {
+        s.count("watch", "packagerepositories") >= 2
+    })
+    .await;
     s.create(repo("after-resume")).unwrap();
     assert_eq!(next_apply(&mut rx).await.name_any(), "after-resume");
     assert_eq!(s.count("list", "packagerepositories"), 1, "no relist");
@@ -216,7 +210,10 @@ async fn streaming_list_mode() {
     assert_eq!(next_apply(&mut rx).await.name_any(), "live");
     // a closed stream resumes from the bookmark/event resourceVersion, without initial events
     s.close_watches();
-    wait_until(|| s.count("watch", "packagerepositories") >= 2).await;
+    eventually("a second watch", || {
+        s.count("watch", "packagerepositories") >= 2
+    })
+    .await;
     s.create(repo("later")).unwrap();
     assert_eq!(next_apply(&mut rx).await.name_any(), "later");
     let watches: Vec<_> = s

@@ -8,11 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use apisim::{Server, ServerConfig};
-use glasskube_operator_example::{CONDITION_TYPE, demo};
+use glasskube_operator_example::CONDITION_TYPE;
+use repocache_test_support::PATIENCE;
 
 const BIN: &str = env!("CARGO_BIN_EXE_glasskube-operator-example");
-const PATIENCE: Duration = Duration::from_secs(15);
 
 fn fails_with_one_line(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN)
@@ -142,11 +141,7 @@ fn embedded_writes_every_condition_and_stops_on_sigint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_a_cluster_through_a_kubeconfig() {
-    let config = ServerConfig::default()
-        .with_seed_yaml(demo::REPOSITORIES_YAML)
-        .and_then(|c| c.with_seed_yaml(demo::PACKAGES_YAML))
-        .unwrap();
-    let server = Server::start(config).await.unwrap();
+    let server = repocache_test_support::apisim().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     server.write_kubeconfig(&path).unwrap();

@@ -7,47 +7,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use apisim::{Control, Server, ServerConfig, ServerHandle};
+use apisim::{Control, ServerConfig, ServerHandle};
 use glasskube_api::{ClusterPackage, HasConditions, Package};
 use glasskube_operator_example::{
     CONDITION_TYPE, Config, Context, Operator, PackageKind, PackageRef, demo, reason,
 };
+use repocache_test_support::{PATIENCE, apisim_with, eventually, init_tracing};
 use serde_json::json;
 
-/// How long a test waits for a condition before it fails.
-const PATIENCE: Duration = Duration::from_secs(15);
 /// Fixtures' three packages plus these make 50.
 const GENERATED: usize = 47;
 
+/// An apisim seeded with the fixtures and [`GENERATED`] more packages.
 async fn apisim() -> ServerHandle {
-    let config = ServerConfig::default()
-        .with_seed_yaml(demo::REPOSITORIES_YAML)
-        .and_then(|c| c.with_seed_yaml(demo::PACKAGES_YAML))
-        .unwrap()
-        .with_seed(demo::generated_packages(GENERATED));
-    Server::start(config).await.unwrap()
-}
-
-/// Logs only when `RUST_LOG` is set (faults injected on purpose would otherwise print ERRORs).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
-/// Polls `condition` every few milliseconds until it holds; panics after [`PATIENCE`].
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    apisim_with(ServerConfig::default().with_seed(demo::generated_packages(GENERATED))).await
 }
 
 /// One package as apisim has it now.

@@ -9,6 +9,7 @@ use glasskube_api::PackageRepository;
 use kube::Api;
 use repocache::ReflectorBuilder;
 use repocache::debug::DebugServer;
+use repocache_test_support::PATIENCE;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -16,7 +17,6 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_repocache");
 const PASSWORD: &str = "s3cr3t-inline-password";
 const TOKEN: &str = "inline-bearer-token-0123456789";
-const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Cluster {
     server: apisim::ServerHandle,
@@ -25,11 +25,7 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let config = apisim::ServerConfig::default()
-        .with_seed_yaml(repocache_cli::demo::REPOSITORIES_YAML)
-        .and_then(|c| c.with_seed_yaml(repocache_cli::demo::PACKAGES_YAML))
-        .unwrap();
-    let server = apisim::Server::start(config).await.unwrap();
+    let server = repocache_test_support::apisim().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();

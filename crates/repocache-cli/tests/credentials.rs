@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_repocache");
+/// Longer than the shared `repocache_test_support::PATIENCE`: each test runs the binary
+/// several times.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Every credential the applied objects carry; none may appear unless asked for.
@@ -70,9 +72,7 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
-        let server = apisim::Server::start(apisim::ServerConfig::default())
-            .await
-            .unwrap();
+        let server = repocache_test_support::start(apisim::ServerConfig::default()).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig).unwrap();

@@ -8,10 +8,9 @@ use std::time::Duration;
 use glasskube_api::PackageRepository;
 use repocache::Writer;
 use repocache::debug::{DebugError, DebugHandle, DebugServer};
+use repocache_test_support::PATIENCE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Everything the server sends until it closes the connection (panics after PATIENCE).
 async fn read_until_closed(stream: &mut TcpStream) -> String {

@@ -11,17 +11,17 @@ use repocache::debug::{CachesReport, DebugError, DebugServer};
 use repocache::{Event, ReflectorBuilder, Writer};
 use repocache_cli::demo::catalogue::Catalogue;
 use repocache_cli::demo::{DemoConfig, NoProgress, run};
+use repocache_test_support::PATIENCE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "s3cr3t-inline-password";
 const TOKEN: &str = "inline-bearer-token-0123456789";
-const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn apisim() -> apisim::ServerHandle {
     let config = apisim::ServerConfig::default()
-        .with_seed_yaml(repocache_cli::demo::REPOSITORIES_YAML)
+        .with_seed_yaml(repocache_test_support::REPOSITORIES_YAML)
         .unwrap();
-    apisim::Server::start(config).await.unwrap()
+    repocache_test_support::start(config).await
 }
 
 /// One plain HTTP/1.1 GET: (status, body).

@@ -203,13 +203,4 @@ pub fn rv_of(obj: &Value) -> u64 {
         .unwrap()
 }
 
-/// Poll `f` until it returns true, at most `T`.
-pub async fn eventually<F: FnMut() -> bool>(mut f: F) {
-    tokio::time::timeout(T, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("condition not reached in time");
-}
+pub use repocache_test_support::eventually;
