@@ -79,6 +79,7 @@ pub struct Baseline {
     control: Control,
     tasks: usize,
     requests: usize,
+    watches: usize,
 }
 
 impl Baseline {
@@ -87,6 +88,7 @@ impl Baseline {
         Self {
             control: control.clone(),
             requests: control.requests().len(),
+            watches: control.open_watches(),
             tasks: tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks(),
@@ -97,8 +99,10 @@ impl Baseline {
     /// runtime has no more live tasks than at the baseline (a request spawned in the background
     /// is a task until it completes, however long its connection takes) — or the request log
     /// already grew, which the test's own assertion then reports — and apisim's request log has
-    /// not grown for [`QUIET`] (apisim records a request when it completes). Panics after
-    /// [`PATIENCE`] when that never happens, naming the extra tasks.
+    /// not grown for [`QUIET`] (apisim records a request when it completes). A watch opened
+    /// since the baseline (a reflector re-watching after its watch ended) explains one extra
+    /// task: it is no request the test counts until it ends. Panics after [`PATIENCE`] when that
+    /// never happens, with the request log.
     ///
     /// Call it before every assertion that a request was *not* made: without it, a request
     /// still being sent in the background would slip by unseen.
@@ -113,17 +117,24 @@ impl Baseline {
                 .metrics()
                 .num_alive_tasks();
             let now = self.control.requests().len();
-            if now != seen || (tasks > self.tasks && now == self.requests) {
+            let new_watches = self.control.open_watches().saturating_sub(self.watches);
+            if now != seen || (tasks > self.tasks + new_watches && now == self.requests) {
                 seen = now;
                 quiet_since = tokio::time::Instant::now();
             } else if quiet_since.elapsed() >= QUIET {
                 return;
             }
             if tokio::time::Instant::now() > deadline {
+                let log: Vec<String> = self
+                    .control
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{} {}?{}", r.verb, r.path, r.query))
+                    .collect();
                 panic!(
                     "in-flight work never finished within {PATIENCE:?}: {tasks} live tasks \
-                     ({} at the baseline), {now} requests logged",
-                    self.tasks
+                     ({} at the baseline), {now} requests logged ({} at the baseline): {log:?}",
+                    self.tasks, self.requests
                 );
             }
         }
