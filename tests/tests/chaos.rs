@@ -7,6 +7,10 @@
 //! `cargo xtask chaos`, not asserted here. See `repocache_tests::chaos`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Its own test binary, not a module of `tests/integration/`: its timed fault schedules must not
+// share the two cores with other suites' tests (cargo runs test binaries one at a time), or the
+// convergence windows would measure the machine instead of the cache.
+
 use repocache_tests::chaos::{self, Options};
 
 async fn check(options: Options) {

@@ -2,11 +2,9 @@
 //! state, and a stalled subscriber lags and resyncs while a fast one keeps receiving.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{obj, relist, value};
+use crate::common::{obj, relist, value};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use proptest::prelude::*;
@@ -319,13 +317,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(common::proptest_config(128))]
+    #![proptest_config(crate::common::proptest_config(128))]
 
     /// Whatever the interleaving of writes, joins and (slow) reads, every subscriber's replayed
     /// view equals the cache once it has drained, and generations never go backwards.
     #[test]
     fn every_subscribers_replayed_view_equals_the_cache(
-        ops in prop::collection::vec(op(), 1..common::schedule_len(80)),
+        ops in prop::collection::vec(op(), 1..crate::common::schedule_len(80)),
         buffered_changes in prop::sample::select(vec![0usize, 2, 5, 4096]),
     ) {
         let mut writer = Writer::with_config(

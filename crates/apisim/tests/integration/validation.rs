@@ -3,10 +3,8 @@
 //! the Control side doors are not.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
-
+use crate::common::*;
 use apisim::{Server, ServerConfig};
-use common::*;
 use http::Method;
 use serde_json::json;
 

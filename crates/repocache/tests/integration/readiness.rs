@@ -2,11 +2,9 @@
 //! typed error; readiness survives later relists; a writer that goes away wakes the waiters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::obj;
+use crate::common::obj;
 use k8s_openapi::api::core::v1::ConfigMap;
 use repocache::{Error, Event, Writer};
 

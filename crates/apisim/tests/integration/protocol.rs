@@ -2,12 +2,10 @@
 //! selectors, watch semantics and malformed input.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use apisim::{ResourceDef, Server, ServerConfig};
-use common::*;
 use http::{Method, StatusCode};
 use serde_json::json;
 

@@ -3,13 +3,11 @@
 //! goes backwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 
-use common::{obj, relist, value};
+use crate::common::{obj, relist, value};
 use k8s_openapi::api::core::v1::ConfigMap;
 use repocache::{Event, Writer};
 

@@ -2,12 +2,10 @@
 //! plain ordered map after every publish.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{cm, contents};
+use crate::common::{cm, contents};
 use k8s_openapi::api::core::v1::ConfigMap;
 use proptest::prelude::*;
 use repocache::{Event, Writer};
@@ -70,10 +68,10 @@ fn expected(model: &BTreeMap<ModelKey, (u64, u8)>) -> Vec<(String, String, Strin
 }
 
 proptest! {
-    #![proptest_config(common::proptest_config(256))]
+    #![proptest_config(crate::common::proptest_config(256))]
 
     #[test]
-    fn every_published_snapshot_equals_the_model(ops in prop::collection::vec(op(), 1..common::schedule_len(60))) {
+    fn every_published_snapshot_equals_the_model(ops in prop::collection::vec(op(), 1..crate::common::schedule_len(60))) {
         let mut writer = Writer::<ConfigMap>::new();
         let cache = writer.cache();
         let mut model: BTreeMap<ModelKey, (u64, u8)> = BTreeMap::new();

@@ -1,11 +1,9 @@
 //! The writer over hand-built event sequences: applies, deletes, relists and their edge cases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{cm, contents, obj, relist, value};
+use crate::common::{cm, contents, obj, relist, value};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::time::{Duration, Instant};
 

@@ -10,11 +10,11 @@ use serde_json::Value;
 const FIXTURES: &[(&str, &str)] = &[
     (
         "packagerepositories.yaml",
-        include_str!("../../../fixtures/packagerepositories.yaml"),
+        include_str!("../../../../fixtures/packagerepositories.yaml"),
     ),
     (
         "packages.yaml",
-        include_str!("../../../fixtures/packages.yaml"),
+        include_str!("../../../../fixtures/packages.yaml"),
     ),
 ];
 

@@ -2,13 +2,11 @@
 //! consistent with the objects of the same snapshot, and unknown indexes are a typed error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::{cm, obj, relist, value};
+use crate::common::{cm, obj, relist, value};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use repocache::{CacheConfig, Error, Event, Writer};

@@ -2,12 +2,10 @@
 //! request accounting.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use apisim::{FailSpec, LatencySpec, Server, ServerConfig};
-use common::*;
 use http::Method;
 use serde_json::json;
 
