@@ -12,7 +12,7 @@ use glasskube_api::{ClusterPackage, HasConditions, Package};
 use glasskube_operator_example::{
     CONDITION_TYPE, Config, Context, Operator, PackageKind, PackageRef, demo, reason,
 };
-use repocache_test_support::{PATIENCE, apisim_with, eventually, init_tracing};
+use repocache_test_support::{Baseline, PATIENCE, apisim_with, eventually, init_tracing};
 use serde_json::json;
 
 /// Fixtures' three packages plus these make 50.
@@ -153,9 +153,11 @@ async fn periodic_reconciles_read_only_the_caches() {
     let server = apisim().await;
     let control = server.control();
     let every = Duration::from_millis(150);
+    let startup_baseline = Baseline::take(&control);
     let (operator, all) = start(&server, Config::default().requeue(Some(every))).await;
     let ctx = operator.context().clone();
 
+    startup_baseline.settle().await;
     let startup = show_counts("start-up: caches synced, 50 conditions written", &control);
     for resource in ["packagerepositories", "packages", "clusterpackages"] {
         assert_eq!(control.count("list", resource), 1, "one LIST of {resource}");
@@ -177,6 +179,7 @@ async fn periodic_reconciles_read_only_the_caches() {
     );
 
     control.reset_requests();
+    let baseline = Baseline::take(&control);
     let before = ctx.reconcile_counts();
     assert_eq!(before.len(), 50);
     let started = tokio::time::Instant::now();
@@ -187,6 +190,7 @@ async fn periodic_reconciles_read_only_the_caches() {
     })
     .await;
     let elapsed = started.elapsed();
+    baseline.settle().await;
     let after = ctx.reconcile_counts();
     let reconciles: u64 = all.iter().map(|p| after[p] - before[p]).sum();
     let counts = show_counts(
@@ -369,6 +373,7 @@ async fn several_default_repositories_are_reported() {
     init_tracing();
     let server = apisim().await;
     let control = server.control();
+    let baseline = Baseline::take(&control);
     let (operator, all) = start(&server, Config::default()).await;
     let ctx = operator.context().clone();
     let seen = packages(&control);
@@ -459,6 +464,7 @@ async fn several_default_repositories_are_reported() {
     })
     .await;
     eventually("settled", || quiescent(&ctx, &all)).await;
+    baseline.settle().await;
     assert_eq!(control.count("get", "packagerepositories"), 0);
     assert_eq!(control.count("list", "packagerepositories"), 1);
     operator.shutdown().await;
