@@ -1,6 +1,6 @@
 //! Helpers shared by the workspace's test suites (a dev-dependency only; never published):
 //! waiting on a condition with a timeout instead of a fixed sleep ([`eventually`],
-//! [`PATIENCE`]), an apisim on 127.0.0.1 port 0 seeded with the project's fixtures ([`apisim`],
+//! [`PATIENCE`]), an apisim on 127.0.0.1 port 0 seeded with the project's fixtures ([`apisim()`],
 //! [`apisim_with`], [`start`]) and a client for it without kube's retries
 //! ([`client_without_retry`]), request-count baselines that let in-flight work finish before a
 //! test asserts that no request was made ([`Baseline`]), and tracing that stays quiet unless
