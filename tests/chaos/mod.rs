@@ -622,7 +622,7 @@ pub async fn run(options: &Options) -> Report {
         let client = if retrying {
             server.client()
         } else {
-            crate::client_without_retry(&server)
+            repocache_test_support::client_without_retry(&server)
         };
         let mut config = watcher::Config::default();
         if let Some(g) = group {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use glasskube_api::PackageRepository;
 use kube::Api;
 use repocache::{Cache, ReflectorBuilder};
-use repocache_tests::apisim;
+use repocache_test_support::apisim;
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";

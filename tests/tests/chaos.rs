@@ -7,6 +7,10 @@
 //! `cargo xtask chaos`, not asserted here. See `repocache_tests::chaos`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Its own test binary, not a module of `tests/integration/`: its timed fault schedules must not
+// share the two cores with other suites' tests (cargo runs test binaries one at a time), or the
+// convergence windows would measure the machine instead of the cache.
+
 use repocache_tests::chaos::{self, Options};
 
 async fn check(options: Options) {
@@ -32,7 +36,7 @@ async fn check(options: Options) {
 /// half-way (a published snapshot that is no server state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_seeds_converge_with_nothing_lost() {
-    repocache_tests::init_tracing();
+    repocache_test_support::init_tracing();
     for seed in 1..=4 {
         check(Options::new(seed)).await;
     }

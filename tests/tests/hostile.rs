@@ -4,6 +4,10 @@
 //! keeps everything valid, counts the rest, stays (or gets back to) Ready and never panics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Its own test binary, not a module of `tests/integration/`: one test reads the process's
+// resident memory (a huge watch line must not grow it), which other suites' tests running in the
+// same process would blur.
+
 use std::time::Duration;
 
 use apisim::{Control, FailSpec, LatencySpec, Server, ServerConfig, ServerHandle};
@@ -14,7 +18,9 @@ use repocache::ReflectorHandle;
 use repocache::stats::RelistReason;
 use repocache::stats::{DecodingMode, EventType, LineRejection};
 use repocache::{Cache, CacheState, ReflectorBuilder};
-use repocache_tests::{PATIENCE, cached_versions, client_without_retry, eventually};
+use repocache_test_support::{PATIENCE, client_without_retry, eventually};
+use repocache_tests::cached_versions;
+
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";

@@ -2,8 +2,10 @@
 //! undefined behaviour reachable from safe code — user code that panics or misbehaves inside
 //! the writer, say — is caught as a habit and in CI.
 //!
-//! Runs these test targets of `repocache`: `writer`, `model` (few proptest cases), `subscriptions`,
-//! `indexes` and `user_code` (panicking indexers and transforms, inconsistent `meta()`), under
+//! Runs these test targets of `repocache`: `integration` (its modules `writer`, `model` with few
+//! proptest cases, `subscriptions` and `indexes`: the binary leaves out its other suites under
+//! `cfg(miri)`) and `user_code` (panicking indexers and transforms, inconsistent `meta()`; its
+//! own binary for its panic hook), under
 //! Tree Borrows (`-Zmiri-tree-borrows`: imbl's `InlineArray::remove` trips Stacked Borrows on
 //! its own). Installs the `miri` and `rust-src` components of the nightly toolchain when they are
 //! missing; when that fails it exits with [`UNAVAILABLE`] and says so, so that CI can warn
@@ -16,7 +18,9 @@ use std::time::Instant;
 pub const UNAVAILABLE: u8 = 3;
 
 /// The test targets of `repocache` that run under Miri.
-const TESTS: &[&str] = &["writer", "model", "subscriptions", "indexes", "user_code"];
+/// `integration` holds the `writer`, `model`, `subscriptions` and `indexes` suites (and, outside
+/// Miri, more: see `crates/repocache/tests/integration/main.rs`).
+const TESTS: &[&str] = &["integration", "user_code"];
 
 /// Proptest cases per property under Miri (unless `PROPTEST_CASES` is set): Miri runs about a
 /// thousand times slower than a debug build.

@@ -41,7 +41,8 @@ pub struct Target {
     pub package: &'static str,
     /// The packages whose tests run against each mutant.
     pub test_packages: &'static [&'static str],
-    /// Extra `cargo test` arguments (test target selection).
+    /// Extra `cargo test` arguments (test target selection; after a `--`, the test harness's
+    /// filters: `cache_semantics::` is that module of the `integration` binary).
     pub test_args: &'static [&'static str],
 }
 
@@ -52,7 +53,13 @@ pub const TARGETS: &[Target] = &[
         file: "crates/repocache/src/policy.rs",
         package: "repocache",
         test_packages: &["repocache-tests"],
-        test_args: &["--test", "cache_semantics"],
+        test_args: &[
+            "--test",
+            "integration",
+            "--",
+            "cache_semantics::",
+            "read_your_writes::",
+        ],
     },
     Target {
         file: "crates/repocache/src/ordered.rs",
@@ -156,37 +163,37 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
     (
         "crates/repocache/src/subscription.rs",
         "65:9: replace Subscription<K>::generation -> u64 with 0",
-        "crates/repocache/tests/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (asserts generation() after each drain)",
+        "crates/repocache/tests/integration/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (asserts generation() after each drain)",
     ),
     (
         "crates/repocache/src/subscription.rs",
         "65:9: replace Subscription<K>::generation -> u64 with 1",
-        "crates/repocache/tests/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (generation() is 4 after three changes)",
+        "crates/repocache/tests/integration/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (generation() is 4 after three changes)",
     ),
     (
         WRITER,
         "489:9: replace Writer<K>::relist_in_progress -> bool with true",
-        "crates/repocache/tests/writer.rs: relist_in_progress_is_true_between_init_and_init_done",
+        "crates/repocache/tests/integration/writer.rs: relist_in_progress_is_true_between_init_and_init_done",
     ),
     (
         WRITER,
         "489:9: replace Writer<K>::relist_in_progress -> bool with false",
-        "crates/repocache/tests/writer.rs: relist_in_progress_is_true_between_init_and_init_done",
+        "crates/repocache/tests/integration/writer.rs: relist_in_progress_is_true_between_init_and_init_done",
     ),
     (
         WRITER,
         "503:9: replace Writer<K>::confirm with ()",
-        "crates/repocache/tests/writer.rs: events_that_change_nothing_still_confirm_the_snapshot",
+        "crates/repocache/tests/integration/writer.rs: events_that_change_nothing_still_confirm_the_snapshot",
     ),
     (
         WRITER,
         "232:12: delete ! in Writer<K>::recording",
-        "crates/repocache/tests/subscriptions.rs: changes_staged_before_a_subscriber_joined_reach_it_at_the_publish (changes staged with no subscriber must not go out as recorded ones)",
+        "crates/repocache/tests/integration/subscriptions.rs: changes_staged_before_a_subscriber_joined_reach_it_at_the_publish (changes staged with no subscriber must not go out as recorded ones)",
     ),
     (
         WRITER,
         "461:28: delete ! in Writer<K>::publish",
-        "crates/repocache/tests/subscriptions.rs: changes_staged_before_a_subscriber_joined_reach_it_at_the_publish",
+        "crates/repocache/tests/integration/subscriptions.rs: changes_staged_before_a_subscriber_joined_reach_it_at_the_publish",
     ),
 ];
 

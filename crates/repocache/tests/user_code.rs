@@ -3,6 +3,9 @@
 //! published stays whole and readable (this file also runs under Miri: `cargo xtask miri`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Its own test binary, not a module of `tests/integration/`: it installs a process-wide panic
+// hook, which would silence or reshape other tests' panic output in a shared process.
+
 mod common;
 
 use std::borrow::Cow;
