@@ -14,7 +14,6 @@ use repocache::stats::{ApiReason, RelistReason};
 use repocache::{Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, ReflectorHandle};
 use repocache_test_support::{
     Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing,
-
 };
 use repocache_tests::cached_versions;
 use serde_json::json;

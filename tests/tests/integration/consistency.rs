@@ -10,7 +10,6 @@ use repocache::layer::{CacheLayer, Outcome, Verb};
 use repocache::{CacheState, Error, ReadPolicy, ReflectorBuilder};
 use repocache_test_support::{PATIENCE, apisim, eventually};
 
-
 const KIND: &str = "PackageRepository";
 
 // Several worker threads: the waiter runs beside the reflector, as in an operator.

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use apisim::{FailSpec, Fault, LatencySpec, Server, ServerConfig};
 use crate::common::*;
+use apisim::{FailSpec, Fault, LatencySpec, Server, ServerConfig};
 use http::Method;
 use serde_json::json;
 
