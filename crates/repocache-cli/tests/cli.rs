@@ -411,6 +411,64 @@ async fn verify_finds_drift_after_a_missed_event() {
 }
 
 #[tokio::test]
+async fn verify_compares_at_the_caches_own_resource_version() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let control = c.server.control();
+    let (repos, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    let url = debug.url();
+
+    let run = repocache(&["verify", "--endpoint", &url, "--kubeconfig", kc]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "in sync: 5 packagerepositories in the cache match a live LIST at the same resourceVersion {}",
+            control.resource_version()
+        )),
+        "{}",
+        run.stdout
+    );
+
+    // A write no watch sees: the cache's resourceVersion moves past it (bookmarks), its
+    // object does not. The server keeps no state at the cache's older resourceVersion (410), so
+    // verify waits for the cache to move on, then compares both at the same resourceVersion.
+    let mut glasskube = control
+        .get("packagerepositories", None, "glasskube")
+        .unwrap();
+    glasskube["spec"]["url"] = json!("https://moved.example/");
+    control.side_door_put(glasskube).unwrap();
+    let planted = control.resource_version();
+    let run = repocache(&[
+        "verify",
+        "--endpoint",
+        &url,
+        "--kubeconfig",
+        kc,
+        "--grace",
+        "15s",
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let drift_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("resourceVersion"))
+        .unwrap();
+    assert!(drift_line.contains("glasskube"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "drift: 1 packagerepositories differ between the cache and a live LIST at the same resourceVersion {planted}"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("latest LIST"), "{}", run.stdout);
+}
+
+#[tokio::test]
 async fn watch_prints_an_update() {
     let c = cluster().await;
     let control = c.server.control();

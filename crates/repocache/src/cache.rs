@@ -390,6 +390,7 @@ impl<K> Cache<K> {
             objects: snapshot.len(),
             generation: snapshot.generation(),
             resource_version: snapshot.resource_version().map(str::to_owned),
+            version: self.shared.version_of(&snapshot),
             snapshot_age: snapshot.age(),
             since_confirmed: snapshot.since_confirmed(),
             last_relist: self
