@@ -7,10 +7,9 @@ use apisim::{Server, ServerConfig, ServerHandle};
 
 pub mod chaos;
 
-/// The sample PackageRepository objects (copied into the project from the shared fixtures).
-pub const REPOSITORIES_YAML: &str = include_str!("../fixtures/packagerepositories.yaml");
-/// The sample Package, ClusterPackage and PackageInfo objects.
-pub const PACKAGES_YAML: &str = include_str!("../fixtures/packages.yaml");
+/// The sample objects: PackageRepositories, and Package, ClusterPackage and PackageInfo objects
+/// (the project's fixtures, as apisim exposes them).
+pub use apisim::seed::{PACKAGES_YAML, REPOSITORIES_YAML};
 
 /// How long a test waits for a condition before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);

@@ -37,7 +37,7 @@ pub mod watch;
 pub use accounting::{RequestRecord, VERB_CONTROL, VERB_DISCOVERY};
 pub use errors::{ApiError, Error, Reason};
 pub use faults::{FailSpec, LatencySpec};
-pub use resources::{GLASSKUBE_GROUP, GLASSKUBE_VERSION, ResourceDef};
+pub use resources::{CrdError, ResourceDef};
 pub use seed::load_seed_yaml;
 pub use server::{Control, Server, ServerConfig, ServerHandle, StateSummary};
 pub use store::EventType;

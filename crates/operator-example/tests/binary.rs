@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use apisim::{Server, ServerConfig};
-use glasskube_operator_example::{CONDITION_TYPE, demo};
+use glasskube_operator_example::CONDITION_TYPE;
 
 const BIN: &str = env!("CARGO_BIN_EXE_glasskube-operator-example");
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -143,8 +143,8 @@ fn embedded_writes_every_condition_and_stops_on_sigint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_a_cluster_through_a_kubeconfig() {
     let config = ServerConfig::default()
-        .with_seed_yaml(demo::REPOSITORIES_YAML)
-        .and_then(|c| c.with_seed_yaml(demo::PACKAGES_YAML))
+        .with_seed_yaml(apisim::seed::REPOSITORIES_YAML)
+        .and_then(|c| c.with_seed_yaml(apisim::seed::PACKAGES_YAML))
         .unwrap();
     let server = Server::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -21,8 +21,8 @@ const GENERATED: usize = 47;
 
 async fn apisim() -> ServerHandle {
     let config = ServerConfig::default()
-        .with_seed_yaml(demo::REPOSITORIES_YAML)
-        .and_then(|c| c.with_seed_yaml(demo::PACKAGES_YAML))
+        .with_seed_yaml(apisim::seed::REPOSITORIES_YAML)
+        .and_then(|c| c.with_seed_yaml(apisim::seed::PACKAGES_YAML))
         .unwrap()
         .with_seed(demo::generated_packages(GENERATED));
     Server::start(config).await.unwrap()

@@ -29,9 +29,9 @@ use catalogue::Catalogue;
 use scenario::{Expected, Installed, Reads};
 
 /// The project's sample PackageRepository objects.
-pub const REPOSITORIES_YAML: &str = include_str!("../../../../fixtures/packagerepositories.yaml");
+pub const REPOSITORIES_YAML: &str = apisim::seed::REPOSITORIES_YAML;
 /// The project's sample Package, ClusterPackage and PackageInfo objects.
-pub const PACKAGES_YAML: &str = include_str!("../../../../fixtures/packages.yaml");
+pub const PACKAGES_YAML: &str = apisim::seed::PACKAGES_YAML;
 
 /// What the demo runs.
 #[derive(Clone, Debug)]
