@@ -226,8 +226,9 @@ struct DumpArgs {
 struct VerifyArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// On drift, wait this long and compare again; report only drift that persists (0: report
-    /// at once).
+    /// When the server keeps no state at the cache's resourceVersion (410), wait this long for
+    /// the cache to move on before comparing with the latest LIST instead; there, on drift,
+    /// wait this long again and report only drift that persists (0: at once).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     grace: Duration,
     /// Without --endpoint: keep the fresh cache running (watching) this long before comparing,
