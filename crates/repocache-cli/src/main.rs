@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use futures::StreamExt;
 use repocache::debug::DebugServer;
 use repocache_cli::demo::{self, DemoConfig, Progress};
@@ -25,7 +25,7 @@ Exit codes:
   1  verify found drift between the cache and the server
   2  error: bad flag or kind, unreachable endpoint or cluster, refused token (401), timeout
 
-Kinds (KIND): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);
+Kinds (KIND): {kinds};
 singular names, kind names (PackageRepository) and kind.group work too; `all` for every kind.
 Namespaced kinds default to the kubeconfig context's namespace (-n NS, -A for all).
 
@@ -46,10 +46,15 @@ Examples:
   repocache verify --all --for 5m                     # keep a cache 5 minutes, then compare
   repocache watch --all";
 
+/// The command line, with the kinds (from glasskube-api's list) in the after-help.
+fn cli_command() -> clap::Command {
+    Cli::command().after_help(AFTER_HELP.replace("{kinds}", &Kind::accepted_names()))
+}
+
 /// Inspect repocache caches: print what a cache holds, verify it against the API server, watch
 /// it change; or run the demo that shows what the cache saves.
 #[derive(Parser, Debug)]
-#[command(name = "repocache", version, after_help = AFTER_HELP)]
+#[command(name = "repocache", version)]
 struct Cli {
     /// Log the library's diagnostics to stderr (-v warnings, -vv info, -vvv debug; RUST_LOG
     /// overrides).
@@ -284,7 +289,10 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli_command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
@@ -363,13 +371,13 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 CompletionShell::Fish => clap_complete::Shell::Fish,
             };
             let mut out = std::io::stdout().lock();
-            clap_complete::generate(shell, &mut Cli::command(), "repocache", &mut out);
+            clap_complete::generate(shell, &mut cli_command(), "repocache", &mut out);
             out.flush()?;
             Ok(EXIT_OK)
         }
         Command::Man => {
             let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            clap_mangen::Man::new(cli_command()).render(&mut out)?;
             out.flush()?;
             Ok(EXIT_OK)
         }

@@ -466,6 +466,16 @@ async fn verify_compares_at_the_caches_own_resource_version() {
         run.stdout
     );
     assert!(!run.stdout.contains("latest LIST"), "{}", run.stdout);
+    // The LIST it compared with was of exactly that resourceVersion.
+    let exact = format!("resourceVersionMatch=Exact&resourceVersion={planted}");
+    assert!(
+        control
+            .requests()
+            .iter()
+            .any(|r| r.verb == "list" && r.status == 200 && r.query.contains(&exact)),
+        "{:#?}",
+        control.requests()
+    );
 }
 
 #[tokio::test]
@@ -629,6 +639,14 @@ async fn errors_are_one_line_and_exit_2() {
     assert_eq!(help.code, 0);
     assert!(
         help.stdout.contains("Exit codes:") && help.stdout.contains("dump"),
+        "{}",
+        help.stdout
+    );
+    // The kinds come from glasskube-api's list, not from a copy in the help text.
+    assert!(
+        help.stdout.contains(
+            "Kinds (KIND): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);"
+        ),
         "{}",
         help.stdout
     );
