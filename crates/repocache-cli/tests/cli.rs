@@ -337,16 +337,33 @@ async fn dump_from_an_endpoint_equals_dump_from_the_cluster() {
     );
 }
 
+/// A running PackageRepository cache of `c`'s server behind a debug endpoint: a cache that has
+/// been running, for `verify --endpoint`.
+struct RepositoryEndpoint {
+    url: String,
+    _reflector: repocache::ReflectorHandle,
+    _debug: repocache::debug::DebugHandle,
+}
+
+async fn repository_endpoint(c: &Cluster) -> RepositoryEndpoint {
+    let (repos, reflector) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    RepositoryEndpoint {
+        url: debug.url(),
+        _reflector: reflector,
+        _debug: debug,
+    }
+}
+
 #[tokio::test]
 async fn verify_finds_drift_after_a_missed_event() {
     let c = cluster().await;
     let kc = c.kubeconfig.to_str().unwrap();
     let control = c.server.control();
-    let (repos, _handle) =
-        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
-    repos.wait_ready(PATIENCE).await.unwrap();
-    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
-    let url = debug.url();
+    let endpoint = repository_endpoint(&c).await;
+    let url = endpoint.url.clone();
 
     let run = repocache(&["verify", "--endpoint", &url, "--kubeconfig", kc]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -415,11 +432,8 @@ async fn verify_compares_at_the_caches_own_resource_version() {
     let c = cluster().await;
     let kc = c.kubeconfig.to_str().unwrap();
     let control = c.server.control();
-    let (repos, _handle) =
-        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
-    repos.wait_ready(PATIENCE).await.unwrap();
-    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
-    let url = debug.url();
+    let endpoint = repository_endpoint(&c).await;
+    let url = endpoint.url.clone();
 
     let run = repocache(&["verify", "--endpoint", &url, "--kubeconfig", kc]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
