@@ -337,6 +337,15 @@ async fn dump_from_an_endpoint_equals_dump_from_the_cluster() {
     );
 }
 
+/// Changes the `glasskube` repository's URL through apisim's side door: no watch sees it.
+fn move_glasskube_without_an_event(control: &apisim::Control) {
+    let mut glasskube = control
+        .get("packagerepositories", None, "glasskube")
+        .unwrap();
+    glasskube["spec"]["url"] = json!("https://moved.example/");
+    control.side_door_put(glasskube).unwrap();
+}
+
 /// A running PackageRepository cache of `c`'s server behind a debug endpoint: a cache that has
 /// been running, for `verify --endpoint`.
 struct RepositoryEndpoint {
@@ -377,11 +386,7 @@ async fn verify_finds_drift_after_a_missed_event() {
 
     // The watch stalls and misses a change: the cache drifts.
     control.stall_watches(None);
-    let mut glasskube = control
-        .get("packagerepositories", None, "glasskube")
-        .unwrap();
-    glasskube["spec"]["url"] = json!("https://moved.example/");
-    control.side_door_put(glasskube).unwrap();
+    move_glasskube_without_an_event(&control);
     let run = repocache(&[
         "verify",
         "--endpoint",
@@ -449,11 +454,7 @@ async fn verify_compares_at_the_caches_own_resource_version() {
     // A write no watch sees: the cache's resourceVersion moves past it (bookmarks), its
     // object does not. The server keeps no state at the cache's older resourceVersion (410), so
     // verify waits for the cache to move on, then compares both at the same resourceVersion.
-    let mut glasskube = control
-        .get("packagerepositories", None, "glasskube")
-        .unwrap();
-    glasskube["spec"]["url"] = json!("https://moved.example/");
-    control.side_door_put(glasskube).unwrap();
+    move_glasskube_without_an_event(&control);
     let planted = control.resource_version();
     let run = repocache(&[
         "verify",
@@ -1089,11 +1090,7 @@ async fn verify_for_keeps_its_cache_and_finds_a_missed_event() {
         assert!(tokio::time::Instant::now() < deadline, "no watch opened");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut glasskube = control
-        .get("packagerepositories", None, "glasskube")
-        .unwrap();
-    glasskube["spec"]["url"] = json!("https://moved.example/");
-    control.side_door_put(glasskube).unwrap();
+    move_glasskube_without_an_event(&control);
     // The command has not compared yet: only its cache's LIST so far, no live LIST.
     assert_eq!(control.count("list", "packagerepositories"), 1);
     let run = run.await.unwrap();
