@@ -39,7 +39,7 @@ pub use accounting::{RequestRecord, VERB_CONTROL, VERB_DISCOVERY};
 pub use errors::{ApiError, Error, Reason};
 pub use faults::{FailSpec, Fault, FaultOutcome, LatencySpec};
 pub use listen::Server;
-pub use resources::{GLASSKUBE_GROUP, GLASSKUBE_VERSION, ResourceDef};
+pub use resources::{CrdError, ResourceDef};
 pub use seed::load_seed_yaml;
 pub use server::{Control, ServerConfig, ServerHandle, StateSummary};
 pub use store::EventType;

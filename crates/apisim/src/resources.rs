@@ -1,11 +1,21 @@
 //! Resource definitions: what the server serves (group, version, kind, plural, scope, …).
+//!
+//! The Glasskube kinds are not written here: they are read from the CustomResourceDefinitions
+//! under `deploy/crds/` (generated from glasskube-api's types by `cargo xtask crds`, guarded by
+//! `cargo xtask crds --check`), which the build script compiles in, every `.yaml` file of the
+//! directory. A kind added there is served (and validated, see `validation.rs`) with no change
+//! here. Tests may register more resources ([`crate::ServerConfig::with_resource`]).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// The Glasskube API group.
-pub const GLASSKUBE_GROUP: &str = "packages.glasskube.dev";
-/// The Glasskube API version.
-pub const GLASSKUBE_VERSION: &str = "v1alpha1";
+// `CRDS`: (file name, YAML) of every file under deploy/crds/, in file-name order.
+include!(concat!(env!("OUT_DIR"), "/crds.rs"));
+
+/// A CustomResourceDefinition that does not describe a resource apisim can serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid CustomResourceDefinition: {0}")]
+pub struct CrdError(String);
 
 /// One served resource type, like a CRD's `spec.names` plus scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,55 +77,84 @@ impl ResourceDef {
         }
     }
 
-    /// The Glasskube PackageRepository (cluster-scoped).
-    pub fn package_repository() -> Self {
-        ResourceDef::new(
-            GLASSKUBE_GROUP,
-            GLASSKUBE_VERSION,
-            "PackageRepository",
-            "packagerepositories",
-            false,
-        )
-        .with_status()
+    /// The resources a CustomResourceDefinition (as YAML or JSON) defines: one per served
+    /// version, with its group, names (`plural`, `singular`, `kind`, `shortNames`, `listKind`),
+    /// scope and `status` subresource, as kube-apiserver serves them.
+    pub fn from_crd_yaml(text: &str) -> Result<Vec<ResourceDef>, CrdError> {
+        let crd: Value = serde_yaml::from_str(text).map_err(|e| CrdError(e.to_string()))?;
+        ResourceDef::from_crd(&crd)
     }
 
-    /// The Glasskube Package (namespaced, short name `pkg`).
-    pub fn package() -> Self {
-        ResourceDef::new(
-            GLASSKUBE_GROUP,
-            GLASSKUBE_VERSION,
-            "Package",
-            "packages",
-            true,
-        )
-        .with_short_names(&["pkg"])
-        .with_status()
+    /// [`from_crd_yaml`](Self::from_crd_yaml) for a CRD already parsed.
+    pub fn from_crd(crd: &Value) -> Result<Vec<ResourceDef>, CrdError> {
+        if crd["kind"] != "CustomResourceDefinition" {
+            return Err(CrdError(format!("kind is {}", crd["kind"])));
+        }
+        let spec = &crd["spec"];
+        let text = |v: &Value, what: &str| {
+            v.as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| CrdError(format!("{what} is missing")))
+        };
+        let group = text(&spec["group"], "spec.group")?;
+        let names = &spec["names"];
+        let kind = text(&names["kind"], "spec.names.kind")?;
+        let plural = text(&names["plural"], "spec.names.plural")?;
+        let singular = names["singular"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| kind.to_lowercase(), str::to_owned);
+        let list_kind = names["listKind"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| format!("{kind}List"), str::to_owned);
+        let short_names: Vec<String> = names["shortNames"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let namespaced = match spec["scope"].as_str() {
+            Some("Namespaced") => true,
+            Some("Cluster") => false,
+            other => return Err(CrdError(format!("spec.scope is {other:?}"))),
+        };
+        let versions = spec["versions"]
+            .as_array()
+            .ok_or_else(|| CrdError("spec.versions is missing".to_owned()))?;
+        let mut defs = Vec::new();
+        for v in versions.iter().filter(|v| v["served"] != false) {
+            defs.push(ResourceDef {
+                group: group.clone(),
+                version: text(&v["name"], "spec.versions[].name")?,
+                kind: kind.clone(),
+                plural: plural.clone(),
+                singular: singular.clone(),
+                namespaced,
+                short_names: short_names.clone(),
+                list_kind: list_kind.clone(),
+                status_subresource: v.pointer("/subresources/status").is_some(),
+            });
+        }
+        Ok(defs)
     }
 
-    /// The Glasskube ClusterPackage (cluster-scoped, short name `clpkg`).
-    pub fn cluster_package() -> Self {
-        ResourceDef::new(
-            GLASSKUBE_GROUP,
-            GLASSKUBE_VERSION,
-            "ClusterPackage",
-            "clusterpackages",
-            false,
-        )
-        .with_short_names(&["clpkg"])
-        .with_status()
-    }
-
-    /// The Glasskube PackageInfo (cluster-scoped, short name `pkgi`).
-    pub fn package_info() -> Self {
-        ResourceDef::new(
-            GLASSKUBE_GROUP,
-            GLASSKUBE_VERSION,
-            "PackageInfo",
-            "packageinfos",
-            false,
-        )
-        .with_short_names(&["pkgi"])
-        .with_status()
+    /// The Glasskube kinds, read from the CRDs under `deploy/crds/` (compiled in). A file that
+    /// does not parse is logged and left out (`cargo xtask crds --check` and this crate's tests
+    /// keep them valid).
+    pub fn glasskube() -> Vec<ResourceDef> {
+        let mut defs = Vec::new();
+        for (file, yaml) in CRDS {
+            match ResourceDef::from_crd_yaml(yaml) {
+                Ok(found) => defs.extend(found),
+                Err(err) => tracing::warn!(file, %err, "apisim: a compiled-in CRD is left out"),
+            }
+        }
+        defs
     }
 
     /// core/v1 Namespace (cluster-scoped, short name `ns`).
@@ -130,15 +169,12 @@ impl ResourceDef {
         ResourceDef::new("", "v1", "ConfigMap", "configmaps", true).with_short_names(&["cm"])
     }
 
-    /// The four Glasskube kinds plus core/v1 namespaces: what a server registers by default.
+    /// The Glasskube kinds ([`glasskube`](Self::glasskube)) plus core/v1 namespaces: what a
+    /// server registers by default.
     pub fn defaults() -> Vec<ResourceDef> {
-        vec![
-            ResourceDef::package_repository(),
-            ResourceDef::package(),
-            ResourceDef::cluster_package(),
-            ResourceDef::package_info(),
-            ResourceDef::namespaces(),
-        ]
+        let mut defs = ResourceDef::glasskube();
+        defs.push(ResourceDef::namespaces());
+        defs
     }
 }
 
@@ -232,16 +268,16 @@ impl Registry {
 mod tests {
     use super::*;
 
+    const GROUP: &str = "packages.glasskube.dev";
+    const VERSION: &str = "v1alpha1";
+
     #[test]
     fn lookups() {
         let r = Registry::new(ResourceDef::defaults());
-        assert_eq!(
-            r.find_name("pkg"),
-            r.find(GLASSKUBE_GROUP, GLASSKUBE_VERSION, "packages")
-        );
+        assert_eq!(r.find_name("pkg"), r.find(GROUP, VERSION, "packages"));
         assert_eq!(
             r.find_name("packagerepositories.packages.glasskube.dev"),
-            r.find(GLASSKUBE_GROUP, GLASSKUBE_VERSION, "packagerepositories")
+            r.find(GROUP, VERSION, "packagerepositories")
         );
         assert!(
             r.find_kind("packages.glasskube.dev/v1alpha1", "PackageInfo")
@@ -249,5 +285,71 @@ mod tests {
         );
         assert!(r.find_kind("v1", "Namespace").is_some());
         assert_eq!(r.groups().len(), 1);
+    }
+
+    /// Every compiled-in CRD parses, and the kinds come out as the hand-written definitions
+    /// that used to stand here said (names, short names, scope, status subresource).
+    #[test]
+    fn glasskube_kinds_come_from_the_crds() {
+        let mut defs = ResourceDef::glasskube();
+        assert_eq!(defs.len(), CRDS.len());
+        defs.sort_by(|a, b| a.plural.cmp(&b.plural));
+        // Today's four kinds (a kind added later may sit among them).
+        let known = [
+            "clusterpackages",
+            "packageinfos",
+            "packagerepositories",
+            "packages",
+        ];
+        let summary: Vec<_> = defs
+            .iter()
+            .filter(|d| known.contains(&d.plural.as_str()))
+            .map(|d| {
+                assert_eq!((d.group.as_str(), d.version.as_str()), (GROUP, VERSION));
+                assert_eq!(d.list_kind, format!("{}List", d.kind));
+                assert_eq!(d.singular, d.kind.to_lowercase());
+                assert!(d.status_subresource, "{}", d.kind);
+                (
+                    d.kind.as_str(),
+                    d.plural.as_str(),
+                    d.namespaced,
+                    d.short_names.join(","),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("ClusterPackage", "clusterpackages", false, "clpkg".into()),
+                ("PackageInfo", "packageinfos", false, "pkgi".into()),
+                (
+                    "PackageRepository",
+                    "packagerepositories",
+                    false,
+                    String::new()
+                ),
+                ("Package", "packages", true, "pkg".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn crds_that_cannot_be_served_are_errors() {
+        assert!(ResourceDef::from_crd_yaml("a: [").is_err());
+        assert!(ResourceDef::from_crd_yaml("kind: ConfigMap").is_err());
+        let crd = |scope: &str| {
+            format!(
+                "kind: CustomResourceDefinition\nspec: {{group: g.example, scope: {scope}, \
+                 names: {{kind: Widget, plural: widgets}}, \
+                 versions: [{{name: v1, served: true}}, {{name: v0, served: false}}]}}"
+            )
+        };
+        assert!(ResourceDef::from_crd_yaml(&crd("Galaxy")).is_err());
+        let defs = ResourceDef::from_crd_yaml(&crd("Namespaced")).unwrap();
+        assert_eq!(defs.len(), 1, "the unserved version is left out");
+        let w = &defs[0];
+        assert_eq!((w.version.as_str(), w.singular.as_str()), ("v1", "widget"));
+        assert_eq!(w.list_kind, "WidgetList");
+        assert!(w.namespaced && !w.status_subresource && w.short_names.is_empty());
     }
 }

@@ -5,6 +5,15 @@ use serde_json::Value;
 
 use crate::errors::Error;
 
+/// The project's sample PackageRepositories (`fixtures/packagerepositories.yaml`, compiled in):
+/// `glasskube` (default, Ready True), `private-basic` (Ready True), `inline-basic` (no status),
+/// `team-bearer` (Ready False), `team-bearer-ref` (no status). The one place the fixtures are
+/// read: the demo, the example operator and every test take them from here.
+pub const REPOSITORIES_YAML: &str = include_str!("../../../fixtures/packagerepositories.yaml");
+/// The project's sample packages (`fixtures/packages.yaml`, compiled in): two ClusterPackages,
+/// one Package and a PackageInfo.
+pub const PACKAGES_YAML: &str = include_str!("../../../fixtures/packages.yaml");
+
 /// Parse multi-document YAML into objects. Empty documents (comments only, `---` at the end)
 /// are skipped; a document that is not a mapping is an error, as is a `List` with no items.
 /// `kind: List` documents are flattened into their `items`.
@@ -39,11 +48,10 @@ mod tests {
 
     #[test]
     fn parses_fixtures() {
-        let objs =
-            load_seed_yaml(include_str!("../../../fixtures/packagerepositories.yaml")).unwrap();
+        let objs = load_seed_yaml(REPOSITORIES_YAML).unwrap();
         assert!(objs.len() >= 3);
         assert!(objs.iter().all(|o| o["kind"] == "PackageRepository"));
-        let pk = load_seed_yaml(include_str!("../../../fixtures/packages.yaml")).unwrap();
+        let pk = load_seed_yaml(PACKAGES_YAML).unwrap();
         assert!(pk.iter().any(|o| o["kind"] == "Package"));
     }
 

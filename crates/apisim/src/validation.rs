@@ -21,15 +21,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 use crate::errors::{ApiError, Reason};
-use crate::resources::ResourceDef;
-
-/// The CRDs whose schemas apisim enforces.
-const CRDS: [&str; 4] = [
-    include_str!("../../../deploy/crds/packagerepositories.packages.glasskube.dev.yaml"),
-    include_str!("../../../deploy/crds/packages.packages.glasskube.dev.yaml"),
-    include_str!("../../../deploy/crds/clusterpackages.packages.glasskube.dev.yaml"),
-    include_str!("../../../deploy/crds/packageinfos.packages.glasskube.dev.yaml"),
-];
+use crate::resources::{CRDS, ResourceDef};
 
 /// (group, version, kind).
 type Gvk = (String, String, String);
@@ -41,7 +33,7 @@ fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut out = Schemas::new();
-        for text in CRDS {
+        for (_, text) in CRDS {
             match crd_schemas(text) {
                 Ok(found) => out.extend(found),
                 Err(err) => tracing::warn!(%err, "apisim: a compiled-in CRD does not parse"),
@@ -234,7 +226,10 @@ mod tests {
 
     #[test]
     fn wrong_types_are_refused_with_upstreams_message() {
-        let def = ResourceDef::package_repository();
+        let def = ResourceDef::glasskube()
+            .into_iter()
+            .find(|d| d.kind == "PackageRepository")
+            .unwrap();
         let ok = repo(
             json!({"url": "https://x", "auth": {"basic": {"password": "pw", "username": null}}}),
         );

@@ -10,8 +10,9 @@
 //! [`PackageInfo`]) the crate holds the small domain helpers everyone needs: which repository is
 //! the default one, whether an object is `Ready`, which kind of authentication a repository uses,
 //! and the redaction of inline credentials ([`PackageRepository::redacted`], [`redact_json`]) that
-//! the project applies to every dump, log line and debug response. [`crd`] renders the
-//! CustomResourceDefinitions committed under `deploy/crds/`.
+//! the project applies to every dump, log line and debug response. [`kinds`] is the one list of
+//! kinds everyone iterates; [`crd`] renders their CustomResourceDefinitions, committed under
+//! `deploy/crds/`.
 //!
 //! ```
 //! use glasskube_api::{AuthKind, PackageRepository, REDACTED};
@@ -35,6 +36,7 @@
 pub mod cluster_package;
 pub mod condition;
 pub mod crd;
+pub mod kinds;
 pub mod package;
 pub mod package_info;
 pub mod package_repository;

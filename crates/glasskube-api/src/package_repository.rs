@@ -51,21 +51,11 @@ pub fn redaction_marker_text(value: &serde_json::Value) -> Option<&str> {
     }
 }
 
-/// `url` with its userinfo replaced by [`REDACTED`], or `None` when it has none.
-///
-/// The userinfo is everything between `scheme://` (or the start, without a scheme) and the last
-/// `@` before any `?` or `#`: a password with an unescaped `/` or `@` is masked whole too (at
-/// the price of masking a path that contains `@`).
+/// `url` (with or without a scheme) with its userinfo replaced by [`REDACTED`], or `None` when
+/// it has none; a string that does not parse as a URL but contains an `@` is masked whole.
+/// [`k8s_selectors::url::mask_userinfo`] does the work (`http::Uri` parses).
 pub fn mask_url_userinfo(url: &str) -> Option<String> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = url.get(start..)?;
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let at = rest.get(..end)?.rfind('@')?;
-    Some(format!(
-        "{}{REDACTED}@{}",
-        url.get(..start)?,
-        rest.get(at + 1..)?
-    ))
+    k8s_selectors::url::mask_userinfo(url, REDACTED)
 }
 
 /// Desired state of a PackageRepository.
@@ -436,9 +426,10 @@ mod tests {
             ("https://tok@host", Some("https://<redacted>@host")),
             ("u:p@host/x", Some("<redacted>@host/x")),
             (
-                "https://u:a/b@c@host/x?q=@#f@",
-                Some("https://<redacted>@host/x?q=@#f@"),
+                "https://u:p@[::1]:8443/x",
+                Some("https://<redacted>@[::1]:8443/x"),
             ),
+            ("https://u:a/b@c@host/x?q=@#f@", Some("<redacted>")),
             ("https://host/x?user=a@b", None),
             ("https://host/x", None),
             ("", None),

@@ -13,6 +13,10 @@
 //! the fields every kind supports, `metadata.name` and `metadata.namespace`. Matching takes
 //! plain strings, so the crate depends on neither serde_json nor kube.
 //!
+//! Beside the selectors, [`url::mask_userinfo`] masks the credentials of a URL: the one
+//! implementation glasskube-api and repocache both use (this is the one crate of ours both may
+//! depend on).
+//!
 //! ```
 //! use k8s_selectors::{FieldSelector, LabelSelector};
 //!
@@ -31,6 +35,7 @@
 mod error;
 mod field;
 mod label;
+pub mod url;
 
 pub use error::SelectorError;
 pub use field::FieldSelector;

@@ -1,14 +1,8 @@
-//! Sample data for the embedded mode and the tests: the project's fixtures (five
-//! PackageRepositories, three packages) and generated Packages and ClusterPackages spread over
-//! those repositories and three namespaces.
+//! Sample data for the embedded mode and the tests: generated Packages and ClusterPackages spread
+//! over the project's fixture repositories (`apisim::seed::REPOSITORIES_YAML`, seeded beside
+//! `apisim::seed::PACKAGES_YAML`) and three namespaces.
 
 use serde_json::{Value, json};
-
-/// The fixture PackageRepositories: `glasskube` (default, Ready True), `private-basic` (Ready
-/// True), `inline-basic` (no status), `team-bearer` (Ready False), `team-bearer-ref` (no status).
-pub const REPOSITORIES_YAML: &str = include_str!("../../../fixtures/packagerepositories.yaml");
-/// The fixture packages (two ClusterPackages, one Package) and a PackageInfo.
-pub const PACKAGES_YAML: &str = include_str!("../../../fixtures/packages.yaml");
 
 /// The fixture repositories' names.
 pub const REPOSITORIES: [&str; 5] = [

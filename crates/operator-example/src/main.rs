@@ -110,8 +110,8 @@ async fn operate(args: Args) -> anyhow::Result<()> {
     };
     if args.embedded {
         let seed = apisim::ServerConfig::default()
-            .with_seed_yaml(demo::REPOSITORIES_YAML)
-            .and_then(|c| c.with_seed_yaml(demo::PACKAGES_YAML))
+            .with_seed_yaml(apisim::seed::REPOSITORIES_YAML)
+            .and_then(|c| c.with_seed_yaml(apisim::seed::PACKAGES_YAML))
             .context("the fixtures do not load")?
             .with_seed(demo::generated_packages(EMBEDDED_PACKAGES));
         let server = apisim::Server::start(seed)

@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use futures::StreamExt;
 use repocache::debug::DebugServer;
 use repocache_cli::demo::{self, DemoConfig, Progress};
 use repocache_cli::kinds::Kind;
 use repocache_cli::select::Selection;
-use repocache_cli::source::{Caches, ClusterArgs, Endpoint, connect};
+use repocache_cli::source::{Caches, Cluster, ClusterArgs, Endpoint, connect};
 use repocache_cli::table::{FORMATS, Format, write_format};
 use repocache_cli::watch::Follower;
 use repocache_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, parse_duration, parse_interval, verify};
@@ -25,7 +25,7 @@ Exit codes:
   1  verify found drift between the cache and the server
   2  error: bad flag or kind, unreachable endpoint or cluster, refused token (401), timeout
 
-Kinds (KIND): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);
+Kinds (KIND): {kinds};
 singular names, kind names (PackageRepository) and kind.group work too; `all` for every kind.
 Namespaced kinds default to the kubeconfig context's namespace (-n NS, -A for all).
 
@@ -46,10 +46,15 @@ Examples:
   repocache verify --all --for 5m                     # keep a cache 5 minutes, then compare
   repocache watch --all";
 
+/// The command line, with the kinds (from glasskube-api's list) in the after-help.
+fn cli_command() -> clap::Command {
+    Cli::command().after_help(AFTER_HELP.replace("{kinds}", &Kind::accepted_names()))
+}
+
 /// Inspect repocache caches: print what a cache holds, verify it against the API server, watch
 /// it change; or run the demo that shows what the cache saves.
 #[derive(Parser, Debug)]
-#[command(name = "repocache", version, after_help = AFTER_HELP)]
+#[command(name = "repocache", version)]
 struct Cli {
     /// Log the library's diagnostics to stderr (-v warnings, -vv info, -vvv debug; RUST_LOG
     /// overrides).
@@ -178,7 +183,7 @@ impl SourceArgs {
             if !self.names.is_empty() {
                 bail!("names need one kind: e.g. repocache get packages NAME (not with all/--all)");
             }
-            Ok(Kind::ALL.to_vec())
+            Ok(Kind::all())
         } else {
             Ok(vec![self.kind()?])
         }
@@ -226,8 +231,9 @@ struct DumpArgs {
 struct VerifyArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// On drift, wait this long and compare again; report only drift that persists (0: report
-    /// at once).
+    /// When the server keeps no state at the cache's resourceVersion (410), wait this long for
+    /// the cache to move on before comparing with the latest LIST instead; there, on drift,
+    /// wait this long again and report only drift that persists (0: at once).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     grace: Duration,
     /// Without --endpoint: keep the fresh cache running (watching) this long before comparing,
@@ -283,7 +289,10 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli_command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
@@ -362,13 +371,13 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 CompletionShell::Fish => clap_complete::Shell::Fish,
             };
             let mut out = std::io::stdout().lock();
-            clap_complete::generate(shell, &mut Cli::command(), "repocache", &mut out);
+            clap_complete::generate(shell, &mut cli_command(), "repocache", &mut out);
             out.flush()?;
             Ok(EXIT_OK)
         }
         Command::Man => {
             let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            clap_mangen::Man::new(cli_command()).render(&mut out)?;
             out.flush()?;
             Ok(EXIT_OK)
         }
@@ -394,16 +403,7 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
             (endpoint.reports(kind, args.show_secrets).await?, selection)
         }
         None => {
-            let cluster = connect(&args.source.cluster()).await?;
-            let selection = args.source.selection(Some(&cluster.namespace))?;
-            let caches = start_caches(
-                cluster.client.clone(),
-                &cluster.server,
-                &kinds,
-                &selection,
-                args.source.timeout,
-            )
-            .await?;
+            let (_, selection, caches) = cluster_caches(&args.source, &kinds).await?;
             let reports = caches.reports(args.show_secrets);
             caches.stop().await;
             (reports, selection)
@@ -435,24 +435,17 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
 async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
     let kinds = args.source.kinds()?;
     let endpoint = args.source.endpoint()?;
-    let cluster = connect(&args.source.cluster()).await?;
-    let selection = args
-        .source
-        .selection(endpoint.is_none().then_some(cluster.namespace.as_str()))?;
-    let client = cluster.client.clone();
-    let caches = match endpoint {
-        Some(_) => None,
-        None => Some(
-            start_caches(
-                client.clone(),
-                &cluster.server,
-                &kinds,
-                &selection,
-                args.source.timeout,
-            )
-            .await?,
-        ),
+    let (cluster, selection, caches) = match endpoint {
+        Some(_) => {
+            let cluster = connect(&args.source.cluster()).await?;
+            (cluster, args.source.selection(None)?, None)
+        }
+        None => {
+            let (cluster, selection, caches) = cluster_caches(&args.source, &kinds).await?;
+            (cluster, selection, Some(caches))
+        }
     };
+    let client = cluster.client.clone();
     if caches.is_some() && !args.keep.is_zero() {
         // Keep the cache running (watching) for a while, so that a missed event shows.
         let spinner = Spinner::new(&format!(
@@ -492,29 +485,73 @@ async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
     }
     let mut in_sync = true;
     for kind in kinds {
-        let mut attempt = 0;
-        loop {
-            let mut report = match (&endpoint, &caches) {
+        let look = async || -> anyhow::Result<repocache::debug::CacheReport> {
+            match (&endpoint, &caches) {
                 (Some(endpoint), _) => endpoint
                     .reports(Some(kind), false)
                     .await?
                     .into_iter()
                     .next()
-                    .with_context(|| format!("the endpoint has no {} cache", kind.plural()))?,
+                    .with_context(|| format!("the endpoint has no {} cache", kind.plural())),
                 (None, Some(caches)) => caches
                     .reports(false)
                     .into_iter()
                     .find(|r| r.kind == kind.name())
-                    .with_context(|| format!("no {} cache", kind.plural()))?,
+                    .with_context(|| format!("no {} cache", kind.plural())),
                 (None, None) => bail!("no cache to verify"),
+            }
+        };
+        // First at matching resourceVersions: a LIST of the state at the resourceVersion the
+        // cache's snapshot is known to reflect (its own, or a later one a bookmark proved), so
+        // that lag cannot pass for drift nor hide it. When the server keeps no such state (410:
+        // compacted; apisim keeps only the current one), wait up to --grace for the cache to
+        // move on (an event or a bookmark) and try again.
+        let deadline = tokio::time::Instant::now() + args.grace;
+        let mut exact = None;
+        let mut report = consistent_look(&look).await?;
+        while let Some(cache_rv) = known_version(&report) {
+            if let Some(live) =
+                verify::live_list(&client, kind, &selection, Some(&cache_rv)).await?
+            {
+                exact = Some(live);
+                break;
+            }
+            let Some(moved) = moved_on(&look, &cache_rv, deadline).await? else {
+                break;
             };
+            report = moved;
+        }
+        let compared = match &exact {
+            Some(_) => verify::Compared::AtSameVersion,
+            None => verify::Compared::Latest,
+        };
+        if exact.is_none() {
+            writeln!(
+                out,
+                "# the server keeps no state at the {} cache's resourceVersion {}: comparing with the latest LIST",
+                kind.plural(),
+                known_version(&report).as_deref().unwrap_or("-")
+            )?;
+        }
+        let mut attempt = 0;
+        loop {
             selection.filter(std::slice::from_mut(&mut report));
-            let (live, live_rv) = verify::live_list(&client, kind, &selection).await?;
+            let (live, live_rv) = match exact.take() {
+                Some(live) => live,
+                None => verify::live_list(&client, kind, &selection, None)
+                    .await?
+                    .context("the server refused the latest LIST")?,
+            };
             let objects = verify::objects_of(&report)?;
             let drifts = verify::compare(objects, &live);
-            if !drifts.is_empty() && attempt == 0 && !args.grace.is_zero() {
+            if !drifts.is_empty()
+                && compared == verify::Compared::Latest
+                && attempt == 0
+                && !args.grace.is_zero()
+            {
                 attempt += 1;
                 tokio::time::sleep(args.grace).await;
+                report = look().await?;
                 continue;
             }
             writeln!(out, "{}", repocache_cli::table::header_line(&report))?;
@@ -525,6 +562,7 @@ async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
                 objects.len(),
                 &live_rv,
                 &drifts,
+                compared,
             )?;
             break;
         }
@@ -534,6 +572,72 @@ async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
         caches.stop().await;
     }
     Ok(if in_sync { EXIT_OK } else { EXIT_DRIFT })
+}
+
+/// The resourceVersion a report's snapshot is known to reflect (its own, or a later one a
+/// bookmark proved); `None` when it has none that a LIST could be asked at.
+fn known_version(report: &repocache::debug::CacheReport) -> Option<String> {
+    report
+        .version
+        .filter(|v| *v > 0)
+        .map(|v| v.to_string())
+        .or_else(|| report.resource_version.clone())
+        .filter(|rv| !rv.is_empty() && rv != "0")
+}
+
+/// A report whose objects and resourceVersion are of the same snapshot: `look` until two
+/// looks in a row see the same generation (a report reads its figures before its objects).
+async fn consistent_look(
+    look: &impl AsyncFn() -> anyhow::Result<repocache::debug::CacheReport>,
+) -> anyhow::Result<repocache::debug::CacheReport> {
+    let mut report = look().await?;
+    for _ in 0..20 {
+        let again = look().await?;
+        if again.generation == report.generation {
+            return Ok(report);
+        }
+        report = again;
+    }
+    Ok(report)
+}
+
+/// Waits (until `deadline`) for the cache to leave resourceVersion `rv`; its new consistent
+/// report, or `None` when it stayed.
+async fn moved_on(
+    look: &impl AsyncFn() -> anyhow::Result<repocache::debug::CacheReport>,
+    rv: &str,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<Option<repocache::debug::CacheReport>> {
+    loop {
+        let report = consistent_look(look).await?;
+        if known_version(&report).as_deref() != Some(rv) {
+            return Ok(Some(report));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Connects to the cluster `source` names, selects with the context's namespace as the default,
+/// and starts caches of `kinds` (waiting for their first sync): what `get`, `watch` and
+/// `verify` do without --endpoint.
+async fn cluster_caches(
+    source: &SourceArgs,
+    kinds: &[Kind],
+) -> anyhow::Result<(Cluster, Selection, Caches)> {
+    let cluster = connect(&source.cluster()).await?;
+    let selection = source.selection(Some(&cluster.namespace))?;
+    let caches = start_caches(
+        cluster.client.clone(),
+        &cluster.server,
+        kinds,
+        &selection,
+        source.timeout,
+    )
+    .await?;
+    Ok((cluster, selection, caches))
 }
 
 /// Starts caches and waits for their first sync, with a spinner on a terminal.
@@ -600,16 +704,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
 /// Follows fresh caches through their subscriptions; stops (exit 2) when the server has been
 /// gone for --timeout.
 async fn watch_cluster(args: WatchArgs, kinds: Vec<Kind>, several: bool) -> anyhow::Result<i32> {
-    let cluster = connect(&args.source.cluster()).await?;
-    let selection = args.source.selection(Some(&cluster.namespace))?;
-    let caches = start_caches(
-        cluster.client.clone(),
-        &cluster.server,
-        &kinds,
-        &selection,
-        args.source.timeout,
-    )
-    .await?;
+    let (cluster, selection, caches) = cluster_caches(&args.source, &kinds).await?;
     // Subscribe before the first look, so that no change falls between the two.
     let mut changes = futures::stream::select_all(caches.views.iter().map(|(kind, view)| {
         let kind = *kind;

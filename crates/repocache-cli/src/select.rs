@@ -138,24 +138,33 @@ impl Selection {
 
 #[cfg(test)]
 mod tests {
+    use glasskube_api::{Package, PackageInfo};
     use serde_json::json;
 
     use super::*;
+
+    fn pkg() -> Kind {
+        Kind::of::<Package>().unwrap()
+    }
+
+    fn pkgi() -> Kind {
+        Kind::of::<PackageInfo>().unwrap()
+    }
 
     #[test]
     fn namespace_labels_fields_and_names_select() {
         let a = json!({"metadata": {"name": "a", "namespace": "x", "labels": {"tier": "web"}}});
         let b = json!({"metadata": {"name": "b", "namespace": "y"}});
         let sel = Selection::new(Some("x".into()), None, None, vec![]).unwrap();
-        assert!(sel.matches(Kind::Package, &a) && !sel.matches(Kind::Package, &b));
+        assert!(sel.matches(pkg(), &a) && !sel.matches(pkg(), &b));
         // Cluster-scoped kinds ignore the namespace.
-        assert!(sel.matches(Kind::PackageInfo, &b));
+        assert!(sel.matches(pkgi(), &b));
         let sel = Selection::new(None, Some("tier=web".into()), None, vec![]).unwrap();
-        assert!(sel.matches(Kind::Package, &a) && !sel.matches(Kind::Package, &b));
+        assert!(sel.matches(pkg(), &a) && !sel.matches(pkg(), &b));
         let sel = Selection::new(None, None, Some("metadata.name!=a".into()), vec![]).unwrap();
-        assert!(!sel.matches(Kind::Package, &a) && sel.matches(Kind::Package, &b));
+        assert!(!sel.matches(pkg(), &a) && sel.matches(pkg(), &b));
         let sel = Selection::new(None, None, None, vec!["b".into()]).unwrap();
-        assert!(!sel.matches(Kind::Package, &a) && sel.matches(Kind::Package, &b));
+        assert!(!sel.matches(pkg(), &a) && sel.matches(pkg(), &b));
         assert!(Selection::new(None, Some("a in (".into()), None, vec![]).is_err());
         assert!(Selection::new(None, None, Some("spec.x=1".into()), vec![]).is_err());
     }

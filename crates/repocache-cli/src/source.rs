@@ -5,13 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use glasskube_api::{ClusterPackage, Package, PackageInfo, PackageRepository};
 use http_body_util::BodyExt as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Client, Config};
 use repocache::debug::{CacheReport, CacheView, CachesReport};
-use repocache::{CacheState, ReflectorBuilder, ReflectorHandle};
-use serde::Serialize;
+use repocache::{CacheState, ReflectorHandle};
 use serde::de::DeserializeOwned;
 
 use crate::kinds::Kind;
@@ -212,28 +210,6 @@ pub struct Caches {
     handles: Vec<ReflectorHandle>,
 }
 
-fn start<K>(api: Api<K>, selection: &Selection) -> (CacheView, ReflectorHandle)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let mut config = kube::runtime::watcher::Config::default();
-    if let Some(labels) = &selection.labels {
-        config = config.labels(labels);
-    }
-    if let Some(fields) = &selection.fields {
-        config = config.fields(fields);
-    }
-    let (cache, handle) = ReflectorBuilder::new(api).watcher_config(config).start();
-    (CacheView::new(&cache), handle)
-}
-
 /// Starts a cache of `kind` on `client` (not yet synced), of the namespace and selectors of
 /// `selection` (its names are filtered later, on the client side).
 pub fn start_cache(
@@ -241,25 +217,21 @@ pub fn start_cache(
     kind: Kind,
     selection: &Selection,
 ) -> (CacheView, ReflectorHandle) {
-    match kind {
-        Kind::PackageRepository => start(Api::<PackageRepository>::all(client), selection),
-        Kind::Package => {
-            let api = match selection.namespace_for(kind) {
-                Some(namespace) => Api::<Package>::namespaced(client, namespace),
-                None => Api::<Package>::all(client),
-            };
-            start(api, selection)
-        }
-        Kind::ClusterPackage => start(Api::<ClusterPackage>::all(client), selection),
-        Kind::PackageInfo => start(Api::<PackageInfo>::all(client), selection),
+    let mut config = kube::runtime::watcher::Config::default();
+    if let Some(labels) = &selection.labels {
+        config = config.labels(labels);
     }
+    if let Some(fields) = &selection.fields {
+        config = config.fields(fields);
+    }
+    kind.start_cache(client, selection.namespace_for(kind), config)
 }
 
-/// Waits until `view` has synced; fails at once when its reflector reports a failure (an
-/// unreachable server, a forbidden list), and after `timeout` otherwise.
+/// Waits until `view` (a cache of `plural`) has synced; fails at once when its reflector reports
+/// a failure (an unreachable server, a forbidden list), and after `timeout` otherwise.
 pub async fn wait_synced(
     view: &CacheView,
-    kind: Kind,
+    plural: &str,
     server: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -269,12 +241,11 @@ pub async fn wait_synced(
             return Ok(());
         }
         if let CacheState::Failed { last_error, .. } = view.state() {
-            bail!("cannot list {} from {server}: {last_error}", kind.plural());
+            bail!("cannot list {plural} from {server}: {last_error}");
         }
         if tokio::time::Instant::now() >= deadline {
             bail!(
-                "the {} cache did not sync from {server} within {}",
-                kind.plural(),
+                "the {plural} cache did not sync from {server} within {}",
                 crate::human_duration(timeout)
             );
         }
@@ -312,7 +283,7 @@ impl Caches {
             caches.handles.push(handle);
         }
         for (kind, view) in &caches.views {
-            wait_synced(view, *kind, server, timeout).await?;
+            wait_synced(view, kind.plural(), server, timeout).await?;
         }
         Ok(caches)
     }

@@ -15,10 +15,9 @@ use glasskube_api::{
     ClusterPackage, Condition, HasConditions, Package, PackageInfo, PackageRepository,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource as _;
 use repocache::debug::CacheReport;
 use serde_json::{Value, json};
-
-use crate::kinds::Kind;
 
 /// How `dump` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -226,12 +225,18 @@ fn cells(values: &[&str]) -> Vec<String> {
 /// The table's rows (header first) for one cache.
 pub fn rows(report: &CacheReport, wide: bool) -> Vec<Vec<String>> {
     let objects = report.objects.as_deref().unwrap_or_default();
-    match report.kind.parse::<Kind>() {
-        Ok(Kind::PackageRepository) => repository_rows(objects, wide),
-        Ok(Kind::Package) => package_rows(objects, wide, true),
-        Ok(Kind::ClusterPackage) => package_rows(objects, wide, false),
-        Ok(Kind::PackageInfo) => info_rows(objects, wide),
-        Err(_) => generic_rows(objects),
+    // Columns per kind; a kind without its own gets NAMESPACE, NAME and RESOURCEVERSION.
+    let kind = report.kind.as_str();
+    if kind == PackageRepository::kind(&()) {
+        repository_rows(objects, wide)
+    } else if kind == Package::kind(&()) {
+        package_rows(objects, wide, true)
+    } else if kind == ClusterPackage::kind(&()) {
+        package_rows(objects, wide, false)
+    } else if kind == PackageInfo::kind(&()) {
+        info_rows(objects, wide)
+    } else {
+        generic_rows(objects)
     }
 }
 

@@ -132,11 +132,17 @@ fn drift_key(d: &Drift) -> &str {
 
 /// A live, paginated LIST of `kind` in `selection`'s namespace (or all) with its selectors:
 /// the objects (of its names, if any) and the list's resourceVersion.
+///
+/// With `at`, the LIST is of the state at exactly that resourceVersion
+/// (`resourceVersionMatch=Exact`; the later pages follow the first one's snapshot); `Ok(None)`
+/// when the server cannot serve it (410 Gone: older than its history, which on apisim is every
+/// resourceVersion but the current one; 504: newer than its own). Without `at`: the latest state.
 pub async fn live_list(
     client: &Client,
     kind: Kind,
     selection: &Selection,
-) -> anyhow::Result<(Vec<Value>, String)> {
+    at: Option<&str>,
+) -> anyhow::Result<Option<(Vec<Value>, String)>> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     let scope = match selection.namespace_for(kind) {
@@ -155,18 +161,33 @@ pub async fn live_list(
     loop {
         let mut path = format!(
             "/apis/{}/{}/{scope}{}?limit=500{selectors}",
-            glasskube_api::GROUP,
-            glasskube_api::VERSION,
+            kind.group(),
+            kind.version(),
             kind.plural()
         );
-        if let Some(t) = &token {
-            path.push_str("&continue=");
-            path.push_str(&percent_encode(t));
+        match (&token, at) {
+            (Some(t), _) => {
+                path.push_str("&continue=");
+                path.push_str(&percent_encode(t));
+            }
+            (None, Some(rv)) => {
+                path.push_str("&resourceVersionMatch=Exact&resourceVersion=");
+                path.push_str(&percent_encode(rv));
+            }
+            (None, None) => {}
         }
         let request = http::Request::get(&path)
             .body(Vec::new())
             .context("cannot build the LIST request")?;
-        let page: Value = client.request(request).await.map_err(|e| match &e {
+        let page: Result<Value, kube::Error> = client.request(request).await;
+        if at.is_some()
+            && token.is_none()
+            && let Err(kube::Error::Api(status)) = &page
+            && (status.code == 410 || status.code == 504)
+        {
+            return Ok(None);
+        }
+        let page = page.map_err(|e| match &e {
             kube::Error::Api(status) => anyhow::anyhow!(
                 "the live LIST of {} failed: {} ({})",
                 kind.plural(),
@@ -194,7 +215,7 @@ pub async fn live_list(
             .map(str::to_owned);
         if token.is_none() {
             items.retain(|o| selection.matches(kind, o));
-            return Ok((items, rv));
+            return Ok(Some((items, rv)));
         }
     }
 }
@@ -210,6 +231,17 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// How a cache was compared with the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compared {
+    /// With a LIST at the cache's own resourceVersion: every difference is drift (an event the
+    /// cache missed), none is lag.
+    AtSameVersion,
+    /// With the latest LIST, because the server keeps no state at the cache's resourceVersion
+    /// (or the cache has none): a difference that persists over `--grace` is reported.
+    Latest,
+}
+
 /// Prints the outcome of one comparison; returns whether the cache was in sync.
 pub fn report(
     out: &mut dyn Write,
@@ -218,7 +250,26 @@ pub fn report(
     cache_len: usize,
     live_rv: &str,
     drifts: &[Drift],
+    compared: Compared,
 ) -> anyhow::Result<bool> {
+    if compared == Compared::AtSameVersion {
+        if drifts.is_empty() {
+            writeln!(
+                out,
+                "in sync: {cache_len} {} in the cache match a live LIST at the same resourceVersion {live_rv}",
+                kind.plural(),
+            )?;
+            return Ok(true);
+        }
+        write_drifts(out, drifts)?;
+        writeln!(
+            out,
+            "drift: {} {} differ between the cache and a live LIST at the same resourceVersion {live_rv} (events the cache missed, not lag)",
+            drifts.len(),
+            kind.plural(),
+        )?;
+        return Ok(false);
+    }
     if drifts.is_empty() {
         writeln!(
             out,
@@ -228,14 +279,7 @@ pub fn report(
         )?;
         return Ok(true);
     }
-    let mut rows = vec![vec![
-        "DRIFT".to_owned(),
-        "NAME".to_owned(),
-        "CACHE RV".to_owned(),
-        "SERVER RV".to_owned(),
-    ]];
-    rows.extend(drifts.iter().map(Drift::row));
-    out.write_all(align(&rows).as_bytes())?;
+    write_drifts(out, drifts)?;
     writeln!(
         out,
         "drift: {} {} differ between the cache (resourceVersion {}) and a live LIST (resourceVersion {live_rv})",
@@ -244,6 +288,17 @@ pub fn report(
         cache_rv.unwrap_or("-"),
     )?;
     Ok(false)
+}
+
+fn write_drifts(out: &mut dyn Write, drifts: &[Drift]) -> std::io::Result<()> {
+    let mut rows = vec![vec![
+        "DRIFT".to_owned(),
+        "NAME".to_owned(),
+        "CACHE RV".to_owned(),
+        "SERVER RV".to_owned(),
+    ]];
+    rows.extend(drifts.iter().map(Drift::row));
+    out.write_all(align(&rows).as_bytes())
 }
 
 /// Fails when the cache has no objects to compare (the endpoint was asked without objects).

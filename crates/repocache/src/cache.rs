@@ -248,6 +248,7 @@ impl<K, F> Cache<K, F> {
             objects: snapshot.len(),
             generation: snapshot.generation(),
             resource_version: snapshot.resource_version().map(str::to_owned),
+            version: self.shared.version_of(&snapshot),
             snapshot_age: snapshot.age(),
             since_confirmed: snapshot.since_confirmed(),
             last_relist: self

@@ -337,6 +337,9 @@ pub struct Stats {
     pub generation: u64,
     /// The current snapshot's resourceVersion.
     pub resource_version: Option<String>,
+    /// The newest resourceVersion the current snapshot is known to reflect: its own, or a later
+    /// one a watch BOOKMARK proved it current to ([`Cache::version`](crate::Cache::version)).
+    pub version: Option<u64>,
     /// How long ago the current snapshot was built.
     pub snapshot_age: Duration,
     /// How long ago the current snapshot was last confirmed by the watch.

@@ -13,10 +13,8 @@ use std::time::Duration;
 
 use apisim::{Control, Server, ServerConfig, ServerHandle};
 
-/// The sample PackageRepository objects (the workspace's `fixtures/packagerepositories.yaml`).
-pub const REPOSITORIES_YAML: &str = include_str!("../../../fixtures/packagerepositories.yaml");
-/// The sample Package, ClusterPackage and PackageInfo objects (`fixtures/packages.yaml`).
-pub const PACKAGES_YAML: &str = include_str!("../../../fixtures/packages.yaml");
+/// The sample objects (the workspace's `fixtures/`, read once, by apisim's `seed` module).
+pub use apisim::seed::{PACKAGES_YAML, REPOSITORIES_YAML};
 
 /// How long a test waits for a condition before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);

@@ -27,7 +27,7 @@ pub struct RepoStatus {
     pub message: Option<String>,
 }
 
-const SEED: &str = repocache_test_support::REPOSITORIES_YAML;
+const SEED: &str = apisim::seed::REPOSITORIES_YAML;
 
 fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const SEED: &str = repocache_test_support::REPOSITORIES_YAML;
+const SEED: &str = apisim::seed::REPOSITORIES_YAML;
 const T: Duration = Duration::from_secs(30);
 
 const INSTALL_HINT: &str = "install kubectl (Debian/Ubuntu: `apt-get install kubectl`; elsewhere see https://kubernetes.io/docs/tasks/tools/) or point $KUBECTL at it";

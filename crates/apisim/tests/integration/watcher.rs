@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 const T: Duration = Duration::from_secs(10);
-const SEED: &str = repocache_test_support::REPOSITORIES_YAML;
+const SEED: &str = apisim::seed::REPOSITORIES_YAML;
 
 fn ar() -> ApiResource {
     ApiResource::from_gvk_with_plural(

@@ -8,7 +8,7 @@ use glasskube_api::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const REPOS: &str = include_str!("../../../../fixtures/packagerepositories.yaml");
+const REPOS: &str = apisim::seed::REPOSITORIES_YAML;
 const SECRETS: [&str; 3] = [
     "deploy",
     "s3cr3t-inline-password",

@@ -8,14 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const FIXTURES: &[(&str, &str)] = &[
-    (
-        "packagerepositories.yaml",
-        include_str!("../../../../fixtures/packagerepositories.yaml"),
-    ),
-    (
-        "packages.yaml",
-        include_str!("../../../../fixtures/packages.yaml"),
-    ),
+    ("packagerepositories.yaml", apisim::seed::REPOSITORIES_YAML),
+    ("packages.yaml", apisim::seed::PACKAGES_YAML),
 ];
 
 /// All documents of all fixture files, as JSON.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use apisim::{Control, Server, ServerConfig, ServerHandle};
 use glasskube_api::{PackageInfo, PackageRepository};
-use kube::Api;
 use kube::api::ListParams;
+use kube::{Api, Resource as _};
 use repocache::debug::{CacheReport, CacheView};
 use repocache::layer::CacheLayer;
 use repocache::{Cache, Metrics, ReflectorBuilder, ReflectorHandle};
@@ -29,9 +29,9 @@ use catalogue::Catalogue;
 use scenario::{Expected, Installed, Reads};
 
 /// The project's sample PackageRepository objects.
-pub const REPOSITORIES_YAML: &str = include_str!("../../../../fixtures/packagerepositories.yaml");
+pub const REPOSITORIES_YAML: &str = apisim::seed::REPOSITORIES_YAML;
 /// The project's sample Package, ClusterPackage and PackageInfo objects.
-pub const PACKAGES_YAML: &str = include_str!("../../../../fixtures/packages.yaml");
+pub const PACKAGES_YAML: &str = apisim::seed::PACKAGES_YAML;
 
 /// What the demo runs.
 #[derive(Clone, Debug)]
@@ -381,14 +381,14 @@ pub async fn run(
     let server_url = server.url().to_owned();
     crate::source::wait_synced(
         &CacheView::new(&repos),
-        crate::kinds::Kind::PackageRepository,
+        PackageRepository::plural(&()).as_ref(),
         &server_url,
         config.sync_timeout,
     )
     .await?;
     crate::source::wait_synced(
         &CacheView::new(&infos),
-        crate::kinds::Kind::PackageInfo,
+        PackageInfo::plural(&()).as_ref(),
         &server_url,
         config.sync_timeout,
     )
@@ -434,16 +434,10 @@ pub async fn run(
     let (layer_infos, layer_infos_handle) =
         ReflectorBuilder::new(Api::<PackageInfo>::all(transport.clone())).start();
     for (view, kind) in [
-        (
-            CacheView::new(&layer_repos),
-            crate::kinds::Kind::PackageRepository,
-        ),
-        (
-            CacheView::new(&layer_infos),
-            crate::kinds::Kind::PackageInfo,
-        ),
+        (CacheView::new(&layer_repos), PackageRepository::plural(&())),
+        (CacheView::new(&layer_infos), PackageInfo::plural(&())),
     ] {
-        crate::source::wait_synced(&view, kind, &server_url, config.sync_timeout).await?;
+        crate::source::wait_synced(&view, &kind, &server_url, config.sync_timeout).await?;
     }
     wait_watching(&control, config.sync_timeout).await?;
     let at_sync = control.counts();

@@ -333,16 +333,42 @@ async fn dump_from_an_endpoint_equals_dump_from_the_cluster() {
     );
 }
 
+/// Changes the `glasskube` repository's URL through apisim's side door: no watch sees it.
+fn move_glasskube_without_an_event(control: &apisim::Control) {
+    let mut glasskube = control
+        .get("packagerepositories", None, "glasskube")
+        .unwrap();
+    glasskube["spec"]["url"] = json!("https://moved.example/");
+    control.side_door_put(glasskube).unwrap();
+}
+
+/// A running PackageRepository cache of `c`'s server behind a debug endpoint: a cache that has
+/// been running, for `verify --endpoint`.
+struct RepositoryEndpoint {
+    url: String,
+    _reflector: repocache::ReflectorHandle,
+    _debug: repocache::debug::DebugHandle,
+}
+
+async fn repository_endpoint(c: &Cluster) -> RepositoryEndpoint {
+    let (repos, reflector) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
+    RepositoryEndpoint {
+        url: debug.url(),
+        _reflector: reflector,
+        _debug: debug,
+    }
+}
+
 #[tokio::test]
 async fn verify_finds_drift_after_a_missed_event() {
     let c = cluster().await;
     let kc = c.kubeconfig.to_str().unwrap();
     let control = c.server.control();
-    let (repos, _handle) =
-        ReflectorBuilder::new(Api::<PackageRepository>::all(c.server.client())).start();
-    repos.wait_ready(PATIENCE).await.unwrap();
-    let debug = DebugServer::builder().cache(&repos).start().await.unwrap();
-    let url = debug.url();
+    let endpoint = repository_endpoint(&c).await;
+    let url = endpoint.url.clone();
 
     let run = repocache(&["verify", "--endpoint", &url, "--kubeconfig", kc]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -356,11 +382,7 @@ async fn verify_finds_drift_after_a_missed_event() {
 
     // The watch stalls and misses a change: the cache drifts.
     control.stall_watches(None);
-    let mut glasskube = control
-        .get("packagerepositories", None, "glasskube")
-        .unwrap();
-    glasskube["spec"]["url"] = json!("https://moved.example/");
-    control.side_door_put(glasskube).unwrap();
+    move_glasskube_without_an_event(&control);
     let run = repocache(&[
         "verify",
         "--endpoint",
@@ -403,6 +425,67 @@ async fn verify_finds_drift_after_a_missed_event() {
         &format!(
             "the connection to the debug endpoint at http://{closed} was refused - did you specify the right host or port?"
         ),
+    );
+}
+
+#[tokio::test]
+async fn verify_compares_at_the_caches_own_resource_version() {
+    let c = cluster().await;
+    let kc = c.kubeconfig.to_str().unwrap();
+    let control = c.server.control();
+    let endpoint = repository_endpoint(&c).await;
+    let url = endpoint.url.clone();
+
+    let run = repocache(&["verify", "--endpoint", &url, "--kubeconfig", kc]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "in sync: 5 packagerepositories in the cache match a live LIST at the same resourceVersion {}",
+            control.resource_version()
+        )),
+        "{}",
+        run.stdout
+    );
+
+    // A write no watch sees: the cache's resourceVersion moves past it (bookmarks), its
+    // object does not. The server keeps no state at the cache's older resourceVersion (410), so
+    // verify waits for the cache to move on, then compares both at the same resourceVersion.
+    move_glasskube_without_an_event(&control);
+    let planted = control.resource_version();
+    let run = repocache(&[
+        "verify",
+        "--endpoint",
+        &url,
+        "--kubeconfig",
+        kc,
+        "--grace",
+        "15s",
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let drift_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("resourceVersion"))
+        .unwrap();
+    assert!(drift_line.contains("glasskube"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "drift: 1 packagerepositories differ between the cache and a live LIST at the same resourceVersion {planted}"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("latest LIST"), "{}", run.stdout);
+    // The LIST it compared with was of exactly that resourceVersion.
+    let exact = format!("resourceVersionMatch=Exact&resourceVersion={planted}");
+    assert!(
+        control
+            .requests()
+            .iter()
+            .any(|r| r.verb == "list" && r.status == 200 && r.query.contains(&exact)),
+        "{:#?}",
+        control.requests()
     );
 }
 
@@ -567,6 +650,14 @@ async fn errors_are_one_line_and_exit_2() {
     assert_eq!(help.code, 0);
     assert!(
         help.stdout.contains("Exit codes:") && help.stdout.contains("dump"),
+        "{}",
+        help.stdout
+    );
+    // The kinds come from glasskube-api's list, not from a copy in the help text.
+    assert!(
+        help.stdout.contains(
+            "Kinds (KIND): packagerepositories, packages (pkg), clusterpackages (clpkg), packageinfos (pkgi);"
+        ),
         "{}",
         help.stdout
     );
@@ -995,11 +1086,7 @@ async fn verify_for_keeps_its_cache_and_finds_a_missed_event() {
         assert!(tokio::time::Instant::now() < deadline, "no watch opened");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut glasskube = control
-        .get("packagerepositories", None, "glasskube")
-        .unwrap();
-    glasskube["spec"]["url"] = json!("https://moved.example/");
-    control.side_door_put(glasskube).unwrap();
+    move_glasskube_without_an_event(&control);
     // The command has not compared yet: only its cache's LIST so far, no live LIST.
     assert_eq!(control.count("list", "packagerepositories"), 1);
     let run = run.await.unwrap();

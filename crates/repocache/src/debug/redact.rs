@@ -64,21 +64,15 @@ pub fn display_markers(value: &mut Value) {
 }
 
 /// `url` with its userinfo replaced by [`REDACTED`], or `None` when it is no `scheme://` URL or
-/// has no userinfo.
-///
-/// The userinfo is everything between `scheme://` and the last `@` before any `?` or `#`: a
-/// password with an unescaped `/` or `@` is masked whole too (at the price of masking a path
-/// that contains `@`).
+/// has no userinfo. A `scheme://` string that does not parse as a URL but contains an `@` is
+/// masked whole. The scheme is required because this scans every string of an object of any
+/// kind (`user@example.org` is an address, not a URL); [`k8s_selectors::url::mask_userinfo`]
+/// does the work, as it does for glasskube-api's `spec.url`.
 pub fn mask_url_userinfo(url: &str) -> Option<String> {
-    let start = url.find("://")? + 3;
-    let rest = url.get(start..)?;
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let at = rest.get(..end)?.rfind('@')?;
-    Some(format!(
-        "{}{REDACTED}@{}",
-        url.get(..start)?,
-        rest.get(at + 1..)?
-    ))
+    if !url.contains("://") {
+        return None;
+    }
+    k8s_selectors::url::mask_userinfo(url, REDACTED)
 }
 
 /// The generic default redaction, for kinds whose schema the library does not know:
@@ -240,6 +234,16 @@ mod tests {
             Some("https://<redacted>@h/x")
         );
         assert_eq!(mask_url_userinfo("a@b.example"), None);
+        assert_eq!(mask_url_userinfo("u:p@h/x"), None, "no scheme");
         assert_eq!(mask_url_userinfo("https://h/x?u=a@b"), None);
+        assert_eq!(
+            mask_url_userinfo("https://u:p@[::1]:8443/x").as_deref(),
+            Some("https://<redacted>@[::1]:8443/x")
+        );
+        assert_eq!(
+            mask_url_userinfo("https://u:p w@h/x").as_deref(),
+            Some("<redacted>"),
+            "not a URL, but a credential may be in it"
+        );
     }
 }

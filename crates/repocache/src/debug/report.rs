@@ -33,6 +33,11 @@ pub struct CacheReport {
     pub ttl_seconds: f64,
     /// The snapshot's resourceVersion.
     pub resource_version: Option<String>,
+    /// The newest resourceVersion the snapshot is known to reflect: its own, or a later one a
+    /// watch BOOKMARK proved it current to ([`Cache::version`](crate::Cache::version)); what
+    /// `repocache verify` compares a live LIST at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     /// The snapshot's generation.
     pub generation: u64,
     /// Objects in the snapshot.
@@ -105,6 +110,7 @@ impl CacheReport {
             stale,
             ttl_seconds: stats.ttl.as_secs_f64(),
             resource_version: stats.resource_version.clone(),
+            version: stats.version,
             generation: stats.generation,
             object_count: stats.objects,
             snapshot_age_seconds: stats.snapshot_age.as_secs_f64(),
