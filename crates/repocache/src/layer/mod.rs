@@ -130,7 +130,7 @@ pub use stats::{LayerCount, LayerMetrics, LayerStats, Outcome};
 
 use crate::cache::{Cache, Feed};
 use crate::policy::ReadPolicy;
-use route::{Params, parse_path, verb_of};
+use route::{Params, parse_path, verb_name, verb_of};
 use serve::{Ctx, Job, KindInfo, LocalRequest, Registered, Serve};
 use stats::{CounterSet, Counters};
 
@@ -493,7 +493,7 @@ impl Config {
             .is_some_and(|v| !matches!(v.as_bytes(), b"false" | b"0"));
         let path = req.uri().path();
         let Some(target) = parse_path(path) else {
-            self.other.record(Verb::Other, Outcome::NotCached);
+            self.other.record(None, Outcome::NotCached);
             trace!(%path, "not a resource path: passed through");
             return Plan::Pass(None);
         };
@@ -509,54 +509,56 @@ impl Config {
         });
         let Some((index, kind)) = found else {
             self.other.record(verb, Outcome::NotCached);
-            trace!(%path, verb = verb.as_str(), "no cache for this resource: passed through");
+            trace!(%path, verb = verb_name(verb), "no cache for this resource: passed through");
             return Plan::Pass(None);
         };
         let outcome = if bypass {
             Outcome::Bypass
-        } else if !matches!(verb, Verb::Get | Verb::List) {
-            Outcome::Verb
-        } else if req.method() != Method::GET
-            || target.subresource.is_some()
-            || target.legacy_watch
-            || !accepts_plain_json(req.headers())
-            || impersonated(req.headers())
-        {
-            Outcome::Unsupported
-        } else {
-            let request = LocalRequest {
-                verb,
-                namespace: target.namespace,
-                name: target.name,
-                params: params.unwrap_or(Params {
-                    unsupported: true,
-                    ..Params::default()
-                }),
-            };
-            let ctx = Ctx {
-                layer_id: self.id,
-                index,
-                read_policy: self.read_policy,
-                continue_ttl: self.continue_ttl,
-                read_your_writes: self.read_your_writes,
-                serve_stale: self.serve_stale,
-            };
-            match kind.clone().plan(request, ctx) {
-                Ok(job) => {
-                    return Plan::Local(Planned {
-                        job,
-                        verb,
-                        counters: kind.counters().clone(),
-                    });
+        } else if let Some(read) = verb.filter(|v| matches!(v, Verb::Get | Verb::List)) {
+            if req.method() != Method::GET
+                || target.subresource.is_some()
+                || target.legacy_watch
+                || !accepts_plain_json(req.headers())
+                || impersonated(req.headers())
+            {
+                Outcome::Unsupported
+            } else {
+                let request = LocalRequest {
+                    verb: read,
+                    namespace: target.namespace,
+                    name: target.name,
+                    params: params.unwrap_or(Params {
+                        unsupported: true,
+                        ..Params::default()
+                    }),
+                };
+                let ctx = Ctx {
+                    layer_id: self.id,
+                    index,
+                    read_policy: self.read_policy,
+                    continue_ttl: self.continue_ttl,
+                    read_your_writes: self.read_your_writes,
+                    serve_stale: self.serve_stale,
+                };
+                match kind.clone().plan(request, ctx) {
+                    Ok(job) => {
+                        return Plan::Local(Planned {
+                            job,
+                            verb: read,
+                            counters: kind.counters().clone(),
+                        });
+                    }
+                    Err(outcome) => outcome,
                 }
-                Err(outcome) => outcome,
             }
+        } else {
+            Outcome::Verb
         };
         kind.counters().record(verb, outcome);
-        trace!(%path, verb = verb.as_str(), outcome = outcome.as_str(), "passed through");
+        trace!(%path, verb = verb_name(verb), outcome = outcome.as_str(), "passed through");
         let write = matches!(
             verb,
-            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
+            Some(Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection)
         );
         Plan::Pass((write && self.read_your_writes).then(|| WriteWatch {
             kind: kind.clone(),
@@ -628,7 +630,7 @@ impl<B, E> Future for LocalAnswer<B, E> {
                 counters,
             }) => {
                 let (response, outcome) = job();
-                counters.record(verb, outcome);
+                counters.record(Some(verb), outcome);
                 trace!(
                     verb = verb.as_str(),
                     outcome = outcome.as_str(),

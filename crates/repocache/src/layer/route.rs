@@ -7,77 +7,20 @@
 use http::Method;
 use k8s_wire::{ListOptions, ListVersion, Target};
 
-/// The Kubernetes verb of a request, as the API server names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Verb {
-    /// GET of one object.
-    Get,
-    /// GET of a collection.
-    List,
-    /// GET of a collection with `watch=true`, or the legacy `/watch/` path.
-    Watch,
-    /// POST.
-    Create,
-    /// PUT.
-    Update,
-    /// PATCH.
-    Patch,
-    /// DELETE of one object.
-    Delete,
-    /// DELETE of a collection.
-    DeleteCollection,
-    /// Anything else: discovery, non-resource paths, other methods.
-    Other,
+/// The Kubernetes verb of a resource request (`k8s-wire`'s): what the layer's figures count
+/// by. Requests that are not resource requests (discovery, other paths and methods) have none;
+/// the figures count them as verb `other`.
+pub use k8s_wire::Verb;
+
+/// The slot of a verb in the layer's counter tables: [`Verb::ALL`]'s order, then `other`.
+pub(crate) fn verb_slot(verb: Option<Verb>) -> usize {
+    verb.and_then(|v| Verb::ALL.iter().position(|x| *x == v))
+        .unwrap_or(Verb::ALL.len())
 }
 
-impl Verb {
-    /// Every verb, in a fixed order (the order of the layer's counters).
-    pub const ALL: [Verb; 9] = [
-        Verb::Get,
-        Verb::List,
-        Verb::Watch,
-        Verb::Create,
-        Verb::Update,
-        Verb::Patch,
-        Verb::Delete,
-        Verb::DeleteCollection,
-        Verb::Other,
-    ];
-
-    /// The API server's name of the verb: `get`, `list`, `watch`, `create`, …; `other`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::Get => "get",
-            Verb::List => "list",
-            Verb::Watch => "watch",
-            Verb::Create => "create",
-            Verb::Update => "update",
-            Verb::Patch => "patch",
-            Verb::Delete => "delete",
-            Verb::DeleteCollection => "deletecollection",
-            Verb::Other => "other",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl From<k8s_wire::Verb> for Verb {
-    fn from(v: k8s_wire::Verb) -> Self {
-        match v {
-            k8s_wire::Verb::Get => Verb::Get,
-            k8s_wire::Verb::List => Verb::List,
-            k8s_wire::Verb::Watch => Verb::Watch,
-            k8s_wire::Verb::Create => Verb::Create,
-            k8s_wire::Verb::Update => Verb::Update,
-            k8s_wire::Verb::Patch => Verb::Patch,
-            k8s_wire::Verb::Delete => Verb::Delete,
-            k8s_wire::Verb::DeleteCollection => Verb::DeleteCollection,
-        }
-    }
+/// The name the figures give a verb: the API server's (`get`, `list`, …), or `other`.
+pub(crate) fn verb_name(verb: Option<Verb>) -> &'static str {
+    verb.map_or("other", Verb::as_str)
 }
 
 /// A segment the layer may use as given: no percent-encoding, nothing exotic.
@@ -103,11 +46,10 @@ pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
     (plain_group && segs.into_iter().flatten().all(plain)).then_some(t)
 }
 
-/// The verb of a request for `target`, given its method and (for GET) whether it asks to watch.
-pub(crate) fn verb_of(method: &Method, target: &Target<'_>, watch_param: bool) -> Verb {
-    target
-        .verb(method, watch_param)
-        .map_or(Verb::Other, Verb::from)
+/// The verb of a request for `target`, given its method and (for GET) whether it asks to watch;
+/// `None` for a method no verb has.
+pub(crate) fn verb_of(method: &Method, target: &Target<'_>, watch_param: bool) -> Option<Verb> {
+    target.verb(method, watch_param)
 }
 
 /// The query parameters of a GET or LIST that the layer can answer: `k8s-wire`'s

@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
 
-use super::route::Verb;
+use super::route::{Verb, verb_name, verb_slot};
 
 /// What became of one request that went through the layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,7 +104,8 @@ impl Outcome {
     }
 }
 
-const CELLS: usize = Verb::ALL.len() * Outcome::ALL.len();
+/// The eight verbs and `other` (not a resource request), times every outcome.
+const CELLS: usize = (Verb::ALL.len() + 1) * Outcome::ALL.len();
 
 /// One kind's counters: a dense verb × outcome table of atomics.
 pub(crate) struct Counters {
@@ -120,17 +121,17 @@ impl Counters {
         }
     }
 
-    pub(crate) fn record(&self, verb: Verb, outcome: Outcome) {
-        let cell = verb.index() * Outcome::ALL.len() + outcome.index();
+    pub(crate) fn record(&self, verb: Option<Verb>, outcome: Outcome) {
+        let cell = verb_slot(verb) * Outcome::ALL.len() + outcome.index();
         if let Some(c) = self.cells.get(cell) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn fill(&self, out: &mut Vec<LayerCount>) {
-        for verb in Verb::ALL {
+        for verb in Verb::ALL.map(Some).into_iter().chain([None]) {
             for outcome in Outcome::ALL {
-                let cell = verb.index() * Outcome::ALL.len() + outcome.index();
+                let cell = verb_slot(verb) * Outcome::ALL.len() + outcome.index();
                 let count = self
                     .cells
                     .get(cell)
@@ -153,8 +154,9 @@ impl Counters {
 pub struct LayerCount {
     /// The kind (`PackageRepository`), or `other` for requests no cache is registered for.
     pub kind: String,
-    /// The request's verb.
-    pub verb: Verb,
+    /// The request's verb; `None` for a request that is not a resource request (discovery,
+    /// other paths; counted as verb `other`).
+    pub verb: Option<Verb>,
     /// What became of it.
     pub outcome: Outcome,
     /// How many.
@@ -171,17 +173,17 @@ pub struct LayerStats {
 impl LayerStats {
     /// Requests of `kind` and `verb` with `outcome`.
     pub fn count(&self, kind: &str, verb: Verb, outcome: Outcome) -> u64 {
-        self.sum(|c| c.kind == kind && c.verb == verb && c.outcome == outcome)
+        self.sum(|c| c.kind == kind && c.verb == Some(verb) && c.outcome == outcome)
     }
 
     /// Requests of `kind` and `verb` the layer answered itself.
     pub fn local(&self, kind: &str, verb: Verb) -> u64 {
-        self.sum(|c| c.kind == kind && c.verb == verb && c.outcome.is_local())
+        self.sum(|c| c.kind == kind && c.verb == Some(verb) && c.outcome.is_local())
     }
 
     /// Requests of `kind` and `verb` the layer passed to the server (for whatever reason).
     pub fn passed_through(&self, kind: &str, verb: Verb) -> u64 {
-        self.sum(|c| c.kind == kind && c.verb == verb && !c.outcome.is_local())
+        self.sum(|c| c.kind == kind && c.verb == Some(verb) && !c.outcome.is_local())
     }
 
     /// All requests the layer answered itself.
@@ -265,7 +267,7 @@ impl Collector for LayerMetrics {
         for c in &stats.counts {
             let labels = [
                 ("kind", c.kind.as_str()),
-                ("verb", c.verb.as_str()),
+                ("verb", verb_name(c.verb)),
                 (
                     "source",
                     if c.outcome.is_local() {
@@ -279,5 +281,43 @@ impl Collector for LayerMetrics {
             ConstCounter::new(c.count).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verb_and_other_count_apart_and_render_by_name() {
+        let counters = Arc::new(Counters::new("PackageRepository"));
+        counters.record(Some(Verb::Get), Outcome::Served);
+        counters.record(Some(Verb::Get), Outcome::Served);
+        counters.record(Some(Verb::DeleteCollection), Outcome::Verb);
+        counters.record(None, Outcome::NotCached);
+        let set = CounterSet {
+            kinds: vec![counters],
+        };
+        let stats = set.stats();
+        assert_eq!(
+            stats.count("PackageRepository", Verb::Get, Outcome::Served),
+            2
+        );
+        assert_eq!(
+            stats.count("PackageRepository", Verb::List, Outcome::Served),
+            0
+        );
+        assert_eq!(
+            stats.count("PackageRepository", Verb::DeleteCollection, Outcome::Verb),
+            1
+        );
+        assert_eq!(stats.total_passed_through(), 2);
+        let other: Vec<_> = stats.counts.iter().filter(|c| c.verb.is_none()).collect();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].count, 1);
+        let text = LayerMetrics { counters: set }.render();
+        assert!(text.contains(r#"verb="get""#), "{text}");
+        assert!(text.contains(r#"verb="deletecollection""#), "{text}");
+        assert!(text.contains(r#"verb="other""#), "{text}");
     }
 }
