@@ -10,7 +10,7 @@ use super::{Inner, Store};
 use crate::errors::ApiError;
 use crate::resources::ResId;
 
-/// The type of a watch event.
+/// The type of a committed change: the watch event it becomes (see the `From` impl below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     /// Object created (or entered a selector).
@@ -22,12 +22,20 @@ pub enum EventType {
 }
 
 impl EventType {
-    /// The wire spelling.
+    /// The wire spelling (`k8s-wire`'s).
     pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
+        k8s_wire::EventType::from(self).as_str()
+    }
+}
+
+/// A committed change is one of the watch event types `k8s-wire` writes (never a BOOKMARK or an
+/// ERROR, which are not changes: that is why the store keeps a type of its own).
+impl From<EventType> for k8s_wire::EventType {
+    fn from(e: EventType) -> Self {
+        match e {
+            EventType::Added => Self::Added,
+            EventType::Modified => Self::Modified,
+            EventType::Deleted => Self::Deleted,
         }
     }
 }
