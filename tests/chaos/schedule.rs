@@ -22,7 +22,7 @@ const NAMES: usize = 16;
 /// What the schedule picks when it injects a fault: one of apisim's [`Fault`]s with a
 /// distribution for its parameters (a stall shorter or longer than the TTL, a storm of one
 /// status code, a restart that keeps or wipes the objects), or, for `Compact`, two of them.
-/// [`Schedule`] turns each into the `Fault` values it injects through `Control::inject`, the
+/// The schedule turns each into the `Fault` values it injects through `Control::inject`, the
 /// same entry point as apisim's HTTP control API; no fault is spelled out twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Disruption {
