@@ -181,11 +181,21 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
          cannot be made to hit in a test; publishing at that instant or the next is the same \
          contract (no publish sooner than the interval).",
     ),
+    (
+        SNAPSHOT,
+        "82:9: replace <impl PartialEq for Slot<K>>::eq -> bool with true",
+        "Not equivalent at scale but out of a test's reach: imbl compares the full 32-bit hashes \
+         before it asks Slot::eq (the key needs drop), so the mutant only shows on a full hash \
+         collision, and foldhash's per-process random seed leaves a test no way to make one \
+         short of ~10^5 objects in one snapshot (about 1 collision per 93,000 keys).",
+    ),
 ];
 
 const WRITER: &str = "crates/repocache/src/writer.rs";
 
 const RECORDING: &str = "Writer::recording only chooses between recording each change as it is staged and letting subscribers diff the snapshots (a batch without changes); both bring every subscriber's view to every published snapshot, the documented contract, so only the cost differs (a diff per publish instead of a record per change).";
+
+const SNAPSHOT: &str = "crates/repocache/src/snapshot.rs";
 
 const ROUTE: &str = "crates/repocache/src/layer/route.rs";
 
@@ -283,6 +293,71 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         ROUTE,
         "100:13: replace && with || in Params::fits_get",
         ROUTE_GET,
+    ),
+    (
+        SNAPSHOT,
+        "164:9: replace Snapshot<K>::is_empty -> bool with true",
+        "crates/repocache/src/snapshot.rs: an_empty_snapshot_is_empty_and_a_filled_one_is_not (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "164:9: replace Snapshot<K>::is_empty -> bool with false",
+        "crates/repocache/src/snapshot.rs: an_empty_snapshot_is_empty_and_a_filled_one_is_not (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "197:9: replace Snapshot<K>::age -> Duration with Default::default()",
+        "crates/repocache/src/snapshot.rs: age_and_freshness_follow_the_clock (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "202:9: replace Snapshot<K>::since_confirmed -> Duration with Default::default()",
+        "crates/repocache/src/snapshot.rs: age_and_freshness_follow_the_clock (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "211:9: replace Snapshot<K>::is_fresh -> bool with true",
+        "crates/repocache/src/snapshot.rs: age_and_freshness_follow_the_clock (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "216:9: replace Snapshot<K>::is_within_ttl -> bool with true",
+        "crates/repocache/src/snapshot.rs: age_and_freshness_follow_the_clock (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "254:9: replace Snapshot<K>::index_names -> impl Iterator<Item =&str> with ::std::iter::empty()",
+        "crates/repocache/src/snapshot.rs: index_names_lists_the_configured_indexes_in_order (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "272:9: replace Snapshot<K>::get_key -> Option<&Arc<K>> with None",
+        "crates/repocache/src/snapshot.rs: keys_find_what_names_find (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "277:9: replace Snapshot<K>::contains -> bool with true",
+        "crates/repocache/src/snapshot.rs: keys_find_what_names_find (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "277:9: replace Snapshot<K>::contains -> bool with false",
+        "crates/repocache/src/snapshot.rs: keys_find_what_names_find (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "283:9: replace <impl fmt::Debug for Snapshot<K>>::fmt -> fmt::Result with Ok(Default::default())",
+        "crates/repocache/src/snapshot.rs: iteration_knows_its_length_and_debug_shows_the_figures (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "314:9: replace <impl Iterator for Iter<'a, K>>::size_hint -> (usize, Option<usize>) with (0, None)",
+        "crates/repocache/src/snapshot.rs: iteration_knows_its_length_and_debug_shows_the_figures (unit test)",
+    ),
+    (
+        SNAPSHOT,
+        "314:9: replace <impl Iterator for Iter<'a, K>>::size_hint -> (usize, Option<usize>) with (1, None)",
+        "crates/repocache/src/snapshot.rs: iteration_knows_its_length_and_debug_shows_the_figures (unit test)",
     ),
 ];
 
