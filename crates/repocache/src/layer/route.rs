@@ -185,7 +185,10 @@ mod tests {
     fn watch_and_the_parameters_the_layer_cannot_honour() {
         let p = |q: &str| Params::parse(q).unwrap();
         assert!(p("watch=true").watch);
-        assert!(!p("watch=true").unsupported, "a watch is a verb, not a bad parameter");
+        assert!(
+            !p("watch=true").unsupported,
+            "a watch is a verb, not a bad parameter"
+        );
         // Anything but a clear true is a watch the layer does not understand.
         for q in ["watch=false", "watch=0", "watch=maybe"] {
             assert!(!p(q).watch, "{q}");
