@@ -343,3 +343,119 @@ pub(crate) fn cmp_object_key<K: Resource>(obj: &K, key: &dyn KeyView) -> Orderin
     let name = meta.name.as_deref().unwrap_or_default();
     (&(ns, name) as &dyn KeyView).cmp(key)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher::Event;
+
+    fn cm(name: &str) -> ConfigMap {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "resourceVersion": "1"},
+        }))
+        .unwrap()
+    }
+
+    fn synced(names: impl IntoIterator<Item = String>) -> Arc<Snapshot<ConfigMap>> {
+        let mut writer = crate::Writer::<ConfigMap>::new();
+        writer.apply(Event::Init);
+        for name in names {
+            writer.apply(Event::InitApply(cm(&name)));
+        }
+        writer.apply(Event::InitDone);
+        writer.cache().snapshot()
+    }
+
+    fn empty() -> Snapshot<ConfigMap> {
+        Snapshot::empty(Clock::new(), Arc::from(Vec::new()))
+    }
+
+    /// Waits (bounded, no sleep) until `elapsed` reads more than a microsecond: the monotonic
+    /// clock has moved on since the instant it measures from.
+    fn moved_on(elapsed: impl Fn() -> Duration) -> Duration {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let d = elapsed();
+            if d > Duration::from_micros(1) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "the monotonic clock never moved");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn an_empty_snapshot_is_empty_and_a_filled_one_is_not() {
+        assert!(empty().is_empty());
+        assert!(!synced([String::from("a")]).is_empty());
+    }
+
+    #[test]
+    fn every_name_finds_its_own_object_and_absent_names_find_none() {
+        // Enough objects that their hashes share the lookup map's buckets: a key comparison
+        // that says "equal" too easily would hand out another object (or lose one).
+        let snap = synced((0..200).map(|i| format!("cm-{i:03}")));
+        assert_eq!(snap.len(), 200);
+        for i in 0..200 {
+            let name = format!("cm-{i:03}");
+            let found = snap.get(&name).unwrap();
+            assert_eq!(found.metadata.name.as_deref(), Some(name.as_str()));
+            assert!(snap.get(&format!("absent-{i:03}")).is_none());
+        }
+    }
+
+    #[test]
+    fn age_and_freshness_follow_the_clock() {
+        let snap = empty();
+        let built = moved_on(|| snap.built_at().elapsed());
+        assert!(snap.age() >= built);
+        let unconfirmed = moved_on(|| snap.confirmed_at().elapsed());
+        assert!(snap.since_confirmed() >= unconfirmed);
+        // More than a microsecond since the confirmation: fresh within an hour, not within
+        // nothing.
+        let hour = Duration::from_secs(3600);
+        assert!(snap.is_fresh(hour));
+        assert!(!snap.is_fresh(Duration::ZERO));
+        // A TTL of zero is no TTL; a nanosecond is long gone.
+        assert!(snap.is_within_ttl(Duration::ZERO));
+        assert!(snap.is_within_ttl(hour));
+        assert!(!snap.is_within_ttl(Duration::from_nanos(1)));
+    }
+    #[test]
+    fn index_names_lists_the_configured_indexes_in_order() {
+        let config = crate::CacheConfig::new()
+            .index_by("first", |_: &ConfigMap| vec![String::new()])
+            .index_by("second", |_: &ConfigMap| Vec::new());
+        let writer = crate::Writer::with_config(config);
+        let snap = writer.cache().snapshot();
+        assert_eq!(snap.index_names().collect::<Vec<_>>(), ["first", "second"]);
+    }
+    #[test]
+    fn keys_find_what_names_find() {
+        let snap = synced([String::from("a"), String::from("b")]);
+        let a = crate::key::ObjectKey::cluster("a");
+        assert_eq!(
+            snap.get_key(&a).and_then(|o| o.metadata.name.as_deref()),
+            Some("a")
+        );
+        assert!(snap.contains(&a));
+        let absent = crate::key::ObjectKey::cluster("c");
+        assert!(snap.get_key(&absent).is_none());
+        assert!(!snap.contains(&absent));
+        assert!(!snap.contains(&crate::key::ObjectKey::namespaced("ns", "a")));
+    }
+
+    #[test]
+    fn iteration_knows_its_length_and_debug_shows_the_figures() {
+        let snap = synced([String::from("a"), String::from("b"), String::from("c")]);
+        assert_eq!(snap.iter().size_hint(), (3, Some(3)));
+        assert_eq!(snap.iter().len(), 3);
+        let shown = format!("{snap:?}");
+        assert!(shown.starts_with("Snapshot {"), "{shown}");
+        assert!(shown.contains("len: 3"), "{shown}");
+        assert!(shown.contains("generation: 1"), "{shown}");
+    }
+}

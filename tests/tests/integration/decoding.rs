@@ -358,3 +358,26 @@ async fn an_object_nested_deeper_than_the_decoder_allows_costs_that_object_only(
         assert_no_api_failure(&stats);
     }
 }
+
+#[tokio::test]
+async fn an_api_error_on_the_fast_path_is_no_reason_to_switch() {
+    let server = apisim().await;
+    let control = server.control();
+    // One LIST answers 500 (a client without retries: the watcher sees it).
+    control.fail_next(apisim::FailSpec::new("list", REPOS, 500, 1));
+    let metrics = Metrics::new();
+    let (cache, _handle) = start(&server, watcher::Config::default(), &metrics);
+    cache.wait_ready(PATIENCE).await.unwrap();
+    assert_eq!(names(&cache), FIXTURES);
+    assert!(
+        control.count("list", REPOS) >= 2,
+        "the failed LIST was retried"
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        stats.decoding,
+        DecodingMode::Fast,
+        "an API error is not a decode error"
+    );
+    assert_eq!(gauge(&metrics), "0");
+}

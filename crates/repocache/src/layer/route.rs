@@ -182,6 +182,47 @@ mod tests {
     }
 
     #[test]
+    fn watch_and_the_parameters_the_layer_cannot_honour() {
+        let p = |q: &str| Params::parse(q).unwrap();
+        assert!(p("watch=true").watch);
+        assert!(
+            !p("watch=true").unsupported,
+            "a watch is a verb, not a bad parameter"
+        );
+        // Anything but a clear true is a watch the layer does not understand.
+        for q in ["watch=false", "watch=0", "watch=maybe"] {
+            assert!(!p(q).watch, "{q}");
+            assert!(p(q).unsupported, "{q}");
+        }
+        for q in [
+            "allowWatchBookmarks=true",
+            "sendInitialEvents=true",
+            "pretty=true",
+        ] {
+            assert!(p(q).unsupported, "{q}");
+        }
+        assert!(!p("timeoutSeconds=5").unsupported);
+    }
+
+    #[test]
+    fn only_what_a_single_object_get_may_carry_fits_a_get() {
+        let p = |q: &str| Params::parse(q).unwrap();
+        assert!(p("").fits_get());
+        assert!(p("resourceVersion=0&timeoutSeconds=5").fits_get());
+        for q in [
+            "pretty=true",
+            "watch=true",
+            "labelSelector=a",
+            "fieldSelector=metadata.name%3Da",
+            "limit=1",
+            "continue=x",
+            "resourceVersionMatch=NotOlderThan",
+        ] {
+            assert!(!p(q).fits_get(), "{q}");
+        }
+    }
+
+    #[test]
     fn versions() {
         let v = |q: &str| Params::parse(q).unwrap().version();
         assert_eq!(v(""), VersionNeed::Latest);
