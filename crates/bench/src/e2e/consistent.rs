@@ -186,6 +186,38 @@ fn policy_name(policy: ReadPolicy) -> &'static str {
     }
 }
 
+/// Times `reads` reads made by `read` (given the read's index; it answers whether the read was
+/// live) one at a time, and counts the bytes the proxy saw meanwhile.
+async fn timed_reads(
+    proxy: &CountingProxy,
+    server: &'static str,
+    policy: ReadPolicy,
+    op: &'static str,
+    reads: usize,
+    mut read: impl AsyncFnMut(usize) -> anyhow::Result<bool>,
+) -> anyhow::Result<PolicyRun> {
+    let (up0, down0) = proxy.counters().get();
+    let mut latencies = Vec::with_capacity(reads);
+    let mut from_snapshot = 0;
+    for i in 0..reads {
+        let started = Instant::now();
+        let live = read(i).await?;
+        latencies.push(started.elapsed());
+        from_snapshot += usize::from(!live);
+    }
+    let (up1, down1) = proxy.counters().get();
+    latencies.sort_unstable();
+    Ok(PolicyRun {
+        policy: policy_name(policy),
+        op,
+        server,
+        latencies,
+        from_snapshot,
+        up: up1 - up0,
+        down: down1 - down0,
+    })
+}
+
 async fn lists_run(
     cache: &Cache<PackageRepository>,
     proxy: &CountingProxy,
@@ -194,32 +226,17 @@ async fn lists_run(
     reads: usize,
     n: usize,
 ) -> anyhow::Result<PolicyRun> {
-    let (up0, down0) = proxy.counters().get();
-    let mut latencies = Vec::with_capacity(reads);
-    let mut from_snapshot = 0;
-    for _ in 0..reads {
-        let started = Instant::now();
+    timed_reads(proxy, server, policy, "list", reads, async |_| {
         let read = cache.list_with(policy).await.context("list_with")?;
-        latencies.push(started.elapsed());
         anyhow::ensure!(
             read.value.len() == n,
             "{} LIST returned {} of {n}",
             policy_name(policy),
             read.value.len()
         );
-        from_snapshot += usize::from(!read.is_live());
-    }
-    let (up1, down1) = proxy.counters().get();
-    latencies.sort_unstable();
-    Ok(PolicyRun {
-        policy: policy_name(policy),
-        op: "list",
-        server,
-        latencies,
-        from_snapshot,
-        up: up1 - up0,
-        down: down1 - down0,
+        Ok(read.is_live())
     })
+    .await
 }
 
 async fn gets_run(
@@ -230,32 +247,17 @@ async fn gets_run(
     reads: usize,
     names: &[String],
 ) -> anyhow::Result<PolicyRun> {
-    let (up0, down0) = proxy.counters().get();
-    let mut latencies = Vec::with_capacity(reads);
-    let mut from_snapshot = 0;
-    for i in 0..reads {
+    timed_reads(proxy, server, policy, "get", reads, async |i| {
         let name = &names[(i * 7919) % names.len()];
-        let started = Instant::now();
         let read = cache.get_with(name, policy).await.context("get_with")?;
-        latencies.push(started.elapsed());
         anyhow::ensure!(
             read.value.is_some(),
             "{} GET {name}: missing",
             policy_name(policy)
         );
-        from_snapshot += usize::from(!read.is_live());
-    }
-    let (up1, down1) = proxy.counters().get();
-    latencies.sort_unstable();
-    Ok(PolicyRun {
-        policy: policy_name(policy),
-        op: "get",
-        server,
-        latencies,
-        from_snapshot,
-        up: up1 - up0,
-        down: down1 - down0,
+        Ok(read.is_live())
     })
+    .await
 }
 
 /// `pairs` writes through a layered client, each followed by a GET through it, and as many
