@@ -8,13 +8,17 @@
 //!
 //! - Without arguments: every core file in [`TARGETS`], one cargo-mutants run each (its own
 //!   narrowed test command), then `docs/MUTANTS.md` from every measured file. Hours on two
-//!   cores: use `--file` to measure a few files at a time; results accumulate under
-//!   `target/mutants/` and the report covers everything measured so far.
+//!   cores: use `--file` to measure a few files at a time. Each finished run is kept as a
+//!   small record in `docs/mutants/<file>.json` (committed: every mutant's name and outcome,
+//!   the missed ones' changed line, the command, the commit measured), and the report is
+//!   rendered from those records, so it covers everything ever measured, whichever machine
+//!   measured it.
 //! - `--file PATH`: only these core files (repeatable), then the report.
 //! - `--in-place`: mutate the worktree itself instead of a copy (much faster: the copy's
 //!   `target/` rebuilds every dependency, as copying changes every file's mtime); do not build
 //!   or edit the worktree meanwhile. cargo-mutants restores each file after its mutant.
-//! - `--report-only`: only rewrite `docs/MUTANTS.md` from `target/mutants/`.
+//! - `--report-only`: only rewrite `docs/MUTANTS.md` (after turning any finished run still
+//!   under `target/mutants/` into its record).
 //! - `--check` (CI): the small fixed subset [`CHECK_FILE`], in place, results into a temporary
 //!   directory (never `docs/`); fails when a mutant is missed that [`EXPLAINED`] does not
 //!   explain.
@@ -25,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -196,9 +200,37 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
          an object's metadata, and the reflector gets the object unwrapped (Decoded::Valid), \
          so the method exists only because the Resource trait requires it.",
     ),
+    (
+        SERVE,
+        "174:17: delete match arm CacheState::Starting in Registered<K>::fresh",
+        "The arm only matters when the state was read as Starting and the cache became ready \
+         between that load and is_ready(); without it that one request is counted Stale \
+         instead of NotReady, and both pass it through to the server unchanged.",
+    ),
+    (
+        SERVE,
+        "212:84: replace < with <= in Registered<K>::hold",
+        "Only differs at the nanosecond where a held snapshot's age equals the continue TTL \
+         exactly, which a monotonic clock cannot be made to hit in a test; dropping it at that \
+         instant or the next is the same contract.",
+    ),
+    (
+        SERVE,
+        "470:13: replace || with && in <impl Serve for Registered<K>>::observe_write",
+        "Also hands back a wait when the wait is zero or the snapshot already holds the write; \
+         wait_for_version then returns at once (the version is there, or a zero wait ends), so \
+         the write's response and the reads after it are the same, at the cost of one boxed \
+         future.",
+    ),
 ];
 
 const WRITER: &str = "crates/repocache/src/writer.rs";
+
+const SERVE: &str = "crates/repocache/src/layer/serve.rs";
+
+const SERVE_WALKS: &str = "tests/tests/integration/layer.rs: walks_begun_on_different_snapshots_each_finish_on_their_own (a walk's snapshot stays held while another walk begins on a newer one)";
+
+const SERVE_PASS: &str = "tests/tests/integration/layer.rs: requests_the_layer_cannot_answer_as_the_server_would_pass_through";
 
 const RECORDING: &str = "Writer::recording only chooses between recording each change as it is staged and letting subscribers diff the snapshots (a batch without changes); both bring every subscriber's view to every published snapshot, the documented contract, so only the cost differs (a diff per publish instead of a record per change).";
 
@@ -217,6 +249,46 @@ const ROUTE_GET: &str = "crates/repocache/src/layer/route.rs: only_what_a_single
 /// Mutants a run missed and a test added since catches: (file, the mutant's description, the
 /// test). Kept in the report so that the history of each gap stays visible.
 pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
+    (
+        SERVE,
+        "142:44: replace != with == in Registered<K>::has_own_writes",
+        "tests/tests/integration/read_your_writes.rs: after_a_write_with_an_opaque_version_reads_pass_through_until_the_snapshot_has_it",
+    ),
+    (
+        SERVE,
+        "205:57: replace == with != in Registered<K>::hold",
+        SERVE_WALKS,
+    ),
+    (
+        SERVE,
+        "212:42: replace != with == in Registered<K>::hold",
+        SERVE_WALKS,
+    ),
+    (
+        SERVE,
+        "212:84: replace < with == in Registered<K>::hold",
+        SERVE_WALKS,
+    ),
+    (
+        SERVE,
+        "212:84: replace < with > in Registered<K>::hold",
+        SERVE_WALKS,
+    ),
+    (
+        SERVE,
+        "489:13: delete match arm (false, Some(_), _) |(true, None, Verb::Get) in <impl Serve for Registered<K>>::plan",
+        SERVE_PASS,
+    ),
+    (
+        SERVE,
+        "521:39: replace || with && in <impl Serve for Registered<K>>::plan",
+        SERVE_PASS,
+    ),
+    (
+        SERVE,
+        "542:65: replace && with || in <impl Serve for Registered<K>>::plan",
+        SERVE_PASS,
+    ),
     (
         "crates/repocache/src/subscription.rs",
         "65:9: replace Subscription<K>::generation -> u64 with 0",
@@ -473,7 +545,11 @@ fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             )?;
         }
     }
-    let measured = load_all(&out_root)?;
+    let imported = import_runs(root, &out_root)?;
+    if imported > 0 {
+        println!("kept {imported} finished runs as records under docs/mutants/");
+    }
+    let measured = load_all(root)?;
     let doc = render(&measured);
     let path = root.join("docs").join("MUTANTS.md");
     std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
@@ -609,11 +685,18 @@ fn measure(root: &Path, target: &Target, out: &Path, in_place: bool) -> anyhow::
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let commit = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
     let meta = serde_json::json!({
         "file": target.file,
         "command": line,
         "seconds": started.elapsed().as_secs(),
         "version": version,
+        "commit": commit,
     });
     std::fs::write(out.join("run.json"), meta.to_string())?;
     Ok(())
@@ -640,6 +723,8 @@ struct Measured {
     command: String,
     seconds: u64,
     version: String,
+    /// The commit measured (empty when unknown).
+    commit: String,
     mutants: Vec<Mutant>,
 }
 
@@ -675,18 +760,122 @@ fn caught_since(file: &str, name: &str) -> Option<&'static str> {
         .map(|(_, _, test)| *test)
 }
 
-fn load_all(out_root: &Path) -> anyhow::Result<Vec<Measured>> {
-    let mut out = Vec::new();
+/// Where a file's record is kept: `docs/mutants/<slug>.json`.
+fn record_path(root: &Path, file: &str) -> PathBuf {
+    root.join("docs")
+        .join("mutants")
+        .join(format!("{}.json", slug(file)))
+}
+
+/// Turns every finished run under `out_root` into its record (replacing an older record of
+/// that file). A run is finished once `run.json` is written: a run still going (or killed) is
+/// no measurement. Returns how many were kept.
+fn import_runs(root: &Path, out_root: &Path) -> anyhow::Result<usize> {
+    let mut kept = 0;
     for target in TARGETS {
         let dir = out_root.join(slug(target.file));
-        // `run.json` is written once cargo-mutants finished: a run still going (or killed)
-        // is no measurement. A run that found nothing to mutate (a file of type aliases)
-        // writes no outcomes.
-        if dir.join("run.json").exists() {
-            out.push(load(&dir, target.file)?);
+        if !dir.join("run.json").exists() {
+            continue;
+        }
+        let measured = load(&dir, target.file)?;
+        save_record(root, &measured)?;
+        kept += 1;
+    }
+    Ok(kept)
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Caught => "caught",
+        Outcome::Missed => "missed",
+        Outcome::Timeout => "timeout",
+        Outcome::Unviable => "unviable",
+    }
+}
+
+fn save_record(root: &Path, m: &Measured) -> anyhow::Result<()> {
+    let mutants: Vec<Value> = m
+        .mutants
+        .iter()
+        .map(|x| {
+            let mut v = serde_json::json!({"name": x.name, "outcome": outcome_name(x.outcome)});
+            if x.outcome == Outcome::Missed {
+                v["diff"] = Value::String(x.diff_line.clone());
+            }
+            v
+        })
+        .collect();
+    let record = serde_json::json!({
+        "file": m.file,
+        "command": m.command,
+        "seconds": m.seconds,
+        "version": m.version,
+        "commit": m.commit,
+        "mutants": mutants,
+    });
+    let path = record_path(root, &m.file);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut text = serde_json::to_string_pretty(&record)?;
+    text.push('\n');
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Every core file's record, in [`TARGETS`] order (files never measured are left out).
+fn load_all(root: &Path) -> anyhow::Result<Vec<Measured>> {
+    let mut out = Vec::new();
+    for target in TARGETS {
+        let path = record_path(root, target.file);
+        if path.exists() {
+            out.push(load_record(&path, target.file)?);
         }
     }
     Ok(out)
+}
+
+/// Reads a record. Its `unnamed` counts stand for mutants whose names the record does not
+/// keep (records rebuilt from an earlier report, which listed only the missed ones).
+fn load_record(path: &Path, file: &str) -> anyhow::Result<Measured> {
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let parse = |name: &str| -> anyhow::Result<Outcome> {
+        Ok(match name {
+            "caught" => Outcome::Caught,
+            "missed" => Outcome::Missed,
+            "timeout" => Outcome::Timeout,
+            "unviable" => Outcome::Unviable,
+            other => bail!("{}: unknown outcome {other:?}", path.display()),
+        })
+    };
+    let mut mutants = Vec::new();
+    for m in record["mutants"].as_array().into_iter().flatten() {
+        mutants.push(Mutant {
+            name: m["name"].as_str().unwrap_or_default().to_owned(),
+            diff_line: m["diff"].as_str().unwrap_or_default().to_owned(),
+            outcome: parse(m["outcome"].as_str().unwrap_or_default())?,
+        });
+    }
+    for (outcome, n) in record["unnamed"].as_object().into_iter().flatten() {
+        let outcome = parse(outcome)?;
+        for _ in 0..n.as_u64().unwrap_or(0) {
+            mutants.push(Mutant {
+                name: String::new(),
+                diff_line: String::new(),
+                outcome,
+            });
+        }
+    }
+    Ok(Measured {
+        file: file.to_owned(),
+        command: record["command"].as_str().unwrap_or("?").to_owned(),
+        seconds: record["seconds"].as_u64().unwrap_or(0),
+        version: record["version"].as_str().unwrap_or("?").to_owned(),
+        commit: record["commit"].as_str().unwrap_or_default().to_owned(),
+        mutants,
+    })
 }
 
 /// Reads one file's results: `mutants.out/outcomes.json` (outcome and diff of every mutant)
@@ -705,6 +894,7 @@ fn load(dir: &Path, file: &str) -> anyhow::Result<Measured> {
             command: run["command"].as_str().unwrap_or("?").to_owned(),
             seconds: run["seconds"].as_u64().unwrap_or(0),
             version: run["version"].as_str().unwrap_or("?").to_owned(),
+            commit: run["commit"].as_str().unwrap_or_default().to_owned(),
             mutants: Vec::new(),
         });
     }
@@ -746,6 +936,7 @@ fn load(dir: &Path, file: &str) -> anyhow::Result<Measured> {
         command: run["command"].as_str().unwrap_or("?").to_owned(),
         seconds: run["seconds"].as_u64().unwrap_or(0),
         version: run["version"].as_str().unwrap_or("?").to_owned(),
+        commit: run["commit"].as_str().unwrap_or_default().to_owned(),
         mutants,
     })
 }
@@ -778,8 +969,9 @@ fn render(measured: &[Measured]) -> String {
          tests added since* also counts the missed mutants that a test added after the run \
          catches (checked by hand or by a partial re-run). A file with 0 mutants holds \
          nothing cargo-mutants can change (type aliases only).\n\n\
-         `cargo xtask mutants --file PATH` measures one core file (results accumulate under \
-         `target/mutants/`); `cargo xtask mutants --check` runs the fixed subset \
+         `cargo xtask mutants --file PATH` measures one core file and keeps the run as a \
+         record in `docs/mutants/` (this report is rendered from those records); \
+         `cargo xtask mutants --check` runs the fixed subset \
          (`{CHECK_FILE}`) for CI.\n"
     );
     let _ = writeln!(s, "## Scores\n");
@@ -907,8 +1099,15 @@ fn render(measured: &[Measured]) -> String {
     for (file, m) in by_file {
         let _ = writeln!(
             s,
-            "- `{file}`: `{}` ({} s, {})",
-            m.command, m.seconds, m.version
+            "- `{file}`: `{}` ({} s, {}{})",
+            m.command,
+            m.seconds,
+            m.version,
+            if m.commit.is_empty() {
+                String::new()
+            } else {
+                format!(", at {}", m.commit.chars().take(7).collect::<String>())
+            }
         );
     }
     let _ = writeln!(s, "\n{HAND_MADE}");

@@ -555,6 +555,48 @@ async fn other_kinds_watches_subresources_and_exact_versions_pass_through() {
 }
 
 #[tokio::test]
+async fn requests_the_layer_cannot_answer_as_the_server_would_pass_through() {
+    let server = apisim().await;
+    let control = server.control();
+    let (repos, _handle) = start(server.client()).await;
+    let client = CacheLayer::new().cache(&repos).client(server.client());
+
+    // A parameter the layer does not evaluate (`pretty`) on a LIST it could otherwise answer.
+    let lists = control.count("list", REPOS);
+    let (status, body, local) = raw_get(&client, &format!("{PATH}?pretty=true"), false).await;
+    assert_eq!((status, local), (200, false), "{body}");
+    assert_eq!(control.count("list", REPOS), lists + 1);
+    let (status, _, local) = raw_get(&client, PATH, false).await;
+    assert_eq!(
+        (status, local),
+        (200, true),
+        "the control: the same LIST without it"
+    );
+
+    // A cluster-scoped kind addressed inside a namespace: the server's own 404, not a miss of
+    // the cache.
+    let (status, body, local) = raw_get(
+        &client,
+        "/apis/packages.glasskube.dev/v1alpha1/namespaces/default/packagerepositories/glasskube",
+        false,
+    )
+    .await;
+    assert_eq!((status, local), (404, false), "{body}");
+
+    // A continue token another layer minted (for the same cache): that layer's walk, not this
+    // one's; the server judges it.
+    let other = CacheLayer::new().cache(&repos).client(server.client());
+    let first = Api::<PackageRepository>::all(other)
+        .list(&ListParams::default().limit(2))
+        .await
+        .unwrap();
+    let token = first.metadata.continue_.unwrap();
+    let (_, body, local) =
+        raw_get(&client, &format!("{PATH}?limit=2&continue={token}"), false).await;
+    assert!(!local, "a foreign token is passed through: {body}");
+}
+
+#[tokio::test]
 async fn a_paginated_walk_stays_on_its_snapshot_or_expires() {
     let server = apisim().await;
     let control = server.control();
@@ -620,6 +662,70 @@ async fn a_paginated_walk_stays_on_its_snapshot_or_expires() {
     );
     baseline.settle().await;
     assert_eq!(control.count("list", REPOS), 1, "only the reflector's LIST");
+}
+
+/// Pages of `first`'s walk, continued to the end: the names it lists.
+async fn finish_walk(
+    api: &Api<PackageRepository>,
+    lp: &ListParams,
+    first: &ObjectList<PackageRepository>,
+) -> Vec<String> {
+    let mut names: Vec<String> = first
+        .items
+        .iter()
+        .map(|r| r.metadata.name.clone().unwrap())
+        .collect();
+    let mut token = first.metadata.continue_.clone();
+    while let Some(t) = token.filter(|t| !t.is_empty()) {
+        let page = api.list(&lp.clone().continue_token(&t)).await.unwrap();
+        names.extend(page.items.iter().map(|r| r.metadata.name.clone().unwrap()));
+        token = page.metadata.continue_;
+    }
+    names
+}
+
+#[tokio::test]
+async fn walks_begun_on_different_snapshots_each_finish_on_their_own() {
+    let server = apisim().await;
+    let (repos, _handle) = start(server.client()).await;
+    let cached =
+        Api::<PackageRepository>::all(CacheLayer::new().cache(&repos).client(server.client()));
+    let lp = ListParams::default().limit(2);
+    let create = |name: &'static str| {
+        let cached = cached.clone();
+        let repos = repos.clone();
+        async move {
+            let generation = repos.snapshot().generation();
+            cached
+                .create(&PostParams::default(), &repo(name, "https://new.example"))
+                .await
+                .unwrap();
+            eventually("the snapshot moves on", || {
+                repos.snapshot().generation() > generation
+            })
+            .await;
+        }
+    };
+
+    // Walk A begins on the fixtures' snapshot, walk B on the next one; while both are under
+    // way the cache moves on again, so neither walk's snapshot is the current one.
+    let a = cached.list(&lp).await.unwrap();
+    create("aaa-one").await;
+    let b = cached.list(&lp).await.unwrap();
+    create("aaa-two").await;
+
+    let mut with_one: Vec<&str> = NAMES.to_vec();
+    with_one.insert(0, "aaa-one");
+    assert_eq!(
+        finish_walk(&cached, &lp, &b).await,
+        with_one,
+        "walk B, on its snapshot"
+    );
+    assert_eq!(
+        finish_walk(&cached, &lp, &a).await,
+        NAMES,
+        "walk A, on its snapshot"
+    );
 }
 
 /// The demo's setup: a layered client for the PackageRepository and PackageInfo caches, and the

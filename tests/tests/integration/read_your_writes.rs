@@ -258,3 +258,75 @@ async fn a_cache_whose_versions_do_not_parse_is_never_guessed_at() {
         Err(Error::Stopped { .. })
     ));
 }
+
+/// A server whose resourceVersions are not integers (allowed: they are opaque strings) makes the
+/// layer pass reads through after a write until the snapshot is at exactly the written version.
+#[tokio::test]
+async fn after_a_write_with_an_opaque_version_reads_pass_through_until_the_snapshot_has_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let cm = |rv: &str, value: &str| -> ConfigMap {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns", "resourceVersion": rv},
+            "data": {"value": value},
+        }))
+        .unwrap()
+    };
+    let mut writer = Writer::<ConfigMap>::new();
+    let cache = writer.cache();
+    writer.apply_batch([
+        Event::Init,
+        Event::InitApply(cm("opaque-1", "old")),
+        Event::InitDone,
+    ]);
+
+    // The upstream answers every request with the object as written: version `opaque-2`.
+    let upstream_requests = Arc::new(AtomicUsize::new(0));
+    let upstream = tower::service_fn({
+        let upstream_requests = upstream_requests.clone();
+        move |_req: http::Request<kube::client::Body>| {
+            upstream_requests.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::to_vec(&cm("opaque-2", "new")).unwrap();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body))
+                        .unwrap(),
+                )
+            }
+        }
+    });
+    let layer = CacheLayer::new().cache(&cache);
+    let api: Api<ConfigMap> =
+        Api::namespaced(layer.client(kube::Client::new(upstream, "ns")), "ns");
+
+    // Before any write, a read is the cache's.
+    assert_eq!(api.get("a").await.unwrap().data.unwrap()["value"], "old");
+    assert_eq!(upstream_requests.load(Ordering::SeqCst), 0);
+
+    api.replace("a", &Default::default(), &cm("opaque-1", "new"))
+        .await
+        .unwrap();
+    assert_eq!(upstream_requests.load(Ordering::SeqCst), 1);
+    // The snapshot is still at `opaque-1`: the read goes to the server, twice in a row.
+    for n in 2..=3 {
+        assert_eq!(api.get("a").await.unwrap().data.unwrap()["value"], "new");
+        assert_eq!(
+            upstream_requests.load(Ordering::SeqCst),
+            n,
+            "read {n} passes through"
+        );
+    }
+    // Once the snapshot is at exactly the written version, reads are local again.
+    writer.apply(Event::Apply(cm("opaque-2", "new")));
+    assert_eq!(api.get("a").await.unwrap().data.unwrap()["value"], "new");
+    assert_eq!(
+        upstream_requests.load(Ordering::SeqCst),
+        3,
+        "answered from the snapshot"
+    );
+}
