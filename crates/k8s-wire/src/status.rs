@@ -14,6 +14,10 @@ pub const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old t
 pub enum Reason {
     /// 400
     BadRequest,
+    /// 401, the request carries no valid credentials
+    Unauthorized,
+    /// 403, the caller may not do this
+    Forbidden,
     /// 404
     NotFound,
     /// 409, the object already exists
@@ -50,6 +54,8 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::BadRequest => "BadRequest",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
             Reason::NotFound => "NotFound",
             Reason::AlreadyExists => "AlreadyExists",
             Reason::Conflict => "Conflict",
@@ -71,6 +77,8 @@ impl Reason {
     pub fn code(self) -> u16 {
         match self {
             Reason::BadRequest => 400,
+            Reason::Unauthorized => 401,
+            Reason::Forbidden => 403,
             Reason::NotFound => 404,
             Reason::AlreadyExists | Reason::Conflict => 409,
             Reason::MethodNotAllowed => 405,
@@ -89,6 +97,8 @@ impl Reason {
     pub fn for_code(code: u16) -> Reason {
         match code {
             400 => Reason::BadRequest,
+            401 => Reason::Unauthorized,
+            403 => Reason::Forbidden,
             404 => Reason::NotFound,
             405 => Reason::MethodNotAllowed,
             409 => Reason::Conflict,

@@ -621,14 +621,16 @@ fn status_bodies_both_ways() {
         assert_eq!(Status::from_json(text.as_bytes()).unwrap(), status);
     }
     // A reason this crate does not know still decodes.
-    let s = Status::from_json(br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}"#).unwrap();
-    assert_eq!((s.reason, s.code), (Reason::Unknown, 403));
+    let s = Status::from_json(br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotAcceptable","code":406}"#).unwrap();
+    assert_eq!((s.reason, s.code), (Reason::Unknown, 406));
 }
 
 #[test]
 fn reasons_and_codes_agree() {
     for r in [
         Reason::BadRequest,
+        Reason::Unauthorized,
+        Reason::Forbidden,
         Reason::NotFound,
         Reason::AlreadyExists,
         Reason::Conflict,
