@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounting::{Accounting, RequestRecord};
 use crate::errors::{ApiError, Error};
 use crate::faults::{FailSpec, Fault, FaultOutcome, Faults, LatencySpec};
+use crate::policy::Policy;
 use crate::resources::{ResId, ResourceDef};
 use crate::store::{EventType, Filter, Preconditions, Store, meta_str};
 
@@ -37,6 +38,9 @@ pub struct ServerConfig {
     pub feed_capacity: usize,
     /// Timeout for watches that do not send `timeoutSeconds` (default: none).
     pub default_watch_timeout: Option<Duration>,
+    /// The authentication and authorization policy (default: none, nothing is checked); see
+    /// [`Policy`] and [`with_policy`](Self::with_policy).
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +54,7 @@ impl Default for ServerConfig {
             continue_ttl: Duration::from_secs(300),
             feed_capacity: 10_000,
             default_watch_timeout: None,
+            policy: None,
         }
     }
 }
@@ -83,6 +88,20 @@ impl ServerConfig {
     pub fn with_bookmark_interval(mut self, d: Duration) -> Self {
         self.bookmark_interval = d;
         self
+    }
+
+    /// Builder: check every request against `policy` (401 without a known bearer token, 403 when
+    /// no rule allows it, as kube-apiserver answers) and serve the TokenReview and
+    /// SubjectAccessReview APIs from it. The handle's [`client`](ServerHandle::client) sends no
+    /// token then; use [`ServerHandle::client_with_token`].
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Builder: [`with_policy`](Self::with_policy) from a policy file's text (YAML or JSON).
+    pub fn with_policy_yaml(self, text: &str) -> Result<Self, Error> {
+        Ok(self.with_policy(Policy::from_yaml(text)?))
     }
 
     /// Builder: port (0 = any free port).
@@ -136,6 +155,18 @@ impl ServerHandle {
     /// A `kube::Client` for this server (cheap to clone).
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// A `kube::Client` for this server that sends `token` as its bearer token (for a server
+    /// with a [policy](ServerConfig::with_policy)).
+    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, Error> {
+        let uri: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
+        let mut config = kube::Config::new(uri);
+        config.auth_info.token = Some(token.to_owned().into());
+        kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
     }
 
     /// A cloneable [`Control`] for other tasks. It keeps the server's state alive, not the

@@ -47,6 +47,12 @@ async fn bad_flags_and_files_exit_non_zero() {
     .unwrap();
     let e = fails_with_one_line(&["serve", "--seed", unknown.to_str().unwrap()]).await;
     assert!(e.contains("Widget"), "{e}");
+    let e = fails_with_one_line(&["serve", "--policy", "/nonexistent/policy.yaml"]).await;
+    assert!(e.contains("/nonexistent/policy.yaml"), "{e}");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "tokens: [{token: t}]\n").unwrap();
+    let e = fails_with_one_line(&["serve", "--policy", policy.to_str().unwrap()]).await;
+    assert!(e.contains("invalid policy"), "{e}");
 }
 
 #[tokio::test]
