@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// The authentication and authorization policy (default: none, nothing is checked); see
     /// [`Policy`] and [`with_policy`](Self::with_policy).
     pub policy: Option<Arc<Policy>>,
+    /// Serve HTTPS with apisim's own self-signed certificate (for `127.0.0.1` and `localhost`)
+    /// instead of plain HTTP (default `false`); see [`with_tls`](Self::with_tls).
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             feed_capacity: 10_000,
             default_watch_timeout: None,
             policy: None,
+            tls: false,
         }
     }
 }
@@ -102,6 +106,15 @@ impl ServerConfig {
     /// Builder: [`with_policy`](Self::with_policy) from a policy file's text (YAML or JSON).
     pub fn with_policy_yaml(self, text: &str) -> Result<Self, Error> {
         Ok(self.with_policy(Policy::from_yaml(text)?))
+    }
+
+    /// Builder: serve HTTPS with apisim's compiled-in self-signed test certificate. The handle's
+    /// clients and kubeconfig skip certificate verification. kubectl (client-go) sends a bearer
+    /// token only over TLS, so this is what lets kubectl's `--token` reach a
+    /// [policy](Self::with_policy).
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// Builder: port (0 = any free port).
@@ -165,6 +178,7 @@ impl ServerHandle {
             .parse()
             .map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
         let mut config = kube::Config::new(uri);
+        config.accept_invalid_certs = self.control.shared.config.tls;
         config.auth_info.token = Some(token.to_owned().into());
         kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
     }
@@ -175,12 +189,17 @@ impl ServerHandle {
         self.control.clone()
     }
 
-    /// The kubeconfig (YAML) that points kubectl at this server: plain HTTP, no auth.
+    /// The kubeconfig (YAML) that points kubectl at this server: no auth; plain HTTP, or HTTPS
+    /// without certificate verification ([`ServerConfig::with_tls`]).
     pub fn kubeconfig_yaml(&self) -> Result<String, Error> {
         let cfg = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "apisim", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "apisim", "cluster": if self.control.shared.config.tls {
+                json!({"server": self.url, "insecure-skip-tls-verify": true})
+            } else {
+                json!({"server": self.url})
+            }}],
             "users": [{"name": "apisim", "user": {}}],
             "contexts": [{"name": "apisim", "context": {"cluster": "apisim", "user": "apisim", "namespace": "default"}}],
             "current-context": "apisim",

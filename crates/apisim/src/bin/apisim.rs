@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! apisim serve --port 8001 --seed fixtures/packagerepositories.yaml --seed fixtures/packages.yaml \
-//!     --kubeconfig /tmp/apisim.kubeconfig [--policy fixtures/policy.yaml]
+//!     --kubeconfig /tmp/apisim.kubeconfig [--policy fixtures/policy.yaml --tls]
 //! ```
 
 use std::io::Write;
@@ -48,6 +48,10 @@ enum Command {
         /// TokenReview and SubjectAccessReview APIs are served.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Serve HTTPS with apisim's self-signed test certificate (the kubeconfig skips
+        /// verification); kubectl sends `--token` only over TLS.
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -95,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bookmark_interval_ms,
         history,
         policy,
+        tls,
     } = cli.command;
     let mut config = apisim::ServerConfig::default()
         .with_port(port)
@@ -106,6 +111,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         config = config
             .with_seed_yaml(&text)
             .with_context(|| format!("loading {}", path.display()))?;
+    }
+    if tls {
+        config = config.with_tls();
     }
     if let Some(path) = &policy {
         let text =

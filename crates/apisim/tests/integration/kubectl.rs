@@ -72,7 +72,7 @@ impl Kubectl {
     }
 
     /// Run to completion; panic with kubectl's stderr on failure.
-    async fn run(&self, args: &[&str]) -> String {
+    pub(crate) async fn run(&self, args: &[&str]) -> String {
         let out = tokio::time::timeout(T, self.cmd(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
