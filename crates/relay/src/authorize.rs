@@ -441,6 +441,15 @@ mod tests {
         }
     }
 
+    /// The relay serves from boxed `Send` futures: no lock may be held across a review.
+    #[allow(dead_code)]
+    fn reviews_are_send(a: &Authorizer, user: &UserInfo, read: &ResourceAttributes) {
+        fn send<T: Send>(_: T) {}
+        send(a.authenticate("token"));
+        send(a.authorize(user, read));
+        send(a.clone());
+    }
+
     #[test]
     fn decisions_expire_after_the_ttl() {
         let mut d = Decisions::new(&config(10, 8));
