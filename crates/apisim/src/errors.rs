@@ -42,6 +42,17 @@ impl ApiError {
         self
     }
 
+    /// The error a `k8s-wire` `Status` describes (its code, reason, message and details).
+    pub fn from_wire(status: k8s_wire::Status) -> Self {
+        ApiError {
+            code: status.code,
+            reason: status.reason,
+            message: status.message,
+            details: status.details.and_then(|d| serde_json::to_value(d).ok()),
+            retry_after: None,
+        }
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(Reason::BadRequest, message)
@@ -224,6 +235,9 @@ pub enum Error {
     /// An API-level error from a handle operation.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// A policy file that does not parse (see [`Policy`](crate::policy::Policy)).
+    #[error("invalid policy: {0}")]
+    Policy(String),
 }
 
 #[cfg(test)]

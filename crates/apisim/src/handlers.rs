@@ -8,6 +8,7 @@
 
 mod control;
 mod media;
+mod review;
 mod route;
 mod verbs;
 
@@ -55,10 +56,19 @@ pub(crate) async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) ->
                 tracing::debug!(%verb, %resource, code = injected.error.code, "injected failure");
                 injected.error.into_response()
             }
-            None => match verbs::handle(&shared, route, &method, &verb, &raw_query, req).await {
-                Ok(r) => r,
-                Err(e) => e.into_response(),
-            },
+            None => {
+                // With a policy: authentication and authorization first, as upstream's filters.
+                let answer = match review::check(&shared, &route, req.headers()) {
+                    Err(denied) => Err(denied),
+                    Ok(caller) => match review::review_of(&shared, &route) {
+                        Some(r) => review::handle(&shared, r, &method, caller, req).await,
+                        None => {
+                            verbs::handle(&shared, route, &method, &verb, &raw_query, req).await
+                        }
+                    },
+                };
+                answer.unwrap_or_else(IntoResponse::into_response)
+            }
         }
     };
     let status = response.status().as_u16();

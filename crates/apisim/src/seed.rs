@@ -13,6 +13,11 @@ pub const REPOSITORIES_YAML: &str = include_str!("../../../fixtures/packagerepos
 /// The project's sample packages (`fixtures/packages.yaml`, compiled in): two ClusterPackages,
 /// one Package and a PackageInfo.
 pub const PACKAGES_YAML: &str = include_str!("../../../fixtures/packages.yaml");
+/// The project's sample policy (`fixtures/policy.yaml`, compiled in; see [`crate::policy`]):
+/// `admin-token` (anything), `relay-token` (reads everything, creates TokenReviews and
+/// SubjectAccessReviews), `alice-token` (reads PackageRepositories), `bob-token` (reads Packages
+/// in `analytics` and gets the repository `glasskube` by name).
+pub const POLICY_YAML: &str = include_str!("../../../fixtures/policy.yaml");
 
 /// Parse multi-document YAML into objects. Empty documents (comments only, `---` at the end)
 /// are skipped; a document that is not a mapping is an error, as is a `List` with no items.

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounting::{Accounting, RequestRecord};
 use crate::errors::{ApiError, Error};
 use crate::faults::{FailSpec, Fault, FaultOutcome, Faults, LatencySpec};
+use crate::policy::Policy;
 use crate::resources::{ResId, ResourceDef};
 use crate::store::{EventType, Filter, Preconditions, Store, meta_str};
 
@@ -37,6 +38,12 @@ pub struct ServerConfig {
     pub feed_capacity: usize,
     /// Timeout for watches that do not send `timeoutSeconds` (default: none).
     pub default_watch_timeout: Option<Duration>,
+    /// The authentication and authorization policy (default: none, nothing is checked); see
+    /// [`Policy`] and [`with_policy`](Self::with_policy).
+    pub policy: Option<Arc<Policy>>,
+    /// Serve HTTPS with apisim's own self-signed certificate (for `127.0.0.1` and `localhost`)
+    /// instead of plain HTTP (default `false`); see [`with_tls`](Self::with_tls).
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +57,8 @@ impl Default for ServerConfig {
             continue_ttl: Duration::from_secs(300),
             feed_capacity: 10_000,
             default_watch_timeout: None,
+            policy: None,
+            tls: false,
         }
     }
 }
@@ -82,6 +91,29 @@ impl ServerConfig {
     /// Builder: bookmark interval.
     pub fn with_bookmark_interval(mut self, d: Duration) -> Self {
         self.bookmark_interval = d;
+        self
+    }
+
+    /// Builder: check every request against `policy` (401 without a known bearer token, 403 when
+    /// no rule allows it, as kube-apiserver answers) and serve the TokenReview and
+    /// SubjectAccessReview APIs from it. The handle's [`client`](ServerHandle::client) sends no
+    /// token then; use [`ServerHandle::client_with_token`].
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Builder: [`with_policy`](Self::with_policy) from a policy file's text (YAML or JSON).
+    pub fn with_policy_yaml(self, text: &str) -> Result<Self, Error> {
+        Ok(self.with_policy(Policy::from_yaml(text)?))
+    }
+
+    /// Builder: serve HTTPS with apisim's compiled-in self-signed test certificate. The handle's
+    /// clients and kubeconfig skip certificate verification. kubectl (client-go) sends a bearer
+    /// token only over TLS, so this is what lets kubectl's `--token` reach a
+    /// [policy](Self::with_policy).
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -138,18 +170,36 @@ impl ServerHandle {
         self.client.clone()
     }
 
+    /// A `kube::Client` for this server that sends `token` as its bearer token (for a server
+    /// with a [policy](ServerConfig::with_policy)).
+    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, Error> {
+        let uri: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::Client(e.to_string()))?;
+        let mut config = kube::Config::new(uri);
+        config.accept_invalid_certs = self.control.shared.config.tls;
+        config.auth_info.token = Some(token.to_owned().into());
+        kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
+    }
+
     /// A cloneable [`Control`] for other tasks. It keeps the server's state alive, not the
     /// server: the server stops when this handle is dropped.
     pub fn control(&self) -> Control {
         self.control.clone()
     }
 
-    /// The kubeconfig (YAML) that points kubectl at this server: plain HTTP, no auth.
+    /// The kubeconfig (YAML) that points kubectl at this server: no auth; plain HTTP, or HTTPS
+    /// without certificate verification ([`ServerConfig::with_tls`]).
     pub fn kubeconfig_yaml(&self) -> Result<String, Error> {
         let cfg = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "apisim", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "apisim", "cluster": if self.control.shared.config.tls {
+                json!({"server": self.url, "insecure-skip-tls-verify": true})
+            } else {
+                json!({"server": self.url})
+            }}],
             "users": [{"name": "apisim", "user": {}}],
             "contexts": [{"name": "apisim", "context": {"cluster": "apisim", "user": "apisim", "namespace": "default"}}],
             "current-context": "apisim",

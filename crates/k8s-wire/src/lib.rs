@@ -30,7 +30,9 @@ mod target;
 pub use continue_token::{ContinueError, ContinueToken};
 pub use event::{EventError, EventType, WatchEvent, encode_line};
 pub use query::{ListOptions, ListVersion, QueryError, WatchStart, parse_bool};
-pub use status::{EXPIRED_CONTINUE, Reason, Status, StatusCause, StatusDetails, StatusMeta};
+pub use status::{
+    EXPIRED_CONTINUE, ForbiddenTarget, Reason, Status, StatusCause, StatusDetails, StatusMeta,
+};
 pub use target::{Target, TargetError, Verb, qualified_resource};
 
 /// A whole request line: its method, path and query parsed together.

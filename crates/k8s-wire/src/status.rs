@@ -14,6 +14,10 @@ pub const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old t
 pub enum Reason {
     /// 400
     BadRequest,
+    /// 401, the request carries no valid credentials
+    Unauthorized,
+    /// 403, the caller may not do this
+    Forbidden,
     /// 404
     NotFound,
     /// 409, the object already exists
@@ -50,6 +54,8 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::BadRequest => "BadRequest",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
             Reason::NotFound => "NotFound",
             Reason::AlreadyExists => "AlreadyExists",
             Reason::Conflict => "Conflict",
@@ -71,6 +77,8 @@ impl Reason {
     pub fn code(self) -> u16 {
         match self {
             Reason::BadRequest => 400,
+            Reason::Unauthorized => 401,
+            Reason::Forbidden => 403,
             Reason::NotFound => 404,
             Reason::AlreadyExists | Reason::Conflict => 409,
             Reason::MethodNotAllowed => 405,
@@ -89,6 +97,8 @@ impl Reason {
     pub fn for_code(code: u16) -> Reason {
         match code {
             400 => Reason::BadRequest,
+            401 => Reason::Unauthorized,
+            403 => Reason::Forbidden,
             404 => Reason::NotFound,
             405 => Reason::MethodNotAllowed,
             409 => Reason::Conflict,
@@ -223,6 +233,46 @@ impl Status {
         })
     }
 
+    /// 401 Unauthorized, as upstream's authentication filter answers a request whose credentials
+    /// are missing or not valid: message `Unauthorized`, no details.
+    pub fn unauthorized() -> Self {
+        Status::failure(Reason::Unauthorized, "Unauthorized")
+    }
+
+    /// 403 Forbidden, as upstream's authorization filter answers a resource request it denies
+    /// (apiserver's `responsewriters.Forbidden`):
+    /// `<resource>.<group> "<name>" is forbidden: User "<user>" cannot <verb> resource "<resource>[/<subresource>]" in API group "<group>" in the namespace "<ns>"`
+    /// (`at the cluster scope` without a namespace; no `"<name>"` for a request naming no object),
+    /// with details `{name, group, kind: <resource>}`.
+    pub fn forbidden(user: &str, verb: &str, target: &ForbiddenTarget<'_>) -> Self {
+        let mut resource = target.resource.to_owned();
+        if let Some(sub) = target.subresource.filter(|s| !s.is_empty()) {
+            resource.push('/');
+            resource.push_str(sub);
+        }
+        let group = target.group;
+        let scope = match target.namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_owned(),
+        };
+        let why = format!(
+            "User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+        );
+        let qualified = qualified_resource(group, target.resource);
+        let name = target.name.unwrap_or_default();
+        let message = if name.is_empty() {
+            format!("{qualified} is forbidden: {why}")
+        } else {
+            format!("{qualified} \"{name}\" is forbidden: {why}")
+        };
+        Status::failure(Reason::Forbidden, message).with_details(StatusDetails {
+            name: name.to_owned(),
+            group: group.to_owned(),
+            kind: target.resource.to_owned(),
+            ..StatusDetails::default()
+        })
+    }
+
     /// 410 Expired for a continue token whose list snapshot is gone.
     pub fn expired_continue() -> Self {
         Status::failure(Reason::Expired, EXPIRED_CONTINUE)
@@ -238,4 +288,19 @@ impl Status {
     pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(body)
     }
+}
+
+/// What a denied request names, for [`Status::forbidden`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForbiddenTarget<'a> {
+    /// The API group (empty for the core group).
+    pub group: &'a str,
+    /// The resource (plural).
+    pub resource: &'a str,
+    /// The subresource (`status`), if any.
+    pub subresource: Option<&'a str>,
+    /// The namespace; `None` (or empty) for a cluster-scoped request.
+    pub namespace: Option<&'a str>,
+    /// The object's name; `None` (or empty) for a request naming no object (LIST, WATCH, create).
+    pub name: Option<&'a str>,
 }

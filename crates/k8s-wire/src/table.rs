@@ -621,14 +621,16 @@ fn status_bodies_both_ways() {
         assert_eq!(Status::from_json(text.as_bytes()).unwrap(), status);
     }
     // A reason this crate does not know still decodes.
-    let s = Status::from_json(br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}"#).unwrap();
-    assert_eq!((s.reason, s.code), (Reason::Unknown, 403));
+    let s = Status::from_json(br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotAcceptable","code":406}"#).unwrap();
+    assert_eq!((s.reason, s.code), (Reason::Unknown, 406));
 }
 
 #[test]
 fn reasons_and_codes_agree() {
     for r in [
         Reason::BadRequest,
+        Reason::Unauthorized,
+        Reason::Forbidden,
         Reason::NotFound,
         Reason::AlreadyExists,
         Reason::Conflict,
@@ -649,4 +651,44 @@ fn reasons_and_codes_agree() {
             assert_eq!(Reason::for_code(r.code()), r, "{r:?}");
         }
     }
+}
+
+#[test]
+fn unauthorized_and_forbidden_bodies_are_upstreams() {
+    assert_eq!(
+        Status::unauthorized().to_json(),
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#
+    );
+    let get = ForbiddenTarget {
+        group: G,
+        resource: PR,
+        namespace: None,
+        name: Some("glasskube"),
+        subresource: None,
+    };
+    assert_eq!(
+        Status::forbidden("alice", "get", &get).to_json(),
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"packagerepositories.packages.glasskube.dev \"glasskube\" is forbidden: User \"alice\" cannot get resource \"packagerepositories\" in API group \"packages.glasskube.dev\" at the cluster scope","reason":"Forbidden","details":{"name":"glasskube","group":"packages.glasskube.dev","kind":"packagerepositories"},"code":403}"#
+    );
+    // A core-group list in a namespace: no name, `in the namespace`, the group empty.
+    let pods = ForbiddenTarget {
+        resource: "pods",
+        namespace: Some("default"),
+        ..ForbiddenTarget::default()
+    };
+    assert_eq!(
+        Status::forbidden("system:serviceaccount:default:x", "list", &pods).message,
+        r#"pods is forbidden: User "system:serviceaccount:default:x" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    // A subresource is named in the sentence, not in the qualified resource or the details.
+    let status = ForbiddenTarget {
+        subresource: Some("status"),
+        ..get
+    };
+    let s = Status::forbidden("alice", "update", &status);
+    assert_eq!(
+        s.message,
+        r#"packagerepositories.packages.glasskube.dev "glasskube" is forbidden: User "alice" cannot update resource "packagerepositories/status" in API group "packages.glasskube.dev" at the cluster scope"#
+    );
+    assert_eq!(s.details.unwrap().kind, PR);
 }

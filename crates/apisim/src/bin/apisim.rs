@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! apisim serve --port 8001 --seed fixtures/packagerepositories.yaml --seed fixtures/packages.yaml \
-//!     --kubeconfig /tmp/apisim.kubeconfig
+//!     --kubeconfig /tmp/apisim.kubeconfig [--policy fixtures/policy.yaml --tls]
 //! ```
 
 use std::io::Write;
@@ -43,6 +43,15 @@ enum Command {
         /// Events kept for watch resumption.
         #[arg(long, default_value_t = 1000)]
         history: usize,
+        /// Authentication and authorization policy file (YAML; see `apisim::policy`): every
+        /// request then needs a known bearer token (401) and a rule allowing it (403), and the
+        /// TokenReview and SubjectAccessReview APIs are served.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Serve HTTPS with apisim's self-signed test certificate (the kubeconfig skips
+        /// verification); kubectl sends `--token` only over TLS.
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -89,6 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kubeconfig,
         bookmark_interval_ms,
         history,
+        policy,
+        tls,
     } = cli.command;
     let mut config = apisim::ServerConfig::default()
         .with_port(port)
@@ -99,6 +110,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         config = config
             .with_seed_yaml(&text)
+            .with_context(|| format!("loading {}", path.display()))?;
+    }
+    if tls {
+        config = config.with_tls();
+    }
+    if let Some(path) = &policy {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config = config
+            .with_policy_yaml(&text)
             .with_context(|| format!("loading {}", path.display()))?;
     }
     let server = apisim::Server::start(config)

@@ -158,13 +158,17 @@ fn discovery_response(shared: &Shared, d: DiscoveryPath) -> Result<Response, Api
         }
         DiscoveryPath::Version => discovery::version(),
         DiscoveryPath::Api => discovery::api_versions(&shared.addr.to_string()),
-        DiscoveryPath::Apis => discovery::api_group_list(reg),
-        DiscoveryPath::Group(g) => {
-            discovery::api_group(reg, &g).ok_or_else(ApiError::path_not_found)?
+        DiscoveryPath::Apis => {
+            let mut doc = discovery::api_group_list(reg);
+            super::review::add_groups(shared, &mut doc);
+            doc
         }
-        DiscoveryPath::GroupVersion(g, v) => {
-            discovery::api_resource_list(reg, &g, &v).ok_or_else(ApiError::path_not_found)?
-        }
+        DiscoveryPath::Group(g) => discovery::api_group(reg, &g)
+            .or_else(|| super::review::api_group(shared, &g))
+            .ok_or_else(ApiError::path_not_found)?,
+        DiscoveryPath::GroupVersion(g, v) => discovery::api_resource_list(reg, &g, &v)
+            .or_else(|| super::review::api_resource_list(shared, &g, &v))
+            .ok_or_else(ApiError::path_not_found)?,
     };
     Ok(json_response(StatusCode::OK, &doc))
 }

@@ -47,6 +47,12 @@ async fn bad_flags_and_files_exit_non_zero() {
     .unwrap();
     let e = fails_with_one_line(&["serve", "--seed", unknown.to_str().unwrap()]).await;
     assert!(e.contains("Widget"), "{e}");
+    let e = fails_with_one_line(&["serve", "--policy", "/nonexistent/policy.yaml"]).await;
+    assert!(e.contains("/nonexistent/policy.yaml"), "{e}");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "tokens: [{token: t}]\n").unwrap();
+    let e = fails_with_one_line(&["serve", "--policy", policy.to_str().unwrap()]).await;
+    assert!(e.contains("invalid policy"), "{e}");
 }
 
 #[tokio::test]
@@ -84,5 +90,47 @@ async fn serve_prints_url_and_serves_seeds() {
     let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client, &ar);
     let list = api.list(&Default::default()).await.unwrap();
     assert!(!list.items.is_empty());
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_with_a_policy_over_tls_checks_tokens() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--tls", "--policy"])
+        .arg(format!("{FIXTURES}/policy.yaml"))
+        .arg("--seed")
+        .arg(format!("{FIXTURES}/packagerepositories.yaml"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk(
+            "packages.glasskube.dev",
+            "v1alpha1",
+            "PackageRepository",
+        ),
+        "packagerepositories",
+    );
+    let list = |token: Option<&str>| {
+        let mut config = kube::Config::new(url.parse().unwrap());
+        config.accept_invalid_certs = true;
+        config.auth_info.token = token.map(|t| t.to_owned().into());
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::all_with(kube::Client::try_from(config).unwrap(), &ar);
+        async move { api.list(&Default::default()).await }
+    };
+    assert_eq!(list(Some("alice-token")).await.unwrap().items.len(), 5);
+    match list(None).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 401),
+        other => panic!("no token, yet {other:?}"),
+    }
     child.kill().await.unwrap();
 }

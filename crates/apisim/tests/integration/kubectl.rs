@@ -38,7 +38,7 @@ fn kubectl_path() -> PathBuf {
         })
 }
 
-struct Kubectl {
+pub(crate) struct Kubectl {
     bin: PathBuf,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -46,7 +46,7 @@ struct Kubectl {
 }
 
 impl Kubectl {
-    fn new(s: &ServerHandle) -> Kubectl {
+    pub(crate) fn new(s: &ServerHandle) -> Kubectl {
         let bin = kubectl_path();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -60,7 +60,7 @@ impl Kubectl {
         }
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -72,7 +72,7 @@ impl Kubectl {
     }
 
     /// Run to completion; panic with kubectl's stderr on failure.
-    async fn run(&self, args: &[&str]) -> String {
+    pub(crate) async fn run(&self, args: &[&str]) -> String {
         let out = tokio::time::timeout(T, self.cmd(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))

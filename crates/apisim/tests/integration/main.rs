@@ -7,6 +7,7 @@ mod common;
 mod faults;
 mod kube_client;
 mod kubectl;
+mod policy;
 mod protocol;
 mod validation;
 mod watcher;
