@@ -1,0 +1,10 @@
+//! The relay in front of apisim (127.0.0.1, port 0): its answers against apisim's own, watches
+//! served from its hubs, clients nobody here wrote (kubectl, kube-rs), and what the API server
+//! pays for many clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod clients;
+mod common;
+mod kubectl;
+mod reads;
+mod watch;
