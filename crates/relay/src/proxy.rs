@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use k8s_wire::{Reason, Status, Target, Verb};
 use tokio::sync::Notify;
@@ -199,6 +199,10 @@ where
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    // A write's response is read whole before it is answered: the layer records the
+    // resourceVersion it returns (read-your-own-writes) when the body ends, and a client that
+    // has the whole body (Content-Length) would otherwise read again before that.
+    let buffered = !matches!(parts.method, Method::GET | Method::HEAD);
     let mut builder = Request::builder().method(parts.method).uri(&path_and_query);
     if let Some(headers) = builder.headers_mut() {
         for (name, value) in &parts.headers {
@@ -228,6 +232,18 @@ where
             let (mut parts, body) = response.into_parts();
             for name in ["connection", "keep-alive"] {
                 parts.headers.remove(HeaderName::from_static(name));
+            }
+            if buffered {
+                return match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+                    Ok(collected) => Response::from_parts(parts, full(collected.to_bytes())),
+                    Err(err) => status_response(
+                        &Status::failure(
+                            Reason::for_code(502),
+                            format!("the API server's response could not be read: {err}"),
+                        )
+                        .with_code(502),
+                    ),
+                };
             }
             Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
         }

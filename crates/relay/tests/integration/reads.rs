@@ -148,6 +148,22 @@ async fn writes_pass_through_and_are_read_back_from_the_snapshot() {
             .get("packagerepositories", None, "written-through")
             .is_ok()
     );
+    // While the relay's own watch is stalled, a write through the relay is still read back
+    // (the read goes upstream until the snapshot has the write), never a stale 404.
+    let control = server.control();
+    control.stall_watches(None);
+    let created = request(
+        &through,
+        "POST",
+        REPOS,
+        Some(common::repo("while-stalled", json!({}))),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let read = get(&through, &format!("{REPOS}/while-stalled")).await;
+    assert_eq!(read.status, 200, "a read after a write missed it");
+    assert!(!read.served_locally());
+    control.release_watches();
     // A delete passes through too, and the next read sees it gone.
     let deleted = request(
         &through,
