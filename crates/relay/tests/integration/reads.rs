@@ -182,3 +182,39 @@ async fn writes_pass_through_and_are_read_back_from_the_snapshot() {
     assert!(!discovery.served_locally());
     assert!(relay.stats().proxied >= 3);
 }
+
+#[tokio::test]
+async fn a_unix_socket_is_private_to_its_owner_and_serves() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = common::apisim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.sock");
+    let relay =
+        common::ready(common::builder(&server).listen(repocache_relay::Listen::Unix(path.clone())))
+            .await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is not private");
+    assert!(relay.kubeconfig(None).is_none());
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {REPOS}/glasskube HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(common::T, stream.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(repocache::layer::GENERATION_HEADER),
+        "{answer}"
+    );
+    assert!(answer.contains("\"name\":\"glasskube\""), "{answer}");
+    drop(relay);
+    assert!(!path.exists(), "the socket outlived the relay");
+}
