@@ -234,6 +234,9 @@ pub(crate) struct Subscribed {
     pub rx: broadcast::Receiver<Arc<WireEvent>>,
     /// Live events of this generation or older are already in `initial`.
     pub skip_through: u64,
+    /// Live events at or below this resourceVersion are older than the watch's start (a
+    /// version the client had from elsewhere, which the hub had not reached yet).
+    pub after_rv: u64,
 }
 
 /// The settings of a kind's hub.
@@ -304,6 +307,7 @@ impl Hub {
                     initial: Some(held),
                     replay: Vec::new(),
                     rx: self.tx.subscribe(),
+                    after_rv: 0,
                 }))
             }
             WatchStart::ChangesFromNow => Start::Go(Box::new(Subscribed {
@@ -311,6 +315,7 @@ impl Hub {
                 replay: Vec::new(),
                 rx: self.tx.subscribe(),
                 skip_through: 0,
+                after_rv: 0,
             })),
             WatchStart::ChangesAfter(rv) => {
                 if rv < st.oldest {
@@ -324,6 +329,7 @@ impl Hub {
                     replay: st.history.iter().filter(|e| e.rv > rv).cloned().collect(),
                     rx: self.tx.subscribe(),
                     skip_through: 0,
+                    after_rv: rv,
                 }))
             }
         }

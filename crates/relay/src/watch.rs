@@ -165,6 +165,15 @@ struct Watcher {
     counters: Arc<Counters>,
 }
 
+/// The live events a watch already has (from its initial state) or asked not to get.
+#[derive(Clone, Copy)]
+struct Skip {
+    /// Events of this generation or older.
+    generation: u64,
+    /// Events at or below this resourceVersion.
+    rv: u64,
+}
+
 /// Why a watch ended.
 enum End {
     /// The client went away, or the time ran out.
@@ -227,7 +236,12 @@ impl Watcher {
             replay,
             mut rx,
             skip_through,
+            after_rv,
         } = subscribed;
+        let skip = Skip {
+            generation: skip_through,
+            rv: after_rv,
+        };
         if let Some(held) = initial {
             let initial = held.initial(&self.filter);
             drop(held);
@@ -265,7 +279,7 @@ impl Watcher {
                     loop {
                         match rx.try_recv() {
                             Ok(event) => {
-                                if let Err(end) = self.deliver(&event, skip_through).await {
+                                if let Err(end) = self.deliver(&event, skip).await {
                                     return end;
                                 }
                             }
@@ -282,7 +296,7 @@ impl Watcher {
                 }
                 event = rx.recv() => match event {
                     Ok(event) => {
-                        if let Err(end) = self.deliver(&event, skip_through).await {
+                        if let Err(end) = self.deliver(&event, skip).await {
                             return end;
                         }
                     }
@@ -295,8 +309,8 @@ impl Watcher {
         }
     }
 
-    async fn deliver(&self, event: &crate::hub::WireEvent, skip_through: u64) -> Result<(), End> {
-        if event.generation <= skip_through {
+    async fn deliver(&self, event: &crate::hub::WireEvent, skip: Skip) -> Result<(), End> {
+        if event.generation <= skip.generation || event.rv <= skip.rv {
             return Ok(());
         }
         match self.filter.line_for(event) {

@@ -80,6 +80,42 @@ async fn a_watch_resumes_inside_the_history_and_gets_410_outside_it() {
 }
 
 #[tokio::test]
+async fn a_watch_from_a_version_the_hub_has_not_reached_gets_only_later_changes() {
+    let server = common::apisim().await;
+    let control = server.control();
+    let relay = common::ready(common::builder(&server)).await;
+    let through = common::client(&relay);
+    // The relay's own watch lags: a client that read the server directly is ahead of it.
+    control.stall_watches(None);
+    let seen = control
+        .create(common::repo("seen-upstream", json!({})))
+        .unwrap();
+    let rv = seen["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut lines = Lines::open(
+        &through,
+        &format!("{REPOS}?watch=true&resourceVersion={rv}"),
+    )
+    .await;
+    control.release_watches();
+    repocache_test_support::eventually("the hub catches up", || {
+        relay
+            .watch_window("PackageRepository")
+            .is_some_and(|(_, current)| current >= rv.parse::<u64>().unwrap())
+    })
+    .await;
+    control.create(common::repo("after", json!({}))).unwrap();
+    let event = lines.next_event().await.unwrap();
+    assert_eq!(
+        name_of(&event),
+        "after",
+        "a change the client already had came again"
+    );
+}
+
+#[tokio::test]
 async fn streaming_lists_bookmarks_timeouts_and_selectors() {
     let server = common::apisim().await;
     let control = server.control();
