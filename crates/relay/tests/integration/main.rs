@@ -5,6 +5,7 @@
 
 mod clients;
 mod common;
+mod gate;
 mod kubectl;
 mod reads;
 mod watch;
