@@ -94,6 +94,16 @@ async fn kubectl_get_yaml_watch_and_apply_through_the_relay() {
         "kubectl's reads were not answered from the snapshot"
     );
 
+    // describe: the object from the snapshot, its events from upstream.
+    let described = via
+        .run(&["describe", "packagerepository", "glasskube"])
+        .await;
+    assert!(described.contains("Name:"), "{described}");
+    assert!(
+        described.contains("https://packages.dl.glasskube.dev/packages"),
+        "{described}"
+    );
+
     // apply passes through (and is then read back through the relay).
     let file = via.dir.path().join("repo.yaml");
     std::fs::write(
