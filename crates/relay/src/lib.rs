@@ -307,12 +307,14 @@ impl RelayBuilder {
             },
             counters: Arc::new(Counters::default()),
         });
-        tasks.push(tokio::spawn(server::serve(bound, inner.clone())));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tasks.push(tokio::spawn(server::serve(bound, inner.clone(), stopped)));
         tracing::info!(listen = %local, "relay listening");
         Ok(Relay {
             inner,
             local,
             tasks,
+            stop,
             _reflectors: reflectors,
         })
     }
@@ -335,6 +337,8 @@ pub struct Relay {
     inner: Arc<Inner>,
     local: Listen,
     tasks: Vec<JoinHandle<()>>,
+    /// Ends every open connection when the relay is dropped.
+    stop: tokio::sync::watch::Sender<bool>,
     _reflectors: Vec<ReflectorHandle>,
 }
 
@@ -439,6 +443,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.stop.send_replace(true);
         for task in &self.tasks {
             task.abort();
         }

@@ -13,7 +13,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use crate::{Inner, RelayError};
@@ -110,20 +110,20 @@ impl Bound {
     }
 }
 
-/// Accepts connections until the task is aborted.
-pub(crate) async fn serve(bound: Bound, inner: Arc<Inner>) {
+/// Accepts connections until the task is aborted; `stop` ends every connection it accepted.
+pub(crate) async fn serve(bound: Bound, inner: Arc<Inner>, stop: watch::Receiver<bool>) {
     loop {
         match &bound {
             Bound::Tcp(listener) => match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     debug!(%peer, "relay connection");
-                    spawn_connection(stream, inner.clone());
+                    spawn_connection(stream, inner.clone(), stop.clone());
                 }
                 Err(err) => accept_failed(err).await,
             },
             Bound::Unix(listener) => match listener.accept().await {
-                Ok((stream, _)) => spawn_connection(stream, inner.clone()),
+                Ok((stream, _)) => spawn_connection(stream, inner.clone(), stop.clone()),
                 Err(err) => accept_failed(err).await,
             },
         }
@@ -136,7 +136,7 @@ async fn accept_failed(err: std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
-fn spawn_connection<S>(stream: S, inner: Arc<Inner>)
+fn spawn_connection<S>(stream: S, inner: Arc<Inner>, mut stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -159,6 +159,8 @@ where
             }
             // A watch on this connection fell behind: drop the connection (and its buffers).
             () = kill.notified() => debug!("relay connection closed: its watch fell behind"),
+            // The relay was dropped (or its handle went away).
+            _ = stop.wait_for(|stopped| *stopped) => debug!("relay connection closed: the relay stopped"),
         }
     });
 }

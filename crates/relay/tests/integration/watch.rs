@@ -287,4 +287,8 @@ async fn a_slow_watcher_is_closed_while_a_fast_one_keeps_receiving() {
     .await;
     assert!(end.is_ok(), "the slow connection was never closed");
     assert_eq!(relay.stats().watches_open, 1);
+    // Dropping the relay ends the open watch too.
+    drop(relay);
+    let end = tokio::time::timeout(common::T, async { while fast.next().await.is_some() {} }).await;
+    assert!(end.is_ok(), "a watch outlived its relay");
 }
