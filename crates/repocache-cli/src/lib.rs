@@ -7,6 +7,7 @@
 //! - [`table`]: the `table`, `wide`, `json`, `yaml` and `name` outputs, and `-o` parsing;
 //! - [`jsonpath`]: `-o jsonpath=TEMPLATE` (kubectl's template syntax, the subset it supports);
 //! - [`verify`], [`watch`]: the `verify` and `watch` subcommands;
+//! - [`relay`]: the `relay` subcommand's parts (kinds, the banner, the kubeconfig file);
 //! - [`ratelimit`]: client-go's client-side token bucket (5 requests/s, burst 10 by default);
 //! - [`demo`]: the newcomer's demo: the same dependency-resolving install uncached (through the
 //!   token bucket) and through repocache, against an embedded apisim.
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod jsonpath;
 pub mod kinds;
 pub mod ratelimit;
+pub mod relay;
 pub mod select;
 pub mod source;
 pub mod table;

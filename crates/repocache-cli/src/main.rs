@@ -75,6 +75,10 @@ enum Command {
     Watch(WatchArgs),
     /// Run the demo: the same install uncached (client-go's rate limit) and through repocache.
     Demo(DemoArgs),
+    /// Serve a Kubernetes-compatible endpoint for local clients (kubectl, client-go, scripts):
+    /// GET, LIST and WATCH of the cached kinds from one LIST and one WATCH per kind upstream;
+    /// everything else proxied. Prints a kubeconfig pointing at it.
+    Relay(RelayArgs),
     /// Print a shell completion script (e.g. `source <(repocache completion bash)`).
     Completion {
         /// The shell.
@@ -288,6 +292,93 @@ struct DemoArgs {
     token: Option<String>,
 }
 
+/// `repocache relay`.
+#[derive(Args, Debug)]
+struct RelayArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Where to listen: 127.0.0.1:PORT (port 0: any free port; without --authorize only
+    /// loopback addresses) or unix:/path (created with mode 0600).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", value_parser = repocache_cli::relay::parse_listen)]
+    listen: repocache_relay::Listen,
+    /// A kind to cache (repeatable; default: every Glasskube kind).
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<Kind>,
+    /// Check every caller: a bearer token (TokenReview) and each cached read
+    /// (SubjectAccessReview); proxied requests carry the caller's own token.
+    #[arg(long)]
+    authorize: bool,
+    /// Write the kubeconfig that points at the relay to FILE (mode 0600) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    write_kubeconfig: Option<PathBuf>,
+}
+
+async fn relay_cmd(args: RelayArgs) -> anyhow::Result<i32> {
+    use repocache_cli::relay;
+    let cluster_args = ClusterArgs {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    let cluster = connect(&cluster_args).await?;
+    let mut builder = relay::register(
+        repocache_relay::Relay::builder(cluster.client.clone()).listen(args.listen.clone()),
+        &args.kinds,
+    );
+    if args.authorize {
+        builder = with_authorizer(builder, &args, &cluster).await?;
+    }
+    let relay = builder.start().await?;
+    let context = args.context.as_deref().unwrap_or("(current)");
+    eprintln!(
+        "{}",
+        relay::banner(&relay, &cluster.server, context, args.authorize)
+    );
+    relay.wait_ready(Duration::from_secs(120)).await?;
+    match (
+        &args.write_kubeconfig,
+        relay.kubeconfig(Some(&cluster.namespace)),
+    ) {
+        (Some(path), Some(text)) => {
+            relay::write_private(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "ready. kubeconfig written to {0}: KUBECONFIG={0} kubectl get packagerepositories -w",
+                path.display()
+            );
+        }
+        (None, Some(text)) => {
+            println!("{text}");
+            let _ = std::io::stdout().flush();
+            eprintln!("ready.");
+        }
+        (Some(_), None) => bail!("a unix socket has no kubeconfig (kubectl cannot dial one)"),
+        (None, None) => eprintln!("ready (unix socket: point a client that can dial it there)."),
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    Ok(EXIT_OK)
+}
+
+async fn with_authorizer(
+    builder: repocache_relay::RelayBuilder,
+    args: &RelayArgs,
+    cluster: &Cluster,
+) -> anyhow::Result<repocache_relay::RelayBuilder> {
+    use repocache_relay::authorize::{AuthorizeConfig, Authorizer};
+    let upstream = repocache_cli::relay::client_without_credentials(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+    )
+    .await?;
+    let authorizer = Authorizer::new(cluster.client.clone(), AuthorizeConfig::default());
+    Ok(builder.authorize(authorizer).upstream(upstream))
+}
+
 fn main() -> ExitCode {
     let cli = match cli_command()
         .try_get_matches()
@@ -364,6 +455,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Verify(args) => verify_cmd(args).await,
         Command::Watch(args) => watch(args).await,
         Command::Demo(args) => demo_cmd(args).await,
+        Command::Relay(args) => relay_cmd(args).await,
         Command::Completion { shell } => {
             let shell = match shell {
                 CompletionShell::Bash => clap_complete::Shell::Bash,

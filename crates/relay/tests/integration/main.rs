@@ -1,5 +1,12 @@
-//! The relay's integration tests in one binary (one module per suite):
-//! `cargo test -p repocache-relay --test integration authorize::`. Each test starts its own apisim
-//! on 127.0.0.1 port 0.
+//! The relay in front of apisim (127.0.0.1, port 0): its answers against apisim's own, watches
+//! served from its hubs, clients nobody here wrote (kubectl, kube-rs), and what the API server
+//! pays for many clients; caller authorization (`authorize::`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod authorize;
+mod clients;
+mod common;
+mod gate;
+mod kubectl;
+mod reads;
+mod watch;

@@ -244,7 +244,17 @@ impl CacheLayer {
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
     {
-        self.register_cache(cache, None)
+        self.register_cache(cache, None, K::Scope::NAMESPACED)
+    }
+
+    /// Answers GET and LIST of `K` (in every namespace) from `cache`, like
+    /// [`cache`](Self::cache), for generic code that knows the kind's scope only as a value
+    /// (`namespaced`: whether objects of `K` live in namespaces; it must be the kind's scope).
+    pub fn cache_scoped<K, F: Feed>(self, cache: &Cache<K, F>, namespaced: bool) -> Self
+    where
+        K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
+    {
+        self.register_cache(cache, None, namespaced)
     }
 
     /// Answers GET and LIST of `K` inside `namespace` from `cache`, which must hold every
@@ -255,13 +265,17 @@ impl CacheLayer {
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
         K::Scope: KindScope,
     {
-        self.register_cache(cache, Some(namespace.to_owned()))
+        self.register_cache(cache, Some(namespace.to_owned()), K::Scope::NAMESPACED)
     }
 
-    fn register_cache<K, F: Feed>(mut self, cache: &Cache<K, F>, namespace: Option<String>) -> Self
+    fn register_cache<K, F: Feed>(
+        mut self,
+        cache: &Cache<K, F>,
+        namespace: Option<String>,
+        namespaced: bool,
+    ) -> Self
     where
         K: Resource<DynamicType = ()> + Serialize + Send + Sync + 'static,
-        K::Scope: KindScope,
     {
         let kind = K::kind(&()).into_owned();
         let scope = cache.scope().unwrap_or_default();
@@ -284,7 +298,7 @@ impl CacheLayer {
             api_version: K::api_version(&()).into_owned(),
             list_kind: format!("{kind}List"),
             kind,
-            namespaced: K::Scope::NAMESPACED,
+            namespaced,
             namespace,
         };
         let registered: Arc<dyn Serve> = Arc::new(Registered::new(cache.local(), info));

@@ -1,0 +1,328 @@
+//! A downstream WATCH of a cached kind, served from its hub: the initial state or a replay from
+//! the history, then the live events, with bookmarks, `timeoutSeconds` and selectors. A watch
+//! that falls more than its buffer behind is closed (its connection is dropped): the client
+//! resumes from the last resourceVersion it saw, or relists.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt as _, StreamBody};
+use k8s_selectors::{FieldSelector, LabelSelector};
+use k8s_wire::{EventType, ListOptions, Reason, Status, WatchStart};
+use serde_json::json;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::RelayBody;
+use crate::hub::{Filter, Hub, Start, Subscribed};
+use crate::stats::Counters;
+
+/// The annotation that marks the end of the initial events of a streaming list.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+/// What the watch settings of the relay are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WatchConfig {
+    /// Lines a watch may have queued for its client; one more closes it.
+    pub buffer: usize,
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// How long a live line waits for room in a full buffer before the watch is closed.
+    pub grace: Duration,
+}
+
+/// Why a watch is not served here (it goes upstream instead).
+#[derive(Debug)]
+pub(crate) struct PassThrough(pub &'static str);
+
+/// Serves a watch of `hub`'s kind, or says why it must go upstream.
+pub(crate) fn serve(
+    hub: Arc<Hub>,
+    namespace: Option<&str>,
+    options: &ListOptions,
+    config: WatchConfig,
+    kill: Arc<Notify>,
+    counters: Arc<Counters>,
+) -> Result<Response<RelayBody>, PassThrough> {
+    if !hub.is_started() {
+        return Err(PassThrough("the kind's hub has no state yet"));
+    }
+    let start = options
+        .watch_start()
+        .map_err(|_| PassThrough("watch options the server must judge"))?;
+    let filter = Filter {
+        namespace: namespace.map(str::to_owned),
+        labels: LabelSelector::parse(options.label_selector.as_deref().unwrap_or(""))
+            .map_err(|_| PassThrough("a label selector the server must judge"))?,
+        fields: FieldSelector::parse(options.field_selector.as_deref().unwrap_or(""))
+            .map_err(|_| PassThrough("a field selector the server must judge"))?,
+    };
+    let bookmarks = options.allow_watch_bookmarks().unwrap_or(false);
+    let timeout = options
+        .timeout_seconds()
+        .map_err(|_| PassThrough("a timeout the server must judge"))?
+        .map(Duration::from_secs);
+    let initial_events_end = matches!(start, WatchStart::InitialEvents { .. });
+    let not_older_than = match start {
+        WatchStart::InitialEvents {
+            not_older_than: Some(n),
+        } => Some(n),
+        _ => None,
+    };
+    let subscribed = match hub.subscribe(start) {
+        Start::Expired { requested, oldest } => {
+            counters.watch_expired.fetch_add(1, Ordering::Relaxed);
+            let status = Status::failure(
+                Reason::Expired,
+                format!("too old resource version: {requested} ({oldest})"),
+            );
+            let line = k8s_wire::encode_line(
+                EventType::Error.as_str(),
+                &serde_json::to_value(&status).unwrap_or_default(),
+            );
+            return Ok(stream_response(Box::pin(futures::stream::once(
+                async move { Bytes::from(line) },
+            ))));
+        }
+        Start::Go(subscribed) => subscribed,
+    };
+    if let (Some(min), Some(initial)) = (not_older_than, subscribed.initial.as_ref())
+        && initial.rv() < min
+    {
+        return Err(PassThrough("a streaming list newer than the cache"));
+    }
+    let (tx, mut rx) = mpsc::channel::<Bytes>(config.buffer.max(1));
+    counters.watches_served.fetch_add(1, Ordering::Relaxed);
+    let open = OpenWatch::new(counters.clone());
+    let watcher = Watcher {
+        hub,
+        filter,
+        tx,
+        bookmarks,
+        initial_events_end,
+        deadline: timeout.map(|t| Instant::now() + t),
+        config,
+        kill,
+        counters,
+    };
+    tokio::spawn(async move {
+        let _open = open;
+        watcher.run(*subscribed).await;
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Ok(stream_response(Box::pin(stream)))
+}
+
+fn stream_response(
+    lines: std::pin::Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>,
+) -> Response<RelayBody> {
+    use futures::StreamExt as _;
+    let body = StreamBody::new(lines.map(|b| Ok::<_, crate::BoxError>(Frame::data(b))));
+    let mut response = Response::new(body.boxed_unsync());
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// Counts an open watch for as long as its task runs.
+struct OpenWatch(Arc<Counters>);
+
+impl OpenWatch {
+    fn new(counters: Arc<Counters>) -> Self {
+        counters.watches_open.fetch_add(1, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.watches_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Watcher {
+    hub: Arc<Hub>,
+    filter: Filter,
+    tx: mpsc::Sender<Bytes>,
+    bookmarks: bool,
+    initial_events_end: bool,
+    deadline: Option<Instant>,
+    config: WatchConfig,
+    kill: Arc<Notify>,
+    counters: Arc<Counters>,
+}
+
+/// The live events a watch already has (from its initial state) or asked not to get.
+#[derive(Clone, Copy)]
+struct Skip {
+    /// Events of this generation or older.
+    generation: u64,
+    /// Events at or below this resourceVersion.
+    rv: u64,
+}
+
+/// Why a watch ended.
+enum End {
+    /// The client went away, or the time ran out.
+    Done,
+    /// The client fell behind: its connection is closed.
+    Slow(&'static str),
+}
+
+impl Watcher {
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({INITIAL_EVENTS_END: "true"});
+        }
+        let object = json!({
+            "kind": self.hub.names.kind,
+            "apiVersion": self.hub.names.api_version,
+            "metadata": meta,
+        });
+        Bytes::from(k8s_wire::encode_line(EventType::Bookmark.as_str(), &object))
+    }
+
+    /// Queues a line, waiting for room (the initial state and replays).
+    async fn send(&self, line: Bytes) -> Result<(), End> {
+        self.tx.send(line).await.map_err(|_| End::Done)
+    }
+
+    /// Queues a live line: a buffer still full after the grace period means the client fell
+    /// behind (a burst that the client drains in time is no reason to close it).
+    async fn push(&self, line: Bytes) -> Result<(), End> {
+        match self.tx.try_send(line) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Done),
+            Err(mpsc::error::TrySendError::Full(line)) => {
+                match tokio::time::timeout(self.config.grace, self.tx.send(line)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(End::Done),
+                    Err(_) => Err(End::Slow("its buffer stayed full")),
+                }
+            }
+        }
+    }
+
+    async fn run(self, subscribed: Subscribed) {
+        match self.run_inner(subscribed).await {
+            End::Done => debug!(kind = %self.hub.names.kind, "relay watch ended"),
+            End::Slow(why) => {
+                self.counters
+                    .watches_closed_slow
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(kind = %self.hub.names.kind, why, "relay watch fell behind; closing its connection");
+                self.kill.notify_one();
+            }
+        }
+    }
+
+    async fn run_inner(&self, subscribed: Subscribed) -> End {
+        let Subscribed {
+            initial,
+            replay,
+            mut rx,
+            skip_through,
+            after_rv,
+        } = subscribed;
+        let skip = Skip {
+            generation: skip_through,
+            rv: after_rv,
+        };
+        if let Some(held) = initial {
+            let initial = held.initial(&self.filter);
+            drop(held);
+            for line in initial.lines {
+                if let Err(end) = self.send(line).await {
+                    return end;
+                }
+            }
+            if self.initial_events_end
+                && let Err(end) = self.send(self.bookmark(initial.rv, true)).await
+            {
+                return end;
+            }
+        }
+        for event in &replay {
+            if let Some(line) = self.filter.line_for(event)
+                && let Err(end) = self.send(line).await
+            {
+                return end;
+            }
+        }
+        drop(replay);
+        let period = self.config.bookmark_interval.max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.tx.closed() => return End::Done,
+                _ = sleep_opt(self.deadline) => return End::Done,
+                _ = ticker.tick(), if self.bookmarks => {
+                    // Read the version first, then take every event already in the ring: the
+                    // hub updates both under one lock, so the bookmark never overtakes an event.
+                    let rv = self.hub.current();
+                    loop {
+                        match rx.try_recv() {
+                            Ok(event) => {
+                                if let Err(end) = self.deliver(&event, skip).await {
+                                    return end;
+                                }
+                            }
+                            Err(broadcast::error::TryRecvError::Empty) => break,
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                                return End::Slow("it fell behind the kind's events");
+                            }
+                            Err(broadcast::error::TryRecvError::Closed) => return End::Done,
+                        }
+                    }
+                    if let Err(end) = self.push(self.bookmark(rv, false)).await {
+                        return end;
+                    }
+                }
+                event = rx.recv() => match event {
+                    Ok(event) => {
+                        if let Err(end) = self.deliver(&event, skip).await {
+                            return end;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return End::Slow("it fell behind the kind's events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return End::Done,
+                },
+            }
+        }
+    }
+
+    async fn deliver(&self, event: &crate::hub::WireEvent, skip: Skip) -> Result<(), End> {
+        if event.generation <= skip.generation || event.rv <= skip.rv {
+            return Ok(());
+        }
+        match self.filter.line_for(event) {
+            Some(line) => self.push(line).await,
+            None => Ok(()),
+        }
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
