@@ -8,3 +8,4 @@ mod credentials;
 mod endpoint;
 mod library;
 mod redaction_props;
+mod warm;
