@@ -79,10 +79,10 @@ pub struct Persist {
 
 impl fmt::Debug for Persist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The user identity is left out: user names are credentials.
+        // The server and user identities are left out: a user name is a credential, and a
+        // server URL may carry userinfo.
         f.debug_struct("Persist")
             .field("dir", &self.dir)
-            .field("server", &self.server)
             .field("rewrite_interval", &self.rewrite_interval)
             .field("keep_credentials", &self.keep_credentials)
             .finish_non_exhaustive()
@@ -244,6 +244,8 @@ pub(crate) struct Store<K> {
     path: PathBuf,
     api_version: String,
     kind: String,
+    /// The server's hashed identity ([`key::server_id`]).
+    server: String,
     /// The generation last written (0: none); serializes writers within the process.
     written: Mutex<u64>,
 }
@@ -273,7 +275,9 @@ where
             field_selector,
         );
         let path = plan.persist.dir.join(key.file_name());
+        let server = key::server_id(&plan.persist.server);
         Self {
+            server,
             plan,
             key,
             path,
@@ -331,7 +335,14 @@ where
             source,
         };
         let (header, records) = format::decode(&bytes).map_err(bad)?;
-        format::check(&header, &self.api_version, &self.kind, self.key.hash()).map_err(bad)?;
+        format::check(
+            &header,
+            &self.api_version,
+            &self.kind,
+            &self.server,
+            self.key.hash(),
+        )
+        .map_err(bad)?;
         let keep = self.plan.persist.keep_credentials;
         let mut objects = Vec::with_capacity(records.len());
         let mut withheld = 0;
@@ -405,6 +416,7 @@ impl<K> Store<K> {
         let header = Header {
             kind: self.kind.clone(),
             api_version: self.api_version.clone(),
+            server: self.server.clone(),
             key: self.key.hash().to_owned(),
             resource_version: snapshot.resource_version().map(str::to_owned),
             written_at_ms: file::unix_ms(SystemTime::now()),

@@ -518,6 +518,7 @@ fn concurrent_writers_end_with_one_whole_file() {
     let header = |who: &str| format::Header {
         kind: who.to_owned(),
         api_version: "v1".into(),
+        server: "s".into(),
         key: "k".into(),
         resource_version: None,
         written_at_ms: 0,
@@ -622,6 +623,7 @@ fn crash_header() -> format::Header {
     format::Header {
         kind: "Crash".into(),
         api_version: "v1".into(),
+        server: "s".into(),
         key: "k".into(),
         resource_version: None,
         written_at_ms: 0,

@@ -702,7 +702,7 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
     };
     let _ = writeln!(
         s,
-        "| {} objects | start → first answered read | start → ready (verified) | requests until ready and watching (LIST / WATCH / other) |",
+        "| {} objects | start → first answered read | start → ready (verified) | requests until ready and watching (LIST pages / WATCH / other) |",
         w.objects
     );
     let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
@@ -743,9 +743,12 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
         met: Some(w.warm_share() <= 0.10),
     });
     targets.push(TargetRow {
-        what: "warm start → verified costs one LIST and one WATCH, never more than cold".into(),
+        what:
+            "warm start → verified costs the verifying LIST and one WATCH: what a cold start costs"
+                .into(),
         measured: format!(
-            "warm {} LIST / {} WATCH / {} other; cold {} / {} / {}",
+            "warm {} LIST pages / {} WATCH / {} other; cold {} / {} / {} (one paginated LIST: \
+             kube-runtime's watcher asks 500 objects a page)",
             w.warm_requests.0,
             w.warm_requests.1,
             w.warm_requests.2,
@@ -754,9 +757,7 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
             w.cold_requests.2
         ),
         met: Some(
-            w.warm_requests == (1, 1, 0)
-                && w.warm_requests.0 <= w.cold_requests.0
-                && w.warm_requests.1 <= w.cold_requests.1,
+            w.warm_requests == w.cold_requests && w.warm_requests.1 == 1 && w.warm_requests.2 == 0,
         ),
     });
 }

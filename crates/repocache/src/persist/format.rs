@@ -41,6 +41,9 @@ pub struct Header {
     pub kind: String,
     /// Their apiVersion, e.g. `packages.glasskube.dev/v1alpha1`.
     pub api_version: String,
+    /// The API server's identity, hashed (see [`super::key::server_id`]): which server the
+    /// snapshot came from, without naming it in clear.
+    pub server: String,
     /// The file's key (hex; see [`super::key::FileKey`]): the hash of the API server, the user,
     /// the kind and the scope. It never holds a credential.
     pub key: String,
@@ -231,14 +234,20 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<Stored<'_>>), FormatError> {
 }
 
 /// Checks that a decoded header belongs to the cache that reads it.
-pub fn check(header: &Header, api_version: &str, kind: &str, key: &str) -> Result<(), FormatError> {
+pub fn check(
+    header: &Header,
+    api_version: &str,
+    kind: &str,
+    server: &str,
+    key: &str,
+) -> Result<(), FormatError> {
     if header.kind != kind || header.api_version != api_version {
         return Err(FormatError::Kind {
             expected: format!("{api_version}/{kind}"),
             found: format!("{}/{}", header.api_version, header.kind),
         });
     }
-    if header.key != key {
+    if header.key != key || header.server != server {
         return Err(FormatError::Foreign {
             found: header.key.clone(),
         });
@@ -261,6 +270,7 @@ mod tests {
         Header {
             kind: "ConfigMap".into(),
             api_version: "v1".into(),
+            server: "srv".into(),
             key: "abc".into(),
             resource_version: Some("42".into()),
             written_at_ms: 1,
@@ -335,7 +345,7 @@ mod tests {
             records,
             vec![(0, &br#"{"a":1}"#[..]), (1, &br#"{"b":2}"#[..])]
         );
-        check(&h, "v1", "ConfigMap", "abc").unwrap();
+        check(&h, "v1", "ConfigMap", "srv", "abc").unwrap();
     }
 
     #[test]
@@ -369,11 +379,15 @@ mod tests {
         let s = sample();
         let (h, _) = decode(&s).unwrap();
         assert!(matches!(
-            check(&h, "v1", "Secret", "abc"),
+            check(&h, "v1", "Secret", "srv", "abc"),
             Err(FormatError::Kind { .. })
         ));
         assert!(matches!(
-            check(&h, "v1", "ConfigMap", "abd"),
+            check(&h, "v1", "ConfigMap", "srv", "abd"),
+            Err(FormatError::Foreign { .. })
+        ));
+        assert!(matches!(
+            check(&h, "v1", "ConfigMap", "other", "abc"),
             Err(FormatError::Foreign { .. })
         ));
         let mut trailing = sample();

@@ -6,6 +6,15 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+/// The identity of an API server as a warm-start file's header records it: SHA-256 of
+/// `server`, hex (never the server's name in clear).
+pub fn server_id(server: &str) -> String {
+    Sha256::digest(server.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The identity of one warm-start file. Built by the reflector from its
 /// [`Persist`](super::Persist) (server and user identity), its kind and its scope.
 #[derive(Clone, PartialEq, Eq)]
