@@ -777,3 +777,25 @@ async fn an_old_file_says_its_age_and_its_ttl_forces_no_second_list() {
     assert_eq!(server.control().count("list", REPOS), 2);
     assert!(repos.snapshot().since_confirmed() < hour);
 }
+
+#[tokio::test]
+async fn a_large_file_is_decoded_whole_on_several_threads() {
+    // Enough objects for the decode to run on several threads.
+    let seeds: Vec<_> = (0..2500)
+        .map(|i| repo(&format!("bulk-{i:05}"), "https://bulk.example.com"))
+        .collect();
+    let server = repocache_test_support::start(ServerConfig::default().with_seed(seeds)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cold, handle) = start(&server, dir.path());
+    cold.wait_ready(PATIENCE).await.unwrap();
+    let want = names(&cold);
+    handle.stop().await;
+    assert_eq!(want.len(), 2500);
+    server
+        .control()
+        .fail_next(FailSpec::new("list", REPOS, 500, 1_000_000));
+    let (warm, _handle) = start(&server, dir.path());
+    assert!(warm.state().is_warm_start());
+    assert_eq!(names(&warm), want);
+    assert!(warm.get("bulk-01234").is_some());
+}
