@@ -37,6 +37,7 @@
 //! reproduced by re-running its seed (see `cargo xtask chaos --seed S --seeds 1`).
 
 pub mod history;
+pub mod restart;
 mod rng;
 mod schedule;
 

@@ -41,3 +41,19 @@ async fn bounded_seeds_converge_with_nothing_lost() {
         check(Options::new(seed)).await;
     }
 }
+
+/// The "process restart" fault for a cache with a cache directory (issue #18): two seeds of
+/// 2.5 s, each killing and restarting the cache (warm from its file) every 20-400 ms while the
+/// schedule writes and injects faults. It is never ready on unverified data, and at the end a
+/// warm start and a cold one converge alike (the warm one listing no more than the cold one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_restarts_never_ready_unverified_and_converge_like_a_cold_start() {
+    repocache_test_support::init_tracing();
+    for seed in 1..=2 {
+        let report = chaos::restart::process_restarts(&Options::new(seed)).await;
+        assert!(report.passed(), "seed {seed}: {report:?}");
+        assert!(report.lives > 2, "{report:?}");
+        assert!(report.warm_starts > 0, "no life started warm: {report:?}");
+        assert!(report.writes > 0);
+    }
+}

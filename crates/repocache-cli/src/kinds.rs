@@ -12,10 +12,13 @@ use glasskube_api::kinds::{GlasskubeKind, KindVisitor, visit_kinds};
 use kube::Client;
 use kube::runtime::watcher;
 use repocache::debug::CacheView;
+use repocache::persist::Persist;
 use repocache::{ReflectorBuilder, ReflectorHandle};
 
-/// Starts a cache of one kind: client, namespace (namespaced kinds; `None`: all), watcher config.
-type StartFn = fn(Client, Option<&str>, watcher::Config) -> (CacheView, ReflectorHandle);
+/// Starts a cache of one kind: client, namespace (namespaced kinds; `None`: all), watcher config,
+/// and where it keeps its warm-start file (if anywhere).
+type StartFn =
+    fn(Client, Option<&str>, watcher::Config, Option<Persist>) -> (CacheView, ReflectorHandle);
 
 /// What the command knows of one kind.
 struct KindInfo {
@@ -33,10 +36,13 @@ fn start<K: GlasskubeKind>(
     client: Client,
     namespace: Option<&str>,
     config: watcher::Config,
+    persist: Option<Persist>,
 ) -> (CacheView, ReflectorHandle) {
-    let (cache, handle) = ReflectorBuilder::new(K::api(client, namespace))
-        .watcher_config(config)
-        .start();
+    let mut builder = ReflectorBuilder::new(K::api(client, namespace)).watcher_config(config);
+    if let Some(persist) = persist {
+        builder = builder.persist(persist);
+    }
+    let (cache, handle) = builder.start();
     (CacheView::new(&cache), handle)
 }
 
@@ -134,8 +140,9 @@ impl Kind {
         client: Client,
         namespace: Option<&str>,
         config: watcher::Config,
+        persist: Option<Persist>,
     ) -> (CacheView, ReflectorHandle) {
-        (self.info().start)(client, namespace, config)
+        (self.info().start)(client, namespace, config, persist)
     }
 
     /// Every name `KIND` accepts, for error messages and `--help`.

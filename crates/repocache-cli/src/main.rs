@@ -14,7 +14,9 @@ use repocache::debug::DebugServer;
 use repocache_cli::demo::{self, DemoConfig, Progress};
 use repocache_cli::kinds::Kind;
 use repocache_cli::select::Selection;
-use repocache_cli::source::{Caches, Cluster, ClusterArgs, Endpoint, connect};
+use repocache_cli::source::{
+    Caches, Cluster, ClusterArgs, Endpoint, WarmStart, connect, connect_lenient,
+};
 use repocache_cli::table::{FORMATS, Format, write_format};
 use repocache_cli::watch::Follower;
 use repocache_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, parse_duration, parse_interval, verify};
@@ -154,9 +156,27 @@ struct SourceArgs {
         value_parser = parse_duration
     )]
     timeout: Duration,
+    /// Where fresh caches keep their warm-start files, one per server, user, kind and scope
+    /// (0600 files in a 0700 directory; inline credentials are not written). Default:
+    /// $XDG_CACHE_HOME/repocache, else ~/.cache/repocache.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep no warm-start file: every run lists from scratch.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache_dir: bool,
 }
 
 impl SourceArgs {
+    /// The warm-start directory: --cache-dir, else the platform's (none with --no-cache-dir).
+    fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache_dir {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(repocache_cli::source::default_cache_dir)
+    }
+
     fn cluster(&self) -> ClusterArgs {
         ClusterArgs {
             kubeconfig: self.kubeconfig.clone(),
@@ -229,6 +249,11 @@ struct DumpArgs {
     /// Print credentials instead of <redacted> (the output can then overwrite them when applied).
     #[arg(long)]
     show_secrets: bool,
+    /// Answer at once from the warm-start file when it is at most this old (a Go duration, e.g.
+    /// 1h), even when the API server is unreachable; stderr says how old the answer is. Without
+    /// it, the answer waits for the LIST that verifies the file.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_staleness: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -495,8 +520,27 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
             (endpoint.reports(kind, args.show_secrets).await?, selection)
         }
         None => {
-            let (_, selection, caches) = cluster_caches(&args.source, &kinds).await?;
+            let (cluster, selection, caches) =
+                cluster_caches(&args.source, &kinds, args.max_staleness).await?;
             let reports = caches.reports(args.show_secrets);
+            for (kind, age) in &caches.warm {
+                eprintln!(
+                    "note: {} answered from the warm-start cache file, {} old, not verified{}",
+                    kind.plural(),
+                    repocache_cli::human_duration(*age),
+                    if cluster.unreachable.is_some() {
+                        " (the API server is unreachable)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if cluster.unreachable.is_none() {
+                // Verified after the answer, so that the next run's file is current.
+                caches
+                    .verify_warm(&cluster.server, args.source.timeout)
+                    .await;
+            }
             caches.stop().await;
             (reports, selection)
         }
@@ -533,7 +577,7 @@ async fn verify_cmd(args: VerifyArgs) -> anyhow::Result<i32> {
             (cluster, args.source.selection(None)?, None)
         }
         None => {
-            let (cluster, selection, caches) = cluster_caches(&args.source, &kinds).await?;
+            let (cluster, selection, caches) = cluster_caches(&args.source, &kinds, None).await?;
             (cluster, selection, Some(caches))
         }
     };
@@ -715,33 +759,31 @@ async fn moved_on(
 /// Connects to the cluster `source` names, selects with the context's namespace as the default,
 /// and starts caches of `kinds` (waiting for their first sync): what `get`, `watch` and
 /// `verify` do without --endpoint.
+///
+/// With `max_staleness`, a cache whose warm-start file is at most that old answers from it
+/// without waiting, and an unreachable server is no error for such caches.
 async fn cluster_caches(
     source: &SourceArgs,
     kinds: &[Kind],
+    max_staleness: Option<Duration>,
 ) -> anyhow::Result<(Cluster, Selection, Caches)> {
-    let cluster = connect(&source.cluster()).await?;
+    let cluster = connect_lenient(&source.cluster(), max_staleness.is_some()).await?;
     let selection = source.selection(Some(&cluster.namespace))?;
-    let caches = start_caches(
-        cluster.client.clone(),
-        &cluster.server,
-        kinds,
-        &selection,
-        source.timeout,
-    )
-    .await?;
+    let warm = WarmStart::new(source.cache_dir(), &cluster, max_staleness);
+    let caches = start_caches(&cluster, kinds, &selection, source.timeout, &warm).await?;
     Ok((cluster, selection, caches))
 }
 
 /// Starts caches and waits for their first sync, with a spinner on a terminal.
 async fn start_caches(
-    client: kube::Client,
-    server: &str,
+    cluster: &Cluster,
     kinds: &[Kind],
     selection: &Selection,
     timeout: Duration,
+    warm: &WarmStart,
 ) -> anyhow::Result<Caches> {
-    let spinner = Spinner::new(&format!("syncing from {server}"));
-    let caches = Caches::start(client, server, kinds, selection, timeout).await;
+    let spinner = Spinner::new(&format!("syncing from {}", cluster.server));
+    let caches = Caches::start(cluster, kinds, selection, timeout, warm).await;
     spinner.finish();
     caches
 }
@@ -796,7 +838,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
 /// Follows fresh caches through their subscriptions; stops (exit 2) when the server has been
 /// gone for --timeout.
 async fn watch_cluster(args: WatchArgs, kinds: Vec<Kind>, several: bool) -> anyhow::Result<i32> {
-    let (cluster, selection, caches) = cluster_caches(&args.source, &kinds).await?;
+    let (cluster, selection, caches) = cluster_caches(&args.source, &kinds, None).await?;
     // Subscribe before the first look, so that no change falls between the two.
     let mut changes = futures::stream::select_all(caches.views.iter().map(|(kind, view)| {
         let kind = *kind;

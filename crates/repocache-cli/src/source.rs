@@ -34,6 +34,13 @@ pub struct Cluster {
     /// The context's namespace (`default` when the context names none), as kubectl's default
     /// for namespaced kinds.
     pub namespace: String,
+    /// The server's URL as configured (part of the warm-start file's hashed key; never shown).
+    pub url: String,
+    /// The kubeconfig user the command reads as (`in-cluster` without a kubeconfig): part of the
+    /// warm-start file's hashed key, never shown.
+    pub user: String,
+    /// Why the server did not answer the probe, when [`connect_lenient`] let that pass.
+    pub unreachable: Option<String>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -102,6 +109,13 @@ fn kubeconfig_files(args: &ClusterArgs) -> anyhow::Result<Option<Kubeconfig>> {
 /// Connects to the cluster `args` names: checks the kubeconfig and the context first, then
 /// that the server answers, so that each failure is one line saying what to do.
 pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Cluster> {
+    connect_lenient(args, false).await
+}
+
+/// [`connect`], but with `lenient` an unreachable server is no error: the cluster comes back
+/// with the reason in [`Cluster::unreachable`] (for an answer from a warm-start file).
+pub async fn connect_lenient(args: &ClusterArgs, lenient: bool) -> anyhow::Result<Cluster> {
+    let mut user = "in-cluster".to_owned();
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..KubeConfigOptions::default()
@@ -124,6 +138,14 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Cluster> {
                 ),
                 Some(_) => {}
             }
+            if let Some(context) = kubeconfig
+                .contexts
+                .iter()
+                .find(|c| Some(&c.name) == wanted.as_ref())
+                .and_then(|c| c.context.as_ref())
+            {
+                user = context.user.clone().unwrap_or_default();
+            }
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
                 .map_err(|e| anyhow!("the kubeconfig is not usable: {}", root_cause(&e)))?
@@ -138,6 +160,7 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Cluster> {
     config.connect_timeout = Some(Duration::from_secs(5));
     let url = config.cluster_url.to_string();
     let server = shown_url(url.trim_end_matches('/'));
+    let url = url.trim_end_matches('/').to_owned();
     let namespace = config.default_namespace.clone();
     let client = Client::try_from(config)
         .map_err(|e| anyhow!("cannot build a client for {server}: {}", root_cause(&e)))?;
@@ -145,21 +168,69 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Cluster> {
     let probe = http::Request::get("/version")
         .body(kube::client::Body::from(Vec::new()))
         .context("cannot build the request")?;
+    let mut down = None;
     if let Err(err) = client.send(probe).await {
-        bail!(
-            "{}",
-            unreachable(
-                &err,
-                &format!("the server {server}"),
-                "--kubeconfig or --context"
-            )
+        let why = unreachable(
+            &err,
+            &format!("the server {server}"),
+            "--kubeconfig or --context",
         );
+        if !lenient {
+            bail!("{why}");
+        }
+        down = Some(why);
     }
     Ok(Cluster {
         client,
         server,
         namespace,
+        url,
+        user,
+        unreachable: down,
     })
+}
+
+/// Where fresh caches keep their warm-start files by default: `$XDG_CACHE_HOME/repocache`, else
+/// `$HOME/.cache/repocache` (`None` when neither variable is set to an absolute path).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|dir| dir.join("repocache"))
+}
+
+/// How fresh caches use warm-start files.
+#[derive(Clone, Debug, Default)]
+pub struct WarmStart {
+    /// Where the files are (`None`: no file; every run lists from scratch).
+    pub persist: Option<repocache::persist::Persist>,
+    /// Answer from a file not older than this without waiting for the LIST that verifies it
+    /// (`None`: always wait).
+    pub max_staleness: Option<Duration>,
+}
+
+impl WarmStart {
+    /// Files in `dir` (if any) for `cluster`'s server and user; answers up to `max_staleness`
+    /// old.
+    pub fn new(dir: Option<PathBuf>, cluster: &Cluster, max_staleness: Option<Duration>) -> Self {
+        Self {
+            persist: dir.map(|dir| {
+                repocache::persist::Persist::new(dir, cluster.url.clone())
+                    .user(cluster.user.clone())
+            }),
+            max_staleness,
+        }
+    }
+}
+
+/// How old the unverified warm-start snapshot `view` serves is, when it serves one.
+pub fn warm_age(view: &CacheView) -> Option<Duration> {
+    (!view.is_ready() && view.generation() > 0 && !view.state().is_stopped())
+        .then(|| view.stats().since_confirmed)
 }
 
 /// The [`std::io::ErrorKind`] somewhere in `err`'s chain.
@@ -207,6 +278,8 @@ pub fn shown_url(url: &str) -> String {
 pub struct Caches {
     /// One view per kind, in the order asked for.
     pub views: Vec<(Kind, CacheView)>,
+    /// The kinds answered from a warm-start file not yet verified, and the file's age.
+    pub warm: Vec<(Kind, Duration)>,
     handles: Vec<ReflectorHandle>,
 }
 
@@ -216,6 +289,7 @@ pub fn start_cache(
     client: Client,
     kind: Kind,
     selection: &Selection,
+    persist: Option<repocache::persist::Persist>,
 ) -> (CacheView, ReflectorHandle) {
     let mut config = kube::runtime::watcher::Config::default();
     if let Some(labels) = &selection.labels {
@@ -224,7 +298,7 @@ pub fn start_cache(
     if let Some(fields) = &selection.fields {
         config = config.fields(fields);
     }
-    kind.start_cache(client, selection.namespace_for(kind), config)
+    kind.start_cache(client, selection.namespace_for(kind), config, persist)
 }
 
 /// Waits until `view` (a cache of `plural`) has synced; fails at once when its reflector reports
@@ -261,31 +335,65 @@ impl Caches {
         selection: &Selection,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let (client, server) = cluster_client(args).await?;
-        Self::start(client, &server, kinds, selection, timeout).await
+        let cluster = connect(args).await?;
+        Self::start(&cluster, kinds, selection, timeout, &WarmStart::default()).await
     }
 
-    /// Starts caches of `kinds` with `client` and waits (at most `timeout`) until all synced.
+    /// Starts caches of `kinds` on `cluster` and waits (at most `timeout`) until all synced,
+    /// except those `warm` lets answer from a warm-start file unverified (listed in
+    /// [`Caches::warm`]).
     pub async fn start(
-        client: Client,
-        server: &str,
+        cluster: &Cluster,
         kinds: &[Kind],
         selection: &Selection,
         timeout: Duration,
+        warm: &WarmStart,
     ) -> anyhow::Result<Self> {
         let mut caches = Caches {
             views: Vec::new(),
+            warm: Vec::new(),
             handles: Vec::new(),
         };
         for &kind in kinds {
-            let (view, handle) = start_cache(client.clone(), kind, selection);
+            let (view, handle) = start_cache(
+                cluster.client.clone(),
+                kind,
+                selection,
+                warm.persist.clone(),
+            );
             caches.views.push((kind, view));
             caches.handles.push(handle);
         }
-        for (kind, view) in &caches.views {
-            wait_synced(view, kind.plural(), server, timeout).await?;
+        // Looked at once, right after the start: a file loaded is answered from even if its
+        // verification completes a moment later.
+        let ages: Vec<Option<Duration>> = caches
+            .views
+            .iter()
+            .map(|(_, view)| warm_age(view))
+            .collect();
+        for ((kind, view), age) in caches.views.iter().zip(ages) {
+            if let (Some(bound), Some(age)) = (warm.max_staleness, age)
+                && age <= bound
+            {
+                caches.warm.push((*kind, age));
+                continue;
+            }
+            if let Some(why) = &cluster.unreachable {
+                bail!("{why}");
+            }
+            wait_synced(view, kind.plural(), &cluster.server, timeout).await?;
         }
         Ok(caches)
+    }
+
+    /// Waits (at most `timeout`) for the caches answered unverified to be verified, so that
+    /// their files are rewritten; quietly gives up on failure (the answer was given).
+    pub async fn verify_warm(&self, server: &str, timeout: Duration) {
+        for (kind, view) in &self.views {
+            if self.warm.iter().any(|(k, _)| k == kind) {
+                let _ = wait_synced(view, kind.plural(), server, timeout).await;
+            }
+        }
     }
 
     /// The caches' reports with their objects, redacted unless `show_secrets`.

@@ -423,7 +423,10 @@ impl<K> Cache<K> {
             ReadPolicy::Cached => return Ok(Ok(snapshot)),
             ReadPolicy::Fresh => return Ok(Err(ApiReason::Fresh)),
             ReadPolicy::MaxStaleness(bound) => {
-                return Ok(if !self.is_ready() || !snapshot.is_fresh(bound) {
+                // An unverified warm-start snapshot answers while the file's age is within
+                // the bound (its confirmation time is when the file was written).
+                let synced = self.is_ready() || self.shared.is_unverified();
+                return Ok(if !synced || !snapshot.is_fresh(bound) {
                     Err(ApiReason::Fallback)
                 } else {
                     Ok(snapshot)

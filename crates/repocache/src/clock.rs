@@ -3,6 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+/// How far before its creation a clock's epoch lies (when the platform's `Instant` reaches
+/// back that far): 400 days.
+const BACKDATE: Duration = Duration::from_secs(400 * 24 * 3600);
+
 /// Converts between [`Instant`]s and nanoseconds since a fixed epoch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
@@ -10,11 +14,21 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    /// A clock whose epoch is now.
+    /// A clock whose epoch lies up to [`BACKDATE`] before now, so that an instant that long
+    /// ago (a warm-start file's write time) is representable.
     pub(crate) fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-        }
+        let now = Instant::now();
+        let mut back = BACKDATE;
+        let epoch = loop {
+            if let Some(epoch) = now.checked_sub(back) {
+                break epoch;
+            }
+            if back.is_zero() {
+                break now;
+            }
+            back /= 2;
+        };
+        Self { epoch }
     }
 
     /// The current instant.

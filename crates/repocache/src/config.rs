@@ -51,6 +51,8 @@ pub struct CacheConfig<K> {
     pub(crate) subscriber_buffer_changes: usize,
     pub(crate) publish_interval: Duration,
     pub(crate) max_line: usize,
+    /// Where the snapshot is persisted for a warm start (see [`crate::persist`]).
+    pub(crate) persist: Option<crate::persist::Plan<K>>,
 }
 
 impl<K: Resource + 'static> Default for CacheConfig<K> {
@@ -62,6 +64,7 @@ impl<K: Resource + 'static> Default for CacheConfig<K> {
             subscriber_buffer_changes: DEFAULT_SUBSCRIBER_BUFFER_CHANGES,
             publish_interval: DEFAULT_PUBLISH_INTERVAL,
             max_line: crate::line_guard::DEFAULT_MAX_LINE,
+            persist: None,
         }
     }
 }
@@ -75,6 +78,7 @@ impl<K> Clone for CacheConfig<K> {
             subscriber_buffer_changes: self.subscriber_buffer_changes,
             publish_interval: self.publish_interval,
             max_line: self.max_line,
+            persist: self.persist.clone(),
         }
     }
 }
@@ -88,6 +92,7 @@ impl<K> fmt::Debug for CacheConfig<K> {
             .field("subscriber_buffer_changes", &self.subscriber_buffer_changes)
             .field("publish_interval", &self.publish_interval)
             .field("max_line", &self.max_line)
+            .field("persist", &self.persist.as_ref().map(|p| &p.persist))
             .finish()
     }
 }
@@ -166,6 +171,23 @@ impl<K: Resource + 'static> CacheConfig<K> {
     /// relists. The API server's own limit on an object is far below the default.
     pub fn max_line(mut self, bytes: usize) -> Self {
         self.max_line = bytes.max(crate::line_guard::MIN_MAX_LINE);
+        self
+    }
+
+    /// Persists the cache's verified snapshot for a warm start (see [`crate::persist`]): a
+    /// reflector with this option starts by serving the file's objects unverified
+    /// ([`CacheState::Stale`](crate::CacheState::Stale) with reason
+    /// [`WARM_START`](crate::persist::WARM_START), not ready), verifies them with one LIST, and
+    /// rewrites the file at most every [`Persist::rewrite_interval`](crate::persist::Persist::rewrite_interval)
+    /// and when it stops. A [`Writer`](crate::Writer) driven by hand ignores it.
+    pub fn persist(mut self, persist: crate::persist::Persist) -> Self
+    where
+        K: serde::Serialize,
+    {
+        self.persist = Some(crate::persist::Plan {
+            persist,
+            to_json: Arc::new(|obj: &K| serde_json::to_value(obj)),
+        });
         self
     }
 }

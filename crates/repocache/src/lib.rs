@@ -56,6 +56,7 @@ pub(crate) mod line_guard;
 mod live;
 pub mod metrics;
 mod ordered;
+pub mod persist;
 pub mod policy;
 mod reader;
 pub mod reflector;

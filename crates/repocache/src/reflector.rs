@@ -168,6 +168,17 @@ where
         self
     }
 
+    /// Persists the cache for a warm start (the same as
+    /// [`CacheConfig::persist`] through [`configure_cache`](Self::configure_cache); see
+    /// [`crate::persist`]).
+    pub fn persist(mut self, persist: crate::persist::Persist) -> Self
+    where
+        K: serde::Serialize,
+    {
+        self.cache_config = self.cache_config.persist(persist);
+        self
+    }
+
     /// Reports this cache's figures through `metrics`.
     pub fn metrics(mut self, metrics: &Metrics) -> Self {
         self.metrics = Some(metrics.clone());
@@ -210,12 +221,23 @@ where
 
     /// Builds the cache and its task without starting the task (a cache set hands out the
     /// caches at registration and starts every task together).
-    pub(crate) fn prepare(self) -> (Cache<K>, PendingReflector) {
+    pub(crate) fn prepare(mut self) -> (Cache<K>, PendingReflector) {
         let max_line = self.cache_config.max_line;
-        let writer = Writer::<K>::with_config(self.cache_config);
+        let plan = self.cache_config.persist.take();
+        let mut writer = Writer::<K>::with_config(self.cache_config);
         let shared = writer.shared();
         shared.set_ttl(self.ttl);
         let namespace = self.api.namespace().map(str::to_owned);
+        let persister = plan.map(|plan| {
+            let store = Arc::new(crate::persist::Store::new(
+                plan,
+                namespace.as_deref(),
+                self.config.label_selector.as_deref(),
+                self.config.field_selector.as_deref(),
+            ));
+            warm_start(&mut writer, &shared, &store);
+            crate::persist::Persister::new(store, shared.clone())
+        });
         let client = self.api.into_client();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let live = Live::new(
@@ -266,6 +288,8 @@ where
             arrivals: Vec::new(),
             drained: false,
             publish_armed: false,
+            persister,
+            started: Instant::now(),
         };
         let run: RunFn = Box::new(move |stop_rx| {
             Box::pin(async move {
@@ -284,6 +308,33 @@ where
         });
         (cache, PendingReflector { run, cause })
     }
+}
+
+/// Loads the cache's warm-start file, if it has a good one, and publishes its objects as the
+/// unverified snapshot: state `Stale { reason: WARM_START }` since the file was written.
+fn warm_start<K>(writer: &mut Writer<K>, shared: &Shared<K>, store: &crate::persist::Store<K>)
+where
+    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    let Some(loaded) = store.load() else {
+        return;
+    };
+    let objects = loaded.objects.len();
+    writer.warm(loaded.objects, loaded.age);
+    let now = Instant::now();
+    shared.set_state(CacheState::Stale {
+        since: now.checked_sub(loaded.age).unwrap_or(now),
+        reason: crate::persist::WARM_START.to_owned(),
+    });
+    info!(
+        kind = %shared.kind,
+        objects,
+        withheld = loaded.withheld,
+        age = ?loaded.age,
+        path = %store.path().display(),
+        "warm start: serving the persisted snapshot unverified until the first LIST"
+    );
 }
 
 type RunFn =
@@ -483,6 +534,11 @@ struct Task<K> {
     drained: bool,
     /// A publish is deferred (see `CacheConfig::publish_interval`).
     publish_armed: bool,
+    /// Keeps the warm-start file up to date (when the cache persists).
+    persister: Option<crate::persist::Persister<K>>,
+    /// When the task was built: before the first sync, the TTL counts from here (a
+    /// warm-start snapshot was confirmed long before).
+    started: Instant,
 }
 
 type EventStream<K> = crate::decode::stream::Events<K>;
@@ -542,6 +598,9 @@ where
                 _ = housekeeping.tick() => {
                     // Snapshots that readers held past their replacement are freed here.
                     self.writer.release_retired();
+                    if let Some(persister) = &mut self.persister {
+                        persister.tick();
+                    }
                 }
                 _ = shared.bookmark_seen.notified() => self.apply_bookmark(),
                 item = stream.next() => {
@@ -612,12 +671,23 @@ where
         match self.forced_at {
             Some(at) => later(at, self.reforce_after()),
             None => {
-                let ttl = later(self.shared.current.load().confirmed_at(), self.ttl);
+                let ttl = later(self.ttl_base(), self.ttl);
                 match (ttl, self.resync_due()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
             }
+        }
+    }
+
+    /// When the snapshot was last confirmed, for the TTL: before the first sync, not before
+    /// the task started (a warm-start snapshot was confirmed when its file was written).
+    fn ttl_base(&self) -> Instant {
+        let confirmed = self.shared.current.load().confirmed_at();
+        if self.synced_once {
+            confirmed
+        } else {
+            confirmed.max(self.started)
         }
     }
 
@@ -756,6 +826,10 @@ where
         );
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(snapshot.generation());
+        }
+        if let Some(persister) = &mut self.persister {
+            persister.verified();
+            persister.tick();
         }
     }
 

@@ -5,7 +5,7 @@
 //! the per-thread reader), so that none of them imports another's file for it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -66,6 +66,8 @@ pub(crate) struct Shared<K> {
     bookmark: AtomicU64,
     /// Wakes the reflector when a bookmark was seen.
     pub(crate) bookmark_seen: Notify,
+    /// The current snapshot came from a warm-start file and no LIST verified it yet.
+    unverified: AtomicBool,
 }
 
 impl<K> Shared<K> {
@@ -89,7 +91,17 @@ impl<K> Shared<K> {
             progress: AtomicU64::new(0),
             bookmark: AtomicU64::new(0),
             bookmark_seen: Notify::new(),
+            unverified: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the current snapshot came from a warm-start file and no LIST verified it yet.
+    pub(crate) fn is_unverified(&self) -> bool {
+        self.unverified.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unverified(&self, unverified: bool) {
+        self.unverified.store(unverified, Ordering::Release);
     }
 
     /// Wakes the callers waiting for a version: a snapshot was published.

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+/// The reason of the [`CacheState::Stale`] state of a cache that serves a persisted snapshot no
+/// LIST has verified yet (a warm start; see [`crate::persist`]).
+pub const WARM_START: &str = "warm start";
+
 /// The state of a cache, as its reflector sees it.
 ///
 /// Whatever the state, reads keep serving the last published snapshot.
@@ -13,7 +17,10 @@ pub enum CacheState {
     Starting,
     /// Synced, and confirmed by the watch within the TTL.
     Ready,
-    /// Not confirmed for longer than the TTL; a relist is under way.
+    /// Not confirmed for longer than the TTL; a relist is under way. Also the state of a warm
+    /// start (reason [`WARM_START`], `since` = when the file was
+    /// written): the snapshot came from a persisted file and no LIST has verified it yet; the
+    /// cache is not ready until one has (see [`crate::persist`]).
     Stale {
         /// When the snapshot became stale.
         since: Instant,
@@ -53,6 +60,12 @@ impl CacheState {
     /// Whether the cache has stopped for good (see [`CacheState::Stopped`]).
     pub fn is_stopped(&self) -> bool {
         matches!(self, Self::Stopped { .. })
+    }
+
+    /// Whether this is a warm start's state: serving a persisted snapshot no LIST has verified
+    /// yet (see [`crate::persist`]).
+    pub fn is_warm_start(&self) -> bool {
+        matches!(self, Self::Stale { reason, .. } if reason == WARM_START)
     }
 
     /// How long the cache has been stale or failing, if it is.

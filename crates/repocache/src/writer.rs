@@ -99,6 +99,8 @@ pub struct Writer<K> {
     /// Set while the working state is being updated; still set afterwards only when a panic
     /// unwound through the update (see [`Updating`]).
     poisoned: bool,
+    /// Set while [`Writer::warm`] publishes a persisted snapshot (not a relist: no readiness).
+    warming: bool,
 }
 
 /// Marks the writer poisoned while it updates its working state. [`Updating::end`] clears the
@@ -205,6 +207,7 @@ where
             retired: Vec::new(),
             publish_interval: config.publish_interval,
             poisoned: false,
+            warming: false,
         }
     }
 }
@@ -433,7 +436,13 @@ where
                 newest = rv.map(str::to_owned);
             }
             let obj = match lookup(&self.index, &ObjView(obj.as_ref())) {
-                Some(old) if rv.is_some() && old.meta().resource_version.as_deref() == rv => {
+                // The uid too: a server restored or replaced between two runs of a warm start
+                // may reuse a resourceVersion for another object of the same name.
+                Some(old)
+                    if rv.is_some()
+                        && old.meta().resource_version.as_deref() == rv
+                        && old.meta().uid == obj.meta().uid =>
+                {
                     old.clone()
                 }
                 _ => obj,
@@ -486,13 +495,46 @@ where
         );
         // The list's own resourceVersion is not reported by the watcher; its newest object
         // stands in for it, but never moves the snapshot's version back (a delete seen before
-        // the relist may be newer than every listed object).
-        self.note_version(newest);
+        // the relist may be newer than every listed object). A persisted snapshot proves no
+        // version (it is unverified; see `warm`).
+        if !self.warming {
+            self.note_version(newest);
+        }
         self.dirty = true;
         self.publish();
-        self.shared.mark_ready();
+        if !self.warming {
+            // The first LIST after a warm start verifies the cache (before it is ready).
+            self.shared.set_unverified(false);
+            self.shared.mark_ready();
+        }
         drop((replaced, replaced_pending));
         Applied::Relisted
+    }
+
+    /// Publishes a persisted snapshot's objects (already transformed when they were written) as
+    /// one unverified snapshot, last confirmed `age` ago: readers see it at once, the cache is
+    /// not ready, and its version is unknown (none). The next completed relist verifies it,
+    /// reusing the `Arc` of every object it returns unchanged (see [`crate::persist`]).
+    pub(crate) fn warm(&mut self, objects: Vec<K>, age: Duration) {
+        let objects = objects
+            .into_iter()
+            .filter(|o| has_name(o))
+            .map(Arc::new)
+            .collect();
+        self.relist = Some(objects);
+        self.warming = true;
+        self.finish_relist();
+        self.warming = false;
+        let clock = self.shared.clock;
+        let now = clock.now();
+        let written = now.checked_sub(age).unwrap_or(now);
+        // Not `confirm` (it only moves forward): the data was last confirmed when written.
+        self.shared
+            .current
+            .load()
+            .confirmed
+            .store(clock.nanos(written), std::sync::atomic::Ordering::Relaxed);
+        self.shared.set_unverified(true);
     }
 
     /// The index updates for an object `old` → `new` (either absent) under `key_of`'s key: per

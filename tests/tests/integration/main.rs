@@ -18,3 +18,4 @@ mod outage;
 mod read_your_writes;
 mod reflector;
 mod serve_stale;
+mod warm;

@@ -7,7 +7,8 @@
 //!   (item 8);
 //! - [`install`]: the demo's install scenario at a larger N (item 9);
 //! - [`consistent`]: `ReadPolicy::Consistent` against `ReadPolicy::Fresh`, bytes on the wire
-//!   ([`wire`]'s counting proxy) and latency (item 10).
+//!   ([`wire`]'s counting proxy) and latency (item 10);
+//! - [`warm`]: warm start from a persisted snapshot against a cold start (item 11).
 //!
 //! apisim runs on a runtime of its own ([`sim::Sim`], two worker threads), the clients on the
 //! benchmark's runtime (two worker threads), all on 127.0.0.1.
@@ -19,6 +20,7 @@ pub mod propagation;
 pub mod render;
 pub mod sim;
 pub mod sync;
+pub mod warm;
 pub mod wire;
 
 use std::time::{Duration, Instant};
@@ -31,15 +33,17 @@ use load::{LoadResult, ReplicaResult};
 use propagation::PropagationRun;
 use sim::Sim;
 use sync::{Strategy, SyncRow};
+use warm::WarmResult;
 
 /// The parts of the end-to-end run, as `--e2e-part` names them.
-pub const PARTS: [&str; 6] = [
+pub const PARTS: [&str; 7] = [
     "sync",
     "propagation",
     "load",
     "consistent",
     "replicas",
     "install",
+    "warm",
 ];
 
 /// How big and how long the end-to-end part runs.
@@ -164,6 +168,8 @@ pub struct E2eResults {
     pub install: Result<DemoReport, String>,
     /// Item 10.
     pub consistent: Result<ConsistentResult, String>,
+    /// Item 11.
+    pub warm: Result<WarmResult, String>,
     /// Seconds each part took: (part, seconds).
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -187,6 +193,7 @@ impl E2eResults {
         push("replicas", self.replicas.as_ref().map(|_| ()));
         push("install scenario", self.install.as_ref().map(|_| ()));
         push("consistent reads", self.consistent.as_ref().map(|_| ()));
+        push("warm start", self.warm.as_ref().map(|_| ()));
         out
     }
 }
@@ -227,6 +234,7 @@ pub fn run(config: &E2eConfig) -> E2eResults {
         replicas: Err("not run".into()),
         install: Err("not run".into()),
         consistent: Err("not run".into()),
+        warm: Err("not run".into()),
         timings: Vec::new(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -248,7 +256,7 @@ pub fn run(config: &E2eConfig) -> E2eResults {
     };
 
     let started = Instant::now();
-    let (sync, propagation, load, consistent) =
+    let (sync, propagation, load, consistent, warm) =
         match Sim::with_repositories(config.objects, config.bookmark_interval) {
             Ok(sim) => {
                 timed("seed apisim", started);
@@ -309,12 +317,25 @@ pub fn run(config: &E2eConfig) -> E2eResults {
                     )
                 };
                 timed("consistent reads", started);
+                let started = Instant::now();
+                let warm = if config.runs("warm") {
+                    block(&runtime, warm::run(&sim, config.objects, config.sync_reps))
+                } else {
+                    skipped()
+                };
+                timed("warm start", started);
                 drop(sim);
-                (sync, propagation, load, consistent)
+                (sync, propagation, load, consistent, warm)
             }
             Err(e) => {
                 let e = err(e);
-                (Err(e.clone()), vec![Err(e.clone())], Err(e.clone()), Err(e))
+                (
+                    Err(e.clone()),
+                    vec![Err(e.clone())],
+                    Err(e.clone()),
+                    Err(e.clone()),
+                    Err(e),
+                )
             }
         };
 
@@ -357,5 +378,6 @@ pub fn run(config: &E2eConfig) -> E2eResults {
     results.replicas = replicas;
     results.install = install;
     results.consistent = consistent;
+    results.warm = warm;
     results
 }

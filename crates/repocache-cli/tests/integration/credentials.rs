@@ -148,6 +148,11 @@ async fn repocache(args: &[&str], env: &[(&str, &str)]) -> Out {
         .env_remove("REPOCACHE_TOKEN")
         .env_remove("RUST_LOG")
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        // Warm-start files go to a scratch directory, never the user's ~/.cache.
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("repocache-cli-tests"),
+        )
         .stdin(Stdio::null());
     for (k, v) in env {
         command.env(k, v);

@@ -9,3 +9,4 @@ mod endpoint;
 mod library;
 mod redaction_props;
 mod relay;
+mod warm;

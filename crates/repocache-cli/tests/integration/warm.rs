@@ -1,0 +1,133 @@
+//! `repocache get` with a warm-start file (issue #18): the second run answers from the file at
+//! once with `--max-staleness`, even when the API server is gone, and says how old the answer is.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_repocache");
+const SECRETS: [&str; 2] = ["s3cr3t-inline-password", "inline-bearer-token-0123456789"];
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn repocache(args: &[&str], xdg: &Path) -> Run {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_remove("REPOCACHE_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("XDG_CACHE_HOME", xdg)
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("repocache did not finish in time")
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn get_answers_from_the_warm_file_even_when_the_server_is_gone() {
+    let server = repocache_test_support::apisim().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = scratch.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+    let xdg = scratch.path().join("xdg");
+    let cache_dir = xdg.join("repocache");
+
+    // --no-cache-dir: no file.
+    let run = repocache(&["get", "--kubeconfig", kc, "--no-cache-dir"], &xdg).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(files(&cache_dir).is_empty());
+
+    // First run: cold; the file lands in $XDG_CACHE_HOME/repocache, without credentials.
+    let cold = repocache(&["get", "--kubeconfig", kc], &xdg).await;
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    assert!(cold.stdout.contains("glasskube"));
+    let written = files(&cache_dir);
+    assert_eq!(written.len(), 1, "{written:?}");
+    let bytes = std::fs::read(&written[0]).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in SECRETS {
+        assert!(!text.contains(secret));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&written[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Second run, --max-staleness: answered from the file, and said so (the LIST that
+    // verifies it is slowed down, so that it cannot win the race).
+    server.control().add_latency(apisim::LatencySpec {
+        verb: Some("list".into()),
+        resource: Some("packagerepositories".into()),
+        latency_ms: 2000,
+        count: Some(1),
+    });
+    let warm = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1h"], &xdg).await;
+    assert_eq!(warm.code, 0, "{} / {}", warm.stderr, warm.stdout);
+    assert!(warm.stdout.contains("glasskube"), "{}", warm.stdout);
+    assert!(
+        warm.stderr
+            .contains("answered from the warm-start cache file"),
+        "{}",
+        warm.stderr
+    );
+
+    // The server is gone: with --max-staleness the file still answers, saying how old it is.
+    server.shutdown().await;
+    let offline = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1h"], &xdg).await;
+    assert_eq!(offline.code, 0, "{}", offline.stderr);
+    assert!(offline.stdout.contains("glasskube"), "{}", offline.stdout);
+    let note = offline
+        .stderr
+        .lines()
+        .find(|l| l.contains("old, not verified"))
+        .unwrap_or_else(|| panic!("no age on stderr: {}", offline.stderr));
+    assert!(note.contains("the API server is unreachable"), "{note}");
+    // A bound tighter than the file's age: an error, as without a file.
+    let strict = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1ms"], &xdg).await;
+    assert_eq!(strict.code, 2, "{}", strict.stdout);
+    assert_eq!(strict.stderr.lines().count(), 1, "{}", strict.stderr);
+    // Without --max-staleness: an error (one line, exit 2), never an unverified answer.
+    let plain = repocache(&["get", "--kubeconfig", kc], &xdg).await;
+    assert_eq!(plain.code, 2);
+    assert!(plain.stdout.is_empty());
+    assert_eq!(plain.stderr.lines().count(), 1, "{}", plain.stderr);
+    // --cache-dir elsewhere: no file there, so no answer.
+    let elsewhere = scratch.path().join("elsewhere");
+    let other = repocache(
+        &[
+            "get",
+            "--kubeconfig",
+            kc,
+            "--max-staleness",
+            "1h",
+            "--cache-dir",
+            elsewhere.to_str().unwrap(),
+        ],
+        &xdg,
+    )
+    .await;
+    assert_eq!(other.code, 2, "{}", other.stdout);
+}

@@ -1,0 +1,545 @@
+//! Warm start: a cache persists its verified snapshot to a file, and a new process starts from
+//! it instead of from nothing.
+//!
+//! Configure it with [`Persist`] through [`CacheConfig::persist`](crate::CacheConfig::persist)
+//! (or [`ReflectorBuilder::persist`](crate::ReflectorBuilder::persist), or a
+//! [`KindOptions`](crate::KindOptions)' `configure_cache`). Then:
+//!
+//! 1. **Start**: when the cache's file exists and is whole (right magic, format version,
+//!    checksum, kind, apiVersion and key), its objects are published at once as an
+//!    *unverified* snapshot. [`Cache::state`](crate::Cache::state) is
+//!    [`CacheState::Stale`](crate::CacheState::Stale) with the reason [`WARM_START`] and
+//!    `since` = when the file was written; [`ReadPolicy::Cached`](crate::ReadPolicy::Cached)
+//!    reads answer from it, and [`ReadPolicy::MaxStaleness`](crate::ReadPolicy::MaxStaleness)`(d)`
+//!    does while the file's age is within `d` (the snapshot's
+//!    [`since_confirmed`](crate::Snapshot::since_confirmed) is the file's age). The cache is
+//!    **not ready**: `wait_ready`, `is_ready`, `AtLeast` and `Consistent` treat it as not yet
+//!    synced.
+//! 2. **Verify**: the reflector starts as a cold one does, with one LIST; it never resumes a
+//!    watch from the file's resourceVersion (the API server keeps ~75 s of watch history, etcd
+//!    compacts every 5 minutes, a restarted server may have none). The LIST replaces the
+//!    unverified snapshot in one publish, reusing the `Arc` of every object whose
+//!    resourceVersion and uid did not change; subscribers receive exactly what changed while
+//!    the process was away; then the cache is ready.
+//! 3. **Write**: once verified, the file is rewritten at most every
+//!    [`rewrite_interval`](Persist::rewrite_interval) while the snapshot changes, and when the
+//!    reflector task ends (stop, handle dropped, runtime shut down).
+//!
+//! A file that is corrupt, truncated, bit-flipped, of another format version, another kind or
+//! another server/user/scope is reported with one warning, moved aside (`<file>.bad-<ms>`) and
+//! treated as absent: the cache starts cold. See [`format`](mod@format) for the layout.
+//!
+//! # Security
+//!
+//! The directory is made `0700` and every file `0600`. Inline credentials are not written by
+//! default: the [`redact`](Persist::redact) hook (by default [`strip_inline_credentials`])
+//! removes them before an object is written, and such an object is flagged and **not served
+//! from the unverified snapshot** (it appears once the LIST verified it).
+//! [`keep_credentials`](Persist::keep_credentials) is the documented opt-in that writes them.
+//! The file name is a hash of the server, the user, the kind and the scope: a user name (or a
+//! token someone passed as identity) never appears in clear.
+
+pub mod file;
+pub mod format;
+pub mod key;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::snapshot::Snapshot;
+use format::{FLAG_REDACTED, FormatError, Header, Record};
+use key::FileKey;
+
+pub use crate::state::WARM_START;
+
+/// How often a cache rewrites its file at most, while its snapshot changes: 30 s.
+pub const DEFAULT_REWRITE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// At most this many threads decode a warm-start file.
+const DECODE_THREADS: usize = 4;
+
+/// A decoding thread takes at least this many objects (fewer are decoded on the caller's).
+const DECODE_SLICE_MIN: usize = 1000;
+
+/// A hook that removes inline credentials from an object's JSON before it is written; returns
+/// whether it removed any.
+pub type Redact = Arc<dyn Fn(&mut Value) -> bool + Send + Sync>;
+
+/// Where and how a cache persists its snapshot (see the [module docs](self)).
+#[derive(Clone)]
+pub struct Persist {
+    pub(crate) dir: PathBuf,
+    pub(crate) server: String,
+    pub(crate) user: String,
+    pub(crate) rewrite_interval: Duration,
+    pub(crate) keep_credentials: bool,
+    pub(crate) redact: Redact,
+}
+
+impl fmt::Debug for Persist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The server and user identities are left out: a user name is a credential, and a
+        // server URL may carry userinfo.
+        f.debug_struct("Persist")
+            .field("dir", &self.dir)
+            .field("rewrite_interval", &self.rewrite_interval)
+            .field("keep_credentials", &self.keep_credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Persist {
+    /// Files in `dir` (created `0700` if missing), for the API server identified by `server`
+    /// (e.g. its URL; a cache of another server never reads this one's file).
+    pub fn new(dir: impl Into<PathBuf>, server: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            server: server.into(),
+            user: String::new(),
+            rewrite_interval: DEFAULT_REWRITE_INTERVAL,
+            keep_credentials: false,
+            redact: Arc::new(strip_inline_credentials),
+        }
+    }
+
+    /// The user identity the cache reads as (e.g. the kubeconfig user): two users never share
+    /// a file, as they may not see the same objects. Hashed into the file name, never stored in
+    /// clear.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// How often the file is rewritten at most while the snapshot changes (default
+    /// [`DEFAULT_REWRITE_INTERVAL`]; zero: at the reflector's next housekeeping tick, about
+    /// once a second). It is also written when the reflector task ends.
+    pub fn rewrite_interval(mut self, interval: Duration) -> Self {
+        self.rewrite_interval = interval;
+        self
+    }
+
+    /// Opt-in: writes inline credentials to the file (the file is still `0600`), and serves
+    /// objects that carry them from the unverified snapshot. Off by default.
+    pub fn keep_credentials(mut self, keep: bool) -> Self {
+        self.keep_credentials = keep;
+        self
+    }
+
+    /// Replaces the hook that removes inline credentials before an object is written (default
+    /// [`strip_inline_credentials`]).
+    pub fn redact(mut self, redact: impl Fn(&mut Value) -> bool + Send + Sync + 'static) -> Self {
+        self.redact = Arc::new(redact);
+        self
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The default [`Persist::redact`] hook: removes the inline credentials repocache knows of:
+/// a PackageRepository's `spec.auth.basic.username`/`password` and `spec.auth.bearer.token`,
+/// the userinfo of its `spec.url`, and a Secret's `data` and `stringData`.
+pub fn strip_inline_credentials(obj: &mut Value) -> bool {
+    let mut removed = false;
+    if obj.get("kind").and_then(Value::as_str) == Some("Secret")
+        && let Some(map) = obj.as_object_mut()
+    {
+        removed |= map.remove("data").is_some();
+        removed |= map.remove("stringData").is_some();
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return removed;
+    };
+    if let Some(auth) = spec.get_mut("auth").and_then(Value::as_object_mut) {
+        if let Some(basic) = auth.get_mut("basic").and_then(Value::as_object_mut) {
+            removed |= basic.remove("username").is_some();
+            removed |= basic.remove("password").is_some();
+        }
+        if let Some(bearer) = auth.get_mut("bearer").and_then(Value::as_object_mut) {
+            removed |= bearer.remove("token").is_some();
+        }
+    }
+    if let Some(Value::String(url)) = spec.get_mut("url")
+        && let Some((scheme, rest)) = url.split_once("://")
+    {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            *url = format!("{scheme}://{}", &rest[at + 1..]);
+            removed = true;
+        }
+    }
+    removed
+}
+
+/// Why a warm-start file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a whole warm-start file of this cache.
+    #[error("{path}: {source}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// An object in the file does not decode as the cache's kind (the kind's schema changed),
+    /// or an object could not be encoded.
+    #[error("{path}: object {index}: {message}")]
+    Object {
+        /// The file.
+        path: PathBuf,
+        /// The object's position in the file.
+        index: usize,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// Serializes an object to JSON (captured where `K: Serialize` is known).
+pub(crate) type ToJson<K> = Arc<dyn Fn(&K) -> serde_json::Result<Value> + Send + Sync>;
+
+/// A [`Persist`] with the kind's serializer: what [`CacheConfig`](crate::CacheConfig) holds.
+pub(crate) struct Plan<K> {
+    pub(crate) persist: Persist,
+    pub(crate) to_json: ToJson<K>,
+}
+
+impl<K> Clone for Plan<K> {
+    fn clone(&self) -> Self {
+        Self {
+            persist: self.persist.clone(),
+            to_json: self.to_json.clone(),
+        }
+    }
+}
+
+/// What a warm-start file held, as loaded.
+pub(crate) struct Loaded<K> {
+    /// The objects to serve unverified (those stored without credentials are left out).
+    pub(crate) objects: Vec<K>,
+    /// Objects stored without their credentials: not served until verified.
+    pub(crate) withheld: usize,
+    /// How old the file was when loaded.
+    pub(crate) age: Duration,
+}
+
+/// One cache's file: where it is, what it must hold, and how to write it.
+pub(crate) struct Store<K> {
+    plan: Plan<K>,
+    key: FileKey,
+    path: PathBuf,
+    api_version: String,
+    kind: String,
+    /// The server's hashed identity ([`key::server_id`]).
+    server: String,
+    /// The generation last written (0: none); serializes writers within the process.
+    written: Mutex<u64>,
+}
+
+impl<K> Store<K>
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    /// The file of this cache: kind, namespace and selectors complete the key.
+    pub(crate) fn new(
+        plan: Plan<K>,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Self {
+        let dt = K::DynamicType::default();
+        let api_version = K::api_version(&dt).into_owned();
+        let kind = K::kind(&dt).into_owned();
+        let key = FileKey::new(
+            &plan.persist.server,
+            &plan.persist.user,
+            &api_version,
+            &kind,
+            namespace,
+            label_selector,
+            field_selector,
+        );
+        let path = plan.persist.dir.join(key.file_name());
+        let server = key::server_id(&plan.persist.server);
+        Self {
+            server,
+            plan,
+            key,
+            path,
+            api_version,
+            kind,
+            written: Mutex::new(0),
+        }
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How often to rewrite at most.
+    pub(crate) fn rewrite_interval(&self) -> Duration {
+        self.plan.persist.rewrite_interval
+    }
+
+    /// Loads the file: `None` when it is absent, or bad (then it is reported with one warning
+    /// and moved aside).
+    pub(crate) fn load(&self) -> Option<Loaded<K>>
+    where
+        K: DeserializeOwned + Send,
+    {
+        match self.try_load() {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                let aside = file::move_aside(&self.path);
+                warn!(
+                    kind = %self.kind,
+                    error = %err,
+                    moved_to = ?aside.as_ref().ok(),
+                    "warm-start file ignored (starting cold)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Decodes the records, in up to [`DECODE_THREADS`] slices at once (decoding JSON into typed
+    /// objects is most of a warm start's time: about 1 KB of JSON per object).
+    fn decode_all(&self, records: &[(usize, &[u8])]) -> Result<Vec<K>, PersistError>
+    where
+        K: DeserializeOwned + Send,
+    {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(DECODE_THREADS)
+            .min(records.len() / DECODE_SLICE_MIN + 1);
+        let decode = |slice: &[(usize, &[u8])]| -> Result<Vec<K>, PersistError> {
+            slice
+                .iter()
+                .map(|&(index, json)| {
+                    serde_json::from_slice::<K>(json).map_err(|e| PersistError::Object {
+                        path: self.path.clone(),
+                        index,
+                        message: e.to_string(),
+                    })
+                })
+                .collect()
+        };
+        if threads <= 1 {
+            return decode(records);
+        }
+        let slice = records.len().div_ceil(threads);
+        let parts: Vec<Result<Vec<K>, PersistError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = records
+                .chunks(slice)
+                .map(|part| scope.spawn(move || decode(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(PersistError::Object {
+                            path: self.path.clone(),
+                            index: 0,
+                            message: "the decoder panicked".to_owned(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut objects = Vec::with_capacity(records.len());
+        for part in parts {
+            objects.extend(part?);
+        }
+        Ok(objects)
+    }
+
+    fn try_load(&self) -> Result<Option<Loaded<K>>, PersistError>
+    where
+        K: DeserializeOwned + Send,
+    {
+        let io = |source| PersistError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let Some(bytes) = file::read(&self.path).map_err(io)? else {
+            debug!(kind = %self.kind, path = %self.path.display(), "no warm-start file");
+            return Ok(None);
+        };
+        let bad = |source| PersistError::Format {
+            path: self.path.clone(),
+            source,
+        };
+        let (header, records) = format::decode(&bytes).map_err(bad)?;
+        format::check(
+            &header,
+            &self.api_version,
+            &self.kind,
+            &self.server,
+            self.key.hash(),
+        )
+        .map_err(bad)?;
+        let keep = self.plan.persist.keep_credentials;
+        let wanted: Vec<(usize, &[u8])> = records
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (flags, _))| keep || flags & FLAG_REDACTED == 0)
+            .map(|(index, (_, json))| (index, json))
+            .collect();
+        let withheld = header.objects as usize - wanted.len();
+        let objects = self.decode_all(&wanted)?;
+        let written = UNIX_EPOCH + Duration::from_millis(header.written_at_ms);
+        let age = SystemTime::now()
+            .duration_since(written)
+            .unwrap_or_default();
+        debug!(kind = %self.kind, objects = objects.len(), withheld, ?age, "warm-start file loaded");
+        Ok(Some(Loaded {
+            objects,
+            withheld,
+            age,
+        }))
+    }
+}
+
+impl<K> Store<K> {
+    /// Writes `snapshot` unless a newer or equal generation was written already. Returns
+    /// whether it wrote.
+    pub(crate) fn save(&self, snapshot: &Snapshot<K>) -> Result<bool, PersistError> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if snapshot.generation() <= *written {
+            return Ok(false);
+        }
+        let bytes = self.encode(snapshot)?;
+        let dir = &self.plan.persist.dir;
+        file::write_atomic(dir, &self.key.file_name(), &bytes).map_err(|source| {
+            PersistError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        *written = snapshot.generation();
+        debug!(kind = %self.kind, objects = snapshot.len(), bytes = bytes.len(), "warm-start file written");
+        Ok(true)
+    }
+
+    /// The file's bytes for `snapshot`.
+    pub(crate) fn encode(&self, snapshot: &Snapshot<K>) -> Result<Vec<u8>, PersistError> {
+        let persist = &self.plan.persist;
+        let mut records = Vec::with_capacity(snapshot.len());
+        for (index, obj) in snapshot.iter().enumerate() {
+            let mut value = (self.plan.to_json)(obj).map_err(|e| PersistError::Object {
+                path: self.path.clone(),
+                index,
+                message: e.to_string(),
+            })?;
+            let redacted = !persist.keep_credentials && (persist.redact)(&mut value);
+            let json = serde_json::to_vec(&value).map_err(|e| PersistError::Object {
+                path: self.path.clone(),
+                index,
+                message: e.to_string(),
+            })?;
+            records.push(Record {
+                flags: if redacted { FLAG_REDACTED } else { 0 },
+                json,
+            });
+        }
+        let header = Header {
+            kind: self.kind.clone(),
+            api_version: self.api_version.clone(),
+            server: self.server.clone(),
+            key: self.key.hash().to_owned(),
+            resource_version: snapshot.resource_version().map(str::to_owned),
+            written_at_ms: file::unix_ms(SystemTime::now()),
+            objects: 0,
+            credentials: persist.keep_credentials,
+        };
+        Ok(format::encode(&header, &records))
+    }
+}
+
+/// Keeps the file of a verified cache up to date (owned by the reflector task).
+pub(crate) struct Persister<K> {
+    pub(crate) store: Arc<Store<K>>,
+    /// When the last write started (`None`: never).
+    last: Option<Instant>,
+    /// The cache has been verified by a LIST: its snapshot may be written.
+    verified: bool,
+    shared: Arc<crate::shared::Shared<K>>,
+}
+
+impl<K> Persister<K>
+where
+    K: Resource + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    pub(crate) fn new(store: Arc<Store<K>>, shared: Arc<crate::shared::Shared<K>>) -> Self {
+        Self {
+            store,
+            last: None,
+            verified: false,
+            shared,
+        }
+    }
+
+    /// The cache was verified (a relist completed): its snapshots may be written.
+    pub(crate) fn verified(&mut self) {
+        self.verified = true;
+    }
+
+    /// Writes the current snapshot in the background when it changed and the rewrite interval
+    /// has passed since the last write.
+    pub(crate) fn tick(&mut self) {
+        if !self.verified
+            || self
+                .last
+                .is_some_and(|at| at.elapsed() < self.store.rewrite_interval())
+        {
+            return;
+        }
+        let snapshot = self.shared.current.load_full();
+        if snapshot.generation() <= *self.store.written.lock().unwrap_or_else(|p| p.into_inner()) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = store.save(&snapshot) {
+                warn!(error = %err, "warm-start file not written");
+            }
+        });
+    }
+}
+
+impl<K> Drop for Persister<K> {
+    fn drop(&mut self) {
+        // The reflector task ended: write what it verified last (blocking, once).
+        if !self.verified {
+            return;
+        }
+        let snapshot = self.shared.current.load_full();
+        if let Err(err) = self.store.save(&snapshot) {
+            warn!(error = %err, "warm-start file not written at shutdown");
+        }
+    }
+}
