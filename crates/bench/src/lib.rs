@@ -21,5 +21,6 @@ pub mod machine;
 pub mod measure;
 pub mod memory;
 pub mod plot;
+pub mod random_reads;
 pub mod report;
 pub mod sides;

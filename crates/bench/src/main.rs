@@ -8,10 +8,12 @@
 //! run and renders everything, each figure beside its comparison, with the machine and the git
 //! commit.
 //!
-//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only] [--e2e-part PART]...`
+//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only] [--random-reads-only] [--e2e-part PART]...`
 //! - `--full` (default) / `--quick`: the real run; `--quick` uses shorter phases.
 //! - `--smoke`: tiny sizes and phases, writes to a temporary directory (never `docs/`), for CI.
 //! - `--e2e-only`: skip sections 1, 3 and 5 (for working on the end-to-end part; give `--out`).
+//! - `--random-reads-only`: run only the random-order read part of section 1 (for working on the
+//!   read path; give `--out`).
 //! - `--e2e-part PART` (repeatable): run only these parts of section 6 (`sync`, `propagation`,
 //!   `load`, `consistent`, `replicas`, `install`); the others are reported as not run.
 //!
@@ -31,9 +33,9 @@ use repocache_bench::memory::MemoryReport;
 use repocache_bench::plot::{self, Series};
 use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
 use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, RepocachePerEvent, WriteSide};
-use repocache_bench::{fixture, ids};
+use repocache_bench::{fixture, ids, random_reads};
 
-const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only] [--e2e-part PART]...";
+const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only] [--random-reads-only] [--e2e-part PART]...";
 
 /// How long and how big a run is.
 struct Config {
@@ -47,6 +49,8 @@ struct Config {
     memory_objects: usize,
     /// `--e2e-part`: the end-to-end parts to run (empty: all).
     e2e_parts: Vec<&'static str>,
+    /// The random-order read part.
+    random: random_reads::Config,
 }
 
 impl Config {
@@ -61,6 +65,7 @@ impl Config {
             relists: 10,
             memory_objects: 10_000,
             e2e_parts: Vec::new(),
+            random: random_reads::Config::full(),
         }
     }
 
@@ -70,6 +75,7 @@ impl Config {
             latency_phase: Duration::from_millis(400),
             throughput_phase: Duration::from_millis(200),
             relists: 4,
+            random: random_reads::Config::quick(),
             ..Self::full()
         }
     }
@@ -85,6 +91,7 @@ impl Config {
             relists: 1,
             memory_objects: 200,
             e2e_parts: Vec::new(),
+            random: random_reads::Config::smoke(),
         }
     }
 }
@@ -96,6 +103,7 @@ struct Args {
     svg: PathBuf,
     command: String,
     e2e_only: bool,
+    random_only: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -113,6 +121,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut svg = None;
     let mut command = None;
     let mut e2e_only = false;
+    let mut random_only = false;
     let mut parts = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -133,6 +142,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
             "--command" => command = Some(value("--command")?),
             "--e2e-only" => e2e_only = true,
+            "--random-reads-only" => random_only = true,
             "--e2e-part" => {
                 let part = value("--e2e-part")?;
                 let known = repocache_bench::e2e::PARTS;
@@ -174,6 +184,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         out,
         svg,
         e2e_only,
+        random_only,
     })
 }
 
@@ -209,8 +220,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
         cfg.mode, info.commit, info.cores
     );
 
-    let (latency, relist, memory) = if args.e2e_only {
-        eprintln!("  micro part skipped (--e2e-only)");
+    let random = if args.e2e_only {
+        Vec::new()
+    } else {
+        random_reads::run(&cfg.random, |n| {
+            eprintln!("  random-order reads at {n} objects: done");
+        })
+    };
+    let (latency, relist, memory) = if args.e2e_only || args.random_only {
+        eprintln!("  micro part skipped (--e2e-only / --random-reads-only)");
         (
             Vec::new(),
             Vec::new(),
@@ -220,13 +238,22 @@ fn run(args: &Args) -> anyhow::Result<()> {
         micro(cfg, floor)
     };
 
-    let e2e = end_to_end::run(cfg)?;
+    let e2e = if args.random_only {
+        report::EndToEnd::default()
+    } else {
+        end_to_end::run(cfg)?
+    };
 
     // No figure without latency runs (an empty plot never finishes drawing).
     let svg_rel = if latency.is_empty() {
         None
     } else {
         Some(write_svg(args, &latency)?)
+    };
+    let random_svg = if random.is_empty() {
+        None
+    } else {
+        Some(write_random_svg(args, &random)?)
     };
     let results = Results {
         info,
@@ -241,6 +268,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
             cfg.throughput_phase.as_secs_f64(),
         ),
         latency,
+        random,
+        random_svg,
+        random_phase_ms: cfg.random.phase.as_secs_f64() * 1e3,
         relist,
         memory,
         criterion: Criterion::new(args.criterion.as_deref()),
@@ -474,6 +504,49 @@ fn write_svg(args: &Args, latency: &[LatencyRun]) -> anyhow::Result<String> {
         .svg
         .strip_prefix(base)
         .unwrap_or(&args.svg)
+        .display()
+        .to_string())
+}
+
+/// Draws the random-read figure beside the latency figure; returns its path relative to the
+/// report.
+fn write_random_svg(args: &Args, rows: &[random_reads::Row]) -> anyhow::Result<String> {
+    let path = args.svg.with_file_name("random-reads.svg");
+    let mut series = Vec::new();
+    for (color, store) in random_reads::STORES.iter().enumerate() {
+        for readers in [1, 2] {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.store == *store && r.readers == readers && !r.writer)
+                .map(|r| (r.objects as f64, r.ns_per_read))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            series.push(plot::CostSeries {
+                label: format!(
+                    "{}, {readers} reader{}",
+                    store.replace('`', ""),
+                    if readers == 1 { "" } else { "s" }
+                ),
+                points,
+                color,
+                dashed: readers > 1,
+            });
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    plot::cost_vs_objects(
+        &path,
+        "get by name in random order: time per read per thread, no writer",
+        &series,
+    )?;
+    let base = args.out.parent().unwrap_or(Path::new(""));
+    Ok(path
+        .strip_prefix(base)
+        .unwrap_or(&path)
         .display()
         .to_string())
 }

@@ -108,3 +108,84 @@ pub fn read_latency(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow::
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// One line of [`cost_vs_objects`]: (object count, nanoseconds per read) points.
+pub struct CostSeries {
+    /// Legend text.
+    pub label: String,
+    /// (objects, ns per read), in increasing object count.
+    pub points: Vec<(f64, f64)>,
+    /// Index into the palette (one color per store).
+    pub color: usize,
+    /// Dashed (used for a second configuration of the same store).
+    pub dashed: bool,
+}
+
+/// Writes a figure of read cost against object count (x logarithmic, y linear from zero) as SVG
+/// to `path`: one line per store and configuration.
+pub fn cost_vs_objects(path: &Path, title: &str, series: &[CostSeries]) -> anyhow::Result<()> {
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let x_min = all().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1.0);
+    let x_max = all().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = all()
+        .map(|p| p.1)
+        .filter(|y| y.is_finite())
+        .fold(1.0, f64::max);
+    anyhow::ensure!(
+        x_min.is_finite() && x_max > 0.0,
+        "plot {}: nothing to draw",
+        path.display()
+    );
+    let err = |e: &dyn std::fmt::Display| anyhow!("plot {}: {e}", path.display());
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(
+            ((x_min / 1.5)..(x_max * 1.5)).log_scale(),
+            0.0..(y_max * 1.15),
+        )
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("objects in the cache (log scale)")
+        .y_desc("time per read per thread")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| ns_label(*v))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for s in series {
+        let color = PALETTE[s.color % PALETTE.len()];
+        let style = color.stroke_width(if s.dashed { 2 } else { 3 });
+        let points = s.points.iter().copied().filter(|p| p.1.is_finite());
+        let drawn = if s.dashed {
+            chart.draw_series(DashedLineSeries::new(points, 8, 5, style))
+        } else {
+            chart.draw_series(LineSeries::new(points, style))
+        }
+        .map_err(|e| err(&e))?;
+        drawn.label(s.label.clone()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+        });
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .filter(|p| p.1.is_finite())
+                    .map(|&p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ use crate::ids;
 use crate::machine::RunInfo;
 use crate::measure::{RelistWait, WriterStats};
 use crate::memory::MemoryReport;
+use crate::random_reads;
 
 /// Per-read latency of one store at one size, with or without the writer.
 pub struct LatencyRun {
@@ -76,6 +77,12 @@ pub struct Results {
     pub phase_secs: (f64, f64),
     /// Test 1, latency side.
     pub latency: Vec<LatencyRun>,
+    /// Random-order reads, 1 and 2 reader threads (section 1, last part).
+    pub random: Vec<random_reads::Row>,
+    /// Path of the random-read figure, relative to the report.
+    pub random_svg: Option<String>,
+    /// Length of one random-read phase, milliseconds.
+    pub random_phase_ms: f64,
     /// Test 3.
     pub relist: Vec<RelistRun>,
     /// Test 5 (or why it is missing).
@@ -321,6 +328,8 @@ fn targets(r: &Results) -> Vec<Target> {
         met: worst.map(|(_, x)| x >= 3.0),
     });
 
+    out.extend(random_targets(r));
+
     // 2. snapshot at least 1,000x faster than state() at the largest size.
     let x = ratio(
         c.ns(ids::LIST, ids::LIST_KUBE_STATE, big),
@@ -411,6 +420,138 @@ fn targets(r: &Results) -> Vec<Target> {
     });
     out.extend(r.e2e.targets.iter().cloned());
     out
+}
+
+/// The random-order read targets (issue #20): one reader at least as fast as kube-runtime's
+/// `Store::get` and within 1.2x of the unsynchronized map; two readers at least 1.3x
+/// kube-runtime's; every size, idle and with the writer.
+fn random_targets(r: &Results) -> Vec<Target> {
+    use random_reads::{CACHE_GET, KUBE_GET, MAP_GET};
+    if r.random.is_empty() {
+        return Vec::new();
+    }
+    let ns = |store: &str, n: usize, readers: usize, writer: bool| {
+        random_reads::find(&r.random, store, n, readers, writer).map(|row| row.ns_per_read)
+    };
+    let sizes: Vec<usize> = {
+        let mut v: Vec<usize> = r.random.iter().map(|row| row.objects).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    // (objects, writer, ratio) over every size and writer setting; `worst` picks by `better`.
+    let ratios = |readers: usize, num: &str, den: &str| -> Vec<(usize, bool, f64)> {
+        sizes
+            .iter()
+            .flat_map(|&n| [(n, false), (n, true)])
+            .filter_map(|(n, w)| {
+                ratio(ns(num, n, readers, w), ns(den, n, readers, w)).map(|x| (n, w, x))
+            })
+            .collect()
+    };
+    let show = |(n, w, x): (usize, bool, f64)| {
+        format!(
+            "{} at {n} objects{}",
+            fmt_ratio(x),
+            if w { " with the writer" } else { ", idle" }
+        )
+    };
+    let mut out = Vec::new();
+    let one = ratios(1, KUBE_GET, CACHE_GET);
+    let worst = one.iter().copied().min_by(|a, b| a.2.total_cmp(&b.2));
+    out.push(Target {
+        what: "random-order reads, one reader: `Cache::get` at least as fast as kube-runtime \
+               `Store::get` (≥ 1.0x; every size, idle and with the writer)"
+            .into(),
+        measured: worst.map_or_else(|| "—".into(), |w| format!("worst {}", show(w))),
+        met: worst.map(|w| w.2 >= 1.0),
+    });
+    let limit = ratios(1, CACHE_GET, MAP_GET);
+    let worst = limit.iter().copied().max_by(|a, b| a.2.total_cmp(&b.2));
+    out.push(Target {
+        what: "random-order reads, one reader: `Cache::get` within 1.2x of the unsynchronized \
+               `HashMap` (every size, idle and with the writer)"
+            .into(),
+        measured: worst.map_or_else(|| "—".into(), |w| format!("worst {}", show(w))),
+        met: worst.map(|w| w.2 <= 1.2),
+    });
+    let two = ratios(2, KUBE_GET, CACHE_GET);
+    let worst = two.iter().copied().min_by(|a, b| a.2.total_cmp(&b.2));
+    out.push(Target {
+        what: "random-order reads, two readers: `Cache::get` at least 1.3x kube-runtime \
+               `Store::get` (every size, idle and with the writer)"
+            .into(),
+        measured: worst.map_or_else(|| "—".into(), |w| format!("worst {}", show(w))),
+        met: worst.map(|w| w.2 >= 1.3),
+    });
+    out
+}
+
+/// The random-order read section (part of section 1).
+fn render_random(s: &mut String, r: &Results) {
+    use random_reads::{CACHE_GET, KUBE_GET, MAP_GET, READER_GET};
+    let _ = writeln!(s, "### Random-order reads, one and two reader threads\n");
+    if r.random.is_empty() {
+        let _ = writeln!(s, "_Not measured in this run._\n");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Each reader thread reads names in an order drawn up front at random over the whole key \
+         space (a precomputed index sequence per thread; no random number generator on the \
+         measured path), as a reconciler reads, in chunks of 1,024 reads with the clock read \
+         once per chunk. CPU time per read per thread (the thread's own run time from \
+         `/proc/thread-self/schedstat`, so that time the scheduler gave other processes on this \
+         shared machine does not count; cache misses and cache-line transfers do); each figure is the median of {} rounds in \
+         which the stores' phases alternate (phases of {:.0} ms). The writer, when present, \
+         applies `Apply` events paced to {} to the store being read (for the unsynchronized \
+         `HashMap`, which nothing can write while it is read, to a repocache store beside it, \
+         so that the machine carries the same load). `kube / x` above 1 means x is faster.\n",
+        r.random.first().map_or(0, |row| row.rounds.len()),
+        r.random_phase_ms,
+        fmt_rate(r.writer_rate),
+    );
+    let _ = writeln!(
+        s,
+        "| objects | readers | writer | kube-runtime `Store::get` | repocache `Cache::get` | repocache `Reader::get` | unsynchronized `HashMap` | kube / `Cache::get` | `Cache::get` / `HashMap` | kube / `Reader::get` |"
+    );
+    let _ = writeln!(
+        s,
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mut configs: Vec<(usize, usize, bool)> = r
+        .random
+        .iter()
+        .map(|row| (row.objects, row.readers, row.writer))
+        .collect();
+    configs.dedup();
+    for (n, readers, writer) in configs {
+        let ns = |store| random_reads::find(&r.random, store, n, readers, writer);
+        let v = |store| ns(store).map(|row| row.ns_per_read);
+        let rate = ns(CACHE_GET)
+            .and_then(|row| row.writer_events_per_sec)
+            .map_or_else(|| "—".to_owned(), |x| format!("{} achieved", fmt_rate(x)));
+        let _ = writeln!(
+            s,
+            "| {n} | {readers} | {rate} | {} | {} | {} | {} | {} | {} | {} |",
+            opt_ns(v(KUBE_GET)),
+            opt_ns(v(CACHE_GET)),
+            opt_ns(v(READER_GET)),
+            opt_ns(v(MAP_GET)),
+            opt_ratio(ratio(v(KUBE_GET), v(CACHE_GET))),
+            opt_ratio(ratio(v(CACHE_GET), v(MAP_GET))),
+            opt_ratio(ratio(v(KUBE_GET), v(READER_GET))),
+        );
+    }
+    let _ = writeln!(s);
+    if let Some(svg) = &r.random_svg {
+        let _ = writeln!(
+            s,
+            "![Random-order read cost against object count]({svg})\n\n_Time per read per thread \
+             against the number of cached objects, no writer; solid: one reader, dashed: two \
+             readers._\n"
+        );
+    }
 }
 
 /// The whole report as Markdown.
@@ -571,6 +712,8 @@ pub fn render(r: &Results) -> String {
             r.largest()
         );
     }
+
+    render_random(&mut s, r);
 
     // 2. list.
     let _ = writeln!(s, "## 2. `list` / full snapshot (criterion)\n");
