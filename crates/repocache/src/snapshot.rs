@@ -21,10 +21,139 @@ use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::Ordered;
 
-/// Objects by (namespace, name), for O(1) expected-time lookups. The map stores no separate
-/// key: each entry is the object's `Arc`, hashed and compared by the object's own metadata.
-pub(crate) type Index<K> =
-    imbl::GenericHashMap<Slot<K>, (), Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+/// Objects by (namespace, name): a flat hash table (the *base*) under a small persistent map of
+/// the changes made since the base was built (the *delta*), the LSM idea.
+///
+/// A read checks the delta (skipped when empty) and then the base: one probe of a flat
+/// open-addressing table instead of a walk down a persistent trie, whose dependent loads cost
+/// about twice as much once the table outgrows the CPU caches. The writer puts every change in
+/// the delta (O(log d), persistent, so a snapshot is still an O(1) clone of both); when the
+/// delta holds more than [`REBUILD_MIN`] + n / [`REBUILD_FRACTION`] entries, it folds it into a
+/// new base, copying the base (one reference count per object, no rehashing) and applying the
+/// delta. While no snapshot shares the base (a relist's index, built aside; the writer's own
+/// between a fold and the next publish) changes go straight into it, in place.
+/// That costs O(n) every n / [`REBUILD_FRACTION`] changes: [`REBUILD_FRACTION`] entry copies per
+/// change, amortized, all on the writer.
+///
+/// Neither part stores a separate key: each entry is the object's `Arc`, hashed and compared by
+/// the object's own metadata.
+pub(crate) struct Index<K> {
+    base: Arc<Base<K>>,
+    delta: Delta<K>,
+}
+
+/// The flat table: every object present when it was built, under its owned key. The key is
+/// stored in the table (not read from the object) so that a lookup compares names without first
+/// loading the object's metadata: one dependent load fewer per read than keying by the object.
+type Base<K> = std::collections::HashMap<ObjectKey, Arc<K>, Hasher>;
+
+/// The changes since the base was built: `true` for an object added or replaced (the slot is the
+/// object now), `false` for one removed (the slot is the removed object, only its key counts).
+type Delta<K> = imbl::GenericHashMap<Slot<K>, bool, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// The delta is folded into the base once it holds more than `REBUILD_MIN + n / REBUILD_FRACTION`
+/// entries (n: the objects in the base).
+pub(crate) const REBUILD_FRACTION: usize = 8;
+/// See [`REBUILD_FRACTION`].
+pub(crate) const REBUILD_MIN: usize = 64;
+
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Self {
+            base: Arc::default(),
+            delta: Delta::default(),
+        }
+    }
+}
+
+impl<K> Clone for Index<K> {
+    fn clone(&self) -> Self {
+        Self {
+            base: self.base.clone(),
+            delta: self.delta.clone(),
+        }
+    }
+}
+
+impl<K: Resource> Index<K> {
+    /// Inserts or replaces the object under the slot's key. (The unit value mirrors the map API
+    /// the writer calls.)
+    pub(crate) fn insert(&mut self, slot: Slot<K>, (): ()) {
+        self.change(slot, true);
+    }
+
+    /// Removes the object under `key`; returns it (as its slot) when there was one.
+    pub(crate) fn remove_with_key(&mut self, key: &dyn KeyView) -> Option<(Slot<K>, ())> {
+        let removed = lookup(self, key)?.clone();
+        self.change(Slot(removed.clone()), false);
+        Some((Slot(removed), ()))
+    }
+
+    /// Records one change: straight into the base when no snapshot shares it (a relist's index
+    /// built aside, or the writer's between a fold and the next publish), else into the delta.
+    fn change(&mut self, slot: Slot<K>, present: bool) {
+        if Arc::get_mut(&mut self.base).is_some() {
+            if !self.delta.is_empty() {
+                self.fold();
+            }
+            put(Arc::make_mut(&mut self.base), slot, present);
+            return;
+        }
+        self.delta.insert(slot, present);
+        self.fold_if_due();
+    }
+
+    /// The number of objects (walks the delta: for tests and debugging, not the read path).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        let mut len = self.base.len();
+        for (slot, present) in &self.delta {
+            let in_base = self.base.contains_key(slot as &dyn KeyView);
+            match (in_base, *present) {
+                (false, true) => len += 1,
+                (true, false) => len -= 1,
+                _ => {}
+            }
+        }
+        len
+    }
+
+    /// The entries in the delta (for tests).
+    #[cfg(test)]
+    pub(crate) fn delta_len(&self) -> usize {
+        self.delta.len()
+    }
+
+    fn fold_if_due(&mut self) {
+        if self.delta.len() > REBUILD_MIN + self.base.len() / REBUILD_FRACTION {
+            self.fold();
+        }
+    }
+
+    /// Folds the delta into the base (see [`Index`]).
+    fn fold(&mut self) {
+        // In place when no snapshot shares the base; else on a copy (a reference count per
+        // entry, no rehashing).
+        let base = Arc::make_mut(&mut self.base);
+        base.reserve(self.delta.len());
+        for (slot, present) in std::mem::take(&mut self.delta) {
+            put(base, slot, present);
+        }
+    }
+}
+
+/// Applies one change to a base table: a replaced object keeps its key (no allocation), a new
+/// one gets its owned key, a removed one leaves.
+fn put<K: Resource>(base: &mut Base<K>, slot: Slot<K>, present: bool) {
+    let key: &dyn KeyView = &slot;
+    if !present {
+        base.remove(key);
+    } else if let Some(held) = base.get_mut(key) {
+        *held = slot.0;
+    } else {
+        base.insert(ObjectKey::from_view(&slot), slot.0);
+    }
+}
 
 /// A cached object as the lookup map holds it: hashed and compared by its (namespace, name),
 /// so copying a map node (as every persistent update does) costs one reference count per entry
@@ -91,13 +220,18 @@ impl<'a, K: Resource + 'a> Borrow<dyn KeyView + 'a> for Slot<K> {
     }
 }
 
-/// Looks an object up by a borrowed key.
+/// Looks an object up by a borrowed key: the delta first (when it holds anything), then the base.
 #[inline]
 pub(crate) fn lookup<'s, K: Resource>(
     index: &'s Index<K>,
     key: &dyn KeyView,
 ) -> Option<&'s Arc<K>> {
-    index.get_key_value(key).map(|(slot, ())| &slot.0)
+    if !index.delta.is_empty()
+        && let Some((slot, present)) = index.delta.get_key_value(key)
+    {
+        return present.then_some(&slot.0);
+    }
+    index.base.get(key)
 }
 
 /// An immutable, consistent view of every cached object of kind `K` at one moment.
@@ -446,6 +580,156 @@ mod tests {
         assert!(snap.get_key(&absent).is_none());
         assert!(!snap.contains(&absent));
         assert!(!snap.contains(&crate::key::ObjectKey::namespaced("ns", "a")));
+    }
+
+    fn cm_in(ns: Option<&str>, name: &str, version: u32) -> Arc<ConfigMap> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns, "resourceVersion": version.to_string()},
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// One change to the index: upsert (namespace, name) at a version, or remove it.
+    #[derive(Clone, Debug)]
+    enum Change {
+        Put(Option<u8>, u16, u32),
+        Remove(Option<u8>, u16),
+        /// Take a snapshot here (a clone of the index, as a publish takes).
+        Publish,
+    }
+
+    fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+        use proptest::prelude::*;
+        // 2 x 300 keys: enough for the delta to outgrow `REBUILD_MIN` and be folded, often.
+        let key = (proptest::option::of(0u8..2), 0u16..300);
+        prop_oneof![
+            6 => (key.clone(), any::<u32>()).prop_map(|((ns, n), v)| Change::Put(ns, n, v)),
+            3 => key.prop_map(|(ns, n)| Change::Remove(ns, n)),
+            1 => Just(Change::Publish),
+        ]
+    }
+
+    type Model = std::collections::HashMap<(Option<String>, String), u32>;
+
+    /// Every key of the universe finds in `index` exactly what `model` holds.
+    fn agrees(index: &Index<ConfigMap>, model: &Model) -> Result<(), String> {
+        for ns in [None, Some("ns-0".to_owned()), Some("ns-1".to_owned())] {
+            for n in 0..300u16 {
+                let name = format!("cm-{n}");
+                let found = lookup(index, &(ns.as_deref(), name.as_str())).map(|o| {
+                    assert_eq!(o.metadata.name.as_deref(), Some(name.as_str()));
+                    assert_eq!(o.metadata.namespace, ns);
+                    o.metadata
+                        .resource_version
+                        .clone()
+                        .unwrap()
+                        .parse::<u32>()
+                        .unwrap()
+                });
+                let want = model.get(&(ns.clone(), name.clone())).copied();
+                if found != want {
+                    return Err(format!("{ns:?}/{name}: index {found:?}, model {want:?}"));
+                }
+            }
+        }
+        if index.len() != model.len() {
+            return Err(format!("len {} vs model {}", index.len(), model.len()));
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// The base + delta index against a plain map, after every change; and every snapshot
+        /// (a clone taken at a publish) still agrees, at the end, with the model as it was then:
+        /// folds and in-place changes never reach a published index.
+        #[test]
+        fn base_and_delta_agree_with_a_plain_map(
+            changes in proptest::collection::vec(change(), 1..800),
+        ) {
+            let mut index: Index<ConfigMap> = Index::default();
+            let mut model = Model::new();
+            let mut published: Vec<(Index<ConfigMap>, Model)> = Vec::new();
+            let mut step = 0;
+            for change in changes {
+                match change {
+                    Change::Put(ns, n, v) => {
+                        let ns = ns.map(|i| format!("ns-{i}"));
+                        let name = format!("cm-{n}");
+                        index.insert(Slot(cm_in(ns.as_deref(), &name, v)), ());
+                        let found = lookup(&index, &(ns.as_deref(), name.as_str()))
+                            .and_then(|o| o.metadata.resource_version.clone());
+                        proptest::prop_assert_eq!(found, Some(v.to_string()));
+                        model.insert((ns, name), v);
+                    }
+                    Change::Remove(ns, n) => {
+                        let ns = ns.map(|i| format!("ns-{i}"));
+                        let name = format!("cm-{n}");
+                        let removed = index.remove_with_key(&(ns.as_deref(), name.as_str()));
+                        proptest::prop_assert!(
+                            lookup(&index, &(ns.as_deref(), name.as_str())).is_none()
+                        );
+                        let want = model.remove(&(ns, name));
+                        proptest::prop_assert_eq!(removed.is_some(), want.is_some());
+                    }
+                    Change::Publish => published.push((index.clone(), model.clone())),
+                }
+                proptest::prop_assert!(index.delta_len() <= REBUILD_MIN + 1 + index.base.len() / REBUILD_FRACTION);
+                step += 1;
+                // The whole key space now and then (and at the end); every step, the key the
+                // change touched, through the same lookup.
+                if step % 64 == 0
+                    && let Err(e) = agrees(&index, &model)
+                {
+                    return Err(proptest::test_runner::TestCaseError::fail(e));
+                }
+            }
+            if let Err(e) = agrees(&index, &model) {
+                return Err(proptest::test_runner::TestCaseError::fail(e));
+            }
+            for (snapshot, then) in &published {
+                if let Err(e) = agrees(snapshot, then) {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!("published: {e}")));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_published_base_is_not_changed_in_place_and_the_delta_is_folded() {
+        let mut index: Index<ConfigMap> = Index::default();
+        for n in 0..200 {
+            index.insert(Slot(cm_in(None, &format!("cm-{n}"), 1)), ());
+        }
+        // Nothing shares the base yet: every change went straight into it.
+        assert_eq!(index.delta_len(), 0);
+        let published = index.clone();
+        index.insert(Slot(cm_in(None, "cm-0", 2)), ());
+        assert_eq!(
+            index.delta_len(),
+            1,
+            "a shared base takes changes in the delta"
+        );
+        let get = |i: &Index<ConfigMap>| {
+            lookup(i, &(None, "cm-0")).and_then(|o| o.metadata.resource_version.clone())
+        };
+        assert_eq!(get(&index).as_deref(), Some("2"));
+        assert_eq!(get(&published).as_deref(), Some("1"));
+        for v in 3..(3 + REBUILD_MIN as u32 + 200 / REBUILD_FRACTION as u32) {
+            index.insert(Slot(cm_in(None, &format!("cm-{v}"), v)), ());
+        }
+        assert_eq!(
+            index.delta_len(),
+            0,
+            "the delta was folded once past its bound"
+        );
+        assert_eq!(get(&index).as_deref(), Some("2"));
+        assert_eq!(get(&published).as_deref(), Some("1"));
+        assert_eq!(published.len(), 200);
     }
 
     #[test]
