@@ -53,7 +53,7 @@ type Delta<K> = imbl::GenericHashMap<Slot<K>, bool, Hasher, imbl::shared_ptr::De
 
 /// The delta is folded into the base once it holds more than `REBUILD_MIN + n / REBUILD_FRACTION`
 /// entries (n: the objects in the base).
-pub(crate) const REBUILD_FRACTION: usize = 8;
+pub(crate) const REBUILD_FRACTION: usize = 4;
 /// See [`REBUILD_FRACTION`].
 pub(crate) const REBUILD_MIN: usize = 64;
 
