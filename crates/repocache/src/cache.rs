@@ -19,7 +19,7 @@ use crate::key::ObjectKey;
 pub use crate::live::CacheScope;
 use crate::live::Live;
 use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
-pub use crate::reader::{Reader, unpin_thread};
+pub use crate::reader::Reader;
 use crate::shared::{Command, Readiness, Shared};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
@@ -464,28 +464,20 @@ impl<K: Resource, F> Cache<K, F> {
     /// The cluster-scoped object with this name, from the current snapshot.
     ///
     /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
-    ///
-    /// Reads through a snapshot this thread keeps pinned (see [`unpin_thread`](crate::cache::unpin_thread)
-    /// for what that holds), checked current with one relaxed load: no lock, no I/O, no
-    /// allocation after the thread's first read of this cache.
-    pub fn get(&self, name: &str) -> Option<Arc<K>>
-    where
-        K: 'static,
-    {
-        let found = crate::reader::read_current(&self.shared, |s| s.get(name).cloned());
+    pub fn get(&self, name: &str) -> Option<Arc<K>> {
+        let found = self.shared.current.load().get(name).cloned();
         self.count(found.is_some());
         found
     }
 
-    /// The namespaced object with this namespace and name, from the current snapshot (read as
-    /// [`get`](Self::get) reads).
-    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>>
-    where
-        K: 'static,
-    {
-        let found = crate::reader::read_current(&self.shared, |s| {
-            s.get_namespaced(namespace, name).cloned()
-        });
+    /// The namespaced object with this namespace and name, from the current snapshot.
+    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let found = self
+            .shared
+            .current
+            .load()
+            .get_namespaced(namespace, name)
+            .cloned();
         self.count(found.is_some());
         found
     }
