@@ -7,7 +7,7 @@ use kube::Api;
 use kube::runtime::watcher;
 use std::time::Duration;
 
-use repocache::stats::RelistReason;
+use repocache::stats::{ApiReason, RelistReason};
 use repocache::{CacheState, ReflectorBuilder, reflector};
 use repocache_test_support::{PATIENCE, apisim, eventually};
 
@@ -255,4 +255,34 @@ async fn a_deferred_publish_needs_no_further_event() {
         generation + 1,
         "both changes arrived within the interval: one snapshot carries them"
     );
+}
+
+/// The cache counts its own requests as apisim sees them: a LIST (or a streaming list, which
+/// is a watch request that begins with the whole state) is a `relist`, a watch that resumes
+/// from a version is a `watch`.
+#[tokio::test]
+async fn the_cache_counts_its_requests_as_relists_and_watches() {
+    for (mode, config, relists, watches) in [
+        ("list + watch", watcher::Config::default(), 1, 1),
+        (
+            "streaming list",
+            watcher::Config::default().streaming_lists(),
+            1,
+            0,
+        ),
+    ] {
+        let server = apisim().await;
+        let control = server.control();
+        let (repos, _handle) = reflector(Api::<PackageRepository>::all(server.client()), config);
+        repos.wait_ready(PATIENCE).await.unwrap();
+        // The watch that follows is open (apisim holds it) before the counts are read.
+        assert!(control.wait_for_watches(1, PATIENCE).await, "{mode}");
+        let stats = repos.stats();
+        assert_eq!(
+            (stats.api(ApiReason::Relist), stats.api(ApiReason::Watch)),
+            (relists, watches),
+            "{mode}: (relist, watch) requests; apisim saw {:?}",
+            control.counts()
+        );
+    }
 }
