@@ -119,6 +119,8 @@ pub const TARGETS: &[Target] = &[
             "bookmarks::",
             "readiness::",
             "consistency::",
+            // The warm start runs in the reflector's task (load, publish, rewrite).
+            "warm::",
         ],
     },
     Target {
