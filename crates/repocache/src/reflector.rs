@@ -543,6 +543,33 @@ struct Task<K> {
 
 type EventStream<K> = crate::decode::stream::Events<K>;
 
+/// What the task does with its one TTL timer when the deadline is `deadline` and the timer is
+/// set for `armed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rearm {
+    /// Set the timer for this instant.
+    At(Instant),
+    /// Leave the timer as it is.
+    Keep,
+    /// No deadline (TTL off): the timer must not fire.
+    Disarm,
+}
+
+/// The TTL timer is reset only when it is off or the deadline moved *earlier* than where the
+/// timer is set: confirmations only push the deadline later (the timer then fires early, and
+/// `on_ttl` re-checks and re-arms), so the loop does not touch the timer wheel once per event.
+/// The deadline does move earlier: when the k-th forced relist in a row succeeds, the deadline
+/// goes from `forced_at` plus the back-off (2ᵏ⁻¹ TTLs) to the new confirmation plus one TTL,
+/// and a timer left at the backed-off instant would let an unconfirmed snapshot go unnoticed
+/// for up to 2ᵏ⁻¹ − 1 TTLs longer.
+fn rearm(armed: Option<Instant>, deadline: Option<Instant>) -> Rearm {
+    match deadline {
+        Some(at) if armed.is_none_or(|armed| at < armed) => Rearm::At(at),
+        Some(_) => Rearm::Keep,
+        None => Rearm::Disarm,
+    }
+}
+
 impl<K> Task<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -557,9 +584,7 @@ where
         debug!(ttl = ?self.ttl, "watch started");
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // One timer for the TTL, re-armed only when it fired or must fire earlier: confirmations
-        // only ever push the deadline later, and `on_ttl` re-checks before acting, so the loop
-        // does not touch the timer wheel once per event.
+        // One timer for the TTL, re-armed only when it fired or must fire earlier (see `rearm`).
         let ttl_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(ttl_timer);
         let mut armed: Option<Instant> = None;
@@ -568,13 +593,13 @@ where
         tokio::pin!(publish_timer);
         let shared = self.shared.clone();
         loop {
-            match self.ttl_deadline() {
-                Some(at) if armed.is_none_or(|armed| at < armed) => {
+            match rearm(armed, self.ttl_deadline()) {
+                Rearm::At(at) => {
                     ttl_timer.as_mut().reset(at.into());
                     armed = Some(at);
                 }
-                Some(_) => {}
-                None => armed = None,
+                Rearm::Keep => {}
+                Rearm::Disarm => armed = None,
             }
             tokio::select! {
                 biased;
@@ -942,5 +967,28 @@ fn is_expired(err: &watcher::Error) -> bool {
         | watcher::Error::WatchStartFailed(kube::Error::Api(status))
         | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 410,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ttl_timer_moves_only_to_an_earlier_deadline() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(100);
+        let late = now + Duration::from_secs(10);
+        // Not armed yet: arm for the deadline.
+        assert_eq!(rearm(None, Some(late)), Rearm::At(late));
+        // A backed-off forced relist succeeded: the deadline moved earlier, the timer follows.
+        assert_eq!(rearm(Some(late), Some(soon)), Rearm::At(soon));
+        // A confirmation pushed the deadline later, or it did not move: the timer stays (it
+        // fires early and the task re-checks), so events do not reset it one by one.
+        assert_eq!(rearm(Some(soon), Some(late)), Rearm::Keep);
+        assert_eq!(rearm(Some(soon), Some(soon)), Rearm::Keep);
+        // The TTL is off.
+        assert_eq!(rearm(Some(soon), None), Rearm::Disarm);
+        assert_eq!(rearm(None, None), Rearm::Disarm);
     }
 }
