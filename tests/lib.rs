@@ -1,5 +1,6 @@
 //! repocache's end-to-end test harness: the chaos harness ([`chaos`], behind the `chaos` binary
-//! and `cargo xtask chaos`) and [`cached_versions`]. The helpers every suite shares (an apisim
+//! and `cargo xtask chaos`), [`cached_versions`], and the `PackageRepository` shorthands the
+//! suites write and read with ([`repository`], [`url_of`]). The helpers every suite shares (an apisim
 //! seeded with the fixtures, waiting on conditions, request-count baselines, quiet tracing) live
 //! in `repocache-test-support`.
 
@@ -19,4 +20,23 @@ pub fn cached_versions<K: kube::Resource>(cache: &repocache::Cache<K>) -> Vec<(S
             )
         })
         .collect()
+}
+
+/// A minimal `PackageRepository` manifest named `name` pointing at `url`, to create or replace
+/// through apisim's control.
+pub fn repository(name: &str, url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "packages.glasskube.dev/v1alpha1",
+        "kind": "PackageRepository",
+        "metadata": {"name": name},
+        "spec": {"url": url},
+    })
+}
+
+/// The URL the cache holds for the repository `name`, if it holds it.
+pub fn url_of(
+    cache: &repocache::Cache<glasskube_api::PackageRepository>,
+    name: &str,
+) -> Option<String> {
+    cache.get(name).map(|r| r.spec.url.clone())
 }

@@ -19,16 +19,11 @@ use repocache::stats::RelistReason;
 use repocache::stats::{DecodingMode, EventType, LineRejection};
 use repocache::{Cache, CacheState, ReflectorBuilder};
 use repocache_test_support::{PATIENCE, client_without_retry, eventually};
-use repocache_tests::cached_versions;
+use repocache_tests::{cached_versions, repository, url_of};
 
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";
-
-fn repo(name: &str, url: &str) -> Value {
-    json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
-        "metadata": {"name": name}, "spec": {"url": url}})
-}
 
 async fn server() -> ServerHandle {
     Server::start(ServerConfig::default()).await.unwrap()
@@ -60,15 +55,11 @@ fn snapshot_rv(cache: &Cache<PackageRepository>) -> u64 {
         .unwrap()
 }
 
-fn url_of(cache: &Cache<PackageRepository>, name: &str) -> Option<String> {
-    cache.get(name).map(|r| r.spec.url.clone())
-}
-
 /// Writes a marker object and waits for it: every event sent before it has been handled.
 async fn barrier(control: &Control, cache: &Cache<PackageRepository>, n: u32) {
     let name = format!("barrier-{n}");
     control
-        .create(repo(&name, "https://barrier.example/"))
+        .create(repository(&name, "https://barrier.example/"))
         .unwrap();
     eventually(&format!("{name} arrives"), || cache.get(&name).is_some()).await;
 }
@@ -90,10 +81,10 @@ async fn an_object_whose_spec_does_not_decode_is_counted_and_skipped() {
     let server = server().await;
     let control = server.control();
     control
-        .create(repo("good", "https://good.example/"))
+        .create(repository("good", "https://good.example/"))
         .unwrap();
     // One bad object in the initial LIST (written past the API's validation).
-    let mut bad = repo("bad-listed", "x");
+    let mut bad = repository("bad-listed", "x");
     bad["spec"]["url"] = json!(42);
     control.side_door_put(bad).unwrap();
     let (cache, _handle) = cache(&server).await;
@@ -150,12 +141,18 @@ async fn an_object_whose_spec_does_not_decode_is_counted_and_skipped() {
 async fn an_event_without_a_resource_version_does_not_break_the_cache() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     let before = snapshot_rv(&cache);
 
     control
-        .inject_event(REPOS, "ADDED", &repo("no-rv", "https://no-rv.example/"))
+        .inject_event(
+            REPOS,
+            "ADDED",
+            &repository("no-rv", "https://no-rv.example/"),
+        )
         .unwrap();
     let mut a = control.get(REPOS, None, "a").unwrap();
     a["metadata"]
@@ -165,7 +162,7 @@ async fn an_event_without_a_resource_version_does_not_break_the_cache() {
     a["spec"]["url"] = json!("https://a-without-rv.example/");
     control.inject_event(REPOS, "MODIFIED", &a).unwrap();
     control
-        .inject_event(REPOS, "DELETED", &repo("never-there", "u"))
+        .inject_event(REPOS, "DELETED", &repository("never-there", "u"))
         .unwrap();
     barrier(&control, &cache, 1).await;
     assert_eq!(cache.stats().state, CacheState::Ready);
@@ -184,7 +181,9 @@ async fn an_event_without_a_resource_version_does_not_break_the_cache() {
 async fn duplicate_added_and_delete_of_an_unknown_object_change_nothing() {
     let server = server().await;
     let control = server.control();
-    let a = control.create(repo("a", "https://a.example/")).unwrap();
+    let a = control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     let generation = cache.snapshot().generation();
     let objects = cache.stats().objects;
@@ -193,7 +192,7 @@ async fn duplicate_added_and_delete_of_an_unknown_object_change_nothing() {
     for _ in 0..3 {
         control.inject_event(REPOS, "ADDED", &a).unwrap();
     }
-    let mut ghost = repo("ghost", "https://ghost.example/");
+    let mut ghost = repository("ghost", "https://ghost.example/");
     ghost["metadata"]["resourceVersion"] = json!(control.resource_version().to_string());
     control.inject_event(REPOS, "DELETED", &ghost).unwrap();
     barrier(&control, &cache, 1).await;
@@ -214,7 +213,9 @@ async fn duplicate_added_and_delete_of_an_unknown_object_change_nothing() {
 async fn out_of_order_resource_versions_never_replace_newer_data() {
     let server = server().await;
     let control = server.control();
-    let old = control.create(repo("a", "https://old.example/")).unwrap();
+    let old = control
+        .create(repository("a", "https://old.example/"))
+        .unwrap();
     control
         .merge_patch(
             REPOS,
@@ -223,7 +224,9 @@ async fn out_of_order_resource_versions_never_replace_newer_data() {
             &json!({"spec": {"url": "https://new.example/"}}),
         )
         .unwrap();
-    control.create(repo("b", "https://b.example/")).unwrap();
+    control
+        .create(repository("b", "https://b.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     let before = snapshot_rv(&cache);
 
@@ -235,7 +238,7 @@ async fn out_of_order_resource_versions_never_replace_newer_data() {
 
     // A late event for an object the cache does not know, older than the snapshot.
     let at = snapshot_rv(&cache);
-    let mut late = repo("late", "https://late.example/");
+    let mut late = repository("late", "https://late.example/");
     late["metadata"]["resourceVersion"] = json!("2");
     control.inject_event(REPOS, "ADDED", &late).unwrap();
     eventually("the late object arrives", || cache.get("late").is_some()).await;
@@ -266,8 +269,12 @@ async fn out_of_order_resource_versions_never_replace_newer_data() {
 async fn a_relist_after_a_delete_keeps_the_resource_version() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
-    control.create(repo("b", "https://b.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
+    control
+        .create(repository("b", "https://b.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     control.delete(REPOS, None, "b").unwrap();
     eventually("the delete arrives", || cache.get("b").is_none()).await;
@@ -287,7 +294,7 @@ async fn a_one_mebibyte_object_is_cached_whole() {
     let control = server.control();
     let (cache, _handle) = cache(&server).await;
     let url = format!("https://big.example/{}", "x".repeat(1 << 20));
-    control.create(repo("big", &url)).unwrap();
+    control.create(repository("big", &url)).unwrap();
     eventually("the big object arrives", || cache.get("big").is_some()).await;
     assert_eq!(url_of(&cache, "big").unwrap().len(), url.len());
     cache.refresh().await.unwrap();
@@ -302,7 +309,7 @@ async fn ten_thousand_objects_sync_and_reads_stay_cheap() {
     let control = server.control();
     for i in 0..10_000 {
         control
-            .create(repo(&format!("repo-{i:05}"), "https://many.example/"))
+            .create(repository(&format!("repo-{i:05}"), "https://many.example/"))
             .unwrap();
     }
     let (cache, _handle) = cache(&server).await;
@@ -361,7 +368,9 @@ async fn names_at_the_length_limit_and_unusual_valid_names() {
         "a-0.b-1",
     ];
     for name in names {
-        control.create(repo(name, "https://odd.example/")).unwrap();
+        control
+            .create(repository(name, "https://odd.example/"))
+            .unwrap();
     }
     let (cache, _handle) = cache(&server).await;
     for name in names {
@@ -371,7 +380,10 @@ async fn names_at_the_length_limit_and_unusual_valid_names() {
     // The API refuses a name over the limit; nothing reaches the cache.
     assert!(
         control
-            .create(repo(&format!("{longest}e"), "https://too-long.example/"))
+            .create(repository(
+                &format!("{longest}e"),
+                "https://too-long.example/"
+            ))
             .is_err()
     );
     control
@@ -393,7 +405,9 @@ async fn names_at_the_length_limit_and_unusual_valid_names() {
 async fn a_watch_line_cut_in_the_middle_is_dropped_and_the_watch_resumes() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     let mut cut = control.get(REPOS, None, "a").unwrap();
     cut["spec"]["url"] = json!("https://cut.example/");
@@ -413,7 +427,9 @@ async fn a_watch_line_cut_in_the_middle_is_dropped_and_the_watch_resumes() {
 async fn an_html_error_page_instead_of_json_fails_the_request_not_the_cache() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     // The initial LIST gets HTML error pages first.
     control.fail_next(FailSpec::new("list", REPOS, 502, 2).html_page());
     let (cache, _handle) = cache(&server).await;
@@ -425,7 +441,9 @@ async fn an_html_error_page_instead_of_json_fails_the_request_not_the_cache() {
     // Later, a watch and a relist get them.
     control.fail_next(FailSpec::new("*", REPOS, 503, 3).html_page());
     control.close_watches();
-    control.create(repo("b", "https://b.example/")).unwrap();
+    control
+        .create(repository("b", "https://b.example/"))
+        .unwrap();
     eventually("b arrives after the failures", || cache.get("b").is_some()).await;
     let errors = cache.stats().events(EventType::Error);
     assert!(errors >= 3, "errors counted: {errors}");
@@ -527,7 +545,9 @@ async fn a_watch_line_over_the_cap_is_never_buffered_whole_and_costs_a_relist() 
     const LINE: usize = 256 << 20;
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = capped_cache(&server, CAP).await;
     let start =
         b"{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\"},\"spec\":{\"url\":\"";
@@ -536,10 +556,10 @@ async fn a_watch_line_over_the_cap_is_never_buffered_whole_and_costs_a_relist() 
     let before = rss();
     assert_eq!(control.inject_bytes(REPOS, line).unwrap(), 1);
     control
-        .create(repo("after", "https://after.example/"))
+        .create(repository("after", "https://after.example/"))
         .unwrap();
     control
-        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .side_door_put(repository("unseen", "https://unseen.example/"))
         .unwrap();
     let started = std::time::Instant::now();
     let mut peak = before;
@@ -573,7 +593,9 @@ async fn a_watch_line_over_the_cap_is_never_buffered_whole_and_costs_a_relist() 
 async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     let mut bad = control.get(REPOS, None, "a").unwrap();
     bad["spec"]["url"] = json!("https://PLACEHOLDER.example/");
@@ -586,10 +608,10 @@ async fn a_watch_line_that_is_not_utf8_costs_that_line_and_a_relist() {
     assert_eq!(control.inject_bytes(REPOS, line).unwrap(), 1);
     // A real write right behind the bad line, on the same stream.
     control
-        .create(repo("after", "https://after.example/"))
+        .create(repository("after", "https://after.example/"))
         .unwrap();
     control
-        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .side_door_put(repository("unseen", "https://unseen.example/"))
         .unwrap();
     let started = std::time::Instant::now();
     let stale = within_patience(
@@ -631,10 +653,10 @@ async fn an_error_event_whose_code_is_not_a_number_is_rejected_not_taken_for_a_b
         "message": "I am a teapot", "reason": "Teapot", "code": "418"});
     assert_eq!(control.inject_event(REPOS, "ERROR", &status).unwrap(), 1);
     control
-        .create(repo("after", "https://after.example/"))
+        .create(repository("after", "https://after.example/"))
         .unwrap();
     control
-        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .side_door_put(repository("unseen", "https://unseen.example/"))
         .unwrap();
     assert_not_current(&cache).await;
     assert_relisted_after_rejection(&control, &cache, LineRejection::MalformedError).await;
@@ -644,14 +666,16 @@ async fn an_error_event_whose_code_is_not_a_number_is_rejected_not_taken_for_a_b
 async fn a_watch_line_that_is_not_json_costs_that_line_and_a_relist() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     assert_eq!(control.inject_malformed_line(None), 1);
     control
-        .create(repo("after", "https://after.example/"))
+        .create(repository("after", "https://after.example/"))
         .unwrap();
     control
-        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .side_door_put(repository("unseen", "https://unseen.example/"))
         .unwrap();
     assert_not_current(&cache).await;
     assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
@@ -665,14 +689,16 @@ const BROKEN_JSON_EVENT: &str =
 async fn a_watch_line_shaped_like_an_object_that_is_not_json_costs_that_line_and_a_relist() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = capped_cache(&server, repocache::config::DEFAULT_MAX_LINE).await;
     assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
     control
-        .create(repo("after", "https://after.example/"))
+        .create(repository("after", "https://after.example/"))
         .unwrap();
     control
-        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .side_door_put(repository("unseen", "https://unseen.example/"))
         .unwrap();
     assert_not_current(&cache).await;
     assert_relisted_after_rejection(&control, &cache, LineRejection::NotAnObject).await;
@@ -682,7 +708,9 @@ async fn a_watch_line_shaped_like_an_object_that_is_not_json_costs_that_line_and
 async fn a_watch_line_that_is_not_json_costs_a_relist_when_the_cache_decodes_each_object() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     // One object that does not decode: the cache decodes each object on its own from now on.
     assert_eq!(control.inject_undecodable(REPOS).unwrap(), 1);
@@ -702,10 +730,10 @@ async fn a_watch_line_that_is_not_json_costs_a_relist_when_the_cache_decodes_eac
 
     assert_eq!(control.inject_malformed_line(Some(BROKEN_JSON_EVENT)), 1);
     control
-        .create(repo("after", "https://after.example/"))
+        .create(repository("after", "https://after.example/"))
         .unwrap();
     control
-        .side_door_put(repo("unseen", "https://unseen.example/"))
+        .side_door_put(repository("unseen", "https://unseen.example/"))
         .unwrap();
     assert_not_current(&cache).await;
     eventually("the relist brings what came after the bad line", || {
@@ -733,13 +761,17 @@ async fn a_line_rejected_during_the_initial_streaming_list_costs_a_relist_and_no
     const CAP: usize = 64 << 10;
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     // An object whose initial ADDED line is longer than the cache's cap: the streaming list
     // (a watch with sendInitialEvents) meets it among the initial events.
-    let mut big = repo("big", "https://big.example/");
+    let mut big = repository("big", "https://big.example/");
     big["metadata"]["annotations"] = json!({"note": "x".repeat(CAP)});
     control.create(big).unwrap();
-    control.create(repo("z", "https://z.example/")).unwrap();
+    control
+        .create(repository("z", "https://z.example/"))
+        .unwrap();
     let (cache, _handle) =
         ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
             .watcher_config(watcher::Config::default().streaming_lists())
@@ -799,8 +831,12 @@ fn apisim_line(event_type: &str, object: &Value) -> Vec<u8> {
 async fn resource_versions_that_are_not_numbers_never_move_the_snapshot_back() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
-    control.create(repo("b", "https://b.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
+    control
+        .create(repository("b", "https://b.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     let at = snapshot_rv(&cache);
     assert!(at > 1);
@@ -810,14 +846,14 @@ async fn resource_versions_that_are_not_numbers_never_move_the_snapshot_back() {
     a["spec"]["url"] = json!("https://opaque.example/");
     a["metadata"]["resourceVersion"] = json!("not-a-number");
     control.inject_event(REPOS, "MODIFIED", &a).unwrap();
-    let mut opaque = repo("opaque", "https://opaque.example/");
+    let mut opaque = repository("opaque", "https://opaque.example/");
     opaque["metadata"]["resourceVersion"] = json!("zzz");
     control.inject_event(REPOS, "ADDED", &opaque).unwrap();
-    let mut huge = repo("huge", "https://huge.example/");
+    let mut huge = repository("huge", "https://huge.example/");
     huge["metadata"]["resourceVersion"] = json!("18446744073709551616");
     control.inject_event(REPOS, "ADDED", &huge).unwrap();
     // A late event after them: compared with a number, it must not win either.
-    let mut late = repo("late", "https://late.example/");
+    let mut late = repository("late", "https://late.example/");
     late["metadata"]["resourceVersion"] = json!("1");
     control.inject_event(REPOS, "ADDED", &late).unwrap();
     eventually("the injected objects arrive", || {
@@ -846,10 +882,12 @@ async fn resource_versions_that_are_not_numbers_never_move_the_snapshot_back() {
 async fn an_object_of_another_kind_is_counted_and_never_cached() {
     let server = server().await;
     let control = server.control();
-    control.create(repo("a", "https://a.example/")).unwrap();
+    control
+        .create(repository("a", "https://a.example/"))
+        .unwrap();
     let (cache, _handle) = cache(&server).await;
     let secret = |name: &str| {
-        let mut obj = repo(name, "https://secret.example/");
+        let mut obj = repository(name, "https://secret.example/");
         obj["apiVersion"] = json!("v1");
         obj["kind"] = json!("Secret");
         obj["metadata"]["resourceVersion"] = json!((control.resource_version() + 1).to_string());
@@ -865,7 +903,7 @@ async fn an_object_of_another_kind_is_counted_and_never_cached() {
     // Per object: another kind, the right kind at another apiVersion, and a delete of another
     // kind's object that has the name of one the cache holds.
     control.inject_event(REPOS, "ADDED", &secret("s2")).unwrap();
-    let mut other_version = repo("v", "https://v.example/");
+    let mut other_version = repository("v", "https://v.example/");
     other_version["apiVersion"] = json!("packages.glasskube.dev/v2");
     other_version["metadata"]["resourceVersion"] =
         json!((control.resource_version() + 1).to_string());

@@ -115,18 +115,23 @@ impl<W: WriteSide> PacedWriter<W> {
     /// Starts applying `rate` events per second to `side`, which holds objects `0..n`, one
     /// [`WriteSide::apply`] per event, calling [`WriteSide::tick`] between events (so that a
     /// store that defers its publishes makes them when they come due).
-    pub fn start(mut side: W, n: usize, rate: f64) -> Self {
+    pub fn start(side: W, n: usize, rate: f64) -> Self {
+        Self::start_with(side, Arc::new(fixture::repositories(n, 0)), rate)
+    }
+
+    /// Like [`start`](Self::start), cycling through `templates` (the objects `side` holds),
+    /// each applied at a new resourceVersion.
+    pub fn start_with(mut side: W, templates: Arc<Vec<Obj>>, rate: f64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
         let handle = thread::spawn(move || {
-            let templates = fixture::repositories(n, 0);
             let mut rv: u64 = 1_000_000_000;
             let mut applied: u64 = 0;
             let start = Instant::now();
             while !stop_flag.load(Ordering::Relaxed) {
                 let due = (start.elapsed().as_secs_f64() * rate) as u64;
                 while applied < due {
-                    let mut obj: Obj = templates[(applied as usize) % n].clone();
+                    let mut obj: Obj = templates[(applied as usize) % templates.len()].clone();
                     rv += 1;
                     obj.metadata.resource_version = Some(rv.to_string());
                     side.apply(obj);

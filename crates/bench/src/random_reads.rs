@@ -23,7 +23,7 @@
 //! while read, to a repocache store beside it, so that the machine carries the same load).
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use kube::runtime::reflector::Store;
 
 use crate::fixture;
+use crate::measure::PacedWriter;
 use crate::sides::{self, KubeStore, Obj, PlainMap, Repocache, WriteSide};
 
 /// repocache `Cache::get`.
@@ -246,47 +247,6 @@ fn phase<T: ThreadRead + 'static>(
     per_thread.iter().sum::<f64>() / threads.max(1) as f64
 }
 
-/// A writer thread applying paced `Apply` events (fresh resourceVersions, round-robin over the
-/// cached objects) to `side`; made publishes due between events, like the reflector.
-struct Writer<W> {
-    stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<(W, u64, Duration)>,
-}
-
-impl<W: WriteSide> Writer<W> {
-    fn start(mut side: W, templates: Arc<Vec<Obj>>, rate: f64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            let mut rv: u64 = 2_000_000_000;
-            let mut applied: u64 = 0;
-            let start = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                let due = (start.elapsed().as_secs_f64() * rate) as u64;
-                while applied < due {
-                    let mut obj = templates[(applied as usize) % templates.len()].clone();
-                    rv += 1;
-                    obj.metadata.resource_version = Some(rv.to_string());
-                    side.apply(obj);
-                    applied += 1;
-                }
-                side.tick();
-                thread::sleep(Duration::from_micros(100));
-            }
-            (side, applied, start.elapsed())
-        });
-        Self { stop, handle }
-    }
-
-    fn stop(self) -> (W, f64) {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.handle.join() {
-            Ok((side, events, elapsed)) => (side, events as f64 / elapsed.as_secs_f64().max(1e-9)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
 /// The stores of one size, filled with the same objects.
 struct Stores {
     repocache: Option<Repocache>,
@@ -376,12 +336,12 @@ fn with_writer<W: WriteSide, T>(
             (side, out, None)
         }
         Some(rate) => {
-            let writer = Writer::start(side, templates.clone(), rate);
+            let writer = PacedWriter::start_with(side, templates.clone(), rate);
             // Let the writer reach its pace before the readers start.
             thread::sleep(Duration::from_millis(10));
             let out = read(());
             let (side, achieved) = writer.stop();
-            (side, out, Some(achieved))
+            (side, out, Some(achieved.rate))
         }
     }
 }

@@ -165,18 +165,31 @@ impl Debug for RelayBuilder {
     }
 }
 
+/// What the relay needs of a kind it caches: a typed Kubernetes resource (no dynamic type) that
+/// it can decode from the API server, encode for its clients and share between tasks. Every
+/// `k8s-openapi` type and every `#[derive(CustomResource)]` type qualifies.
+pub trait RelayedKind:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> RelayedKind for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 impl RelayBuilder {
     /// Caches `K` (every namespace): one reflector, one LIST and one WATCH upstream.
     pub fn kind<K>(self) -> Self
     where
-        K: Resource<DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + Debug
-            + Send
-            + Sync
-            + 'static,
+        K: RelayedKind,
         K::Scope: KindScope,
     {
         self.kind_scoped::<K>(<K::Scope as KindScope>::NAMESPACED)
@@ -184,17 +197,7 @@ impl RelayBuilder {
 
     /// Caches `K` like [`kind`](Self::kind), for generic code that knows the kind's scope only
     /// as a value (`namespaced` must be the kind's scope).
-    pub fn kind_scoped<K>(mut self, namespaced: bool) -> Self
-    where
-        K: Resource<DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + Debug
-            + Send
-            + Sync
-            + 'static,
-    {
+    pub fn kind_scoped<K: RelayedKind>(mut self, namespaced: bool) -> Self {
         let starter: KindStarter = Box::new(move |client, layer, config| {
             let (cache, reflector) =
                 repocache::ReflectorBuilder::new(Api::<K>::all(client.clone())).start();

@@ -15,7 +15,7 @@ use repocache::{Cache, CacheState, Metrics, ReadPolicy, ReflectorBuilder, Reflec
 use repocache_test_support::{
     Baseline, PATIENCE, apisim, client_without_retry, eventually, init_tracing,
 };
-use repocache_tests::cached_versions;
+use repocache_tests::{cached_versions, repository, url_of};
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";
@@ -38,19 +38,6 @@ fn start_with(
         builder = builder.metrics(metrics);
     }
     builder.start()
-}
-
-fn url_of(cache: &Cache<PackageRepository>, name: &str) -> Option<String> {
-    cache.get(name).map(|r| r.spec.url.clone())
-}
-
-fn repo(name: &str, url: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "packages.glasskube.dev/v1alpha1",
-        "kind": "PackageRepository",
-        "metadata": {"name": name},
-        "spec": {"url": url},
-    })
 }
 
 #[tokio::test]
@@ -307,7 +294,7 @@ async fn restart_with_lost_history_recovers_the_servers_state() {
         .side_door_delete(REPOS, None, "inline-basic")
         .unwrap();
     control
-        .side_door_put(repo("created-meanwhile", "https://new.example.com/"))
+        .side_door_put(repository("created-meanwhile", "https://new.example.com/"))
         .unwrap();
     control.restart(true);
     eventually("the deleted object is gone after the relist", || {
@@ -369,7 +356,7 @@ async fn api_outage_longer_than_the_ttl_serves_the_last_snapshot_and_recovers() 
 async fn an_object_that_does_not_decode_is_skipped_and_counted() {
     let server = apisim().await;
     let control = server.control();
-    let mut bad = repo("broken", "x");
+    let mut bad = repository("broken", "x");
     bad["spec"]["url"] = json!(42);
     control.create(bad).unwrap();
     let (cache, _handle) = start(&server, Duration::ZERO, None);
@@ -385,7 +372,7 @@ async fn an_object_that_does_not_decode_is_skipped_and_counted() {
     assert!(control.wait_for_watches(1, PATIENCE).await);
     assert!(control.inject_undecodable(REPOS).unwrap() >= 1);
     control
-        .create(repo("after", "https://after.example.com/"))
+        .create(repository("after", "https://after.example.com/"))
         .unwrap();
     eventually("a valid object after the bad one", || {
         cache.get("after").is_some()
@@ -485,7 +472,7 @@ async fn streaming_list_caches_the_same_objects() {
     );
     assert_eq!(cache.stats().relists(RelistReason::Initial), 1);
     control
-        .create(repo("streamed", "https://s.example.com/"))
+        .create(repository("streamed", "https://s.example.com/"))
         .unwrap();
     eventually("a watch event after the streaming list", || {
         cache.get("streamed").is_some()

@@ -13,7 +13,7 @@ use repocache::stats::{DecodingMode, EventType};
 use repocache::{Cache, CacheState, Metrics, ReflectorBuilder};
 use repocache::{ReflectorHandle, Stats};
 use repocache_test_support::{PATIENCE, apisim, client_without_retry, eventually};
-use repocache_tests::cached_versions;
+use repocache_tests::{cached_versions, url_of};
 use serde_json::{Value, json};
 
 const REPOS: &str = "packagerepositories";
@@ -51,10 +51,6 @@ fn names(cache: &Cache<PackageRepository>) -> Vec<String> {
         .iter()
         .map(|o| o.metadata.name.clone().unwrap())
         .collect()
-}
-
-fn url_of(cache: &Cache<PackageRepository>, name: &str) -> Option<String> {
-    cache.get(name).map(|r| r.spec.url.clone())
 }
 
 fn gauge(metrics: &Metrics) -> String {

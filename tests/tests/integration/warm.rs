@@ -16,6 +16,7 @@ use kube::Api;
 use repocache::persist::{self, Persist, WARM_START, file, format};
 use repocache::{Cache, CacheState, Change, ReadPolicy, ReflectorBuilder, ReflectorHandle};
 use repocache_test_support::{PATIENCE, apisim, client_without_retry, eventually};
+use repocache_tests::{repository, url_of};
 use serde_json::json;
 
 const REPOS: &str = "packagerepositories";
@@ -71,19 +72,6 @@ fn names(cache: &Cache<PackageRepository>) -> Vec<String> {
         .iter()
         .map(|r| r.metadata.name.clone().unwrap())
         .collect()
-}
-
-fn url(cache: &Cache<PackageRepository>, name: &str) -> Option<String> {
-    cache.get(name).map(|r| r.spec.url.clone())
-}
-
-fn repo(name: &str, url: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "packages.glasskube.dev/v1alpha1",
-        "kind": "PackageRepository",
-        "metadata": {"name": name},
-        "spec": {"url": url},
-    })
 }
 
 #[tokio::test]
@@ -194,7 +182,7 @@ async fn subscribers_receive_exactly_what_changed_while_away() {
     control.replace(changed).unwrap();
     control.delete(REPOS, None, "private-basic").unwrap();
     control
-        .create(repo("brand-new", "https://new.example.com"))
+        .create(repository("brand-new", "https://new.example.com"))
         .unwrap();
 
     control.fail_next(FailSpec::new("list", REPOS, 500, 1_000_000));
@@ -252,7 +240,7 @@ async fn subscribers_receive_exactly_what_changed_while_away() {
         ]
     );
     assert_eq!(
-        url(&repos, "glasskube").unwrap(),
+        url_of(&repos, "glasskube").unwrap(),
         "https://moved.example.com/packages"
     );
     assert!(
@@ -268,7 +256,7 @@ async fn subscribers_receive_exactly_what_changed_while_away() {
 
 /// One seed object with an explicit uid.
 fn seeded(name: &str, url: &str, uid: &str) -> ServerConfig {
-    let mut obj = repo(name, url);
+    let mut obj = repository(name, url);
     obj["metadata"]["uid"] = json!(uid);
     ServerConfig::default().with_seed([obj])
 }
@@ -284,7 +272,7 @@ async fn a_server_replaced_with_lower_versions_between_runs_wins() {
         a.control().replace(obj).unwrap();
     }
     a.control()
-        .create(repo("only-on-a", "https://a.example.com"))
+        .create(repository("only-on-a", "https://a.example.com"))
         .unwrap();
     let high = a.control().resource_version();
     first_run(&a, persist_to(dir.path())).await;
@@ -295,13 +283,13 @@ async fn a_server_replaced_with_lower_versions_between_runs_wins() {
     let low = b.control().resource_version();
     assert!(low < high);
     let (repos, _handle) = start(&b, dir.path());
-    assert_eq!(url(&repos, "x").unwrap(), "https://a49.example.com");
+    assert_eq!(url_of(&repos, "x").unwrap(), "https://a49.example.com");
     // Unverified: it proves no version.
     assert_eq!(repos.snapshot().resource_version(), None);
     assert_eq!(repos.version(), None);
     repos.wait_ready(PATIENCE).await.unwrap();
     assert_eq!(names(&repos), ["x"]);
-    assert_eq!(url(&repos, "x").unwrap(), "https://b.example.com");
+    assert_eq!(url_of(&repos, "x").unwrap(), "https://b.example.com");
     // The snapshot's version is B's, not A's higher one.
     let version: u64 = repos
         .snapshot()
@@ -328,9 +316,9 @@ async fn a_reused_resource_version_with_another_uid_is_not_reused() {
     let rv_b = b.control().get(REPOS, None, "x").unwrap()["metadata"]["resourceVersion"].clone();
     assert_eq!(rv_a, rv_b, "the test needs equal versions");
     let (repos, _handle) = start(&b, dir.path());
-    assert_eq!(url(&repos, "x").unwrap(), "https://a.example.com");
+    assert_eq!(url_of(&repos, "x").unwrap(), "https://a.example.com");
     repos.wait_ready(PATIENCE).await.unwrap();
-    assert_eq!(url(&repos, "x").unwrap(), "https://b.example.com");
+    assert_eq!(url_of(&repos, "x").unwrap(), "https://b.example.com");
 }
 
 /// Captures what the tracing macros log while `f` runs (on this thread).
@@ -471,7 +459,10 @@ async fn inline_credentials_stay_out_of_the_file_unless_opted_in() {
     let control = server.control();
     // A credential in a URL's userinfo too.
     control
-        .create(repo("userinfo", "https://bob:hunter2@charts.example.com/x"))
+        .create(repository(
+            "userinfo",
+            "https://bob:hunter2@charts.example.com/x",
+        ))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = first_run(&server, persist_to(dir.path())).await;
@@ -571,7 +562,7 @@ async fn two_caches_sharing_a_file_leave_one_whole_file() {
     for i in 0..20 {
         server
             .control()
-            .create(repo(&format!("churn-{i}"), "https://c.example.com"))
+            .create(repository(&format!("churn-{i}"), "https://c.example.com"))
             .unwrap();
     }
     eventually("both caches see the churn", || {
@@ -700,7 +691,7 @@ async fn the_file_is_rewritten_while_running_and_when_the_handle_is_dropped() {
     .await;
     server
         .control()
-        .create(repo("while-running", "https://r.example.com"))
+        .create(repository("while-running", "https://r.example.com"))
         .unwrap();
     eventually("a change is written within the rewrite interval", || {
         objects(dir.path()) == Some(repos.list().len() as u64)
@@ -712,7 +703,7 @@ async fn the_file_is_rewritten_while_running_and_when_the_handle_is_dropped() {
         let n = repos.list().len();
         server
             .control()
-            .create(repo("at-drop", "https://d.example.com"))
+            .create(repository("at-drop", "https://d.example.com"))
             .unwrap();
         eventually("seen", || repos.get("at-drop").is_some()).await;
         n + 1
@@ -782,7 +773,7 @@ async fn an_old_file_says_its_age_and_its_ttl_forces_no_second_list() {
 async fn a_large_file_is_decoded_whole_on_several_threads() {
     // Enough objects for the decode to run on several threads.
     let seeds: Vec<_> = (0..2500)
-        .map(|i| repo(&format!("bulk-{i:05}"), "https://bulk.example.com"))
+        .map(|i| repository(&format!("bulk-{i:05}"), "https://bulk.example.com"))
         .collect();
     let server = repocache_test_support::start(ServerConfig::default().with_seed(seeds)).await;
     let dir = tempfile::tempdir().unwrap();

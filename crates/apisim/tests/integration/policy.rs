@@ -25,17 +25,12 @@ use super::kubectl::Kubectl;
 const PKG: &str = "/apis/packages.glasskube.dev/v1alpha1";
 
 async fn start_with_policy() -> ServerHandle {
-    Server::start(
+    repocache_test_support::apisim_with(
         ServerConfig::default()
-            .with_seed_yaml(apisim::seed::REPOSITORIES_YAML)
-            .unwrap()
-            .with_seed_yaml(apisim::seed::PACKAGES_YAML)
-            .unwrap()
             .with_policy_yaml(apisim::seed::POLICY_YAML)
             .unwrap(),
     )
     .await
-    .unwrap()
 }
 
 /// One request with an optional bearer token; the status and the body as JSON.

@@ -21,17 +21,12 @@ const GROUP: &str = "packages.glasskube.dev";
 const LONG: Duration = Duration::from_secs(3600);
 
 async fn apisim() -> ServerHandle {
-    Server::start(
+    repocache_test_support::apisim_with(
         ServerConfig::default()
-            .with_seed_yaml(apisim::seed::REPOSITORIES_YAML)
-            .unwrap()
-            .with_seed_yaml(apisim::seed::PACKAGES_YAML)
-            .unwrap()
             .with_policy_yaml(apisim::seed::POLICY_YAML)
             .unwrap(),
     )
     .await
-    .unwrap()
 }
 
 /// The relay's own identity: may create TokenReviews and SubjectAccessReviews. No kube retries,

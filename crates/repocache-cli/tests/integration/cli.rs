@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_repocache");
+use crate::run::{BIN, Run, assert_one_error_line, repocache, repocache_env};
 const PASSWORD: &str = "s3cr3t-inline-password";
 const TOKEN: &str = "inline-bearer-token-0123456789";
 
@@ -34,58 +34,6 @@ async fn cluster() -> Cluster {
         _dir: dir,
         kubeconfig,
     }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn repocache(args: &[&str]) -> Run {
-    repocache_env(args, &[]).await
-}
-
-async fn repocache_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("REPOCACHE_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        // Warm-start files go to a scratch directory, never the user's ~/.cache.
-        .env(
-            "XDG_CACHE_HOME",
-            std::env::temp_dir().join("repocache-cli-tests"),
-        )
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("repocache did not finish in time")
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn assert_one_error_line(run: &Run, needle: &str) {
-    assert_eq!(
-        run.code, 2,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
-    assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
-    assert!(
-        run.stderr.contains(needle),
-        "{needle:?} in {:?}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
 fn items(json_text: &str) -> Vec<Value> {

@@ -12,6 +12,8 @@ use repocache_test_support::PATIENCE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::run::{assert_one_error_line, repocache};
+
 /// Everything the server sends until it closes the connection (panics after PATIENCE).
 async fn read_until_closed(stream: &mut TcpStream) -> String {
     let mut raw = Vec::new();
@@ -210,21 +212,10 @@ async fn a_connection_beyond_the_cap_gets_503_and_a_freed_slot_is_reused() {
 
 #[tokio::test]
 async fn the_demo_refuses_remote_access_without_a_token() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_repocache"))
-        .args(["demo", "--debug-addr", "127.0.0.1:0", "--allow-remote"])
-        .env_remove("REPOCACHE_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .output();
-    let output = tokio::time::timeout(PATIENCE, output)
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("--allow-remote needs a token: pass --token or set REPOCACHE_TOKEN"),
-        "{stderr}"
+    let run = repocache(&["demo", "--debug-addr", "127.0.0.1:0", "--allow-remote"]).await;
+    assert_one_error_line(
+        &run,
+        "--allow-remote needs a token: pass --token or set REPOCACHE_TOKEN",
     );
 }
 

@@ -9,4 +9,5 @@ mod endpoint;
 mod library;
 mod redaction_props;
 mod relay;
+mod run;
 mod warm;

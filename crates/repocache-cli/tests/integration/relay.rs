@@ -8,7 +8,7 @@ use std::time::Duration;
 use repocache_test_support::PATIENCE;
 use tokio::io::AsyncReadExt as _;
 
-const BIN: &str = env!("CARGO_BIN_EXE_repocache");
+use crate::run::{BIN, assert_one_error_line, repocache};
 
 #[tokio::test]
 async fn the_relay_writes_a_kubeconfig_and_serves_through_it() {
@@ -83,19 +83,7 @@ async fn the_relay_refuses_a_remote_address_without_authorization() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("upstream");
     server.write_kubeconfig(&upstream).unwrap();
-    let output = tokio::process::Command::new(BIN)
-        .arg("relay")
-        .arg("--kubeconfig")
-        .arg(&upstream)
-        .args(["--listen", "0.0.0.0:0"])
-        .stdin(Stdio::null())
-        .output();
-    let output = tokio::time::timeout(PATIENCE, output)
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("not a loopback address"), "{stderr}");
+    let upstream = upstream.to_str().unwrap();
+    let run = repocache(&["relay", "--kubeconfig", upstream, "--listen", "0.0.0.0:0"]).await;
+    assert_one_error_line(&run, "not a loopback address");
 }

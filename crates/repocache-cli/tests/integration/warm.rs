@@ -3,38 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use tokio::process::Command;
+use crate::run::{Run, repocache_env};
 
-const BIN: &str = env!("CARGO_BIN_EXE_repocache");
 const SECRETS: [&str; 2] = ["s3cr3t-inline-password", "inline-bearer-token-0123456789"];
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 async fn repocache(args: &[&str], xdg: &Path) -> Run {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("REPOCACHE_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env("XDG_CACHE_HOME", xdg)
-        .stdin(Stdio::null())
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("repocache did not finish in time")
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let xdg = xdg
+        .to_str()
+        .expect("a temporary directory with a UTF-8 path");
+    repocache_env(args, &[("XDG_CACHE_HOME", xdg)]).await
 }
 
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
