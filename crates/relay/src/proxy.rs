@@ -1,6 +1,7 @@
-//! One downstream request: a watch of a cached kind is served from its hub; everything else goes
-//! through the cache layer (which answers GET and LIST of cached kinds from snapshots) to the API
-//! server, unchanged and streaming.
+//! One downstream request: a watch of a cached kind is served from its hub; a connection upgrade
+//! is spliced to the API server's (`upgrade.rs`); everything else goes through the cache layer
+//! (which answers GET and LIST of cached kinds from snapshots) to the API server, unchanged and
+//! streaming.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -121,11 +122,15 @@ pub(crate) async fn handle<B>(
     inner: Arc<Inner>,
     req: Request<B>,
     kill: Arc<Notify>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Response<RelayBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if crate::upgrade::requested(req.headers()) {
+        return crate::upgrade::proxy(&inner, req, stop).await;
+    }
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();

@@ -9,4 +9,5 @@ mod common;
 mod gate;
 mod kubectl;
 mod reads;
+mod upgrade;
 mod watch;
