@@ -6,6 +6,7 @@
 mod authorize;
 mod clients;
 mod common;
+mod exec;
 mod gate;
 mod kubectl;
 mod reads;
