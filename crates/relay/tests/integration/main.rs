@@ -9,6 +9,7 @@ mod common;
 mod exec;
 mod gate;
 mod kubectl;
+mod python;
 mod reads;
 mod upgrade;
 mod watch;
