@@ -216,3 +216,34 @@ async fn an_upgrade_is_spliced_both_ways_and_closing_either_side_closes_the_othe
         .expect("the upstream connection stayed open after the relay stopped")
         .unwrap();
 }
+
+/// Allows every cached read (this relay caches nothing; only its authorize mode matters here).
+struct AllowAll;
+
+impl repocache_relay::CallerCheck for AllowAll {
+    fn check<'a>(
+        &'a self,
+        _bearer_token: Option<&'a str>,
+        _read: repocache_relay::gate::Read<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), http::Response<Bytes>>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn with_authorize_an_upgrade_carries_the_callers_own_token() {
+    repocache_test_support::init_tracing();
+    let up = upstream().await;
+    let mut config = kube::Config::new(up.url.parse().unwrap());
+    config.default_retry = false;
+    let relay = Relay::builder(kube::Client::try_from(config).unwrap())
+        .authorize(AllowAll)
+        .start()
+        .await
+        .unwrap();
+    let (mut conn, head) = open(&relay, "/echo").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert_eq!(read_exactly(&mut conn, 6).await, "hello\n");
+    let seen = up.authorization.lock().unwrap().clone();
+    assert_eq!(seen, vec![Some("Bearer caller-secret".to_owned())]);
+}
