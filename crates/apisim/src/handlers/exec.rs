@@ -5,7 +5,7 @@
 //! resizes, and in v5 255 "close channel" (`[255, 0]`: stdin ended).
 //!
 //! There are no containers: the pod must exist (a stored core `v1` `Pod`, served when a test
-//! registers it, [`ResourceDef::pod`](crate::ResourceDef::pod)) and the command is one of a
+//! registers it, [`ResourceDef::pods`](crate::ResourceDef::pods)) and the command is one of a
 //! small built-in set: `echo ARGS…` (ARGS joined by spaces, and a newline, on stdout), `cat`
 //! (stdin back on stdout until stdin ends), `true`, `false` (exit 1), `exit N` (exit N), and
 //! anything else is "command not found" on stderr with exit 127. Exit codes other than 0 are
