@@ -67,6 +67,7 @@ pub mod gate;
 mod hub;
 pub mod kubeconfig;
 mod proxy;
+mod respond;
 mod server;
 mod stats;
 mod upgrade;

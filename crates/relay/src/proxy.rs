@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt as _, Limited};
 use k8s_wire::{Reason, Status, Target, Verb};
 use tokio::sync::Notify;
 use tracing::{debug, trace};
 
 use crate::hub::Hub;
+use crate::respond::{full, status_response};
 use crate::watch::{self, PassThrough};
 use crate::{BoxError, Inner, RelayBody};
 
@@ -38,24 +39,6 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
     "host",
 ];
-
-/// A response with a `Status` body.
-pub(crate) fn status_response(status: &Status) -> Response<RelayBody> {
-    let mut response = Response::new(full(Bytes::from(status.to_json())));
-    *response.status_mut() =
-        StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-pub(crate) fn full(bytes: Bytes) -> RelayBody {
-    Full::new(bytes)
-        .map_err(|never| -> BoxError { match never {} })
-        .boxed_unsync()
-}
 
 /// Whether every media range the client accepts is plain JSON (what the relay's watch serves).
 fn accepts_plain_json(headers: &HeaderMap) -> bool {

@@ -15,7 +15,7 @@ use k8s_wire::{Reason, Status};
 use tokio::sync::watch;
 use tracing::{debug, trace};
 
-use crate::proxy::{full, status_response};
+use crate::respond::{full, status_response};
 use crate::{BoxError, Inner, RelayBody};
 
 /// The largest body an upgrade request may carry (they carry none; SPDY's POST has an empty one).
@@ -34,9 +34,18 @@ const NOT_FORWARDED: [&str; 7] = [
 ];
 
 /// Whether `headers` ask for a connection upgrade (`Connection: upgrade` and an `Upgrade`
-/// header, RFC 9110 section 7.8).
+/// header, RFC 9110 section 7.8). An offer of `h2c` (HTTP/2 over cleartext, which a client may
+/// attach to any request) is not one: such a request is served as usual, the offer dropped.
 pub(crate) fn requested(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    headers
+        .get(header::UPGRADE)
+        .is_some_and(|protocols| match protocols.to_str() {
+            Ok(p) => p
+                .split(',')
+                .any(|protocol| !protocol.trim().eq_ignore_ascii_case("h2c")),
+            // Not text: the API server decides what it is.
+            Err(_) => true,
+        })
         && headers.get_all(header::CONNECTION).iter().any(|value| {
             value.to_str().is_ok_and(|v| {
                 v.split(',')
@@ -181,5 +190,10 @@ mod tests {
         assert!(requested(&h));
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         assert!(!requested(&h));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!requested(&h), "an h2c offer is no upgrade request");
+        h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        assert!(requested(&h));
     }
 }
