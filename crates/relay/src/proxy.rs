@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tracing::{debug, trace};
 
 use crate::hub::Hub;
-use crate::respond::{full, status_response};
+use crate::respond::{HOP_BY_HOP, full, status_response};
 use crate::watch::{self, PassThrough};
 use crate::{BoxError, Inner, RelayBody};
 
@@ -25,20 +25,6 @@ const MAX_REQUEST_BODY: usize = 32 << 20;
 
 /// How long a watch of a cached kind waits for its hub's first state before it goes upstream.
 const HUB_WAIT: Duration = Duration::from_secs(5);
-
-/// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1), and `host`
-/// (the upstream client sets its own).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-];
 
 /// Whether every media range the client accepts is plain JSON (what the relay's watch serves).
 fn accepts_plain_json(headers: &HeaderMap) -> bool {

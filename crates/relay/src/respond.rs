@@ -1,5 +1,5 @@
-//! Response bodies the relay makes itself: bytes it has whole, and `Status` errors. Below both
-//! `proxy` and `upgrade`, which use them.
+//! What `proxy` and `upgrade` share, below both: the bodies the relay makes itself (bytes it has
+//! whole, `Status` errors) and the headers that are never forwarded.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -8,6 +8,20 @@ use http_body_util::{BodyExt as _, Full};
 use k8s_wire::Status;
 
 use crate::{BoxError, RelayBody};
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1), and `host`
+/// (the upstream client sets its own).
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+];
 
 /// A response with a `Status` body.
 pub(crate) fn status_response(status: &Status) -> Response<RelayBody> {

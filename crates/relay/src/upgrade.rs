@@ -15,23 +15,11 @@ use k8s_wire::{Reason, Status};
 use tokio::sync::watch;
 use tracing::{debug, trace};
 
-use crate::respond::{full, status_response};
+use crate::respond::{HOP_BY_HOP, full, status_response};
 use crate::{BoxError, Inner, RelayBody};
 
 /// The largest body an upgrade request may carry (they carry none; SPDY's POST has an empty one).
 const MAX_UPGRADE_BODY: usize = 64 << 10;
-
-/// Headers that belong to one connection and are not forwarded with an upgrade (`connection`
-/// and `upgrade` are set again, the others never; `host` is the upstream client's).
-const NOT_FORWARDED: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "host",
-];
 
 /// Whether `headers` ask for a connection upgrade (`Connection: upgrade` and an `Upgrade`
 /// header, RFC 9110 section 7.8). An offer of `h2c` (HTTP/2 over cleartext, which a client may
@@ -89,7 +77,9 @@ where
         .header(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Some(headers) = builder.headers_mut() {
         for (name, value) in &parts.headers {
-            if NOT_FORWARDED.contains(&name.as_str()) {
+            // Hop-by-hop headers stay behind, except the upgrade offer itself (and `Connection:
+            // Upgrade`, set above).
+            if name != header::UPGRADE && HOP_BY_HOP.contains(&name.as_str()) {
                 continue;
             }
             // Default mode: the relay's own credentials go upstream, never a caller's header.
