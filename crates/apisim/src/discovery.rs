@@ -84,6 +84,15 @@ fn resource_entries(d: &ResourceDef) -> Vec<Value> {
         main["shortNames"] = json!(d.short_names);
     }
     let mut out = vec![main];
+    if d.is_pod() {
+        out.push(json!({
+            "name": "pods/exec",
+            "singularName": "",
+            "namespaced": true,
+            "kind": "PodExecOptions",
+            "verbs": ["create", "get"],
+        }));
+    }
     if d.status_subresource {
         out.push(json!({
             "name": format!("{}/status", d.plural),

@@ -7,6 +7,7 @@
 //! below `handlers` imports it (`listen` is the one module that does, to build the router).
 
 mod control;
+mod exec;
 mod media;
 mod review;
 mod route;

@@ -1,6 +1,7 @@
 //! apisim is an embedded, simulated Kubernetes API server. It speaks the real list/watch wire
 //! protocol over HTTP (discovery, GET/LIST/WATCH/POST/PUT/PATCH/DELETE, the `status` subresource,
-//! resourceVersions, pagination, selectors, bookmarks, streaming lists, `Status` errors), so that
+//! resourceVersions, pagination, selectors, bookmarks, streaming lists, `Status` errors; for a
+//! registered core `Pod`, `exec` over WebSocket with built-in commands), so that
 //! kube-rs clients, kube-runtime's `watcher` and kubectl can talk to it unchanged. In repocache's
 //! data path it stands where kube-apiserver stands: the reflector's LIST and WATCH requests, the
 //! bypass reads and the CLI's requests all go to it in the demo, the tests and the benchmarks,

@@ -131,7 +131,10 @@ async fn serve_connection<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = TowerToHyperService::new(router);
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    // With upgrades: `pods/{name}/exec` switches to WebSocket (handlers/exec.rs).
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     tokio::select! {
         r = conn => {
             if let Err(e) = r {

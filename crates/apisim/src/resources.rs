@@ -164,6 +164,22 @@ impl ResourceDef {
             .with_status()
     }
 
+    /// core/v1 Pod (namespaced, short name `po`, `status` subresource), with apisim's `exec`
+    /// subresource: a small set of built-in commands (`echo`, `cat`, `true`, `false`, `exit N`)
+    /// over WebSocket (`v5.channel.k8s.io` or `v4.channel.k8s.io`), as kubectl exec asks. Not
+    /// registered by default: a test that execs registers it with
+    /// [`ServerConfig::with_resource`](crate::ServerConfig::with_resource).
+    pub fn pods() -> Self {
+        ResourceDef::new("", "v1", "Pod", "pods", true)
+            .with_short_names(&["po"])
+            .with_status()
+    }
+
+    /// Whether this is core/v1 Pod (which has apisim's `exec` subresource).
+    pub fn is_pod(&self) -> bool {
+        self.group.is_empty() && self.version == "v1" && self.kind == "Pod"
+    }
+
     /// core/v1 ConfigMap (namespaced, short name `cm`).
     pub fn config_maps() -> Self {
         ResourceDef::new("", "v1", "ConfigMap", "configmaps", true).with_short_names(&["cm"])

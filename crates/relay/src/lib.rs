@@ -50,7 +50,9 @@
 //! Writes, other kinds, discovery, OpenAPI, subresources and watches the hub does not serve are
 //! passed to the API server through a `kube::Client` (TLS and credentials from the kubeconfig),
 //! bodies streaming both ways (request bodies are read whole first, up to 32 MiB). Connection
-//! upgrades (`exec`, `attach`, `port-forward` over SPDY or WebSocket) are not relayed.
+//! upgrades (`exec`, `attach`, `port-forward` over WebSocket or SPDY) go upstream too: on the
+//! API server's `101 Switching Protocols` the relay answers 101 with its headers and splices
+//! the two connections byte for byte until either side closes.
 //!
 //! # Whom it serves
 //!
@@ -65,8 +67,10 @@ pub mod gate;
 mod hub;
 pub mod kubeconfig;
 mod proxy;
+mod respond;
 mod server;
 mod stats;
+mod upgrade;
 mod watch;
 
 use std::fmt::Debug;

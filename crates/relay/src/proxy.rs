@@ -1,6 +1,7 @@
-//! One downstream request: a watch of a cached kind is served from its hub; everything else goes
-//! through the cache layer (which answers GET and LIST of cached kinds from snapshots) to the API
-//! server, unchanged and streaming.
+//! One downstream request: a watch of a cached kind is served from its hub; a connection upgrade
+//! is spliced to the API server's (`upgrade.rs`); everything else goes through the cache layer
+//! (which answers GET and LIST of cached kinds from snapshots) to the API server, unchanged and
+//! streaming.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt as _, Limited};
 use k8s_wire::{Reason, Status, Target, Verb};
 use tokio::sync::Notify;
 use tracing::{debug, trace};
 
 use crate::hub::Hub;
+use crate::respond::{HOP_BY_HOP, full, status_response};
 use crate::watch::{self, PassThrough};
 use crate::{BoxError, Inner, RelayBody};
 
@@ -23,38 +25,6 @@ const MAX_REQUEST_BODY: usize = 32 << 20;
 
 /// How long a watch of a cached kind waits for its hub's first state before it goes upstream.
 const HUB_WAIT: Duration = Duration::from_secs(5);
-
-/// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1), and `host`
-/// (the upstream client sets its own).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-];
-
-/// A response with a `Status` body.
-pub(crate) fn status_response(status: &Status) -> Response<RelayBody> {
-    let mut response = Response::new(full(Bytes::from(status.to_json())));
-    *response.status_mut() =
-        StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-pub(crate) fn full(bytes: Bytes) -> RelayBody {
-    Full::new(bytes)
-        .map_err(|never| -> BoxError { match never {} })
-        .boxed_unsync()
-}
 
 /// Whether every media range the client accepts is plain JSON (what the relay's watch serves).
 fn accepts_plain_json(headers: &HeaderMap) -> bool {
@@ -121,11 +91,15 @@ pub(crate) async fn handle<B>(
     inner: Arc<Inner>,
     req: Request<B>,
     kill: Arc<Notify>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Response<RelayBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if crate::upgrade::requested(req.headers()) {
+        return crate::upgrade::proxy(&inner, req, stop).await;
+    }
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();

@@ -143,14 +143,20 @@ where
     let kill = Arc::new(Notify::new());
     let service = {
         let kill = kill.clone();
+        let stop = stop.clone();
         service_fn(move |req: hyper::Request<Incoming>| {
             let inner = inner.clone();
             let kill = kill.clone();
-            async move { Ok::<_, Infallible>(crate::proxy::handle(inner, req, kill).await) }
+            let stop = stop.clone();
+            async move { Ok::<_, Infallible>(crate::proxy::handle(inner, req, kill, stop).await) }
         })
     };
     tokio::spawn(async move {
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        // With upgrades: an upgraded connection (exec, attach, port-forward) leaves this task
+        // for its splice (`upgrade.rs`), which ends with the relay too.
+        let connection = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         tokio::select! {
             result = connection => {
                 if let Err(err) = result {

@@ -130,6 +130,9 @@ pub(super) async fn handle(
             {
                 return Err(ApiError::path_not_found());
             }
+            if t.subresource == Some("exec") && def.is_pod() && t.name.is_some() {
+                return super::exec::handle(shared, res, &rp, raw_query, req).await;
+            }
             if let Some(sub) = t.subresource
                 && (sub != "status" || !def.status_subresource)
             {

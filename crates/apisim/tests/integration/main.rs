@@ -4,6 +4,7 @@
 
 mod binary;
 mod common;
+mod exec;
 mod faults;
 mod kube_client;
 mod kubectl;

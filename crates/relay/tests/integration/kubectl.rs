@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use crate::common::{self, T, drop_managed_fields};
 
-fn kubectl_path() -> PathBuf {
+pub(crate) fn kubectl_path() -> PathBuf {
     if let Some(explicit) = std::env::var_os("KUBECTL") {
         return PathBuf::from(explicit);
     }
@@ -20,20 +20,20 @@ fn kubectl_path() -> PathBuf {
         .unwrap_or_else(|| panic!("kubectl is required for these tests but is not on PATH (apt-get install kubectl, or set $KUBECTL)"))
 }
 
-struct Kubectl {
-    dir: tempfile::TempDir,
+pub(crate) struct Kubectl {
+    pub(crate) dir: tempfile::TempDir,
     kubeconfig: PathBuf,
 }
 
 impl Kubectl {
-    fn new(kubeconfig_text: &str) -> Kubectl {
+    pub(crate) fn new(kubeconfig_text: &str) -> Kubectl {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_text).unwrap();
         Kubectl { dir, kubeconfig }
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(kubectl_path());
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -44,7 +44,7 @@ impl Kubectl {
         c
     }
 
-    async fn run(&self, args: &[&str]) -> String {
+    pub(crate) async fn run(&self, args: &[&str]) -> String {
         let out = tokio::time::timeout(T, self.cmd(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))

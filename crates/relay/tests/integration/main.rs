@@ -6,7 +6,10 @@
 mod authorize;
 mod clients;
 mod common;
+mod exec;
 mod gate;
 mod kubectl;
+mod python;
 mod reads;
+mod upgrade;
 mod watch;
