@@ -34,6 +34,12 @@ const ERROR: u8 = 3;
 /// v5: `[CLOSE, channel]` says the sender closed that channel.
 const CLOSE: u8 = 255;
 
+/// How long a command takes to "start" before its first output. client-go registers its
+/// stream handlers only after the upgrade, in another goroutine: output a server sends in the
+/// first instants is discarded ("Unknown stream id 1, discarding message"), which a real
+/// container's process start always outlasts, and which a busy machine made visible here.
+const PROCESS_START: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What an exec request asked for.
 struct Exec {
     command: Vec<String>,
@@ -173,6 +179,10 @@ async fn session(mut socket: WebSocket, exec: Exec, v5: bool) {
             127
         }
     };
+    // `cat` with stdin answers what the client sent, so the client's streams are set up.
+    if !(program == "cat" && exec.stdin) {
+        tokio::time::sleep(PROCESS_START).await;
+    }
     let mut out = Vec::new();
     if exec.stdout && !stdout.is_empty() {
         out.push(frame(STDOUT, &stdout));
