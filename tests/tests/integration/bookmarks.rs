@@ -266,3 +266,54 @@ async fn without_bookmarks_a_consistent_read_of_a_quiet_kind_reads_live() {
     assert_eq!(read.value.len(), 5);
     assert_eq!(repos.stats().api(ApiReason::Fallback), 1);
 }
+
+/// A bookmark vouches only for what the cache has published: while changes are handled but
+/// their publish is deferred (a long publish interval), the bookmarks that follow them on the
+/// wire must not move `version()` past a snapshot that lacks them (a consistent read would be
+/// answered from it).
+#[tokio::test]
+async fn a_bookmark_never_vouches_for_a_change_not_yet_published() {
+    let server = quiet_server().await;
+    let control = server.control();
+    let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
+        .configure_cache(|c| c.publish_interval(Duration::from_secs(3)))
+        .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    bookmarks(&repos, 3).await;
+    // Two changes back to back, within the interval of the last publish: both wait for it,
+    // while a bookmark with a newer resourceVersion arrives every 20 ms.
+    let mut written = 0;
+    for (i, name) in ["glasskube", "team-bearer"].into_iter().enumerate() {
+        let mut obj = control.get(REPOS, None, name).unwrap();
+        obj["spec"]["url"] = json!(format!("https://deferred-{i}.example.net/"));
+        let put = control.replace(obj).unwrap();
+        written = put["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        // The version first: a snapshot loaded after it holds at least what it vouches for.
+        let version = repos.version();
+        let has = repos
+            .get("team-bearer")
+            .is_some_and(|r| r.spec.url == "https://deferred-1.example.net/");
+        if version.is_some_and(|v| v >= written) {
+            assert!(
+                has,
+                "version() {version:?} vouches for resourceVersion {written}, but the snapshot \
+                 lacks that change"
+            );
+        }
+        if has {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deferred change was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -7,6 +7,7 @@ use kube::Api;
 use kube::runtime::watcher;
 use std::time::Duration;
 
+use apisim::LatencySpec;
 use repocache::stats::{ApiReason, RelistReason};
 use repocache::{CacheState, ReflectorBuilder, reflector};
 use repocache_test_support::{PATIENCE, apisim, eventually};
@@ -285,4 +286,55 @@ async fn the_cache_counts_its_requests_as_relists_and_watches() {
             control.counts()
         );
     }
+}
+
+/// A relist the TTL forced that does not finish within its back-off is abandoned and retried:
+/// one TTL after the first attempt, two after the second, four after the third (capped). While
+/// the API server answers LISTs slowly the cache neither waits on one hung LIST nor retries in
+/// a tight loop, and once LISTs are fast again a retry lands.
+#[tokio::test]
+async fn a_slow_forced_relist_is_retried_with_back_off_until_it_lands() {
+    let server = apisim().await;
+    let control = server.control();
+    let ttl = Duration::from_millis(100);
+    let (repos, _handle) = ReflectorBuilder::new(Api::<PackageRepository>::all(server.client()))
+        .ttl(ttl)
+        .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    assert!(control.wait_for_watches(1, PATIENCE).await);
+    let lists_before = repos.stats().api(ApiReason::Relist);
+    // The watch goes silent, so the TTL forces a relist, and for 2 s every LIST takes 5 s; a
+    // change only a relist can bring (the side door tells no watch).
+    control.stall_watches(None);
+    control.add_latency(LatencySpec {
+        verb: Some("list".into()),
+        resource: Some(REPOS.into()),
+        latency_ms: 5_000,
+        count: None,
+    });
+    let mut moved = control.get(REPOS, None, "team-bearer").unwrap();
+    moved["spec"]["url"] = json!("https://moved.example.net/");
+    control.side_door_put(moved).unwrap();
+    // The length of the fault, not a wait for an outcome.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    control.clear_faults();
+    eventually(
+        "a forced relist lands the change the silent watch never sent",
+        || {
+            repos
+                .get("team-bearer")
+                .is_some_and(|r| r.spec.url == "https://moved.example.net/")
+        },
+    )
+    .await;
+    let lists = repos.stats().api(ApiReason::Relist) - lists_before;
+    eprintln!("the forced relist landed after {lists} LISTs");
+    // Attempts at 0, 0.1, 0.3, 0.7, 1.5 s into the slow window (fewer when the machine is
+    // busy: timers only fire late), then one after it: about 6, and at least 2 even if the
+    // reflector's task was starved. A reflector that waits on a hung LIST sends 1 (and lands
+    // only when it answers, after 5 s); one that retries without back-off sends hundreds.
+    assert!(
+        (2..=15).contains(&lists),
+        "LISTs sent from the first forced relist until one landed: {lists}"
+    );
 }
