@@ -224,6 +224,31 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
          the write's response and the reads after it are the same, at the cost of one boxed \
          future.",
     ),
+    (
+        REFLECTOR,
+        "740:69: replace < with <= in Task<K>::on_ttl",
+        "Only differs at the instant the back-off ends (a retry then, or at the next tick), which \
+         a monotonic clock cannot be made to hit in a test; both retry once the back-off has \
+         passed.",
+    ),
+    (
+        REFLECTOR,
+        "740:69: replace < with == in Task<K>::on_ttl",
+        "The TTL timer fires before a back-off is due only when a manual refresh began while the \
+         timer was set for the TTL: the mutant then abandons that refresh's LIST at the TTL \
+         instead of one TTL after the refresh, a retry sooner and never a missed one (the same \
+         requests, the same states), a timing difference no test asserts.",
+    ),
+    (
+        REFLECTOR,
+        "785:13: replace || with && in Task<K>::apply_bookmark",
+        REFLECTOR_BOOKMARK,
+    ),
+    (
+        REFLECTOR,
+        "786:13: replace || with && in Task<K>::apply_bookmark",
+        REFLECTOR_BOOKMARK,
+    ),
 ];
 
 const WRITER: &str = "crates/repocache/src/writer.rs";
@@ -237,6 +262,14 @@ const SERVE_PASS: &str = "tests/tests/integration/layer.rs: requests_the_layer_c
 const RECORDING: &str = "Writer::recording only chooses between recording each change as it is staged and letting subscribers diff the snapshots (a batch without changes); both bring every subscriber's view to every published snapshot, the documented contract, so only the cost differs (a diff per publish instead of a record per change).";
 
 const SNAPSHOT: &str = "crates/repocache/src/snapshot.rs";
+
+const REFLECTOR: &str = "crates/repocache/src/reflector.rs";
+
+const REFLECTOR_BOOKMARK: &str = "With the stream drained and no publish armed, a bookmark can be pending only outside a relist, or while the relist that follows a 410 or a watch error runs (synced, not forced): restart() takes the old stream's bookmark and a new stream yields Init before any line, so 'forced' and 'not synced once' never hold with one pending; in the second case it is one the old watch sent behind every event it handed over, so applying it (the mutants may) confirms what the snapshot does reflect, as waiting for the relist would.";
+
+const REFLECTOR_BACKOFF: &str = "tests/tests/integration/reflector.rs: a_slow_forced_relist_is_retried_with_back_off_until_it_lands (2 s of 5-s LISTs: 6 LISTs until one lands; without back-off 282 to 1,225, never abandoning a hung LIST: 1; each mutant applied by hand)";
+
+const REFLECTOR_PUBLISHED: &str = "tests/tests/integration/bookmarks.rs: a_bookmark_never_vouches_for_a_change_not_yet_published (with publishes deferred, version() passed the unpublished change's resourceVersion; applied by hand)";
 
 const STREAM: &str = "crates/repocache/src/decode/stream.rs";
 
@@ -446,6 +479,31 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         STREAM,
         "175:35: replace match guard is_decode_error(&err) with true in <impl Stream for FastPath<K>>::poll_next",
         "tests/tests/integration/decoding.rs: an_api_error_on_the_fast_path_is_no_reason_to_switch (a LIST answering 500 once leaves decoding Fast; checked by hand: Robust on the mutant)",
+    ),
+    (
+        REFLECTOR,
+        "731:9: replace Task<K>::reforce_after -> Duration with Default::default()",
+        REFLECTOR_BACKOFF,
+    ),
+    (
+        REFLECTOR,
+        "733:31: replace << with >> in Task<K>::reforce_after",
+        REFLECTOR_BACKOFF,
+    ),
+    (
+        REFLECTOR,
+        "740:69: replace < with > in Task<K>::on_ttl",
+        REFLECTOR_BACKOFF,
+    ),
+    (
+        REFLECTOR,
+        "783:13: replace || with && in Task<K>::apply_bookmark",
+        REFLECTOR_PUBLISHED,
+    ),
+    (
+        REFLECTOR,
+        "784:13: replace || with && in Task<K>::apply_bookmark",
+        REFLECTOR_PUBLISHED,
     ),
 ];
 
