@@ -31,7 +31,8 @@
 //!   event with 410 Expired, as upstream), and fans them out. BOOKMARK events every
 //!   [`RelayBuilder::bookmark_interval`] to watches that allow them, `sendInitialEvents=true`
 //!   with the `k8s.io/initial-events-end` bookmark, `timeoutSeconds`, label and field selectors
-//!   (an object entering or leaving a selector is `ADDED` or `DELETED`, as upstream).
+//!   (an object entering or leaving a selector is `ADDED` or `DELETED`, as upstream). If a
+//!   kind's cache stops, its open watches end cleanly and new ones pass through upstream.
 //! - kubectl's `Accept: application/json;as=Table;…,application/json` is narrowed to its plain
 //!   JSON fallback for cached kinds (kubectl prints its default columns).
 //!
