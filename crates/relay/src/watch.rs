@@ -52,6 +52,11 @@ pub(crate) fn serve(
     if !hub.is_started() {
         return Err(PassThrough("the kind's hub has no state yet"));
     }
+    if !options.other.is_empty() {
+        // An option the hub does not implement (e.g. KEP-5866's `shardSelector`) could narrow
+        // the answer: only the server can honour it.
+        return Err(PassThrough("a watch option the relay does not implement"));
+    }
     let start = options
         .watch_start()
         .map_err(|_| PassThrough("watch options the server must judge"))?;
@@ -450,6 +455,11 @@ mod tests {
                 counters.clone(),
             )
         };
+        // An option the hub does not implement goes upstream rather than being ignored.
+        assert!(
+            open("watch=true&shardSelector=shardRange(object.metadata.uid,'0x0','0x8000000000000000')")
+                .is_err()
+        );
         // One watch with its initial state, one from now on with bookmarks.
         let mut bodies = [
             open("watch=true").map_err(|p| p.0).unwrap().into_body(),
