@@ -279,6 +279,9 @@ pub struct Proof {
 pub struct FanoutRow {
     /// Load average at the start.
     pub load: f64,
+    /// The readers watch apisim itself, not the relay (the control: what this machine gives a
+    /// watch server at that moment).
+    pub direct: bool,
     /// Downstream watchers.
     pub watchers: usize,
     /// Writes per second.
@@ -388,8 +391,14 @@ pub fn run(cfg: &RelayConfig, progress: impl Fn(&str)) -> RelayResults {
     for &watchers in &cfg.fanout_watchers {
         results
             .fanout
-            .push(fanout(watchers, cfg.rate, cfg.seconds).map_err(|e| format!("{e:#}")));
+            .push(fanout(watchers, cfg.rate, cfg.seconds, false).map_err(|e| format!("{e:#}")));
         progress(&format!("fan-out to {watchers}"));
+    }
+    if let Some(&watchers) = cfg.fanout_watchers.first() {
+        results
+            .fanout
+            .push(fanout(watchers, cfg.rate, cfg.seconds, true).map_err(|e| format!("{e:#}")));
+        progress(&format!("control: apisim's own fan-out to {watchers}"));
     }
     for &clients in &cfg.clients_per_relay {
         results
@@ -726,10 +735,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1e6
 }
 
-/// `watchers` raw HTTP watches of PackageRepositories through one relay; apisim gets `rate`
-/// creations per second for `seconds`, each carrying its send time; every reader records
-/// now − send time for each line.
-pub fn fanout(watchers: usize, rate: u64, seconds: u64) -> anyhow::Result<FanoutRow> {
+/// `watchers` raw HTTP watches of PackageRepositories through one relay (`direct`: to apisim
+/// itself, the control); apisim gets `rate` creations per second for `seconds`, each carrying
+/// its send time; every reader records now − send time for each line.
+pub fn fanout(watchers: usize, rate: u64, seconds: u64, direct: bool) -> anyhow::Result<FanoutRow> {
     let load = load_average();
     let rts = Runtimes::new()?;
     let server = rts.apisim(
@@ -739,7 +748,11 @@ pub fn fanout(watchers: usize, rate: u64, seconds: u64) -> anyhow::Result<Fanout
             .with_history_size(100_000),
     )?;
     let relay = rts.relay(Relay::builder(server.client()).kind::<PackageRepository>())?;
-    let addr = relay_addr(&relay)?;
+    let addr = if direct {
+        server.addr().to_string()
+    } else {
+        relay_addr(&relay)?
+    };
     let total = rate * seconds;
     let start = Instant::now();
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -770,7 +783,22 @@ pub fn fanout(watchers: usize, rate: u64, seconds: u64) -> anyhow::Result<Fanout
             }
         }));
     }
-    wait_open(&relay, watchers, "fan-out watches")?;
+    if direct {
+        let control = server.control();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The relay's own watch, and the readers'.
+        while control.open_watches() < watchers + 1 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "apisim has {} watches open, waiting for {}",
+                control.open_watches(),
+                watchers + 1
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    } else {
+        wait_open(&relay, watchers, "fan-out watches")?;
+    }
     let cpu0 = (
         thread_cpu("relay-rt"),
         thread_cpu("apisim-rt"),
@@ -809,6 +837,7 @@ pub fn fanout(watchers: usize, rate: u64, seconds: u64) -> anyhow::Result<Fanout
     all.sort_unstable();
     Ok(FanoutRow {
         load,
+        direct,
         watchers,
         rate,
         events: total,
@@ -990,20 +1019,27 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
         "Raw HTTP watches of PackageRepositories through the relay; apisim gets steady creations, \
          each carrying its send time in an annotation; each reader takes now − send time per \
          line. CPU per 1,000 writes by runtime: the relay (reflector, hub, watch tasks, \
-         connections), apisim (writes, its one watch), the readers (the sockets being read and \
-         parsed, which real clients would pay in their own processes).\n"
+         connections), apisim (writes, its watches), the readers (the sockets being read and \
+         parsed, which real clients would pay in their own processes). The control row points \
+         the same readers at apisim itself (the relay still runs, idle): what the machine gives \
+         any watch server at that moment.\n"
     );
     let _ = writeln!(
         s,
-        "| load | watchers | writes | delivered | p50 | p99 | max | CPU-s / 1k writes: relay | apisim | readers | closed slow |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| load | readers watch | watchers | writes | delivered | p50 | p99 | max | CPU-s / 1k writes: relay | apisim | readers | closed slow |\n|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for row in &r.fanout {
         match row {
             Ok(f) => {
                 let _ = writeln!(
                     s,
-                    "| {:.1} | {} | {} at {}/s | {}/{} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} |",
+                    "| {:.1} | {} | {} | {} at {}/s | {}/{} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} |",
                     f.load,
+                    if f.direct {
+                        "apisim (control)"
+                    } else {
+                        "the relay"
+                    },
                     f.watchers,
                     f.events,
                     f.rate,
@@ -1017,7 +1053,7 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
                     f.reader_cpu,
                     f.closed_slow
                 );
-                if f.watchers >= 100 {
+                if f.watchers >= 100 && !f.direct {
                     targets.push(TargetRow {
                         what: format!(
                             "fan-out to {} watchers at {}/s: p99 ≤ 5 ms",
@@ -1034,7 +1070,7 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
                 }
             }
             Err(e) => {
-                let _ = writeln!(s, "| – | – | failed: {e} | | | | | | | | |");
+                let _ = writeln!(s, "| – | – | – | failed: {e} | | | | | | | | |");
             }
         }
     }
