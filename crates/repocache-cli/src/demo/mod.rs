@@ -578,7 +578,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
     let installs: usize = report.uncached.installed.iter().map(Vec::len).sum();
     writeln!(
         out,
-        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, three times:",
+        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, once per column:",
         c.packages,
         installs,
         c.depth,
