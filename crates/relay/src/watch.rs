@@ -455,11 +455,6 @@ mod tests {
                 counters.clone(),
             )
         };
-        // An option the hub does not implement goes upstream rather than being ignored.
-        assert!(
-            open("watch=true&shardSelector=shardRange(object.metadata.uid,'0x0','0x8000000000000000')")
-                .is_err()
-        );
         // One watch with its initial state, one from now on with bookmarks.
         let mut bodies = [
             open("watch=true").map_err(|p| p.0).unwrap().into_body(),
@@ -507,5 +502,39 @@ mod tests {
         // A new watch goes upstream (the client's retry), not to a hub without a cache.
         assert!(!hub.is_started());
         assert!(open("watch=true").is_err());
+    }
+
+    /// A watch option the hub does not implement (here KEP-5866's `shardSelector`, which narrows
+    /// the answer) sends the watch upstream instead of being ignored; known options are served.
+    #[tokio::test]
+    async fn a_watch_option_the_hub_does_not_implement_goes_upstream() {
+        let server = repocache_test_support::apisim().await;
+        let client = repocache_test_support::client_without_retry(&server);
+        let (cache, _reflector) =
+            repocache::ReflectorBuilder::new(kube::Api::<PackageRepository>::all(client)).start();
+        let (hub, _task) = hub::start(
+            cache,
+            names(),
+            HubConfig {
+                history: 100,
+                ring: 100,
+            },
+        );
+        assert!(hub.wait_started(T).await, "the hub never started");
+        let open = |query: &str| {
+            serve(
+                hub.clone(),
+                None,
+                &ListOptions::parse(query).unwrap(),
+                config(),
+                Arc::new(Notify::new()),
+                Arc::new(Counters::default()),
+            )
+        };
+        let sharded = open(
+            "watch=true&shardSelector=shardRange(object.metadata.uid,'0x0','0x8000000000000000')",
+        );
+        assert!(sharded.is_err(), "a sharded watch was served unfiltered");
+        assert!(open("watch=true&allowWatchBookmarks=true&timeoutSeconds=5").is_ok());
     }
 }
