@@ -381,9 +381,11 @@ impl RelayResults {
 
 /// Runs the relay part.
 pub fn run(cfg: &RelayConfig, progress: impl Fn(&str)) -> RelayResults {
-    let mut results = RelayResults::default();
     // The timed parts first: the proof's 30 client processes lift the load average for a minute.
-    results.idle = Some(idle_memory(cfg.idle).map_err(|e| format!("{e:#}")));
+    let mut results = RelayResults {
+        idle: Some(idle_memory(cfg.idle).map_err(|e| format!("{e:#}"))),
+        ..RelayResults::default()
+    };
     progress("idle memory");
     for &watchers in &cfg.fanout_watchers {
         results
