@@ -11,7 +11,8 @@
 //! `repocache-bench-memory` binary measures heap use with a counting global allocator, in its
 //! own process so that its bookkeeping never slows the timed runs. `cargo xtask bench` drives
 //! all three. The end-to-end part ([`e2e`]) runs repocache, kube-runtime's reflector and
-//! uncached reads against `apisim` over HTTP.
+//! uncached reads against `apisim` over HTTP; the relay part ([`relay`]) puts
+//! `repocache-relay` in front of it.
 
 pub mod e2e;
 pub mod estimates;
@@ -22,5 +23,6 @@ pub mod measure;
 pub mod memory;
 pub mod plot;
 pub mod random_reads;
+pub mod relay;
 pub mod report;
 pub mod sides;

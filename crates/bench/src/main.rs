@@ -8,12 +8,14 @@
 //! run and renders everything, each figure beside its comparison, with the machine and the git
 //! commit.
 //!
-//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only] [--random-reads-only] [--e2e-part PART]...`
+//! Usage: `repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--e2e-only] [--random-reads-only] [--relay-only] [--e2e-part PART]...`
 //! - `--full` (default) / `--quick`: the real run; `--quick` uses shorter phases.
 //! - `--smoke`: tiny sizes and phases, writes to a temporary directory (never `docs/`), for CI.
 //! - `--e2e-only`: skip sections 1, 3 and 5 (for working on the end-to-end part; give `--out`).
 //! - `--random-reads-only`: run only the random-order read part of section 1 (for working on the
 //!   read path; give `--out`).
+//! - `--relay-only`: run only section 7, the relay (request-count proof with kube-rs, kubectl
+//!   and Python clients, fan-out latency, the many-relays simulation; give `--out`).
 //! - `--e2e-part PART` (repeatable): run only these parts of section 6 (`sync`, `propagation`,
 //!   `load`, `consistent`, `replicas`, `install`); the others are reported as not run.
 //!
@@ -35,7 +37,7 @@ use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
 use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, RepocachePerEvent, WriteSide};
 use repocache_bench::{fixture, ids, random_reads};
 
-const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only] [--random-reads-only] [--e2e-part PART]...";
+const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only] [--random-reads-only] [--relay-only] [--e2e-part PART]...";
 
 /// How long and how big a run is.
 struct Config {
@@ -104,6 +106,7 @@ struct Args {
     command: String,
     e2e_only: bool,
     random_only: bool,
+    relay_only: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -122,6 +125,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut command = None;
     let mut e2e_only = false;
     let mut random_only = false;
+    let mut relay_only = false;
     let mut parts = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -143,6 +147,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--command" => command = Some(value("--command")?),
             "--e2e-only" => e2e_only = true,
             "--random-reads-only" => random_only = true,
+            "--relay-only" => relay_only = true,
             "--e2e-part" => {
                 let part = value("--e2e-part")?;
                 let known = repocache_bench::e2e::PARTS;
@@ -185,6 +190,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         svg,
         e2e_only,
         random_only,
+        relay_only,
     })
 }
 
@@ -220,15 +226,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         cfg.mode, info.commit, info.cores
     );
 
-    let random = if args.e2e_only {
+    let only_relay = args.relay_only;
+    let random = if args.e2e_only || only_relay {
         Vec::new()
     } else {
         random_reads::run(&cfg.random, |n| {
             eprintln!("  random-order reads at {n} objects: done");
         })
     };
-    let (latency, relist, memory) = if args.e2e_only || args.random_only {
-        eprintln!("  micro part skipped (--e2e-only / --random-reads-only)");
+    let (latency, relist, memory) = if args.e2e_only || args.random_only || only_relay {
+        eprintln!("  micro part skipped (--e2e-only / --random-reads-only / --relay-only)");
         (
             Vec::new(),
             Vec::new(),
@@ -238,10 +245,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
         micro(cfg, floor)
     };
 
-    let e2e = if args.random_only {
+    let e2e = if args.random_only || only_relay {
         report::EndToEnd::default()
     } else {
         end_to_end::run(cfg)?
+    };
+    let relay = if args.random_only || (args.e2e_only && !only_relay) {
+        report::EndToEnd::default()
+    } else {
+        relay_part(cfg, &args.command)?
     };
 
     // No figure without latency runs (an empty plot never finishes drawing).
@@ -276,6 +288,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         criterion: Criterion::new(args.criterion.as_deref()),
         svg: svg_rel,
         e2e,
+        relay,
         elapsed_secs: started.elapsed().as_secs_f64(),
     };
     let text = report::render(&results);
@@ -549,6 +562,33 @@ fn write_random_svg(args: &Args, rows: &[random_reads::Row]) -> anyhow::Result<S
         .unwrap_or(&path)
         .display()
         .to_string())
+}
+
+/// Section 7, the relay ([`repocache_bench::relay`]); in smoke mode (CI) a part that fails
+/// fails the run.
+fn relay_part(cfg: &Config, command: &str) -> anyhow::Result<report::EndToEnd> {
+    use repocache_bench::relay::{self, RelayConfig};
+    let config = match cfg.mode {
+        "smoke" => RelayConfig::smoke(),
+        "quick" => RelayConfig::quick(),
+        _ => RelayConfig::full(),
+    };
+    eprintln!("  relay: {}", relay::tools());
+    let results = relay::run(&config, |what| eprintln!("  relay {what}: done"));
+    let errors = results.errors();
+    for e in &errors {
+        eprintln!("  {e}");
+    }
+    anyhow::ensure!(
+        cfg.mode != "smoke" || errors.is_empty(),
+        "the relay smoke failed: {}",
+        errors.join("; ")
+    );
+    let (section, targets) = relay::render(&results, command);
+    Ok(report::EndToEnd {
+        section: Some(section),
+        targets,
+    })
 }
 
 /// The end-to-end part of the suite (section 6): repocache against kube-runtime's reflector and

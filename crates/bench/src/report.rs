@@ -93,6 +93,8 @@ pub struct Results {
     pub svg: Option<String>,
     /// The end-to-end part.
     pub e2e: EndToEnd,
+    /// The relay part (section 7, [`crate::relay`]), rendered like the end-to-end part.
+    pub relay: EndToEnd,
     /// Seconds the report binary ran.
     pub elapsed_secs: f64,
 }
@@ -419,6 +421,7 @@ fn targets(r: &Results) -> Vec<Target> {
         met: ratio(ours, theirs).map(|x| x <= 1.0),
     });
     out.extend(r.e2e.targets.iter().cloned());
+    out.extend(r.relay.targets.iter().cloned());
     out
 }
 
@@ -877,6 +880,17 @@ pub fn render(r: &Results) -> String {
     // 6. end to end.
     let _ = writeln!(s, "## 6. End to end (against `apisim` over HTTP)\n");
     match &r.e2e.section {
+        Some(section) => {
+            let _ = writeln!(s, "{section}");
+        }
+        None => {
+            let _ = writeln!(s, "_Not measured in this run._\n");
+        }
+    }
+
+    // 7. the relay.
+    let _ = writeln!(s, "## 7. The relay: one watch per kind for many clients\n");
+    match &r.relay.section {
         Some(section) => {
             let _ = writeln!(s, "{section}");
         }

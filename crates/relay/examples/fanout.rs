@@ -3,7 +3,9 @@
 //! downstream delivery) to many watchers at a steady write rate.
 //!
 //! `cargo run --release -p repocache-relay --example fanout -- [IDLE_WATCHES] [WATCHERS] [EVENTS_PER_S] [SECONDS]`
-//! (defaults 1000, 100, 1000, 5).
+//! (defaults 1000, 100, 1000, 5). The maintained measurement, with CPU per runtime and a control
+//! row, is BENCHMARKS section 7 (`repocache-bench --relay-only`, `crates/bench/src/relay.rs`);
+//! this example stays as a quick probe that builds with the relay alone.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,

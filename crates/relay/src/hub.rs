@@ -16,7 +16,7 @@ use kube::Resource;
 use repocache::{Cache, Change, Snapshot};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tracing::{debug, warn};
 
 /// The names of a kind, as its watch events and bookmarks spell them.
@@ -256,6 +256,9 @@ pub(crate) struct Hub {
     tx: broadcast::Sender<Arc<WireEvent>>,
     started: AtomicBool,
     started_notify: Notify,
+    /// Becomes `true` when the kind's cache stops (its change stream ended): every open watch
+    /// of the kind ends, and new ones pass through.
+    stopped: watch::Sender<bool>,
     config: HubConfig,
 }
 
@@ -282,6 +285,18 @@ impl Hub {
                 return self.is_started();
             }
         }
+    }
+
+    /// A receiver that sees `true` once the kind's cache has stopped.
+    pub(crate) fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.subscribe()
+    }
+
+    /// The cache stopped: no more events will come. Open watches end (their clients see the
+    /// stream end and re-list or resume, upstream), and new watches pass through.
+    fn stop(&self) {
+        self.started.store(false, Ordering::Release);
+        self.stopped.send_replace(true);
     }
 
     /// The resourceVersion a bookmark may carry now: every event at or below it has been sent to
@@ -375,6 +390,7 @@ where
         tx,
         started: AtomicBool::new(false),
         started_notify: Notify::new(),
+        stopped: watch::channel(false).0,
         config,
     });
     let task = tokio::spawn(feed(cache, hub.clone()));
@@ -386,6 +402,15 @@ where
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 async fn feed<K>(cache: Cache<K>, hub: Arc<Hub>)
+where
+    K: Resource + Serialize + Clone + Send + Sync + 'static,
+{
+    feed_changes(cache, &hub).await;
+    debug!(kind = %hub.names.kind, "cache stopped; relay hub ends its watches");
+    hub.stop();
+}
+
+async fn feed_changes<K>(cache: Cache<K>, hub: &Hub)
 where
     K: Resource + Serialize + Clone + Send + Sync + 'static,
 {
@@ -421,13 +446,13 @@ where
         tokio::select! {
             change = changes.next() => match change {
                 None => break,
-                Some(change) => handle(&cache, &hub, change),
+                Some(change) => handle(&cache, hub, change),
             },
             _ = tick.tick() => {
                 // Handle whatever is ready first: the progress must not overtake queued changes.
                 loop {
                     match changes.next().now_or_never() {
-                        Some(Some(change)) => handle(&cache, &hub, change),
+                        Some(Some(change)) => handle(&cache, hub, change),
                         Some(None) => return,
                         None => break,
                     }
@@ -442,7 +467,6 @@ where
             }
         }
     }
-    debug!(kind = %hub.names.kind, "cache stopped; relay hub ends");
 }
 
 fn handle<K>(cache: &Cache<K>, hub: &Hub, change: Change<K>)

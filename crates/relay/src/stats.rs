@@ -8,6 +8,7 @@ pub(crate) struct Counters {
     pub watches_served: AtomicU64,
     pub watches_open: AtomicU64,
     pub watches_closed_slow: AtomicU64,
+    pub watches_ended_cache_stopped: AtomicU64,
     pub watch_expired: AtomicU64,
     pub watches_passed: AtomicU64,
     pub proxied: AtomicU64,
@@ -25,6 +26,9 @@ pub struct RelayStats {
     pub watches_open: u64,
     /// Watches closed because their client fell behind (a full buffer, or behind the ring).
     pub watches_closed_slow: u64,
+    /// Watches ended because their kind's cache stopped (the stream ends cleanly; the client
+    /// resumes or re-lists, and the hub passes new watches of the kind upstream).
+    pub watches_ended_cache_stopped: u64,
     /// Watches answered 410 Expired (a resourceVersion older than the event history).
     pub watch_expired: u64,
     /// Watches of cached kinds that went upstream instead (no state yet, options the relay
@@ -46,6 +50,7 @@ impl Counters {
             watches_served: get(&self.watches_served),
             watches_open: get(&self.watches_open),
             watches_closed_slow: get(&self.watches_closed_slow),
+            watches_ended_cache_stopped: get(&self.watches_ended_cache_stopped),
             watch_expired: get(&self.watch_expired),
             watches_passed: get(&self.watches_passed),
             proxied: get(&self.proxied),

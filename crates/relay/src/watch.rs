@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, StreamBody};
@@ -51,6 +51,11 @@ pub(crate) fn serve(
 ) -> Result<Response<RelayBody>, PassThrough> {
     if !hub.is_started() {
         return Err(PassThrough("the kind's hub has no state yet"));
+    }
+    if !options.other.is_empty() {
+        // An option the hub does not implement (e.g. KEP-5866's `shardSelector`) could narrow
+        // the answer: only the server can honour it.
+        return Err(PassThrough("a watch option the relay does not implement"));
     }
     let start = options
         .watch_start()
@@ -114,8 +119,37 @@ pub(crate) fn serve(
         let _open = open;
         watcher.run(*subscribed).await;
     });
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    // One write per wake-up of the connection: every line already queued goes out as one
+    // chunk (a shared line alone is sent as is, without a copy).
+    let stream = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|first| first.map(|first| coalesce(first, &mut rx)))
+    });
     Ok(stream_response(Box::pin(stream)))
+}
+
+/// At most this many bytes are gathered into one write of a watch.
+const MAX_WRITE: usize = 256 * 1024;
+
+/// `first` followed by the lines already queued behind it (up to [`MAX_WRITE`] bytes), as one
+/// buffer; `first` itself when nothing else is queued.
+fn coalesce(first: Bytes, rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
+    if first.len() >= MAX_WRITE {
+        return first;
+    }
+    let Ok(second) = rx.try_recv() else {
+        return first;
+    };
+    let mut batch = BytesMut::with_capacity((first.len() + second.len()) * 2);
+    batch.extend_from_slice(&first);
+    batch.extend_from_slice(&second);
+    while batch.len() < MAX_WRITE {
+        match rx.try_recv() {
+            Ok(next) => batch.extend_from_slice(&next),
+            Err(_) => break,
+        }
+    }
+    batch.freeze()
 }
 
 fn stream_response(
@@ -174,10 +208,15 @@ struct Skip {
     rv: u64,
 }
 
+/// Events a watch takes from the ring in one go before it yields.
+const DRAIN: usize = 64;
+
 /// Why a watch ended.
 enum End {
     /// The client went away, or the time ran out.
     Done,
+    /// The kind's cache stopped.
+    CacheStopped,
     /// The client fell behind: its connection is closed.
     Slow(&'static str),
 }
@@ -220,6 +259,12 @@ impl Watcher {
     async fn run(self, subscribed: Subscribed) {
         match self.run_inner(subscribed).await {
             End::Done => debug!(kind = %self.hub.names.kind, "relay watch ended"),
+            End::CacheStopped => {
+                self.counters
+                    .watches_ended_cache_stopped
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(kind = %self.hub.names.kind, "relay watch ended: the kind's cache stopped");
+            }
             End::Slow(why) => {
                 self.counters
                     .watches_closed_slow
@@ -264,6 +309,12 @@ impl Watcher {
             }
         }
         drop(replay);
+        let mut stop = self.hub.stopped();
+        let stopped = async move {
+            // An error is a hub gone: ended too.
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        tokio::pin!(stopped);
         let period = self.config.bookmark_interval.max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -272,6 +323,9 @@ impl Watcher {
                 biased;
                 _ = self.tx.closed() => return End::Done,
                 _ = sleep_opt(self.deadline) => return End::Done,
+                // The kind's cache stopped: end the stream cleanly (after what was queued), so
+                // that the client resumes or re-lists (upstream, as the hub no longer serves).
+                _ = &mut stopped => return End::CacheStopped,
                 _ = ticker.tick(), if self.bookmarks => {
                     // Read the version first, then take every event already in the ring: the
                     // hub updates both under one lock, so the bookmark never overtakes an event.
@@ -299,6 +353,22 @@ impl Watcher {
                         if let Err(end) = self.deliver(&event, skip).await {
                             return end;
                         }
+                        // Take what else is already in the ring before yielding: the
+                        // connection then writes it all at once.
+                        for _ in 0..DRAIN {
+                            match rx.try_recv() {
+                                Ok(event) => {
+                                    if let Err(end) = self.deliver(&event, skip).await {
+                                        return end;
+                                    }
+                                }
+                                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                                    return End::Slow("it fell behind the kind's events");
+                                }
+                                Err(broadcast::error::TryRecvError::Closed) => return End::Done,
+                                Err(broadcast::error::TryRecvError::Empty) => break,
+                            }
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         return End::Slow("it fell behind the kind's events");
@@ -324,5 +394,147 @@ async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::hub::{self, HubConfig, KindNames};
+    use glasskube_api::PackageRepository;
+
+    const T: Duration = Duration::from_secs(20);
+
+    fn names() -> KindNames {
+        KindNames {
+            group: "packages.glasskube.dev".into(),
+            version: "v1alpha1".into(),
+            plural: "packagerepositories".into(),
+            kind: "PackageRepository".into(),
+            api_version: "packages.glasskube.dev/v1alpha1".into(),
+            namespaced: false,
+        }
+    }
+
+    fn config() -> WatchConfig {
+        WatchConfig {
+            buffer: 64,
+            bookmark_interval: Duration::from_secs(10),
+            grace: Duration::from_millis(500),
+        }
+    }
+
+    /// Open watches of a kind end cleanly when its cache stops (the reflector ends), and a
+    /// watch asked for afterwards is passed upstream instead of hanging on a hub that will never
+    /// send anything again.
+    #[tokio::test]
+    async fn open_watches_end_when_the_kinds_cache_stops() {
+        let server = repocache_test_support::apisim().await;
+        let client = repocache_test_support::client_without_retry(&server);
+        let (cache, reflector) =
+            repocache::ReflectorBuilder::new(kube::Api::<PackageRepository>::all(client)).start();
+        let (hub, _task) = hub::start(
+            cache,
+            names(),
+            HubConfig {
+                history: 100,
+                ring: 100,
+            },
+        );
+        assert!(hub.wait_started(T).await, "the hub never started");
+        let counters = Arc::new(Counters::default());
+        let open = |query: &str| {
+            serve(
+                hub.clone(),
+                None,
+                &ListOptions::parse(query).unwrap(),
+                config(),
+                Arc::new(Notify::new()),
+                counters.clone(),
+            )
+        };
+        // One watch with its initial state, one from now on with bookmarks.
+        let mut bodies = [
+            open("watch=true").map_err(|p| p.0).unwrap().into_body(),
+            open("watch=true&resourceVersion=0&sendInitialEvents=false&allowWatchBookmarks=true")
+                .map_err(|p| p.0)
+                .unwrap()
+                .into_body(),
+        ];
+        // The first one delivers its initial state: it is live.
+        let first = tokio::time::timeout(T, bodies[0].frame())
+            .await
+            .expect("no initial event")
+            .unwrap()
+            .unwrap();
+        assert!(
+            first
+                .data_ref()
+                .is_some_and(|d| d.starts_with(b"{\"type\":\"ADDED\""))
+        );
+        assert_eq!(counters.watches_open.load(Ordering::Relaxed), 2);
+
+        reflector.stop().await;
+
+        for (i, body) in bodies.iter_mut().enumerate() {
+            let ended = tokio::time::timeout(T, async {
+                loop {
+                    match body.frame().await {
+                        None => return true,
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) => return false,
+                    }
+                }
+            })
+            .await;
+            assert_eq!(ended, Ok(true), "watch {i} did not end cleanly");
+        }
+        repocache_test_support::eventually("both watch tasks end", || {
+            counters.watches_open.load(Ordering::Relaxed) == 0
+        })
+        .await;
+        assert_eq!(
+            counters.watches_ended_cache_stopped.load(Ordering::Relaxed),
+            2
+        );
+        // A new watch goes upstream (the client's retry), not to a hub without a cache.
+        assert!(!hub.is_started());
+        assert!(open("watch=true").is_err());
+    }
+
+    /// A watch option the hub does not implement (here KEP-5866's `shardSelector`, which narrows
+    /// the answer) sends the watch upstream instead of being ignored; known options are served.
+    #[tokio::test]
+    async fn a_watch_option_the_hub_does_not_implement_goes_upstream() {
+        let server = repocache_test_support::apisim().await;
+        let client = repocache_test_support::client_without_retry(&server);
+        let (cache, _reflector) =
+            repocache::ReflectorBuilder::new(kube::Api::<PackageRepository>::all(client)).start();
+        let (hub, _task) = hub::start(
+            cache,
+            names(),
+            HubConfig {
+                history: 100,
+                ring: 100,
+            },
+        );
+        assert!(hub.wait_started(T).await, "the hub never started");
+        let open = |query: &str| {
+            serve(
+                hub.clone(),
+                None,
+                &ListOptions::parse(query).unwrap(),
+                config(),
+                Arc::new(Notify::new()),
+                Arc::new(Counters::default()),
+            )
+        };
+        let sharded = open(
+            "watch=true&shardSelector=shardRange(object.metadata.uid,'0x0','0x8000000000000000')",
+        );
+        assert!(sharded.is_err(), "a sharded watch was served unfiltered");
+        assert!(open("watch=true&allowWatchBookmarks=true&timeoutSeconds=5").is_ok());
     }
 }

@@ -1,9 +1,10 @@
 //! The newcomer's demo: an embedded apisim seeded with the project's fixtures and a generated
-//! package catalogue, and the same dependency-resolving install run three times — uncached
-//! through client-go's client-side rate limiter; through repocache's caches directly; and the
+//! package catalogue, and the same dependency-resolving install run several times — uncached
+//! through client-go's client-side rate limiter; through repocache's caches directly; the
 //! unchanged uncached code on a client with repocache's [`CacheLayer`] (the limiter below the
-//! layer, where only requests that reach the server pay it) — with the API requests, the time
-//! spent waiting on the limiter and the total time of each, side by side.
+//! layer, where only requests that reach the server pay it); and the unchanged uncached code
+//! pointed at a `repocache relay` (the limiter in the relay's upstream client) — with the API
+//! requests, the time spent waiting on the limiter and the total time of each, side by side.
 
 pub mod catalogue;
 pub mod scenario;
@@ -130,6 +131,14 @@ pub struct DemoReport {
     /// Requests of the layered run after its caches synced (listed, and their watches open at the
     /// server), by (verb, resource).
     pub layered_after_sync: BTreeMap<(String, String), u64>,
+    /// The uncached code again, unchanged, pointed at a `repocache relay` in front of the API
+    /// server (the rate limiter in the relay's upstream client: only requests that reach the
+    /// server wait).
+    pub relayed: RunReport,
+    /// Requests of the relayed run after the relay's caches synced, by (verb, resource).
+    pub relayed_after_sync: BTreeMap<(String, String), u64>,
+    /// Requests the relay answered from its snapshots during the relayed run (GET and LIST).
+    pub relayed_answered: u64,
     /// The PackageRepository cache at the end (objects redacted).
     pub repositories: CacheReport,
 }
@@ -475,6 +484,62 @@ pub async fn run(
         crate::human_duration(layered.total)
     ));
 
+    // 4. The uncached code, unchanged, pointed at a relay (as another process would be): the
+    //    relay lists and watches each kind once and answers the reads from its snapshots; the
+    //    limiter sits in the relay's upstream client, so only requests that reach the server wait.
+    control.reset_requests();
+    progress.phase("uncached code, through the relay", expected.total());
+    let started = Instant::now();
+    let bucket = Arc::new(TokenBucket::new(config.qps, config.burst));
+    let waited = Arc::new(AtomicU64::new(0));
+    let upstream = throttled(client.clone(), bucket, waited.clone());
+    let relay = repocache_relay::Relay::builder(upstream)
+        .kind::<PackageRepository>()
+        .kind::<PackageInfo>()
+        .start()
+        .await
+        .context("the relay does not start")?;
+    relay
+        .wait_ready(config.sync_timeout)
+        .await
+        .context("the relay's caches did not sync")?;
+    wait_watching(&control, config.sync_timeout).await?;
+    let at_sync = control.counts();
+    let relay_client = {
+        let url = relay.url().context("the relay listens on no URL")?;
+        let url = url.parse().context("the relay's URL")?;
+        kube::Client::try_from(kube::Config::new(url)).context("a client of the relay")?
+    };
+    let relayed_reads = Uncached {
+        repos: Api::all(relay_client.clone()),
+        infos: Api::all(relay_client),
+        bucket: None,
+        waited_nanos: Arc::new(AtomicU64::new(0)),
+    };
+    let installed = install_all(&relayed_reads, &catalogue, &config, progress).await?;
+    let total = started.elapsed();
+    let requests = control.counts();
+    let relayed_after_sync = requests
+        .iter()
+        .filter_map(|(key, n)| {
+            let before = at_sync.get(key).copied().unwrap_or(0);
+            (*n > before).then(|| (key.clone(), n - before))
+        })
+        .collect();
+    let relayed_answered = relay.layer_stats().total_local();
+    let relayed = RunReport {
+        requests,
+        limiter_wait: Duration::from_nanos(waited.load(Ordering::Relaxed)),
+        total,
+        installed,
+    };
+    drop(relay);
+    progress.finish(&format!(
+        "through the relay: {} API requests in {}",
+        relayed.total_requests(),
+        crate::human_duration(relayed.total)
+    ));
+
     let redactor: repocache::debug::Redactor = Arc::new(crate::redact);
     let repositories = CacheView::new(&repos).report(true, Some(&redactor));
     let report = DemoReport {
@@ -485,6 +550,9 @@ pub async fn run(
         cached_after_sync,
         layered,
         layered_after_sync,
+        relayed,
+        relayed_after_sync,
+        relayed_answered,
         repositories,
     };
     let session = Session {
@@ -510,7 +578,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
     let installs: usize = report.uncached.installed.iter().map(Vec::len).sum();
     writeln!(
         out,
-        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, three times:",
+        "Installed {} packages ({} with dependencies, resolved {} level{} deep) from a catalogue of {} across {} repositories, once per column:",
         c.packages,
         installs,
         c.depth,
@@ -525,6 +593,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         .keys()
         .chain(report.cached.requests.keys())
         .chain(report.layered.requests.keys())
+        .chain(report.relayed.requests.keys())
         .cloned()
         .collect();
     keys.sort();
@@ -534,8 +603,14 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         format!("UNCACHED ({} QPS, BURST {})", c.qps, c.burst),
         "REPOCACHE".to_owned(),
         "UNCACHED CODE, LAYERED CLIENT".to_owned(),
+        "UNCACHED CODE, THROUGH THE RELAY".to_owned(),
     ]];
-    let runs = [&report.uncached, &report.cached, &report.layered];
+    let runs = [
+        &report.uncached,
+        &report.cached,
+        &report.layered,
+        &report.relayed,
+    ];
     let row = |label: String, value: &dyn Fn(&RunReport) -> String| {
         let mut row = vec![label];
         row.extend(runs.iter().map(|r| value(r)));
@@ -556,6 +631,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         report.uncached.total_requests().to_string(),
         after_sync.to_string(),
         layered_after_sync.to_string(),
+        report.relayed_after_sync.values().sum::<u64>().to_string(),
     ]);
     rows.push(row("rate-limiter wait".to_owned(), &|r| {
         crate::human_duration(r.limiter_wait)
@@ -570,6 +646,7 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
     for (label, run) in [
         ("repocache", &report.cached),
         ("layered client", &report.layered),
+        ("through the relay", &report.relayed),
     ] {
         writeln!(
             out,
@@ -589,6 +666,16 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         out,
         "Same packages installed by all three: {}.",
         if same { "yes" } else { "NO" }
+    )?;
+    writeln!(
+        out,
+        "Through the relay: {} reads answered from its snapshots; same packages installed: {}.",
+        report.relayed_answered,
+        if report.uncached.installed == report.relayed.installed {
+            "yes"
+        } else {
+            "NO"
+        }
     )?;
     writeln!(out)?;
     crate::table::write_dump(

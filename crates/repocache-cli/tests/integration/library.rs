@@ -345,6 +345,40 @@ async fn the_demo_reads_no_repository_after_sync() {
         u.installed, l.installed,
         "the layered run installs the same"
     );
+    // The unchanged uncached code through a relay: the relay's sync is all the server sees.
+    let r = &report.relayed;
+    for resource in ["packagerepositories", "packageinfos"] {
+        assert_eq!(
+            r.count("list", resource),
+            1,
+            "the relay's sync of {resource}"
+        );
+        assert_eq!(
+            r.count("watch", resource),
+            1,
+            "the relay's watch of {resource}"
+        );
+        assert_eq!(
+            r.count("get", resource),
+            0,
+            "no GET of {resource} reaches the server"
+        );
+    }
+    assert_eq!(r.total_requests(), 4, "{:?}", r.requests);
+    assert!(
+        report.relayed_after_sync.is_empty(),
+        "no request after sync through the relay: {:?}",
+        report.relayed_after_sync
+    );
+    assert_eq!(
+        report.relayed_answered,
+        lists + gets + infos,
+        "every read answered from the relay's snapshots"
+    );
+    assert_eq!(
+        u.installed, r.installed,
+        "the relayed run installs the same"
+    );
     assert_eq!(u.installed.len(), 3);
     let mut out = Vec::new();
     repocache_cli::demo::write_report(&mut out, &report).unwrap();
@@ -354,6 +388,14 @@ async fn the_demo_reads_no_repository_after_sync() {
         "{text}"
     );
     assert!(text.contains("UNCACHED CODE, LAYERED CLIENT"), "{text}");
+    assert!(text.contains("UNCACHED CODE, THROUGH THE RELAY"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Through the relay: {} reads answered from its snapshots; same packages installed: yes.",
+            lists + gets + infos
+        )),
+        "{text}"
+    );
     assert!(text.contains("# PackageRepository cache: ready"), "{text}");
     assert!(!text.contains(PASSWORD) && !text.contains(TOKEN));
     session.stop().await;
