@@ -882,13 +882,12 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
             && s.warm.installed == report.uncached.installed;
         writeln!(
             out,
-            "A short-lived process per package (Glasskube's CLI; each with its own client and caches): \
-             first answer after {} with no cache file, {} from the previous process's warm file \
-             (median per process; {} of {} warm processes answered before their LIST verified the \
-             file, which they waited for before exiting); the same requests either way (a warm \
-             start costs the verifying LIST and the WATCH, as a cold one). Files kept with the \
-             keep_credentials opt-in (0600): two repositories carry inline credentials. Same \
-             packages installed: {}.",
+            "Process per package (Glasskube's CLI: each its own client and caches), median first \
+             answer:\n  {} with no cache file, {} from the previous process's file ({} of {} \
+             answered before their LIST\n  verified the file; each waited for it and its watches \
+             before exiting). The same requests either way:\n  a warm start costs the verifying \
+             LIST and the WATCH, as a cold one. Files written with the\n  keep_credentials \
+             opt-in (0600): two repositories carry inline credentials. Same packages installed: {}.",
             crate::human_duration(ShortLivedReport::median(&s.cold_first_answer)),
             crate::human_duration(ShortLivedReport::median(&s.warm_first_answer)),
             s.warm_answered_unverified,
