@@ -3,12 +3,16 @@
 //! Subcommands:
 //! - `crds [--check]`: write the generated CustomResourceDefinitions into `deploy/crds/`, or with
 //!   `--check` only compare and exit 1 when the committed files differ from the types.
-//! - `bench [--quick | --check]`: run the benchmark suite of `crates/bench` (criterion benches,
-//!   then the report binary) in release mode and write `docs/BENCHMARKS.md` and
-//!   `docs/bench/read-latency.svg`; `--quick` uses short measurement phases; `--check` only
+//! - `bench [--quick | --check] [--e2e-part PART]...`: run the benchmark suite of `crates/bench`
+//!   (criterion benches, then the report binary) in release mode and write `docs/BENCHMARKS.md`
+//!   and `docs/bench/read-latency.svg`; `--quick` uses short measurement phases; `--check` only
 //!   compiles the benches and runs each once in debug mode, plus the report binary on tiny sizes
 //!   (the end-to-end part against apisim included) into a temporary directory (never `docs/`),
-//!   for CI.
+//!   for CI. `--e2e-part PART` (repeatable; `sync`, `propagation`, `load`, `consistent`, `warm`,
+//!   `replicas`, `install`) is passed through to the report binary: only those parts of the
+//!   end-to-end section run, the criterion benches and the micro part are skipped, and the
+//!   report goes to `target/repocache-bench/BENCHMARKS-e2e.md` (never `docs/`, which a partial
+//!   run would overwrite with "not run"); with `--check` it narrows the smoke run.
 //! - `chaos [--seeds N] [--seed S] [--duration D] [--debug]`: seeded fault-injection runs of
 //!   repocache against apisim (the `chaos` binary of `repocache-tests`, release build unless
 //!   `--debug`); prints faults, writes, convergence and read latency, and the first failing
@@ -31,7 +35,7 @@ use std::time::Instant;
 
 use glasskube_api::crd;
 
-const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] | chaos [--seeds N] [--seed S] [--duration D] [--debug] | miri [-- <test args>] | mutants [--file F] [--check]";
+const USAGE: &str = "usage: cargo xtask crds [--check] | bench [--quick | --check] [--e2e-part PART]... | chaos [--seeds N] [--seed S] [--duration D] [--debug] | miri [-- <test args>] | mutants [--file F] [--check]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -116,16 +120,39 @@ enum BenchMode {
     Check,
 }
 
+/// `cargo xtask bench`'s arguments: the mode and the `--e2e-part` values to pass through (the
+/// report binary checks the names).
+fn parse_bench_args(args: &[String]) -> Result<(BenchMode, Vec<String>), String> {
+    let mut mode = None;
+    let mut parts = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let set = match arg.as_str() {
+            "--quick" => BenchMode::Quick,
+            "--check" => BenchMode::Check,
+            "--e2e-part" => {
+                let part = it.next().ok_or("--e2e-part needs a value")?;
+                parts.push(part.clone());
+                continue;
+            }
+            other => return Err(format!("unexpected argument `{other}` to bench")),
+        };
+        if mode.replace(set).is_some() {
+            return Err("give at most one of --quick, --check".to_owned());
+        }
+    }
+    Ok((mode.unwrap_or(BenchMode::Full), parts))
+}
+
 fn bench(args: &[String]) -> ExitCode {
-    let mode = match args {
-        [] => BenchMode::Full,
-        [flag] if flag == "--quick" => BenchMode::Quick,
-        [flag] if flag == "--check" => BenchMode::Check,
-        [other, ..] => return usage_error(&format!("unexpected argument `{other}` to bench")),
+    let (mode, parts) = match parse_bench_args(args) {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(&e),
     };
     let started = Instant::now();
     let result = match mode {
-        BenchMode::Check => bench_check(),
+        BenchMode::Check => bench_check(&parts),
+        BenchMode::Full | BenchMode::Quick if !parts.is_empty() => bench_parts(mode, &parts),
         BenchMode::Full | BenchMode::Quick => bench_run(mode),
     };
     match result {
@@ -169,8 +196,16 @@ fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--e2e-part PART ...` as the report binary takes them.
+fn part_args(parts: &[String]) -> Vec<&str> {
+    parts
+        .iter()
+        .flat_map(|p| ["--e2e-part", p.as_str()])
+        .collect()
+}
+
 /// `--check`: compile everything and run each bench once, in debug mode.
-fn bench_check() -> anyhow::Result<()> {
+fn bench_check(parts: &[String]) -> anyhow::Result<()> {
     let root = workspace_root();
     step(
         "unit tests, and each criterion bench once (test mode)",
@@ -189,7 +224,57 @@ fn bench_check() -> anyhow::Result<()> {
         .join(exe_name("repocache-bench"));
     step(
         "report binary on tiny sizes, end-to-end smoke included (--smoke, into a temporary directory)",
-        Command::new(exe).current_dir(&root).arg("--smoke"),
+        Command::new(exe)
+            .current_dir(&root)
+            .arg("--smoke")
+            .args(part_args(parts)),
+    )
+}
+
+/// `--e2e-part PART ...` without `--check`: only those parts of the end-to-end section, in
+/// release mode, into `target/repocache-bench/BENCHMARKS-e2e.md` (`docs/` untouched).
+fn bench_parts(mode: BenchMode, parts: &[String]) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let target = target_dir(&root);
+    step(
+        "build the report binaries (release)",
+        cargo()
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "repocache-bench", "--bins"]),
+    )?;
+    let flag = if mode == BenchMode::Quick {
+        "--quick"
+    } else {
+        "--full"
+    };
+    let dir = target.join("repocache-bench");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join("BENCHMARKS-e2e.md");
+    let command = format!(
+        "cargo xtask bench{} {}",
+        if mode == BenchMode::Quick {
+            " --quick"
+        } else {
+            ""
+        },
+        part_args(parts).join(" ")
+    );
+    let exe = target.join("release").join(exe_name("repocache-bench"));
+    step(
+        &format!(
+            "report binary, end-to-end parts {} only; writes {}",
+            parts.join(", "),
+            out.display()
+        ),
+        Command::new(exe)
+            .current_dir(&root)
+            .args([flag, "--e2e-only"])
+            .args(part_args(parts))
+            .arg("--out")
+            .arg(&out)
+            .arg("--svg")
+            .arg(dir.join("read-latency.svg"))
+            .args(["--command", &command]),
     )
 }
 
@@ -292,5 +377,38 @@ fn chaos(args: &[String]) -> ExitCode {
             eprintln!("xtask chaos: cannot run cargo: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod bench_args {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(BenchMode, Vec<String>), String> {
+        parse_bench_args(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn e2e_parts_pass_through_with_any_mode() {
+        assert!(matches!(parse(&[]), Ok((BenchMode::Full, p)) if p.is_empty()));
+        let (mode, parts) = parse(&["--e2e-part", "warm"]).unwrap();
+        assert!(mode == BenchMode::Full && parts == ["warm"]);
+        let (mode, parts) =
+            parse(&["--quick", "--e2e-part", "warm", "--e2e-part", "sync"]).unwrap();
+        assert!(mode == BenchMode::Quick && parts == ["warm", "sync"]);
+        let (mode, parts) = parse(&["--e2e-part", "install", "--check"]).unwrap();
+        assert!(mode == BenchMode::Check && parts == ["install"]);
+        assert_eq!(
+            part_args(&parts),
+            ["--e2e-part", "install"],
+            "as the report binary takes them"
+        );
+    }
+
+    #[test]
+    fn bad_bench_arguments_are_refused() {
+        assert!(parse(&["--e2e-part"]).is_err());
+        assert!(parse(&["--quick", "--check"]).is_err());
+        assert!(parse(&["--full-speed"]).is_err());
     }
 }

@@ -17,7 +17,9 @@
 //! - `--relay-only`: run only section 7, the relay (request-count proof with kube-rs, kubectl
 //!   and Python clients, fan-out latency, the many-relays simulation; give `--out`).
 //! - `--e2e-part PART` (repeatable): run only these parts of section 6 (`sync`, `propagation`,
-//!   `load`, `consistent`, `replicas`, `install`); the others are reported as not run.
+//!   `load`, `consistent`, `warm`, `replicas`, `install`); the others are reported as not run.
+//!   `cargo xtask bench --e2e-part PART` passes it through (with `--e2e-only`, into
+//!   `target/repocache-bench/BENCHMARKS-e2e.md`).
 //!
 //! Section 6, the end-to-end part, runs repocache, kube-runtime's reflector and uncached reads
 //! against apisim over HTTP ([`repocache_bench::e2e`]).
@@ -36,6 +38,18 @@ use repocache_bench::plot::{self, Series};
 use repocache_bench::report::{self, LatencyRun, RelistRun, Results, label};
 use repocache_bench::sides::{self, KubeStore, LockedMap, Repocache, RepocachePerEvent, WriteSide};
 use repocache_bench::{fixture, ids, random_reads};
+
+const HELP: &str = "\
+  --full (default) | --quick   the real run; --quick uses shorter phases
+  --smoke                      tiny sizes, into a temporary directory (never docs/), for CI
+  --out FILE / --svg FILE      where the report and the figure go (default docs/)
+  --e2e-only                   skip the micro part (sections 1, 3, 5); give --out
+  --random-reads-only          only the random-order read part of section 1; give --out
+  --relay-only                 only the relay part (section 7); give --out
+  --e2e-part PART              (repeatable) only these end-to-end parts: sync, propagation,
+                               load, consistent, warm, replicas, install
+                               e.g. --e2e-only --e2e-part warm --out /tmp/warm.md
+                               (cargo xtask bench --e2e-part PART passes it through)";
 
 const USAGE: &str = "usage: repocache-bench [--quick | --full | --smoke] [--criterion DIR] [--out FILE] [--svg FILE] [--command TEXT] [--e2e-only] [--random-reads-only] [--relay-only] [--e2e-part PART]...";
 
@@ -197,7 +211,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.first().map(String::as_str), Some("-h" | "--help")) {
-        eprintln!("{USAGE}");
+        eprintln!("{USAGE}\n\n{HELP}");
         return ExitCode::SUCCESS;
     }
     let args = match parse_args(&args) {

@@ -513,6 +513,8 @@ fn parse_format(text: &str) -> Result<Format, String> {
 
 async fn get(args: DumpArgs) -> anyhow::Result<i32> {
     let kinds = args.source.kinds()?;
+    // The caches started here (not an endpoint's): stopped after the answer is printed.
+    let mut started = None;
     let (mut reports, selection) = match args.source.endpoint()? {
         Some(endpoint) => {
             let selection = args.source.selection(None)?;
@@ -535,13 +537,7 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
                     }
                 );
             }
-            if cluster.unreachable.is_none() {
-                // Verified after the answer, so that the next run's file is current.
-                caches
-                    .verify_warm(&cluster.server, args.source.timeout)
-                    .await;
-            }
-            caches.stop().await;
+            started = Some((cluster, caches));
             (reports, selection)
         }
     };
@@ -558,8 +554,19 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
         write_format(&mut out, &reports, &args.output, single)?;
     }
     out.flush()?;
+    drop(out);
     for line in &missing {
         eprintln!("error: {line}");
+    }
+    if let Some((cluster, caches)) = started {
+        if cluster.unreachable.is_none() {
+            // Verified after the answer is printed (a warm answer does not wait for its LIST),
+            // so that the next run's file is current.
+            caches
+                .verify_warm(&cluster.server, args.source.timeout)
+                .await;
+        }
+        caches.stop().await;
     }
     Ok(if missing.is_empty() {
         EXIT_OK

@@ -78,6 +78,8 @@ pub async fn run(plan: InstallPlan) -> anyhow::Result<DemoReport> {
         qps: plan.qps,
         burst: plan.burst,
         sync_timeout: Duration::from_secs(60),
+        // The demo's fourth column (short-lived processes) is not part of this measurement.
+        short_lived: false,
     };
     let (report, session) = demo::run(config, &NoProgress).await?;
     session.stop().await;

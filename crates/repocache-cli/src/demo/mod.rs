@@ -2,9 +2,11 @@
 //! package catalogue, and the same dependency-resolving install run several times — uncached
 //! through client-go's client-side rate limiter; through repocache's caches directly; the
 //! unchanged uncached code on a client with repocache's [`CacheLayer`] (the limiter below the
-//! layer, where only requests that reach the server pay it); and the unchanged uncached code
+//! layer, where only requests that reach the server pay it); the unchanged uncached code
 //! pointed at a `repocache relay` (the limiter in the relay's upstream client) — with the API
-//! requests, the time spent waiting on the limiter and the total time of each, side by side.
+//! requests, the time spent waiting on the limiter and the total time of each, side by side; and
+//! a fifth time as a short-lived process per package, cold and with a warm-start file
+//! ([`ShortLivedReport`]).
 
 pub mod catalogue;
 pub mod scenario;
@@ -49,6 +51,9 @@ pub struct DemoConfig {
     pub burst: u32,
     /// How long the cached run may wait for its caches to sync.
     pub sync_timeout: Duration,
+    /// Also run the installs as short-lived processes, one per package, cold and warm (the
+    /// fourth column; see [`ShortLivedReport`]).
+    pub short_lived: bool,
 }
 
 impl Default for DemoConfig {
@@ -60,6 +65,7 @@ impl Default for DemoConfig {
             qps: crate::ratelimit::DEFAULT_QPS,
             burst: crate::ratelimit::DEFAULT_BURST,
             sync_timeout: Duration::from_secs(20),
+            short_lived: true,
         }
     }
 }
@@ -141,6 +147,67 @@ pub struct DemoReport {
     pub relayed_answered: u64,
     /// The PackageRepository cache at the end (objects redacted).
     pub repositories: CacheReport,
+    /// The installs as short-lived processes, cold and warm (`None` unless
+    /// [`DemoConfig::short_lived`]).
+    pub short_lived: Option<ShortLivedReport>,
+}
+
+/// The fourth column: the same installs as short-lived processes, one per package, as
+/// Glasskube's CLI runs (one `glasskube install` per package, each its own process with its own
+/// client and caches, gone when the install is done).
+///
+/// Each "process" here is an in-process stand-in, as the demo's other runs are: a fresh
+/// `kube::Client` (its own connection pool), a fresh client-side limiter, and fresh caches of
+/// PackageRepositories and PackageInfos; it installs its package from the caches as soon as they
+/// answer, then, as `repocache get` does, waits until its caches are verified and watching
+/// (so that the next process's file is current) and stops them (which writes the file).
+///
+/// - **cold**: no warm-start file (the cache directory is emptied before each process): each
+///   process answers only after its caches' initial LIST.
+/// - **warm**: each process starts from the file the previous process left (the first from
+///   the cold run's last); it answers from the file at once, unverified, and its LIST verifies
+///   it afterwards. The files are written with the documented opt-in
+///   [`Persist::keep_credentials`](repocache::persist::Persist::keep_credentials) (still
+///   `0600` in a `0700` directory): two of the demo's repositories carry inline credentials,
+///   and without the opt-in such objects are withheld until the LIST verified them.
+#[derive(Clone, Debug, Default)]
+pub struct ShortLivedReport {
+    /// The processes without a warm-start file.
+    pub cold: RunReport,
+    /// The processes with a warm-start file.
+    pub warm: RunReport,
+    /// Per cold process: its start → its caches answer (after their initial sync).
+    pub cold_first_answer: Vec<Duration>,
+    /// Per warm process: its start → its caches answer (from the file, or verified if that came
+    /// first).
+    pub warm_first_answer: Vec<Duration>,
+    /// How many warm processes answered from the unverified file (the others were verified
+    /// before they first looked).
+    pub warm_answered_unverified: usize,
+    /// How many cold processes answered before their caches were synced (none should: they
+    /// have no file).
+    pub cold_answered_unverified: usize,
+}
+
+impl ShortLivedReport {
+    /// The median of per-process durations.
+    pub fn median(durations: &[Duration]) -> Duration {
+        let mut sorted = durations.to_vec();
+        sorted.sort();
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+
+    /// Requests of `run` that were not a cache's LIST or WATCH (reads sent to the API server).
+    pub fn reads_sent(run: &RunReport) -> u64 {
+        run.requests
+            .iter()
+            .filter(|((verb, resource), _)| {
+                !(CACHED_RESOURCES.contains(&resource.as_str())
+                    && (verb == "list" || verb == "watch"))
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// What stays up after the demo: apisim and the caches (for `--debug-addr`).
@@ -539,6 +606,12 @@ pub async fn run(
         relayed.total_requests(),
         crate::human_duration(relayed.total)
     ));
+    // 5. The same installs as short-lived processes, one per package: cold, then warm.
+    let short_lived = if config.short_lived {
+        Some(short_lived_runs(&server, &catalogue, &config, progress).await?)
+    } else {
+        None
+    };
 
     let redactor: repocache::debug::Redactor = Arc::new(crate::redact);
     let repositories = CacheView::new(&repos).report(true, Some(&redactor));
@@ -554,6 +627,7 @@ pub async fn run(
         relayed_after_sync,
         relayed_answered,
         repositories,
+        short_lived,
     };
     let session = Session {
         server,
@@ -563,6 +637,204 @@ pub async fn run(
         handles: vec![repos_handle, infos_handle],
     };
     Ok((report, session))
+}
+
+/// One short-lived process's outcome.
+struct Process {
+    installed: Vec<Installed>,
+    first_answer: Duration,
+    answered_unverified: bool,
+    limiter_wait: Duration,
+}
+
+/// Waits until both caches answer reads: from a warm-start file (unverified) or synced.
+async fn wait_answering(
+    repos: &Cache<PackageRepository>,
+    infos: &Cache<PackageInfo>,
+    server: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let answering = |ready: bool, state: repocache::CacheState| ready || state.is_warm_start();
+        if answering(repos.is_ready(), repos.state()) && answering(infos.is_ready(), infos.state())
+        {
+            return Ok(());
+        }
+        for (state, plural) in [
+            (repos.state(), PackageRepository::plural(&())),
+            (infos.state(), PackageInfo::plural(&())),
+        ] {
+            if let repocache::CacheState::Failed { last_error, .. } = state {
+                anyhow::bail!("cannot list {plural} from {server}: {last_error}");
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the caches did not answer within {}",
+                crate::human_duration(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Waits until apisim has answered at least `n` WATCHes of each cached resource since its
+/// request log was last reset.
+async fn wait_watches(control: &Control, n: u64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while CACHED_RESOURCES
+        .into_iter()
+        .any(|resource| control.count("watch", resource) < n)
+    {
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the caches did not open their watch within {}",
+                crate::human_duration(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// One short-lived process (see [`ShortLivedReport`]): the `index`-th (from 0) of its run.
+async fn short_lived_process(
+    server: &ServerHandle,
+    package: &catalogue::CataloguePackage,
+    index: u64,
+    dir: &std::path::Path,
+    config: &DemoConfig,
+    progress: &dyn Progress,
+) -> anyhow::Result<Process> {
+    let started = Instant::now();
+    let url = server.url().to_owned();
+    // A process of its own: its own client (connection pool) and limiter.
+    let uri: http::Uri = url.parse().context("apisim's URL")?;
+    let client = kube::Client::try_from(kube::Config::new(uri)).context("a kube client")?;
+    let bucket = TokenBucket::new(config.qps, config.burst);
+    let mut limiter_wait = Duration::ZERO;
+    for _ in 0..4 {
+        limiter_wait += bucket.acquire().await;
+    }
+    let persist = repocache::persist::Persist::new(dir, url.clone())
+        .user("demo")
+        .keep_credentials(true);
+    let (repos, repos_handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client.clone()))
+            .persist(persist.clone())
+            .start();
+    let (infos, infos_handle) = ReflectorBuilder::new(Api::<PackageInfo>::all(client))
+        .persist(persist)
+        .start();
+    wait_answering(&repos, &infos, &url, config.sync_timeout).await?;
+    let first_answer = started.elapsed();
+    let answered_unverified = !repos.is_ready() || !infos.is_ready();
+    let reads = Cached {
+        repos: repos.clone(),
+        infos: infos.clone(),
+    };
+    let on_read = || progress.read();
+    let installed = scenario::install(
+        &reads,
+        &package.name,
+        &package.version,
+        config.depth,
+        &on_read,
+    )
+    .await?;
+    // As `repocache get` does: verified after the answer, so that the next file is current.
+    for (view, plural) in [
+        (CacheView::new(&repos), PackageRepository::plural(&())),
+        (CacheView::new(&infos), PackageInfo::plural(&())),
+    ] {
+        crate::source::wait_synced(&view, &plural, &url, config.sync_timeout).await?;
+    }
+    wait_watches(&server.control(), index + 1, config.sync_timeout).await?;
+    repos_handle.stop().await;
+    infos_handle.stop().await;
+    Ok(Process {
+        installed,
+        first_answer,
+        answered_unverified,
+        limiter_wait,
+    })
+}
+
+/// The fourth column: every package installed by a short-lived process of its own, cold (no
+/// warm-start file), then warm (the file the previous process left).
+async fn short_lived_runs(
+    server: &ServerHandle,
+    catalogue: &Catalogue,
+    config: &DemoConfig,
+    progress: &dyn Progress,
+) -> anyhow::Result<ShortLivedReport> {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "repocache-demo-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = short_lived_in(server, catalogue, config, progress, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn short_lived_in(
+    server: &ServerHandle,
+    catalogue: &Catalogue,
+    config: &DemoConfig,
+    progress: &dyn Progress,
+    dir: &std::path::Path,
+) -> anyhow::Result<ShortLivedReport> {
+    let control = server.control();
+    let mut report = ShortLivedReport::default();
+    for warm in [false, true] {
+        control.reset_requests();
+        progress.phase(
+            &format!(
+                "a short-lived process per package, {} cache file",
+                if warm { "warm" } else { "cold" }
+            ),
+            Expected::of(catalogue, config.packages, config.depth).total(),
+        );
+        let started = Instant::now();
+        let mut run = RunReport::default();
+        let mut first = Vec::new();
+        for (index, package) in catalogue.packages.iter().take(config.packages).enumerate() {
+            if !warm {
+                // No file: this process starts cold (it leaves a file for the next run).
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let process =
+                short_lived_process(server, package, index as u64, dir, config, progress).await?;
+            run.installed.push(process.installed);
+            run.limiter_wait += process.limiter_wait;
+            first.push(process.first_answer);
+            if process.answered_unverified {
+                if warm {
+                    report.warm_answered_unverified += 1;
+                } else {
+                    report.cold_answered_unverified += 1;
+                }
+            }
+        }
+        run.total = started.elapsed();
+        run.requests = control.counts();
+        if warm {
+            report.warm = run;
+            report.warm_first_answer = first;
+        } else {
+            report.cold = run;
+            report.cold_first_answer = first;
+        }
+    }
+    progress.finish(&format!(
+        "short-lived processes: first answer after {} cold, {} warm (median per process)",
+        crate::human_duration(ShortLivedReport::median(&report.cold_first_answer)),
+        crate::human_duration(ShortLivedReport::median(&report.warm_first_answer)),
+    ));
+    Ok(report)
 }
 
 fn percent_less(before: f64, after: f64) -> String {
@@ -605,6 +877,10 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
         "UNCACHED CODE, LAYERED CLIENT".to_owned(),
         "UNCACHED CODE, THROUGH THE RELAY".to_owned(),
     ]];
+    let short = report.short_lived.as_ref();
+    if short.is_some() {
+        rows[0].push("PROCESS PER PACKAGE, COLD / WARM FILE".to_owned());
+    }
     let runs = [
         &report.uncached,
         &report.cached,
@@ -614,6 +890,9 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
     let row = |label: String, value: &dyn Fn(&RunReport) -> String| {
         let mut row = vec![label];
         row.extend(runs.iter().map(|r| value(r)));
+        if let Some(s) = short {
+            row.push(format!("{} / {}", value(&s.cold), value(&s.warm)));
+        }
         row
     };
     rows.push(row("API requests".to_owned(), &|r| {
@@ -626,13 +905,21 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
     }
     let after_sync: u64 = report.cached_after_sync.values().sum();
     let layered_after_sync: u64 = report.layered_after_sync.values().sum();
-    rows.push(vec![
+    let mut reads_sent = vec![
         "reads sent to the API server".to_owned(),
         report.uncached.total_requests().to_string(),
         after_sync.to_string(),
         layered_after_sync.to_string(),
         report.relayed_after_sync.values().sum::<u64>().to_string(),
-    ]);
+    ];
+    if let Some(s) = short {
+        reads_sent.push(format!(
+            "{} / {}",
+            ShortLivedReport::reads_sent(&s.cold),
+            ShortLivedReport::reads_sent(&s.warm)
+        ));
+    }
+    rows.push(reads_sent);
     rows.push(row("rate-limiter wait".to_owned(), &|r| {
         crate::human_duration(r.limiter_wait)
     }));
@@ -677,6 +964,24 @@ pub fn write_report(out: &mut dyn Write, report: &DemoReport) -> anyhow::Result<
             "NO"
         }
     )?;
+    if let Some(s) = short {
+        let same = s.cold.installed == report.uncached.installed
+            && s.warm.installed == report.uncached.installed;
+        writeln!(
+            out,
+            "Process per package (Glasskube's CLI: each its own client and caches), median first \
+             answer:\n  {} with no cache file, {} from the previous process's file ({} of {} \
+             answered before their LIST\n  verified the file; each waited for it and its watches \
+             before exiting). The same requests either way:\n  a warm start costs the verifying \
+             LIST and the WATCH, as a cold one. Files written with the\n  keep_credentials \
+             opt-in (0600): two repositories carry inline credentials. Same packages installed: {}.",
+            crate::human_duration(ShortLivedReport::median(&s.cold_first_answer)),
+            crate::human_duration(ShortLivedReport::median(&s.warm_first_answer)),
+            s.warm_answered_unverified,
+            s.warm_first_answer.len(),
+            if same { "yes" } else { "NO" }
+        )?;
+    }
     writeln!(out)?;
     crate::table::write_dump(
         out,

@@ -380,6 +380,34 @@ async fn the_demo_reads_no_repository_after_sync() {
         "the relayed run installs the same"
     );
     assert_eq!(u.installed.len(), 3);
+
+    // The fourth column: a short-lived process per package, cold then warm. Each process's
+    // caches cost one LIST and one WATCH per kind, warm or cold; no read reaches the server.
+    let s = report.short_lived.as_ref().expect("the short-lived runs");
+    for (run, what) in [(&s.cold, "cold"), (&s.warm, "warm")] {
+        for resource in ["packagerepositories", "packageinfos"] {
+            assert_eq!(run.count("list", resource), 3, "{what}: a LIST per process");
+            assert_eq!(
+                run.count("watch", resource),
+                3,
+                "{what}: a WATCH per process"
+            );
+            assert_eq!(run.count("get", resource), 0, "{what}");
+        }
+        assert_eq!(run.total_requests(), 12, "{what}: {:?}", run.requests);
+        assert_eq!(
+            repocache_cli::demo::ShortLivedReport::reads_sent(run),
+            0,
+            "{what}"
+        );
+        assert_eq!(u.installed, run.installed, "{what}: the same installs");
+    }
+    assert_eq!(s.cold_first_answer.len(), 3);
+    assert_eq!(s.cold_answered_unverified, 0, "cold processes have no file");
+    assert_eq!(
+        s.warm_answered_unverified, 3,
+        "every warm process answered from the previous process's file"
+    );
     let mut out = Vec::new();
     repocache_cli::demo::write_report(&mut out, &report).unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -396,6 +424,12 @@ async fn the_demo_reads_no_repository_after_sync() {
         )),
         "{text}"
     );
+    assert!(
+        text.contains("PROCESS PER PACKAGE, COLD / WARM FILE"),
+        "{text}"
+    );
+    assert!(text.contains("12 / 12"), "{text}");
+    assert!(text.contains("Same packages installed: yes"), "{text}");
     assert!(text.contains("# PackageRepository cache: ready"), "{text}");
     assert!(!text.contains(PASSWORD) && !text.contains(TOKEN));
     session.stop().await;

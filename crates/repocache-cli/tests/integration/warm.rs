@@ -109,3 +109,63 @@ async fn get_answers_from_the_warm_file_even_when_the_server_is_gone() {
     .await;
     assert_eq!(other.code, 2, "{}", other.stdout);
 }
+
+/// A warm `get --max-staleness` prints its answer before the LIST that verifies the file has
+/// answered (it verifies afterwards, so that the next run's file is current). That LIST is held
+/// back 8 s (under the reflector's 10 s list timeout, so it does complete), and apisim counts a
+/// request when it answers it: when the answer reaches stdout, apisim must not have answered it.
+#[tokio::test]
+async fn a_warm_get_prints_before_its_verifying_list_answers() {
+    use tokio::io::AsyncReadExt as _;
+
+    let server = repocache_test_support::apisim().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = scratch.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+    let xdg = scratch.path().join("xdg");
+    let cold = repocache(&["get", "--kubeconfig", kc], &xdg).await;
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+
+    server.control().reset_requests();
+    server.control().add_latency(apisim::LatencySpec {
+        verb: Some("list".into()),
+        resource: Some("packagerepositories".into()),
+        latency_ms: 8_000,
+        count: Some(1),
+    });
+    let mut child = Command::new(BIN)
+        .args(["get", "--kubeconfig", kc, "--max-staleness", "1h"])
+        .env_remove("REPOCACHE_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("XDG_CACHE_HOME", &xdg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("glasskube") {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stdout closed without the answer");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "no answer: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert_eq!(
+        server.control().count("list", "packagerepositories"),
+        0,
+        "the answer was printed only after the verifying LIST was answered"
+    );
+    child.kill().await.unwrap();
+}
