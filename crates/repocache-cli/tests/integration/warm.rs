@@ -3,8 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::run::{Run, repocache_env};
+use tokio::process::Command;
+
+use crate::run::{BIN, Run, repocache_env};
 
 const SECRETS: [&str; 2] = ["s3cr3t-inline-password", "inline-bearer-token-0123456789"];
 
