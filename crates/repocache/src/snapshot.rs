@@ -733,6 +733,38 @@ mod tests {
     }
 
     #[test]
+    fn a_change_once_no_snapshot_shares_the_base_folds_the_delta_first() {
+        let mut index: Index<ConfigMap> = Index::default();
+        for n in 0..10 {
+            index.insert(Slot(cm_in(None, &format!("cm-{n}"), 1)), ());
+        }
+        let published = index.clone();
+        // Shared: the removal goes to the delta.
+        assert!(index.remove_with_key(&(None, "cm-0")).is_some());
+        assert_eq!(index.delta_len(), 1);
+        // The writer released the last snapshot that shared the base; the object comes back,
+        // straight into the base, which must first take the delta's removal in.
+        drop(published);
+        index.insert(Slot(cm_in(None, "cm-0", 2)), ());
+        let found =
+            lookup(&index, &(None, "cm-0")).and_then(|o| o.metadata.resource_version.clone());
+        assert_eq!(found.as_deref(), Some("2"), "hidden by a stale removal");
+        assert_eq!(index.delta_len(), 0);
+        assert_eq!(index.len(), 10);
+    }
+
+    #[test]
+    fn slots_are_equal_exactly_when_their_keys_are() {
+        let a = Slot(cm_in(None, "a", 1));
+        assert!(
+            a == Slot(cm_in(None, "a", 2)),
+            "the same key at another version"
+        );
+        assert!(a != Slot(cm_in(None, "b", 1)), "another name");
+        assert!(a != Slot(cm_in(Some("ns"), "a", 1)), "another namespace");
+    }
+
+    #[test]
     fn iteration_knows_its_length_and_debug_shows_the_figures() {
         let snap = synced([String::from("a"), String::from("b"), String::from("c")]);
         assert_eq!(snap.iter().size_hint(), (3, Some(3)));

@@ -5,12 +5,12 @@
 use glasskube_api::{ClusterPackage, Package, PackageRepository};
 use kube::Api;
 use kube::runtime::watcher;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use apisim::LatencySpec;
+use apisim::{FailSpec, LatencySpec};
 use repocache::stats::{ApiReason, RelistReason};
 use repocache::{CacheState, ReflectorBuilder, reflector};
-use repocache_test_support::{PATIENCE, apisim, eventually};
+use repocache_test_support::{PATIENCE, apisim, client_without_retry, eventually};
 
 use serde_json::json;
 
@@ -336,5 +336,57 @@ async fn a_slow_forced_relist_is_retried_with_back_off_until_it_lands() {
     assert!(
         (2..=15).contains(&lists),
         "LISTs sent from the first forced relist until one landed: {lists}"
+    );
+}
+
+/// Every event the watch delivers is timed from its arrival to the publish that makes it
+/// visible (`event_to_visible`, the propagation histogram): three changes, three observations.
+#[tokio::test]
+async fn every_watch_event_is_timed_until_it_is_visible() {
+    let server = apisim().await;
+    let control = server.control();
+    let (repos, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(server.client())).start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    assert!(control.wait_for_watches(1, PATIENCE).await);
+    let before = repos.stats().event_to_visible.count;
+    for name in ["glasskube", "private-basic", "team-bearer"] {
+        let mut obj = control.get(REPOS, None, name).unwrap();
+        obj["spec"]["url"] = json!(format!("https://timed-{name}.example.net/"));
+        control.replace(obj).unwrap();
+    }
+    eventually("the three changes are visible", || {
+        repos
+            .get("team-bearer")
+            .is_some_and(|r| r.spec.url == "https://timed-team-bearer.example.net/")
+    })
+    .await;
+    assert_eq!(repos.stats().event_to_visible.count - before, 3);
+}
+
+/// A LIST answered 410 Gone (a paginated list whose continue token expired, as etcd's
+/// compaction makes it) is an expiry, not an outage: the watcher lists again from the start,
+/// and the cache never reports Failed meanwhile.
+#[tokio::test]
+async fn a_list_answered_410_is_listed_again_not_reported_failed() {
+    let server = apisim().await;
+    let control = server.control();
+    control.fail_next(FailSpec::new("list", REPOS, 410, 1));
+    let (repos, _handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server))).start();
+    let deadline = Instant::now() + PATIENCE;
+    while repos.state() != CacheState::Ready {
+        let state = repos.state();
+        assert!(
+            !matches!(state, CacheState::Failed { .. }),
+            "an expired list is no failure: {state:?}"
+        );
+        assert!(Instant::now() < deadline, "never ready: {state:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        control.count("list", REPOS),
+        2,
+        "the 410, then the list after it"
     );
 }
