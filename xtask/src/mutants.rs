@@ -121,6 +121,8 @@ pub const TARGETS: &[Target] = &[
             "consistency::",
             // The warm start runs in the reflector's task (load, publish, rewrite).
             "warm::",
+            // The TTL, 410 and outage semantics (a run without them missed 9 mutants they catch).
+            "cache_semantics::",
         ],
     },
     Target {
@@ -249,6 +251,36 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
         "786:13: replace || with && in Task<K>::apply_bookmark",
         REFLECTOR_BOOKMARK,
     ),
+    (
+        REFLECTOR,
+        "935:9: replace Task<K>::recover with ()",
+        "recover() changes the state only of a synced cache that is Stale or Failed with no \
+         relist forced and a fresh snapshot: on_error degrades only a stale, unsynced or already \
+         degraded cache, and the TTL and a rejected line force a relist whose completion sets \
+         Ready itself (on_relisted), so the case arises only when an error lands between a TTL \
+         deadline and the timer firing and a confirmation follows before the timer does, a race \
+         no test can make happen on purpose.",
+    ),
+    (
+        REFLECTOR,
+        "890:13: delete ! in Task<K>::on_error",
+        REFLECTOR_BLIP,
+    ),
+    (
+        REFLECTOR,
+        "890:76: delete ! in Task<K>::on_error",
+        REFLECTOR_BLIP,
+    ),
+    (
+        SNAPSHOT,
+        "128:29: replace > with == in Index<K>::fold_if_due",
+        SNAPSHOT_FOLD_AT,
+    ),
+    (
+        SNAPSHOT,
+        "128:29: replace > with >= in Index<K>::fold_if_due",
+        SNAPSHOT_FOLD_AT,
+    ),
 ];
 
 const WRITER: &str = "crates/repocache/src/writer.rs";
@@ -265,9 +297,29 @@ const SNAPSHOT: &str = "crates/repocache/src/snapshot.rs";
 
 const REFLECTOR: &str = "crates/repocache/src/reflector.rs";
 
+const SNAPSHOT_FOLD_AT: &str = "The delta grows by at most one entry a change and its bound moves only at a fold, so it reaches the bound before it passes it: folding at the bound instead of one past it moves one fold by one change, a cost knob; every lookup answers the same (the proptest checks lookups against a plain map either way).";
+
 const REFLECTOR_BOOKMARK: &str = "With the stream drained and no publish armed, a bookmark can be pending only outside a relist, or while the relist that follows a 410 or a watch error runs (synced, not forced): restart() takes the old stream's bookmark and a new stream yields Init before any line, so 'forced' and 'not synced once' never hold with one pending; in the second case it is one the old watch sent behind every event it handed over, so applying it (the mutants may) confirms what the snapshot does reflect, as waiting for the relist would.";
 
 const REFLECTOR_BACKOFF: &str = "tests/tests/integration/reflector.rs: a_slow_forced_relist_is_retried_with_back_off_until_it_lands (2 s of 5-s LISTs: 6 LISTs until one lands; without back-off 282 to 1,225, never abandoning a hung LIST: 1; each mutant applied by hand)";
+
+const REFLECTOR_BLIP: &str = "On a synced cache within its TTL the mutant's Failed is undone in the same turn of the reflector's task, before it yields: the batch that carried the error ends with publish_due(), whose recover() finds the cache synced, not forced and fresh and sets Ready again; a reader on another thread could see Failed only in those microseconds, which no test can hit on purpose (tests/tests/integration/outage.rs: a_watch_error_while_ready_and_fresh_leaves_the_cache_ready checks the state a reader sees and fails once recovery is gone too).";
+
+const REFLECTOR_DEGRADED: &str = "tests/tests/integration/outage.rs: a_failing_relist_after_a_rejected_line_is_failed_since_the_cache_went_stale (a rejected line, then relists answering 500: Failed since the moment it went Stale, through the retries; applied by hand)";
+
+const REFLECTOR_EXPIRED_LIST: &str = "tests/tests/integration/reflector.rs: a_list_answered_410_is_listed_again_not_reported_failed (a LIST answered 410 is listed again, never Failed; applied by hand)";
+
+const REFLECTOR_EXPIRED_EVENT: &str = "tests/tests/integration/cache_semantics.rs: expired_resume_relists_with_reason_expired and restart_with_lost_history_recovers_the_servers_state (outside the run's narrowed test command; applied by hand)";
+
+const REFLECTOR_REJECTED: &str = "tests/tests/hostile.rs: a_watch_line_that_is_not_json_costs_that_line_and_a_relist and six more rejected-line tests (outside the run's narrowed test command; applied by hand)";
+
+const REFLECTOR_FRESH: &str = "tests/tests/integration/cache_semantics.rs: reads_after_ready_make_no_requests (true) and api_outage_longer_than_the_ttl_serves_the_last_snapshot_and_recovers (false) (outside the run's narrowed test command; applied by hand)";
+
+const REFLECTOR_TIMED: &str = "tests/tests/integration/reflector.rs: every_watch_event_is_timed_until_it_is_visible (three watch events, three event_to_visible observations; applied by hand)";
+
+const SNAPSHOT_FOLD_FIRST: &str = "crates/repocache/src/snapshot.rs: a_change_once_no_snapshot_shares_the_base_folds_the_delta_first (unit test: a removal in the delta, the snapshot released, the object put back: hidden on the mutant; applied by hand)";
+
+const SNAPSHOT_SLOT_EQ: &str = "crates/repocache/src/snapshot.rs: slots_are_equal_exactly_when_their_keys_are (unit test; applied by hand)";
 
 const REFLECTOR_PUBLISHED: &str = "tests/tests/integration/bookmarks.rs: a_bookmark_never_vouches_for_a_change_not_yet_published (with publishes deferred, version() passed the unpublished change's resourceVersion; applied by hand)";
 
@@ -504,6 +556,91 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         REFLECTOR,
         "784:13: replace || with && in Task<K>::apply_bookmark",
         REFLECTOR_PUBLISHED,
+    ),
+    (
+        REFLECTOR,
+        "819:13: delete match arm Applied::Changed in Task<K>::handle",
+        REFLECTOR_TIMED,
+    ),
+    (
+        REFLECTOR,
+        "865:16: delete ! in Task<K>::on_error",
+        REFLECTOR_REJECTED,
+    ),
+    (
+        REFLECTOR,
+        "890:34: delete ! in Task<K>::on_error",
+        REFLECTOR_DEGRADED,
+    ),
+    (
+        REFLECTOR,
+        "890:31: replace || with && in Task<K>::on_error",
+        REFLECTOR_DEGRADED,
+    ),
+    (
+        REFLECTOR,
+        "890:73: replace || with && in Task<K>::on_error",
+        REFLECTOR_DEGRADED,
+    ),
+    (
+        REFLECTOR,
+        "893:17: delete match arm CacheState::Failed{since, ..} in Task<K>::on_error",
+        REFLECTOR_DEGRADED,
+    ),
+    (
+        REFLECTOR,
+        "894:17: delete match arm CacheState::Stale{since, ..} in Task<K>::on_error",
+        REFLECTOR_DEGRADED,
+    ),
+    (
+        REFLECTOR,
+        "922:9: replace Task<K>::published with ()",
+        REFLECTOR_TIMED,
+    ),
+    (
+        REFLECTOR,
+        "948:9: replace Task<K>::is_fresh -> bool with true",
+        REFLECTOR_FRESH,
+    ),
+    (
+        REFLECTOR,
+        "948:9: replace Task<K>::is_fresh -> bool with false",
+        REFLECTOR_FRESH,
+    ),
+    (
+        REFLECTOR,
+        "964:5: replace is_expired -> bool with false",
+        REFLECTOR_EXPIRED_EVENT,
+    ),
+    (
+        REFLECTOR,
+        "965:9: delete match arm watcher::Error::WatchError(status) in is_expired",
+        REFLECTOR_EXPIRED_EVENT,
+    ),
+    (
+        REFLECTOR,
+        "965:59: replace == with != in is_expired",
+        REFLECTOR_EXPIRED_EVENT,
+    ),
+    (
+        REFLECTOR,
+        "966:9: delete match arm watcher::Error::InitialListFailed(kube::Error::Api(status)) | watcher::Error::WatchStartFailed(kube::Error::Api(status)) | watcher::Error::WatchFailed(kube::Error::Api(status)) in is_expired",
+        REFLECTOR_EXPIRED_LIST,
+    ),
+    (
+        REFLECTOR,
+        "968:80: replace == with != in is_expired",
+        REFLECTOR_EXPIRED_LIST,
+    ),
+    (
+        SNAPSHOT,
+        "96:16: delete ! in Index<K>::change",
+        SNAPSHOT_FOLD_FIRST,
+    ),
+    (
+        SNAPSHOT,
+        "211:9: replace <impl PartialEq for Slot<K>>::eq -> bool with true",
+        SNAPSHOT_SLOT_EQ,
     ),
 ];
 
