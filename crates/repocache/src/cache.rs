@@ -19,7 +19,7 @@ use crate::key::ObjectKey;
 pub use crate::live::CacheScope;
 use crate::live::Live;
 use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
-pub use crate::reader::Reader;
+pub use crate::reader::{Reader, unpin_thread};
 use crate::shared::{Command, Readiness, Shared};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
@@ -48,7 +48,7 @@ use crate::writer::Writer;
 /// and no call that needs a server (there is none to ask), so such a call does not compile
 /// rather than fail at run time.
 pub struct Cache<K, F = Watched> {
-    shared: Arc<Shared<K>>,
+    pub(crate) shared: Arc<Shared<K>>,
     feed: F,
 }
 
@@ -464,20 +464,30 @@ impl<K: Resource, F> Cache<K, F> {
     /// The cluster-scoped object with this name, from the current snapshot.
     ///
     /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced).
-    pub fn get(&self, name: &str) -> Option<Arc<K>> {
-        let found = self.shared.current.load().get(name).cloned();
+    ///
+    /// Reads through the snapshot this thread keeps pinned for this cache, checked current with
+    /// one relaxed load: no lock, no I/O, no read-modify-write of shared memory, and no
+    /// allocation after the thread's first read of this cache. See
+    /// [`unpin_thread`](crate::cache::unpin_thread) for what a pin holds.
+    pub fn get(&self, name: &str) -> Option<Arc<K>>
+    where
+        K: 'static,
+    {
+        let found = crate::reader::read_current(&self.shared, |s| s.get(name).cloned());
         self.count(found.is_some());
         found
     }
 
     /// The namespaced object with this namespace and name, from the current snapshot.
-    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        let found = self
-            .shared
-            .current
-            .load()
-            .get_namespaced(namespace, name)
-            .cloned();
+    ///
+    /// Reads as [`get`](Self::get) reads.
+    pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<Arc<K>>
+    where
+        K: 'static,
+    {
+        let found = crate::reader::read_current(&self.shared, |s| {
+            s.get_namespaced(namespace, name).cloned()
+        });
         self.count(found.is_some());
         found
     }

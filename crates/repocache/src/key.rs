@@ -55,14 +55,6 @@ impl ObjectKey {
         })
     }
 
-    /// The owned key of a borrowed view (an object's own, or a lookup's).
-    pub(crate) fn from_view(view: &dyn KeyView) -> Self {
-        Self {
-            namespace: view.ns().map(Arc::from),
-            name: Arc::from(view.nm()),
-        }
-    }
-
     /// The namespace, `None` for cluster-scoped objects.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()

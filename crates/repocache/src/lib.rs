@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod base_key;
 mod bookmark;
 pub mod cache;
 pub mod cache_set;
@@ -70,7 +71,7 @@ pub mod writer;
 
 // The names a user needs on day one; the rest live in the modules above
 // (`repocache::stats::ApiReason`, `repocache::config::DEFAULT_MAX_LINE`, `repocache::layer::…`).
-pub use cache::Cache;
+pub use cache::{Cache, unpin_thread};
 pub use cache_set::{CacheSet, KindOptions};
 pub use change::Change;
 pub use config::CacheConfig;

@@ -5,7 +5,7 @@
 //! the per-thread reader), so that none of them imports another's file for it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -42,8 +42,12 @@ pub(crate) enum Command {
 
 /// What a [`Cache`] shares with its [`Writer`](crate::Writer) and reflector.
 pub(crate) struct Shared<K> {
-    /// The current snapshot; replaced whole by the writer.
+    /// The current snapshot; replaced whole by the writer, through [`Shared::publish`] only.
     pub(crate) current: ArcSwap<Snapshot<K>>,
+    /// The address of the newest published snapshot, stored before it goes into `current`: a
+    /// thread whose pinned snapshot is at this address reads it without touching `current`
+    /// (see `reader::read_current`).
+    pub(crate) newest: AtomicUsize,
     pub(crate) readiness: watch::Sender<Readiness>,
     pub(crate) clock: Clock,
     /// The kind's name, for logs, errors and metric labels.
@@ -77,8 +81,10 @@ impl<K> Shared<K> {
         changes: broadcast::WeakSender<Arc<Batch<K>>>,
     ) -> Self {
         let clock = Clock::new();
+        let first = Arc::new(Snapshot::empty(clock, indexers));
         Self {
-            current: ArcSwap::from_pointee(Snapshot::empty(clock, indexers)),
+            newest: AtomicUsize::new(Arc::as_ptr(&first) as usize),
+            current: ArcSwap::new(first),
             readiness: watch::Sender::new(Readiness::Pending),
             clock,
             kind,
@@ -93,6 +99,14 @@ impl<K> Shared<K> {
             bookmark_seen: Notify::new(),
             unverified: AtomicBool::new(false),
         }
+    }
+
+    /// Makes `snapshot` the current one; returns the one it replaced. Its address is recorded
+    /// first (`Release`), so that anyone who sees it in `current` also sees it as the newest.
+    pub(crate) fn publish(&self, snapshot: Arc<Snapshot<K>>) -> Arc<Snapshot<K>> {
+        self.newest
+            .store(Arc::as_ptr(&snapshot) as usize, Ordering::Release);
+        self.current.swap(snapshot)
     }
 
     /// Whether the current snapshot came from a warm-start file and no LIST verified it yet.

@@ -15,53 +15,161 @@ use std::time::{Duration, Instant};
 
 use kube::Resource;
 
+use crate::base_key::BaseKey;
 use crate::clock::Clock;
 use crate::hasher::Hasher;
 use crate::index::{IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::Ordered;
 
-/// Objects by (namespace, name): a flat hash table (the *base*) under a small persistent map of
+/// Objects by (namespace, name): a flat hash table (the *base*) under a small flat table of
 /// the changes made since the base was built (the *delta*), the LSM idea.
 ///
-/// A read checks the delta (skipped when empty) and then the base: one probe of a flat
-/// open-addressing table instead of a walk down a persistent trie, whose dependent loads cost
-/// about twice as much once the table outgrows the CPU caches. The writer puts every change in
-/// the delta (O(log d), persistent, so a snapshot is still an O(1) clone of both); when the
-/// delta holds more than [`REBUILD_MIN`] + n / [`REBUILD_FRACTION`] entries, it folds it into a
-/// new base, copying the base (one reference count per object, no rehashing) and applying the
-/// delta. While no snapshot shares the base (a relist's index, built aside; the writer's own
-/// between a fold and the next publish) changes go straight into it, in place.
-/// That costs O(n) every n / [`REBUILD_FRACTION`] changes: [`REBUILD_FRACTION`] entry copies per
-/// change, amortized, all on the writer.
+/// A read hashes its key once, probes the delta (skipped when empty) and then the base, each
+/// one probe of a flat open-addressing table with the hash already computed, instead of a walk
+/// down a persistent trie, whose dependent loads cost about twice as much once the table
+/// outgrows the CPU caches. Both parts sit behind an `Arc`, so a snapshot is an O(1) clone of
+/// the index. The writer puts every change in the delta, copying the delta first when a
+/// published snapshot shares it (at most once per publish, at most [`REBUILD_MIN`] + n /
+/// [`REBUILD_FRACTION`] entries); when the delta outgrows that bound, it folds it into a new
+/// base, copying the base (one reference count per object, no rehashing: each entry keeps its
+/// hash) and applying the delta. While no snapshot shares the base (a relist's index, built
+/// aside; the writer's own between a fold and the next publish) changes go straight into it, in
+/// place. Amortized, a change costs [`REBUILD_FRACTION`] entry copies for the folds, plus the
+/// delta's copies at publishes, all on the writer.
 ///
-/// Neither part stores a separate key: each entry is the object's `Arc`, hashed and compared by
-/// the object's own metadata.
+/// Each entry stores the key's hash and the key itself inline when short ([`BaseKey`]), so that
+/// a probe compares names without loading the object or another allocation.
 pub(crate) struct Index<K> {
-    base: Arc<Base<K>>,
-    delta: Delta<K>,
+    base: Arc<Table<K>>,
+    delta: Arc<Table<K>>,
 }
 
-/// The flat table: every object present when it was built, under its owned key. The key is
-/// stored in the table (not read from the object) so that a lookup compares names without first
-/// loading the object's metadata: one dependent load fewer per read than keying by the object.
-type Base<K> = std::collections::HashMap<ObjectKey, Arc<K>, Hasher>;
+/// A flat table of entries with the hasher every lookup of it uses.
+struct Table<K> {
+    entries: hashbrown::HashTable<Entry<K>>,
+    hasher: Hasher,
+}
 
-/// The changes since the base was built: `true` for an object added or replaced (the slot is the
-/// object now), `false` for one removed (the slot is the removed object, only its key counts).
-type Delta<K> = imbl::GenericHashMap<Slot<K>, bool, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+impl<K> Table<K> {
+    /// An empty table that hashes as `hasher` does (a delta hashes as its base).
+    fn with_hasher(hasher: Hasher) -> Self {
+        Self {
+            entries: hashbrown::HashTable::new(),
+            hasher,
+        }
+    }
+}
+
+impl<K> Default for Table<K> {
+    fn default() -> Self {
+        Self::with_hasher(Hasher::default())
+    }
+}
+
+impl<K> Clone for Table<K> {
+    fn clone(&self) -> Self {
+        Self {
+            entries: self.entries.clone(),
+            hasher: self.hasher.clone(),
+        }
+    }
+}
+
+/// One object of a table: its key's hash (a rehash on growth or a fold copies it instead of
+/// hashing the names again), its key (inline when short), the object and, in the delta, whether
+/// the change put the object (`true`) or removed it (`false`: the object is the removed one;
+/// only its key counts). 64 bytes, one cache line; the base's entries are all present.
+struct Entry<K> {
+    hash: u64,
+    key: BaseKey,
+    obj: Arc<K>,
+    present: bool,
+}
+
+impl<K> Clone for Entry<K> {
+    fn clone(&self) -> Self {
+        Self {
+            hash: self.hash,
+            key: self.key,
+            obj: self.obj.clone(),
+            present: self.present,
+        }
+    }
+}
+
+impl<K: Resource> Entry<K> {
+    /// Whether this is the entry of (namespace, name): from the inline key, or for a long key
+    /// from the object's metadata.
+    #[inline]
+    fn is(&self, namespace: Option<&str>, name: &str) -> bool {
+        self.key.matches(namespace, name).unwrap_or_else(|| {
+            name_of(self.obj.as_ref()) == name && namespace_of(self.obj.as_ref()) == namespace
+        })
+    }
+}
+
+impl<K: Resource> Table<K> {
+    fn hash(&self, namespace: Option<&str>, name: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.hasher.hash_one((namespace, name))
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, namespace: Option<&str>, name: &str) -> Option<&Entry<K>> {
+        self.entries.find(hash, |e| e.is(namespace, name))
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records `obj` as put (`present`) or removed under its key; a base drops removed ones.
+    fn put(&mut self, obj: Arc<K>, present: bool, keep_removed: bool) {
+        let (namespace, name) = (namespace_of(obj.as_ref()), name_of(obj.as_ref()));
+        let hash = self.hash(namespace, name);
+        match self.entries.find_entry(hash, |e| e.is(namespace, name)) {
+            Ok(held) if !present && !keep_removed => {
+                held.remove();
+            }
+            Ok(mut held) => {
+                let held = held.get_mut();
+                held.obj = obj;
+                held.present = present;
+            }
+            Err(_) if !present && !keep_removed => {}
+            Err(_) => {
+                self.entries.insert_unique(
+                    hash,
+                    Entry {
+                        hash,
+                        key: BaseKey::new(namespace, name),
+                        obj,
+                        present,
+                    },
+                    |e| e.hash,
+                );
+            }
+        }
+    }
+}
 
 /// The delta is folded into the base once it holds more than `REBUILD_MIN + n / REBUILD_FRACTION`
 /// entries (n: the objects in the base).
-pub(crate) const REBUILD_FRACTION: usize = 4;
+pub(crate) const REBUILD_FRACTION: usize = 16;
 /// See [`REBUILD_FRACTION`].
-pub(crate) const REBUILD_MIN: usize = 64;
+pub(crate) const REBUILD_MIN: usize = 32;
 
 impl<K> Default for Index<K> {
     fn default() -> Self {
+        let base = Table::default();
         Self {
-            base: Arc::default(),
-            delta: Delta::default(),
+            delta: Arc::new(Table::with_hasher(base.hasher.clone())),
+            base: Arc::new(base),
         }
     }
 }
@@ -76,30 +184,43 @@ impl<K> Clone for Index<K> {
 }
 
 impl<K: Resource> Index<K> {
+    /// The object under (namespace, name): the delta first when it holds anything, then the
+    /// base. The key is hashed once.
+    #[inline]
+    pub(crate) fn find(&self, namespace: Option<&str>, name: &str) -> Option<&Arc<K>> {
+        let hash = self.base.hash(namespace, name);
+        if !self.delta.is_empty()
+            && let Some(change) = self.delta.find(hash, namespace, name)
+        {
+            return change.present.then_some(&change.obj);
+        }
+        self.base.find(hash, namespace, name).map(|e| &e.obj)
+    }
+
     /// Inserts or replaces the object under the slot's key. (The unit value mirrors the map API
     /// the writer calls.)
     pub(crate) fn insert(&mut self, slot: Slot<K>, (): ()) {
-        self.change(slot, true);
+        self.change(slot.0, true);
     }
 
     /// Removes the object under `key`; returns it (as its slot) when there was one.
     pub(crate) fn remove_with_key(&mut self, key: &dyn KeyView) -> Option<(Slot<K>, ())> {
         let removed = lookup(self, key)?.clone();
-        self.change(Slot(removed.clone()), false);
+        self.change(removed.clone(), false);
         Some((Slot(removed), ()))
     }
 
     /// Records one change: straight into the base when no snapshot shares it (a relist's index
     /// built aside, or the writer's between a fold and the next publish), else into the delta.
-    fn change(&mut self, slot: Slot<K>, present: bool) {
+    fn change(&mut self, obj: Arc<K>, present: bool) {
         if Arc::get_mut(&mut self.base).is_some() {
             if !self.delta.is_empty() {
                 self.fold();
             }
-            put(Arc::make_mut(&mut self.base), slot, present);
+            Arc::make_mut(&mut self.base).put(obj, present, false);
             return;
         }
-        self.delta.insert(slot, present);
+        Arc::make_mut(&mut self.delta).put(obj, present, true);
         self.fold_if_due();
     }
 
@@ -107,9 +228,11 @@ impl<K: Resource> Index<K> {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         let mut len = self.base.len();
-        for (slot, present) in &self.delta {
-            let in_base = self.base.contains_key(slot as &dyn KeyView);
-            match (in_base, *present) {
+        for change in self.delta.entries.iter() {
+            let in_base = self
+                .base
+                .find(change.hash, change_ns(change), change_nm(change));
+            match (in_base.is_some(), change.present) {
                 (false, true) => len += 1,
                 (true, false) => len -= 1,
                 _ => {}
@@ -132,27 +255,28 @@ impl<K: Resource> Index<K> {
 
     /// Folds the delta into the base (see [`Index`]).
     fn fold(&mut self) {
+        let delta = std::mem::replace(
+            &mut self.delta,
+            Arc::new(Table::with_hasher(self.base.hasher.clone())),
+        );
         // In place when no snapshot shares the base; else on a copy (a reference count per
         // entry, no rehashing).
         let base = Arc::make_mut(&mut self.base);
-        base.reserve(self.delta.len());
-        for (slot, present) in std::mem::take(&mut self.delta) {
-            put(base, slot, present);
+        base.entries.reserve(delta.len(), |e: &Entry<K>| e.hash);
+        for change in delta.entries.iter() {
+            base.put(change.obj.clone(), change.present, false);
         }
     }
 }
 
-/// Applies one change to a base table: a replaced object keeps its key (no allocation), a new
-/// one gets its owned key, a removed one leaves.
-fn put<K: Resource>(base: &mut Base<K>, slot: Slot<K>, present: bool) {
-    let key: &dyn KeyView = &slot;
-    if !present {
-        base.remove(key);
-    } else if let Some(held) = base.get_mut(key) {
-        *held = slot.0;
-    } else {
-        base.insert(ObjectKey::from_view(&slot), slot.0);
-    }
+#[cfg(test)]
+fn change_ns<K: Resource>(change: &Entry<K>) -> Option<&str> {
+    namespace_of(change.obj.as_ref())
+}
+
+#[cfg(test)]
+fn change_nm<K: Resource>(change: &Entry<K>) -> &str {
+    name_of(change.obj.as_ref())
 }
 
 /// A cached object as the lookup map holds it: hashed and compared by its (namespace, name),
@@ -220,18 +344,13 @@ impl<'a, K: Resource + 'a> Borrow<dyn KeyView + 'a> for Slot<K> {
     }
 }
 
-/// Looks an object up by a borrowed key: the delta first (when it holds anything), then the base.
+/// Looks an object up by a borrowed key (see [`Index::find`]).
 #[inline]
 pub(crate) fn lookup<'s, K: Resource>(
     index: &'s Index<K>,
     key: &dyn KeyView,
 ) -> Option<&'s Arc<K>> {
-    if !index.delta.is_empty()
-        && let Some((slot, present)) = index.delta.get_key_value(key)
-    {
-        return present.then_some(&slot.0);
-    }
-    index.base.get(key)
+    index.find(key.ns(), key.nm())
 }
 
 /// An immutable, consistent view of every cached object of kind `K` at one moment.
@@ -393,12 +512,12 @@ impl<K: Resource> Snapshot<K> {
     /// For namespaced kinds use [`get_namespaced`](Self::get_namespaced): a namespaced object is
     /// never found without its namespace.
     pub fn get(&self, name: &str) -> Option<&Arc<K>> {
-        lookup(&self.index, &(None, name))
+        self.index.find(None, name)
     }
 
     /// The object with this namespace and name, for namespaced kinds.
     pub fn get_namespaced(&self, namespace: &str, name: &str) -> Option<&Arc<K>> {
-        lookup(&self.index, &(Some(namespace), name))
+        self.index.find(Some(namespace), name)
     }
 
     /// The object under this key.
@@ -751,6 +870,42 @@ mod tests {
         assert_eq!(found.as_deref(), Some("2"), "hidden by a stale removal");
         assert_eq!(index.delta_len(), 0);
         assert_eq!(index.len(), 10);
+    }
+
+    #[test]
+    fn an_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Entry<ConfigMap>>(), 64);
+    }
+
+    #[test]
+    fn objects_with_keys_too_long_to_inline_are_found_by_their_metadata() {
+        let long = |n: usize| format!("{}-{n}", "a-rather-long-package-repository-name".repeat(2));
+        let mut index: Index<ConfigMap> = Index::default();
+        for n in 0..20 {
+            index.insert(Slot(cm_in(None, &long(n), 1)), ());
+            index.insert(Slot(cm_in(Some(&long(n)), "short", 1)), ());
+        }
+        let published = index.clone();
+        index.insert(Slot(cm_in(None, &long(3), 2)), ());
+        assert!(index.remove_with_key(&(None, long(4).as_str())).is_some());
+        for n in 0..20 {
+            let rv = |ns: Option<&str>, name: &str| {
+                lookup(&index, &(ns, name)).and_then(|o| o.metadata.resource_version.clone())
+            };
+            let want = match n {
+                3 => Some("2"),
+                4 => None,
+                _ => Some("1"),
+            };
+            assert_eq!(rv(None, &long(n)).as_deref(), want, "{}", long(n));
+            assert_eq!(rv(Some(&long(n)), "short").as_deref(), Some("1"));
+            // Same lengths, other bytes: never a match.
+            assert_eq!(rv(None, &long(n).replace('a', "b")), None);
+            assert_eq!(rv(Some(&long(n)), "shore"), None);
+            assert_eq!(rv(Some(&long(n)), &long(n)), None);
+        }
+        assert_eq!(index.len(), 39);
+        drop(published);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! load and store. Threads beyond that share one overflow slot, with an atomic add. The slots are
 //! summed when the figure is read (rarely: on a scrape).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Threads with a slot of their own.
@@ -37,15 +38,30 @@ impl Default for StripedCounter {
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's slot index in every counter (never reused, so never shared).
-    static THREAD: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+    /// This thread's slot index in every counter (never reused, so never shared); `usize::MAX`
+    /// until the thread first counts. Const-initialized and without a destructor, so reading
+    /// it is one load, with no lazy-initialization check.
+    static THREAD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's slot index, taken on its first count.
+#[inline]
+fn thread_slot() -> usize {
+    THREAD.with(|t| match t.get() {
+        usize::MAX => {
+            let slot = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+            t.set(slot);
+            slot
+        }
+        slot => slot,
+    })
 }
 
 impl StripedCounter {
     /// Adds one.
     #[inline]
     pub(crate) fn incr(&self) {
-        let thread = THREAD.try_with(|t| *t).unwrap_or(usize::MAX);
+        let thread = thread_slot();
         match self.slots.get(thread) {
             // The only writer of this slot: no read-modify-write needed.
             Some(slot) => slot.0.store(

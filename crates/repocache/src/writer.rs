@@ -626,7 +626,7 @@ where
         // Readers never wait for a publish, and never free a replaced snapshot either: the
         // writer keeps it until no reader holds it, then frees it (below, after the state is
         // updated: freeing runs the objects' `Drop`, which is user code).
-        let replaced = self.shared.current.swap(snapshot);
+        let replaced = self.shared.publish(snapshot);
         self.shared.notify_published();
         self.retired.push(replaced);
         if self.changes.receiver_count() > 0 {
