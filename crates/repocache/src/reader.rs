@@ -94,43 +94,32 @@ impl<K: kube::Resource> Reader<K> {
 pub(crate) const PINS: usize = 8;
 
 /// One cache a thread has pinned, type-erased: `id` is the address of the cache's shared state
-/// (kept allocated by the pin's `Weak`, so no other cache can take the address while pinned).
+/// (kept allocated by `cache`, a `Weak`, so no other cache can take the address while pinned),
+/// and `snapshot` the snapshot the thread last read there. Both erase their type behind the
+/// pointer they already are: reading through a pin touches the pinned snapshot itself and this
+/// thread's own storage, no further allocation (at 100,000 objects every page a read touches
+/// beyond those it must is a likely TLB miss).
 struct Pin {
     id: usize,
-    held: Box<dyn Any>,
-    /// Whether the pinned cache is still held anywhere (monomorphized for its kind).
-    alive: fn(&dyn Any) -> bool,
-}
-
-/// What a thread pins of a cache of `K`: the snapshot it last read there, and a weak handle
-/// that neither keeps the cache (its shared state, its reflector) alive nor lets another cache
-/// reuse its address.
-struct PinOf<K> {
-    shared: Weak<Shared<K>>,
-    snapshot: Arc<Snapshot<K>>,
-}
-
-/// [`Pin::alive`] for a cache of `K`.
-fn alive<K: 'static>(held: &dyn Any) -> bool {
-    held.downcast_ref::<PinOf<K>>()
-        .is_some_and(|p| p.shared.strong_count() > 0)
+    snapshot: Arc<dyn Any>,
+    cache: Weak<dyn Any>,
 }
 
 thread_local! {
-    /// The caches this thread reads through `Cache::get`, each with the snapshot it last read.
-    static PINNED: RefCell<Vec<Pin>> = const { RefCell::new(Vec::new()) };
+    /// The caches this thread reads through `Cache::get`, each with the snapshot it last read,
+    /// inline in the thread's own storage.
+    static PINNED: RefCell<[Option<Pin>; PINS]> = const { RefCell::new([const { None }; PINS]) };
 }
 
 /// Runs `read` on the current snapshot of `shared`'s cache through the snapshot this thread
 /// keeps pinned for it: one relaxed load (the newest snapshot's address) checks that the pinned
 /// one is still current, instead of arc-swap's guard (two read-modify-writes of a shared slot).
 ///
-/// The first read of a cache on a thread pins it (one allocation, once per thread and cache);
-/// a read that finds a newer snapshot published re-pins (one reference count). Once [`PINS`]
-/// caches are pinned, pins whose cache was dropped everywhere are released; a thread reading
-/// more live caches than that reads the others through the guard (no allocation, no churn).
-/// Re-entrant reads (from a `Resource::meta` or `Drop` that a lookup runs) and reads during
-/// thread teardown also take the guard.
+/// The first read of a cache on a thread pins it; a read that finds a newer snapshot published
+/// re-pins (one reference count). Once [`PINS`] caches are pinned, pins whose cache was dropped
+/// everywhere are released; a thread reading more live caches than that reads the others
+/// through the guard (no allocation, no churn). Re-entrant reads (from a `Resource::meta` or
+/// `Drop` that a lookup runs) and reads during thread teardown also take the guard.
 ///
 /// Freshness: the writer stores the newest snapshot's address before it swaps the snapshot in
 /// ([`Shared::publish`]), so a thread that has seen a snapshot published (through `current`, a
@@ -144,18 +133,23 @@ pub(crate) fn read_current<K: 'static, R>(
     let id = Arc::as_ptr(shared) as usize;
     let newest = shared.newest.load(Ordering::Relaxed);
     let pinned = PINNED.try_with(|pins| {
+        // Held for the whole read: code that `read` runs (an object's `Resource::meta`, a
+        // `Drop`) and that reads a cache finds it borrowed and takes the guard path.
         let mut pins = pins.try_borrow_mut().ok()?;
-        let at = match pins.iter().position(|p| p.id == id) {
+        let at = match pins
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.id == id))
+        {
             Some(at) => at,
             None => pin(&mut pins, id, shared)?,
         };
-        let held = pins.get_mut(at)?.held.downcast_mut::<PinOf<K>>()?;
-        if Arc::as_ptr(&held.snapshot) as usize != newest {
+        let pin = pins.get_mut(at)?.as_mut()?;
+        if Arc::as_ptr(&pin.snapshot).cast::<()>() as usize != newest {
             // The replaced snapshot is only released here (the writer keeps every replaced
             // snapshot until nothing else holds it, and frees it itself).
-            held.snapshot = shared.current.load_full();
+            pin.snapshot = shared.current.load_full();
         }
-        Some(read(&held.snapshot))
+        Some(read(pin.snapshot.downcast_ref::<Snapshot<K>>()?))
     });
     match pinned {
         Ok(Some(out)) => out,
@@ -166,25 +160,33 @@ pub(crate) fn read_current<K: 'static, R>(
 /// Pins `shared`'s cache for this thread; returns its place, or `None` when every place is
 /// held by a live cache.
 #[cold]
-fn pin<K: 'static>(pins: &mut Vec<Pin>, id: usize, shared: &Arc<Shared<K>>) -> Option<usize> {
-    if pins.len() >= PINS {
-        // Release the pins whose cache is gone. Their snapshots are dropped here, inside the
-        // borrow: an object's `Drop` that reads a cache finds `pins` borrowed and takes the
-        // guard path.
-        pins.retain(|p| (p.alive)(p.held.as_ref()));
-        if pins.len() >= PINS {
-            return None;
+fn pin<K: 'static>(
+    pins: &mut [Option<Pin>; PINS],
+    id: usize,
+    shared: &Arc<Shared<K>>,
+) -> Option<usize> {
+    let free = match pins.iter().position(Option::is_none) {
+        Some(free) => free,
+        None => {
+            // Release the pins whose cache is gone. Their snapshots are dropped here, inside
+            // the borrow: an object's `Drop` that reads a cache finds `pins` borrowed and takes
+            // the guard path.
+            for pin in pins.iter_mut() {
+                if pin.as_ref().is_some_and(|p| p.cache.strong_count() == 0) {
+                    *pin = None;
+                }
+            }
+            pins.iter().position(Option::is_none)?
         }
-    }
-    pins.push(Pin {
+    };
+    let cache: Weak<Shared<K>> = Arc::downgrade(shared);
+    let slot = pins.get_mut(free)?;
+    *slot = Some(Pin {
         id,
-        held: Box::new(PinOf {
-            shared: Arc::downgrade(shared),
-            snapshot: shared.current.load_full(),
-        }),
-        alive: alive::<K>,
+        snapshot: shared.current.load_full(),
+        cache,
     });
-    Some(pins.len() - 1)
+    Some(free)
 }
 
 /// Releases every snapshot this thread pinned through [`Cache::get`](crate::Cache::get).
@@ -197,8 +199,10 @@ fn pin<K: 'static>(pins: &mut Vec<Pin>, id: usize, shared: &Arc<Shared<K>>) -> O
 /// pins a ninth cache, calls this, or exits. Call it from a thread that goes idle for long after
 /// reading a cache whose relists replace much memory.
 pub fn unpin_thread() {
-    let released =
-        PINNED.try_with(|pins| pins.try_borrow_mut().map(|mut p| std::mem::take(&mut *p)));
+    let released = PINNED.try_with(|pins| {
+        pins.try_borrow_mut()
+            .map(|mut p| std::mem::replace(&mut *p, [const { None }; PINS]))
+    });
     // Dropped here, outside the borrow: freeing objects runs their `Drop`.
     drop(released);
 }
@@ -219,7 +223,7 @@ mod tests {
     }
 
     fn pinned() -> usize {
-        PINNED.with(|p| p.borrow().len())
+        PINNED.with(|p| p.borrow().iter().flatten().count())
     }
 
     fn rv(cache: &crate::Cache<ConfigMap, crate::cache::Local>, name: &str) -> Option<String> {

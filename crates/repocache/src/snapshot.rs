@@ -110,12 +110,13 @@ impl<K: Resource> Entry<K> {
 }
 
 impl<K: Resource> Table<K> {
+    #[inline(always)]
     fn hash(&self, namespace: Option<&str>, name: &str) -> u64 {
         use std::hash::BuildHasher as _;
         self.hasher.hash_one((namespace, name))
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, namespace: Option<&str>, name: &str) -> Option<&Entry<K>> {
         self.entries.find(hash, |e| e.is(namespace, name))
     }
@@ -186,7 +187,7 @@ impl<K> Clone for Index<K> {
 impl<K: Resource> Index<K> {
     /// The object under (namespace, name): the delta first when it holds anything, then the
     /// base. The key is hashed once.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, namespace: Option<&str>, name: &str) -> Option<&Arc<K>> {
         let hash = self.base.hash(namespace, name);
         if !self.delta.is_empty()
