@@ -16,6 +16,24 @@ use repocache_test_support::{PATIENCE, apisim, apisim_with, client_without_retry
 const REPOS: &str = "packagerepositories";
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// A ready, watching cache on a server that sends no bookmarks, with no TTL to speak of and a
+/// client that does not retry: every state change the tests see comes from the faults they
+/// inject.
+async fn quiet_ready_cache() -> (
+    apisim::ServerHandle,
+    repocache::Cache<PackageRepository>,
+    repocache::ReflectorHandle,
+) {
+    let server = apisim_with(ServerConfig::default().with_bookmark_interval(HOUR)).await;
+    let (repos, handle) =
+        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
+            .ttl(HOUR)
+            .start();
+    repos.wait_ready(PATIENCE).await.unwrap();
+    assert!(server.control().wait_for_watches(1, PATIENCE).await);
+    (server, repos, handle)
+}
+
 #[tokio::test]
 async fn a_persistent_503_makes_the_cache_failed_within_the_list_timeout_and_it_recovers() {
     let server = apisim().await;
@@ -61,14 +79,8 @@ async fn a_persistent_503_makes_the_cache_failed_within_the_list_timeout_and_it_
 /// machine decides what the state is.)
 #[tokio::test]
 async fn a_watch_error_while_ready_and_fresh_leaves_the_cache_ready() {
-    let server = apisim_with(ServerConfig::default().with_bookmark_interval(HOUR)).await;
+    let (server, repos, _handle) = quiet_ready_cache().await;
     let control = server.control();
-    let (repos, _handle) =
-        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
-            .ttl(HOUR)
-            .start();
-    repos.wait_ready(PATIENCE).await.unwrap();
-    assert!(control.wait_for_watches(1, PATIENCE).await);
     let errors = repos.stats().events(EventType::Error);
     // The watch ends; the watcher's next watch gets a 500 (an error), the one after opens.
     control.fail_next(FailSpec::new("watch", REPOS, 500, 1));
@@ -95,14 +107,8 @@ async fn a_watch_error_while_ready_and_fresh_leaves_the_cache_ready() {
 /// Stale, and stays dated so through the watcher's retries; it is Ready once a relist lands.
 #[tokio::test]
 async fn a_failing_relist_after_a_rejected_line_is_failed_since_the_cache_went_stale() {
-    let server = apisim_with(ServerConfig::default().with_bookmark_interval(HOUR)).await;
+    let (server, repos, _handle) = quiet_ready_cache().await;
     let control = server.control();
-    let (repos, _handle) =
-        ReflectorBuilder::new(Api::<PackageRepository>::all(client_without_retry(&server)))
-            .ttl(HOUR)
-            .start();
-    repos.wait_ready(PATIENCE).await.unwrap();
-    assert!(control.wait_for_watches(1, PATIENCE).await);
     // Every LIST from now on takes 800 ms, then answers 500.
     control.add_latency(LatencySpec {
         verb: Some("list".into()),
