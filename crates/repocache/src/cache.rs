@@ -1,8 +1,9 @@
 //! [`Cache`]: the cheap, cloneable read handle (the state it shares with its writer is in
 //! `shared`).
 //!
-//! The read path is `ArcSwap::load` (one atomic load, no lock, no I/O) followed by plain
-//! lookups in the immutable [`Snapshot`]. Nothing on it waits for the writer. The policy reads
+//! The read path is one relaxed load that checks the snapshot the reading thread keeps pinned is
+//! current (`get`; `snapshot` and `list` take `ArcSwap`'s load) followed by plain lookups in
+//! the immutable [`Snapshot`]: no lock, no I/O. Nothing on it waits for the writer. The policy reads
 //! (`*_with`) and [`Cache::refresh`] are the only calls that may reach the API server.
 
 use std::fmt::{self, Debug};
@@ -18,8 +19,9 @@ use crate::error::Error;
 use crate::key::ObjectKey;
 pub use crate::live::CacheScope;
 use crate::live::Live;
+pub use crate::pin::unpin_thread;
 use crate::policy::{DEFAULT_VERSION_WAIT, Read, ReadPolicy, Source};
-pub use crate::reader::{Reader, unpin_thread};
+pub use crate::reader::Reader;
 use crate::shared::{Command, Readiness, Shared};
 use crate::snapshot::Snapshot;
 use crate::state::CacheState;
@@ -153,8 +155,9 @@ impl<K, F> Cache<K, F> {
         self.shared.current.load_full()
     }
 
-    /// A per-thread read handle whose reads skip arc-swap's guard: one relaxed load to check the
-    /// snapshot is current, then the lookup. For hot loops; see [`Reader`].
+    /// A per-thread read handle that keeps the current snapshot itself: one relaxed load to check
+    /// it is current, then the lookup (what [`get`](Self::get) does, without finding the
+    /// thread's pin first). For hot loops; see [`Reader`].
     pub fn reader(&self) -> Reader<K> {
         Reader::new(self.shared.clone())
     }
@@ -473,7 +476,7 @@ impl<K: Resource, F> Cache<K, F> {
     where
         K: 'static,
     {
-        let found = crate::reader::read_current(&self.shared, |s| s.get(name).cloned());
+        let found = crate::pin::read_current(&self.shared, |s| s.get(name).cloned());
         self.count(found.is_some());
         found
     }
@@ -485,9 +488,8 @@ impl<K: Resource, F> Cache<K, F> {
     where
         K: 'static,
     {
-        let found = crate::reader::read_current(&self.shared, |s| {
-            s.get_namespaced(namespace, name).cloned()
-        });
+        let found =
+            crate::pin::read_current(&self.shared, |s| s.get_namespaced(namespace, name).cloned());
         self.count(found.is_some());
         found
     }

@@ -5,7 +5,7 @@
 //! `watcher` (LIST + WATCH, with backoff) and feeds a [`Writer`], which applies each event to
 //! persistent maps and publishes an immutable [`Snapshot`] through `arc-swap`. A [`Cache`] is the
 //! read handle: [`Cache::get`], [`Cache::list`] and [`Cache::snapshot`] cost one atomic load
-//! plus lookups, take no lock, do no I/O, and never reach the API server once the first sync is
+//! (for `get`, a relaxed one that checks the thread's pinned snapshot) plus lookups, take no lock, do no I/O, and never reach the API server once the first sync is
 //! done.
 //!
 //! ```text
@@ -58,6 +58,7 @@ mod live;
 pub mod metrics;
 mod ordered;
 pub mod persist;
+mod pin;
 pub mod policy;
 mod reader;
 pub mod reflector;
