@@ -301,7 +301,7 @@ pub struct FanoutRow {
     pub p99_ms: f64,
     /// Max, ms.
     pub max_ms: f64,
-    /// CPU seconds per 1,000 writes: the relay's threads (reflector, hub, watch tasks,
+    /// CPU seconds per 1,000 writes: the relay's threads (reflector, hub, watch bodies,
     /// connections).
     pub relay_cpu: f64,
     /// The same for apisim's threads (the writes, its one watch to the relay).
@@ -965,8 +965,9 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
     let _ = writeln!(
         s,
         "`repocache-relay` in front of apisim (`crates/bench/src/relay.rs`; `{command}`). apisim, \
-         the relay(s) and the clients run in this process on three tokio runtimes of 2 threads \
-         each, so the CPU time of each comes from its own threads. The machine has 2 cores shared \
+         the relay(s) and the clients run in this process on three tokio runtimes (apisim and \
+         the relay 2 threads each, the clients 1), so the CPU time of each comes from its own \
+         threads. The machine has 2 cores shared \
          with other work: each part says the 1-minute load average when it started.\n"
     );
 
@@ -1043,8 +1044,9 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
         s,
         "Raw HTTP watches of PackageRepositories through the relay; apisim gets steady creations, \
          each carrying its send time in an annotation; each reader takes now − send time per \
-         line. CPU per 1,000 writes by runtime: the relay (reflector, hub, watch tasks, \
-         connections), apisim (writes, its watches), the readers (the sockets being read and \
+         line (found in the raw bytes, without decoding the object: the readers must not take \
+         the cores from what they measure). CPU per 1,000 writes by runtime: the relay \
+         (reflector, hub, connections with their watch bodies), apisim (writes, its watches), the readers (the sockets being read and \
          parsed, which real clients would pay in their own processes). The control row points \
          the same readers at apisim itself (the relay still runs, idle): what the machine gives \
          any watch server at that moment.\n"
@@ -1105,7 +1107,7 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
                 s,
                 "\nMemory per idle downstream watch (load {:.1}): {} watches opened, process RSS \
                  grew by **{:.1} KiB per watch** (both ends are in this process: the relay's \
-                 connection, watch task and buffers, and the client's socket).\n",
+                 connection and watch body, and the client's socket).\n",
                 idle.load,
                 idle.watches,
                 idle.bytes_per_watch / 1024.0
