@@ -424,7 +424,9 @@ mod tests {
     }
 
     /// An apisim, a reflector of its PackageRepositories and the kind's hub, started.
-    async fn started_hub() -> (
+    async fn started_hub(
+        ring: usize,
+    ) -> (
         apisim::ServerHandle,
         repocache::ReflectorHandle,
         Arc<hub::Hub>,
@@ -437,8 +439,8 @@ mod tests {
             cache,
             names(),
             HubConfig {
-                history: 100,
-                ring: 100,
+                history: ring,
+                ring,
             },
         );
         assert!(hub.wait_started(T).await, "the hub never started");
@@ -450,7 +452,7 @@ mod tests {
     /// send anything again.
     #[tokio::test]
     async fn open_watches_end_when_the_kinds_cache_stops() {
-        let (_server, reflector, hub) = started_hub().await;
+        let (_server, reflector, hub) = started_hub(100).await;
         let counters = Arc::new(Counters::default());
         let open = |query: &str| {
             serve(
@@ -511,11 +513,67 @@ mod tests {
         assert!(open("watch=true").is_err());
     }
 
+    /// A watch that has not taken its events while more than the ring holds came (its client
+    /// stopped reading) is closed as slow when next polled — an error ends its body and its
+    /// connection is dropped — rather than skipping the events it missed.
+    #[tokio::test]
+    async fn a_watch_that_fell_out_of_the_ring_is_closed_as_slow() {
+        let (server, _reflector, hub) = started_hub(4).await;
+        let counters = Arc::new(Counters::default());
+        let kill = Arc::new(Notify::new());
+        let killed = kill.clone();
+        let killed = killed.notified();
+        tokio::pin!(killed);
+        killed.as_mut().enable();
+        let mut body = serve(
+            hub.clone(),
+            None,
+            &ListOptions::parse("watch=true&resourceVersion=0&sendInitialEvents=false").unwrap(),
+            config(),
+            kill,
+            counters.clone(),
+        )
+        .map_err(|p| p.0)
+        .unwrap()
+        .into_body();
+        let control = server.control();
+        let mut last = 0;
+        for i in 0..10 {
+            let created = control
+                .create(json!({
+                    "apiVersion": "packages.glasskube.dev/v1alpha1",
+                    "kind": "PackageRepository",
+                    "metadata": {"name": format!("ring-{i}")},
+                    "spec": {"url": "https://ring.example"},
+                }))
+                .unwrap();
+            last = created["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+        repocache_test_support::eventually("the hub has every event", || hub.current() >= last)
+            .await;
+        let frame = tokio::time::timeout(T, body.frame())
+            .await
+            .expect("the body neither ended nor sent");
+        assert!(
+            matches!(frame, Some(Err(_))),
+            "a watch that missed events went on"
+        );
+        assert_eq!(counters.watches_closed_slow.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.watches_open.load(Ordering::Relaxed), 0);
+        tokio::time::timeout(T, killed)
+            .await
+            .expect("its connection was not dropped");
+    }
+
     /// A watch option the hub does not implement (here KEP-5866's `shardSelector`, which narrows
     /// the answer) sends the watch upstream instead of being ignored; known options are served.
     #[tokio::test]
     async fn a_watch_option_the_hub_does_not_implement_goes_upstream() {
-        let (_server, _reflector, hub) = started_hub().await;
+        let (_server, _reflector, hub) = started_hub(100).await;
         let open = |query: &str| {
             serve(
                 hub.clone(),
