@@ -146,9 +146,9 @@ fn thread_cpu(prefix: &str) -> f64 {
     ticks as f64 / 100.0
 }
 
-fn runtime(name: &'static str) -> anyhow::Result<Runtime> {
+fn runtime(name: &'static str, workers: usize) -> anyhow::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .thread_name(name)
         .enable_all()
         .build()
@@ -165,9 +165,12 @@ struct Runtimes {
 impl Runtimes {
     fn new() -> anyhow::Result<Self> {
         Ok(Self {
-            apisim: runtime("apisim-rt")?,
-            relay: runtime("relay-rt")?,
-            reader: runtime("reader-rt")?,
+            apisim: runtime("apisim-rt", 2)?,
+            relay: runtime("relay-rt", 2)?,
+            // One thread: the readers only read, and one thread reading every ready socket in
+            // turn costs less CPU than two waking each other (the machine has two cores, which
+            // the readers must not take from the relay).
+            reader: runtime("reader-rt", 1)?,
         })
     }
 
@@ -298,7 +301,7 @@ pub struct FanoutRow {
     pub p99_ms: f64,
     /// Max, ms.
     pub max_ms: f64,
-    /// CPU seconds per 1,000 writes: the relay's threads (reflector, hub, watch tasks,
+    /// CPU seconds per 1,000 writes: the relay's threads (reflector, hub, watch bodies,
     /// connections).
     pub relay_cpu: f64,
     /// The same for apisim's threads (the writes, its one watch to the relay).
@@ -691,7 +694,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn idle_memory(idle: usize) -> anyhow::Result<IdleRow> {
+/// RSS growth per idle downstream watch of PackageRepositories through one relay (`idle` of
+/// them, after a warm-up of 50 opened and closed).
+pub fn idle_memory(idle: usize) -> anyhow::Result<IdleRow> {
     let load = load_average();
     let rts = Runtimes::new()?;
     let server = rts.apisim(seeded()?)?;
@@ -736,6 +741,41 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1e6
 }
 
+/// What a fan-out reader looks for in a line: the send time the writer put in an annotation.
+const SENT_NS: &[u8] = b"\"sent-ns\":\"";
+
+/// Reads `stream` (a raw HTTP/1.1 watch response) until `total` lines with a send time have
+/// come, and returns now − send time (ns, on `start`'s clock) for each, taken when the line's
+/// last byte is read. Cheap on purpose, so that the readers' CPU is not what is measured: lines
+/// are found in one reused buffer, and only the annotation is looked at (no JSON decoding, no
+/// per-line allocation).
+async fn read_send_times(stream: tokio::net::TcpStream, start: Instant, total: u64) -> Vec<u64> {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(total as usize);
+    while (out.len() as u64) < total {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let Some(sent) = sent_ns(&line) else {
+            continue;
+        };
+        let now = start.elapsed().as_nanos() as u64;
+        out.push(now.saturating_sub(sent));
+    }
+    out
+}
+
+/// The send time in a line: the digits after `"sent-ns":"`.
+fn sent_ns(line: &[u8]) -> Option<u64> {
+    let at = line.windows(SENT_NS.len()).position(|w| w == SENT_NS)? + SENT_NS.len();
+    let digits = &line[at..];
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
 /// `watchers` raw HTTP watches of PackageRepositories through one relay (`direct`: to apisim
 /// itself, the control); apisim gets `rate` creations per second for `seconds`, each carrying
 /// its send time; every reader records now − send time for each line.
@@ -762,23 +802,7 @@ pub fn fanout(watchers: usize, rate: u64, seconds: u64, direct: bool) -> anyhow:
         let stream = rts.reader.block_on(open_watch(&addr))?;
         let latencies = latencies.clone();
         readers.push(rts.reader.spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            let mut got = 0u64;
-            let mut mine = Vec::with_capacity(total as usize);
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Some(pos) = line.find("\"sent-ns\":\"") else {
-                    continue;
-                };
-                let rest = &line[pos + 11..];
-                let Some(end) = rest.find('"') else { continue };
-                let sent: u64 = rest[..end].parse().unwrap_or(0);
-                let now = start.elapsed().as_nanos() as u64;
-                mine.push(now.saturating_sub(sent));
-                got += 1;
-                if got == total {
-                    break;
-                }
-            }
+            let mine = read_send_times(stream, start, total).await;
             if let Ok(mut all) = latencies.lock() {
                 all.extend(mine);
             }
@@ -941,8 +965,9 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
     let _ = writeln!(
         s,
         "`repocache-relay` in front of apisim (`crates/bench/src/relay.rs`; `{command}`). apisim, \
-         the relay(s) and the clients run in this process on three tokio runtimes of 2 threads \
-         each, so the CPU time of each comes from its own threads. The machine has 2 cores shared \
+         the relay(s) and the clients run in this process on three tokio runtimes (apisim and \
+         the relay 2 threads each, the clients 1), so the CPU time of each comes from its own \
+         threads. The machine has 2 cores shared \
          with other work: each part says the 1-minute load average when it started.\n"
     );
 
@@ -1019,8 +1044,9 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
         s,
         "Raw HTTP watches of PackageRepositories through the relay; apisim gets steady creations, \
          each carrying its send time in an annotation; each reader takes now − send time per \
-         line. CPU per 1,000 writes by runtime: the relay (reflector, hub, watch tasks, \
-         connections), apisim (writes, its watches), the readers (the sockets being read and \
+         line (found in the raw bytes, without decoding the object: the readers must not take \
+         the cores from what they measure). CPU per 1,000 writes by runtime: the relay \
+         (reflector, hub, connections with their watch bodies), apisim (writes, its watches), the readers (the sockets being read and \
          parsed, which real clients would pay in their own processes). The control row points \
          the same readers at apisim itself (the relay still runs, idle): what the machine gives \
          any watch server at that moment.\n"
@@ -1081,7 +1107,7 @@ pub fn render(r: &RelayResults, command: &str) -> (String, Vec<TargetRow>) {
                 s,
                 "\nMemory per idle downstream watch (load {:.1}): {} watches opened, process RSS \
                  grew by **{:.1} KiB per watch** (both ends are in this process: the relay's \
-                 connection, watch task and buffers, and the client's socket).\n",
+                 connection and watch body, and the client's socket).\n",
                 idle.load,
                 idle.watches,
                 idle.bytes_per_watch / 1024.0

@@ -1,11 +1,14 @@
 //! One hub per cached kind: it turns the cache's published changes into watch events (each
-//! serialized once, whatever the number of watchers), keeps a bounded history of them for watches
-//! that resume from a resourceVersion, and fans them out to the downstream watches through one
-//! broadcast ring.
+//! serialized once, whatever the number of watchers), keeps them in one bounded ring (the history
+//! that resumes start from, and what live watches read), and wakes the downstream watches when
+//! events arrive. A live watch is no task of its own: its response body reads the ring from its
+//! [`Cursor`] each time the connection polls it, and a watch that stays too far behind is closed
+//! by the hub's periodic sweep.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +19,8 @@ use kube::Resource;
 use repocache::{Cache, Change, Snapshot};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// The names of a kind, as its watch events and bookmarks spell them.
@@ -62,6 +66,8 @@ pub(crate) struct Moved {
 /// One change of the kind, as every downstream watch may receive it.
 #[derive(Debug)]
 pub(crate) struct WireEvent {
+    /// The event's place in the hub's ring (one more per event).
+    pub seq: u64,
     /// The event's resourceVersion (resumes compare against it).
     pub rv: u64,
     /// The generation of the snapshot the change belongs to.
@@ -203,17 +209,29 @@ fn set_rv(value: &mut Value, rv: u64) {
     }
 }
 
-/// The hub's mutable state (one short lock per published change and per watch start; never
-/// on the GET/LIST path).
+/// The hub's mutable state (one short lock per published change, per watch start and per poll
+/// of a live watch; never on the GET/LIST path).
 struct State {
-    history: VecDeque<Arc<WireEvent>>,
-    /// Every change after this resourceVersion is in `history` (a resume from an older one is
-    /// answered 410 Expired).
+    /// The newest events, oldest first: at most [`HubConfig::ring`] (or `history`, if larger).
+    events: VecDeque<Arc<WireEvent>>,
+    /// The `seq` the next event gets.
+    next_seq: u64,
+    /// Every change after this resourceVersion is among the newest [`HubConfig::history`]
+    /// events (a resume from an older one is answered 410 Expired).
     oldest: u64,
-    /// The resourceVersion every event sent so far is at or below: what a bookmark carries.
+    /// The resourceVersion every event in the ring so far is at or below: what a bookmark
+    /// carries.
     current: u64,
     /// The generation of the newest change handled.
     generation: u64,
+    /// The live watches waiting for the next event (woken, and emptied, by each publish).
+    wakers: Vec<Waker>,
+    /// Bumped by each publish: a watch registered in this round is not registered twice.
+    round: u64,
+    /// The watches, for the sweep that closes those that stay behind.
+    cursors: Vec<Weak<Cursor>>,
+    /// The kind's cache stopped: no more events.
+    stopped: bool,
 }
 
 /// How a watch starts, decided under the hub's lock (so that nothing falls between its
@@ -221,6 +239,8 @@ struct State {
 pub(crate) enum Start {
     /// The resourceVersion is older than the history: 410 Expired.
     Expired { requested: u64, oldest: u64 },
+    /// The kind's cache stopped meanwhile: the watch goes upstream.
+    Stopped,
     /// Served from here.
     Go(Box<Subscribed>),
 }
@@ -230,8 +250,8 @@ pub(crate) struct Subscribed {
     pub initial: Option<Box<dyn Held>>,
     /// Events from the history to send first (a resume).
     pub replay: Vec<Arc<WireEvent>>,
-    /// The live events.
-    pub rx: broadcast::Receiver<Arc<WireEvent>>,
+    /// Where the watch reads its live events from (registered with the hub's sweep).
+    pub cursor: Arc<Cursor>,
     /// Live events of this generation or older are already in `initial`.
     pub skip_through: u64,
     /// Live events at or below this resourceVersion are older than the watch's start (a
@@ -239,12 +259,91 @@ pub(crate) struct Subscribed {
     pub after_rv: u64,
 }
 
+/// What the hub knows of one downstream watch: where it reads, and how to close it if it stays
+/// behind.
+pub(crate) struct Cursor {
+    /// The `seq` of the next event the watch takes.
+    next: AtomicU64,
+    /// The publish round the watch's waker is registered for (plus one; 0: none).
+    registered: AtomicU64,
+    /// Whether it has sent its initial state or replay (only a live watch is swept).
+    live: AtomicBool,
+    /// Set once the watch is closed for falling behind.
+    closed: AtomicBool,
+    /// Since when it has been more than `slow.buffer` events behind (swept).
+    behind_since: Mutex<Option<Instant>>,
+    slow: Slow,
+}
+
+/// When a live watch counts as fallen behind, and what closing it does.
+#[derive(Clone)]
+pub(crate) struct Slow {
+    /// Events a watch may be behind the newest.
+    pub buffer: u64,
+    /// How long it may stay further behind.
+    pub grace: Duration,
+    /// Closes its connection.
+    pub kill: Arc<Notify>,
+    /// Counts it closed.
+    pub closed_slow: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Cursor {
+    /// Marks the watch live: its initial state or replay is out, its live events count.
+    pub(crate) fn set_live(&self) {
+        self.live.store(true, Ordering::Release);
+    }
+
+    /// Whether the watch was closed for falling behind.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the watch for falling behind (once): counted, and its connection dropped.
+    pub(crate) fn close_slow(&self, why: &'static str) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            (self.slow.closed_slow)();
+            debug!(why, "relay watch fell behind; closing its connection");
+            self.slow.kill.notify_one();
+        }
+    }
+
+    /// Whether the watch has stayed more than its buffer behind `head` for its grace period.
+    fn overdue(&self, head: u64, now: Instant) -> bool {
+        if !self.live.load(Ordering::Acquire) || self.is_closed() {
+            return false;
+        }
+        let behind = head.saturating_sub(self.next.load(Ordering::Acquire));
+        let mut since = self.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+        if behind <= self.slow.buffer {
+            *since = None;
+            return false;
+        }
+        now.duration_since(*since.get_or_insert(now)) >= self.slow.grace
+    }
+}
+
+/// What [`Hub::take`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Took {
+    /// Events were appended; `caught_up`: they reach the newest, so a bookmark at `current`
+    /// may follow them.
+    Events { caught_up: bool, current: u64 },
+    /// Nothing new; the caller's waker is registered for the next publish. A bookmark at
+    /// `current` may be sent.
+    Pending { current: u64 },
+    /// The watch is further behind than the ring holds.
+    Lagged,
+    /// The kind's cache stopped and every event has been taken.
+    Stopped,
+}
+
 /// The settings of a kind's hub.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HubConfig {
     /// At most this many events kept for resumes.
     pub history: usize,
-    /// The broadcast ring: a watch task more than this many events behind is closed.
+    /// The ring live watches read: a watch further behind than this is closed.
     pub ring: usize,
 }
 
@@ -253,12 +352,8 @@ pub(crate) struct Hub {
     pub names: KindNames,
     source: Box<dyn Source>,
     state: Mutex<State>,
-    tx: broadcast::Sender<Arc<WireEvent>>,
     started: AtomicBool,
     started_notify: Notify,
-    /// Becomes `true` when the kind's cache stops (its change stream ended): every open watch
-    /// of the kind ends, and new ones pass through.
-    stopped: watch::Sender<bool>,
     config: HubConfig,
 }
 
@@ -287,20 +382,20 @@ impl Hub {
         }
     }
 
-    /// A receiver that sees `true` once the kind's cache has stopped.
-    pub(crate) fn stopped(&self) -> watch::Receiver<bool> {
-        self.stopped.subscribe()
-    }
-
-    /// The cache stopped: no more events will come. Open watches end (their clients see the
-    /// stream end and re-list or resume, upstream), and new watches pass through.
+    /// The cache stopped: no more events will come. Open watches end once they have taken
+    /// what is in the ring (their clients see the stream end and re-list or resume, upstream),
+    /// and new watches pass through.
     fn stop(&self) {
         self.started.store(false, Ordering::Release);
-        self.stopped.send_replace(true);
+        let wakers = {
+            let mut st = self.lock();
+            st.stopped = true;
+            std::mem::take(&mut st.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// The resourceVersion a bookmark may carry now: every event at or below it has been sent to
-    /// the broadcast ring already.
+    /// The resourceVersion a bookmark may carry now: every event at or below it is in the ring.
     pub(crate) fn current(&self) -> u64 {
         self.lock().current
     }
@@ -311,27 +406,22 @@ impl Hub {
         (st.oldest, st.current)
     }
 
-    /// Starts a downstream watch at `start`.
-    pub(crate) fn subscribe(&self, start: WatchStart) -> Start {
-        let st = self.lock();
+    /// Starts a downstream watch at `start`; `slow` says when it counts as fallen behind.
+    pub(crate) fn subscribe(&self, start: WatchStart, slow: Slow) -> Start {
+        let mut st = self.lock();
+        if st.stopped {
+            return Start::Stopped;
+        }
+        let mut initial = None;
+        let mut replay = Vec::new();
+        let (mut skip_through, mut after_rv) = (0, 0);
         match start {
             WatchStart::StateThenChanges | WatchStart::InitialEvents { .. } => {
                 let held = self.source.hold();
-                Start::Go(Box::new(Subscribed {
-                    skip_through: held.generation(),
-                    initial: Some(held),
-                    replay: Vec::new(),
-                    rx: self.tx.subscribe(),
-                    after_rv: 0,
-                }))
+                skip_through = held.generation();
+                initial = Some(held);
             }
-            WatchStart::ChangesFromNow => Start::Go(Box::new(Subscribed {
-                initial: None,
-                replay: Vec::new(),
-                rx: self.tx.subscribe(),
-                skip_through: 0,
-                after_rv: 0,
-            })),
+            WatchStart::ChangesFromNow => {}
             WatchStart::ChangesAfter(rv) => {
                 if rv < st.oldest {
                     return Start::Expired {
@@ -339,31 +429,111 @@ impl Hub {
                         oldest: st.oldest,
                     };
                 }
-                Start::Go(Box::new(Subscribed {
-                    initial: None,
-                    replay: st.history.iter().filter(|e| e.rv > rv).cloned().collect(),
-                    rx: self.tx.subscribe(),
-                    skip_through: 0,
-                    after_rv: rv,
-                }))
+                replay = st.events.iter().filter(|e| e.rv > rv).cloned().collect();
+                after_rv = rv;
             }
+        }
+        let cursor = Arc::new(Cursor {
+            next: AtomicU64::new(st.next_seq),
+            registered: AtomicU64::new(0),
+            live: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            behind_since: Mutex::new(None),
+            slow,
+        });
+        st.cursors.push(Arc::downgrade(&cursor));
+        Start::Go(Box::new(Subscribed {
+            initial,
+            replay,
+            cursor,
+            skip_through,
+            after_rv,
+        }))
+    }
+
+    /// Appends to `out` the events after `cursor` (at most `max`) and moves it past them; with
+    /// nothing new, registers `cx`'s waker for the next publish.
+    pub(crate) fn take(
+        &self,
+        cursor: &Cursor,
+        out: &mut Vec<Arc<WireEvent>>,
+        max: usize,
+        cx: &mut Context<'_>,
+    ) -> Took {
+        let mut st = self.lock();
+        let first = st.next_seq - st.events.len() as u64;
+        let next = cursor.next.load(Ordering::Acquire);
+        if next < first {
+            return Took::Lagged;
+        }
+        if next < st.next_seq {
+            let from = (next - first) as usize;
+            let to = st.events.len().min(from + max.max(1));
+            out.extend(st.events.range(from..to).cloned());
+            let taken = first + to as u64;
+            cursor.next.store(taken, Ordering::Release);
+            return Took::Events {
+                caught_up: taken == st.next_seq,
+                current: st.current,
+            };
+        }
+        if st.stopped {
+            return Took::Stopped;
+        }
+        if cursor.registered.swap(st.round + 1, Ordering::AcqRel) != st.round + 1 {
+            st.wakers.push(cx.waker().clone());
+        }
+        Took::Pending {
+            current: st.current,
         }
     }
 
-    /// Adds one event: to the history (dropping the oldest beyond the bound) and to the ring.
-    fn publish(&self, event: WireEvent) {
-        let event = Arc::new(event);
-        let mut st = self.lock();
-        st.current = st.current.max(event.rv);
-        st.generation = st.generation.max(event.generation);
-        st.history.push_back(event.clone());
-        while st.history.len() > self.config.history {
-            if let Some(gone) = st.history.pop_front() {
+    /// Adds one event to the ring (dropping the oldest beyond the bound) and wakes the watches
+    /// waiting for it.
+    fn publish(&self, mut event: WireEvent) {
+        let wakers = {
+            let mut st = self.lock();
+            event.seq = st.next_seq;
+            st.next_seq += 1;
+            st.current = st.current.max(event.rv);
+            st.generation = st.generation.max(event.generation);
+            st.events.push_back(Arc::new(event));
+            let keep = self.config.ring.max(self.config.history);
+            while st.events.len() > keep {
+                st.events.pop_front();
+            }
+            // The newest event no longer in the resumable history bounds the resumes.
+            if let Some(gone) = st
+                .events
+                .len()
+                .checked_sub(self.config.history + 1)
+                .and_then(|i| st.events.get(i))
+            {
                 st.oldest = st.oldest.max(gone.rv);
             }
+            st.round += 1;
+            std::mem::take(&mut st.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Closes the live watches that have stayed more than their buffer behind for their grace
+    /// period, and forgets the watches that ended.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let overdue: Vec<Arc<Cursor>> = {
+            let mut st = self.lock();
+            st.cursors.retain(|c| c.strong_count() > 0);
+            let head = st.next_seq;
+            st.cursors
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|c| c.overdue(head, now))
+                .collect()
+        };
+        for cursor in overdue {
+            cursor.close_slow("its buffer stayed full");
         }
-        // No receiver is fine: nobody watches.
-        let _ = self.tx.send(event);
     }
 }
 
@@ -377,20 +547,22 @@ pub(crate) fn start<K>(
 where
     K: Resource + Serialize + Clone + Send + Sync + 'static,
 {
-    let (tx, _) = broadcast::channel(config.ring.max(1));
     let hub = Arc::new(Hub {
         names,
         source: Box::new(CacheSource(cache.clone())),
         state: Mutex::new(State {
-            history: VecDeque::new(),
+            events: VecDeque::new(),
+            next_seq: 0,
             oldest: 0,
             current: 0,
             generation: 0,
+            wakers: Vec::new(),
+            round: 0,
+            cursors: Vec::new(),
+            stopped: false,
         }),
-        tx,
         started: AtomicBool::new(false),
         started_notify: Notify::new(),
-        stopped: watch::channel(false).0,
         config,
     });
     let task = tokio::spawn(feed(cache, hub.clone()));
@@ -398,7 +570,8 @@ where
 }
 
 /// How often a quiet hub moves its bookmark version to what the cache proved (upstream
-/// bookmarks), so that downstream bookmarks advance on quiet kinds too.
+/// bookmarks), so that downstream bookmarks advance on quiet kinds too; and how often it sweeps
+/// its watches for those that stay behind.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 async fn feed<K>(cache: Cache<K>, hub: Arc<Hub>)
@@ -458,12 +631,15 @@ where
                     }
                 }
                 let snapshot = cache.snapshot();
-                let mut st = hub.lock();
-                if snapshot.generation() <= st.generation
-                    && let Some(version) = cache.version()
                 {
-                    st.current = st.current.max(version);
+                    let mut st = hub.lock();
+                    if snapshot.generation() <= st.generation
+                        && let Some(version) = cache.version()
+                    {
+                        st.current = st.current.max(version);
+                    }
                 }
+                hub.sweep();
             }
         }
     }
@@ -541,6 +717,7 @@ fn event<K: Resource + Serialize>(
         _ => None,
     };
     Ok(WireEvent {
+        seq: 0,
         rv,
         generation,
         event_type,

@@ -37,10 +37,12 @@
 //! - kubectl's `Accept: application/json;as=Table;…,application/json` is narrowed to its plain
 //!   JSON fallback for cached kinds (kubectl prints its default columns).
 //!
-//! **Slow watchers.** Each downstream watch has a buffer of [`RelayBuilder::watch_buffer`] lines
-//! (default [`DEFAULT_WATCH_BUFFER`]); a live event that finds it still full after
-//! [`RelayBuilder::slow_grace`] (default 500 ms) closes that watch's connection (the client resumes from its last resourceVersion or relists). Nothing a watcher
-//! does slows the hub or the other watchers.
+//! **Slow watchers.** A downstream watch is no task of its own: its response body reads the
+//! kind's event ring whenever its connection can write, taking every event already there into
+//! one write. A watch more than [`RelayBuilder::watch_buffer`] events (default
+//! [`DEFAULT_WATCH_BUFFER`]) behind the newest for [`RelayBuilder::slow_grace`] (default 500 ms)
+//! is closed, its connection dropped (the client resumes from its last resourceVersion or
+//! relists). Nothing a watcher does slows the hub or the other watchers.
 //!
 //! **Read-your-own-writes.** Writes pass through the cache layer, which records the
 //! resourceVersion each successful write of a cached kind returns and completes the response
@@ -99,12 +101,12 @@ use watch::WatchConfig;
 /// Events kept per kind for watches that resume from a resourceVersion, unless told otherwise.
 pub const DEFAULT_HISTORY: usize = 1_000;
 
-/// Lines a downstream watch may have queued for its client before it is closed, unless told
-/// otherwise.
+/// Events a downstream watch may be behind its kind's newest event (for longer than the slow
+/// grace, it is closed), unless told otherwise.
 pub const DEFAULT_WATCH_BUFFER: usize = 1_024;
 
-/// How long a live event waits for room in a watch's full buffer before that watch is closed,
-/// unless told otherwise.
+/// How long a watch may stay more than its buffer behind before it is closed, unless told
+/// otherwise.
 pub const DEFAULT_SLOW_GRACE: Duration = Duration::from_millis(500);
 
 /// How often a downstream watch that allows bookmarks gets one, unless told otherwise.
@@ -245,10 +247,12 @@ impl RelayBuilder {
         self
     }
 
-    /// Lines a downstream watch may have queued before it is closed (default
-    /// [`DEFAULT_WATCH_BUFFER`]; at least 1).
-    pub fn watch_buffer(mut self, lines: usize) -> Self {
-        self.watch_buffer = lines.max(1);
+    /// Events a live downstream watch may be behind its kind's newest event (default
+    /// [`DEFAULT_WATCH_BUFFER`]; at least 1): one that stays further behind for
+    /// [`slow_grace`](Self::slow_grace) is closed. The kind's ring holds at least this many
+    /// events.
+    pub fn watch_buffer(mut self, events: usize) -> Self {
+        self.watch_buffer = events.max(1);
         self
     }
 
@@ -259,8 +263,9 @@ impl RelayBuilder {
         self
     }
 
-    /// How long a live event waits for room in a watch's full buffer before the watch is closed
-    /// (default [`DEFAULT_SLOW_GRACE`]): a burst the client drains in time closes nothing.
+    /// How long a live watch may stay more than [`watch_buffer`](Self::watch_buffer) events
+    /// behind before it is closed (default [`DEFAULT_SLOW_GRACE`]; checked every 200 ms): a
+    /// burst the client drains in time closes nothing.
     pub fn slow_grace(mut self, grace: Duration) -> Self {
         self.slow_grace = grace;
         self

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tracing::{debug, trace};
 
 use crate::hub::Hub;
-use crate::respond::{HOP_BY_HOP, full, status_response};
+use crate::respond::{full, status_response, upstream_request};
 use crate::watch::{self, PassThrough};
 use crate::{BoxError, Inner, RelayBody};
 
@@ -169,36 +169,20 @@ where
             return status_response(&status);
         }
     };
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
     // A write's response is read whole before it is answered: the layer records the
     // resourceVersion it returns (read-your-own-writes) when the body ends, and a client that
     // has the whole body (Content-Length) would otherwise read again before that.
     let buffered = !matches!(parts.method, Method::GET | Method::HEAD);
-    let mut builder = Request::builder().method(parts.method).uri(&path_and_query);
-    if let Some(headers) = builder.headers_mut() {
-        for (name, value) in &parts.headers {
-            if HOP_BY_HOP.contains(&name.as_str()) {
-                continue;
+    let (request, path_and_query) =
+        match upstream_request(&parts, bytes, inner.forward_credentials, false) {
+            Ok(built) => built,
+            Err(err) => {
+                return status_response(&Status::failure(
+                    Reason::BadRequest,
+                    format!("the request cannot be forwarded: {err}"),
+                ));
             }
-            // Default mode: the relay's own credentials go upstream, never a caller's header.
-            if !inner.forward_credentials && name == header::AUTHORIZATION {
-                continue;
-            }
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    let request = match builder.body(kube::client::Body::from(bytes)) {
-        Ok(request) => request,
-        Err(err) => {
-            return status_response(&Status::failure(
-                Reason::BadRequest,
-                format!("the request cannot be forwarded: {err}"),
-            ));
-        }
-    };
+        };
     inner.counters.proxied.fetch_add(1, Ordering::Relaxed);
     trace!(path = %path_and_query, "passed upstream");
     match inner.client.send(request).await {

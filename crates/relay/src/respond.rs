@@ -1,9 +1,10 @@
 //! What `proxy` and `upgrade` share, below both: the bodies the relay makes itself (bytes it has
-//! whole, `Status` errors) and the headers that are never forwarded.
+//! whole, `Status` errors) and the upstream request built from a caller's (without the headers
+//! that are never forwarded).
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use k8s_wire::Status;
 
@@ -40,4 +41,43 @@ pub(crate) fn full(bytes: Bytes) -> RelayBody {
     Full::new(bytes)
         .map_err(|never| -> BoxError { match never {} })
         .boxed_unsync()
+}
+
+/// The upstream request for a caller's request (`parts`, its body read whole): the same method,
+/// path and query, and the caller's headers except the hop-by-hop ones and, unless
+/// `forward_credentials`, its `Authorization` (default mode: the relay's own credentials go
+/// upstream). With `upgrade`, the upgrade offer itself goes along (`Upgrade` and `Connection:
+/// Upgrade`). Also returns the path and query, for logs.
+pub(crate) fn upstream_request(
+    parts: &http::request::Parts,
+    body: Bytes,
+    forward_credentials: bool,
+    upgrade: bool,
+) -> Result<(Request<kube::client::Body>, String), http::Error> {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(&path_and_query);
+    if upgrade {
+        builder = builder.header(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in &parts.headers {
+            let offer = upgrade && name == header::UPGRADE;
+            if !offer && HOP_BY_HOP.contains(&name.as_str()) {
+                continue;
+            }
+            if !forward_credentials && name == header::AUTHORIZATION {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    Ok((
+        builder.body(kube::client::Body::from(body))?,
+        path_and_query,
+    ))
 }

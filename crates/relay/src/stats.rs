@@ -24,7 +24,8 @@ pub struct RelayStats {
     pub watches_served: u64,
     /// Of those, open now.
     pub watches_open: u64,
-    /// Watches closed because their client fell behind (a full buffer, or behind the ring).
+    /// Watches closed because their client fell behind (more than the watch buffer behind for
+    /// the slow grace, or out of the ring).
     pub watches_closed_slow: u64,
     /// Watches ended because their kind's cache stopped (the stream ends cleanly; the client
     /// resumes or re-lists, and the hub passes new watches of the kind upstream).

@@ -15,7 +15,7 @@ use k8s_wire::{Reason, Status};
 use tokio::sync::watch;
 use tracing::{debug, trace};
 
-use crate::respond::{HOP_BY_HOP, full, status_response};
+use crate::respond::{full, status_response, upstream_request};
 use crate::{BoxError, Inner, RelayBody};
 
 /// The largest body an upgrade request may carry (they carry none; SPDY's POST has an empty one).
@@ -67,37 +67,16 @@ where
             );
         }
     };
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-    let mut builder = Request::builder()
-        .method(parts.method)
-        .uri(&path_and_query)
-        .header(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Some(headers) = builder.headers_mut() {
-        for (name, value) in &parts.headers {
-            // Hop-by-hop headers stay behind, except the upgrade offer itself (and `Connection:
-            // Upgrade`, set above).
-            if name != header::UPGRADE && HOP_BY_HOP.contains(&name.as_str()) {
-                continue;
+    let (request, path_and_query) =
+        match upstream_request(&parts, bytes, inner.forward_credentials, true) {
+            Ok(built) => built,
+            Err(err) => {
+                return status_response(&Status::failure(
+                    Reason::BadRequest,
+                    format!("the upgrade request cannot be forwarded: {err}"),
+                ));
             }
-            // Default mode: the relay's own credentials go upstream, never a caller's header.
-            if !inner.forward_credentials && name == header::AUTHORIZATION {
-                continue;
-            }
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    let request = match builder.body(kube::client::Body::from(bytes)) {
-        Ok(request) => request,
-        Err(err) => {
-            return status_response(&Status::failure(
-                Reason::BadRequest,
-                format!("the upgrade request cannot be forwarded: {err}"),
-            ));
-        }
-    };
+        };
     inner.counters.proxied.fetch_add(1, Ordering::Relaxed);
     trace!(path = %path_and_query, "upgrade passed upstream");
     let mut response = match inner.client.send(request).await {

@@ -1,26 +1,33 @@
 //! A downstream WATCH of a cached kind, served from its hub: the initial state or a replay from
-//! the history, then the live events, with bookmarks, `timeoutSeconds` and selectors. A watch
-//! that falls more than its buffer behind is closed (its connection is dropped): the client
-//! resumes from the last resourceVersion it saw, or relists.
+//! the history, then the live events, with bookmarks, `timeoutSeconds` and selectors.
+//!
+//! A watch has no task of its own: its response body ([`WatchBody`]) reads the hub's ring each
+//! time the connection polls it, and gathers every event already there into one write. A watch
+//! that stays more than its buffer behind the newest event for the grace period is closed by the
+//! hub's sweep (its connection is dropped); the client resumes from the last resourceVersion it
+//! saw, or relists.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body::Frame;
-use http_body_util::{BodyExt as _, StreamBody};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt as _;
 use k8s_selectors::{FieldSelector, LabelSelector};
 use k8s_wire::{EventType, ListOptions, Reason, Status, WatchStart};
 use serde_json::json;
-use tokio::sync::{Notify, broadcast, mpsc};
-use tokio::time::Instant;
+use tokio::sync::Notify;
+use tokio::time::{Instant, Interval, Sleep};
 use tracing::debug;
 
-use crate::RelayBody;
-use crate::hub::{Filter, Hub, Start, Subscribed};
+use crate::hub::{Cursor, Filter, Hub, Slow, Start, Took, WireEvent};
 use crate::stats::Counters;
+use crate::{BoxError, RelayBody};
 
 /// The annotation that marks the end of the initial events of a streaming list.
 pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
@@ -28,11 +35,12 @@ pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 /// What the watch settings of the relay are.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WatchConfig {
-    /// Lines a watch may have queued for its client; one more closes it.
+    /// Events a live watch may be behind the newest; further behind for longer than `grace`
+    /// closes it.
     pub buffer: usize,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
-    /// How long a live line waits for room in a full buffer before the watch is closed.
+    /// How long a watch may stay more than `buffer` events behind before it is closed.
     pub grace: Duration,
 }
 
@@ -79,7 +87,18 @@ pub(crate) fn serve(
         } => Some(n),
         _ => None,
     };
-    let subscribed = match hub.subscribe(start) {
+    let slow = Slow {
+        buffer: config.buffer.max(1) as u64,
+        grace: config.grace,
+        kill,
+        closed_slow: {
+            let counters = counters.clone();
+            Arc::new(move || {
+                counters.watches_closed_slow.fetch_add(1, Ordering::Relaxed);
+            })
+        },
+    };
+    let subscribed = match hub.subscribe(start, slow) {
         Start::Expired { requested, oldest } => {
             counters.watch_expired.fetch_add(1, Ordering::Relaxed);
             let status = Status::failure(
@@ -90,10 +109,9 @@ pub(crate) fn serve(
                 EventType::Error.as_str(),
                 &serde_json::to_value(&status).unwrap_or_default(),
             );
-            return Ok(stream_response(Box::pin(futures::stream::once(
-                async move { Bytes::from(line) },
-            ))));
+            return Ok(stream_response(crate::respond::full(Bytes::from(line))));
         }
+        Start::Stopped => return Err(PassThrough("the kind's cache stopped")),
         Start::Go(subscribed) => subscribed,
     };
     if let (Some(min), Some(initial)) = (not_older_than, subscribed.initial.as_ref())
@@ -101,63 +119,55 @@ pub(crate) fn serve(
     {
         return Err(PassThrough("a streaming list newer than the cache"));
     }
-    let (tx, mut rx) = mpsc::channel::<Bytes>(config.buffer.max(1));
+    let mut pending = VecDeque::new();
+    if let Some(held) = subscribed.initial {
+        let initial = held.initial(&filter);
+        drop(held);
+        pending.extend(initial.lines);
+        if initial_events_end {
+            pending.push_back(bookmark(&hub, initial.rv, true));
+        }
+    }
+    pending.extend(
+        subscribed
+            .replay
+            .iter()
+            .filter_map(|event| filter.line_for(event)),
+    );
     counters.watches_served.fetch_add(1, Ordering::Relaxed);
-    let open = OpenWatch::new(counters.clone());
-    let watcher = Watcher {
+    let period = config.bookmark_interval.max(Duration::from_millis(10));
+    let body = WatchBody {
+        open: Some(OpenWatch::new(counters.clone())),
+        counters,
         hub,
         filter,
-        tx,
-        bookmarks,
-        initial_events_end,
-        deadline: timeout.map(|t| Instant::now() + t),
-        config,
-        kill,
-        counters,
+        skip: Skip {
+            generation: subscribed.skip_through,
+            rv: subscribed.after_rv,
+        },
+        pending,
+        cursor: subscribed.cursor,
+        bookmarks: bookmarks.then(|| {
+            let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        }),
+        bookmark_due: false,
+        deadline: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+        taken: Vec::new(),
+        ended: false,
     };
-    tokio::spawn(async move {
-        let _open = open;
-        watcher.run(*subscribed).await;
-    });
-    // One write per wake-up of the connection: every line already queued goes out as one
-    // chunk (a shared line alone is sent as is, without a copy).
-    let stream = futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|first| first.map(|first| coalesce(first, &mut rx)))
-    });
-    Ok(stream_response(Box::pin(stream)))
+    Ok(stream_response(body.boxed_unsync()))
 }
 
 /// At most this many bytes are gathered into one write of a watch.
 const MAX_WRITE: usize = 256 * 1024;
 
-/// `first` followed by the lines already queued behind it (up to [`MAX_WRITE`] bytes), as one
-/// buffer; `first` itself when nothing else is queued.
-fn coalesce(first: Bytes, rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
-    if first.len() >= MAX_WRITE {
-        return first;
-    }
-    let Ok(second) = rx.try_recv() else {
-        return first;
-    };
-    let mut batch = BytesMut::with_capacity((first.len() + second.len()) * 2);
-    batch.extend_from_slice(&first);
-    batch.extend_from_slice(&second);
-    while batch.len() < MAX_WRITE {
-        match rx.try_recv() {
-            Ok(next) => batch.extend_from_slice(&next),
-            Err(_) => break,
-        }
-    }
-    batch.freeze()
-}
+/// At most this many events are taken from the ring under one hold of the hub's lock.
+const TAKE: usize = 256;
 
-fn stream_response(
-    lines: std::pin::Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>,
-) -> Response<RelayBody> {
-    use futures::StreamExt as _;
-    let body = StreamBody::new(lines.map(|b| Ok::<_, crate::BoxError>(Frame::data(b))));
-    let mut response = Response::new(body.boxed_unsync());
+fn stream_response(body: RelayBody) -> Response<RelayBody> {
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(
@@ -171,7 +181,21 @@ fn stream_response(
     response
 }
 
-/// Counts an open watch for as long as its task runs.
+/// A `BOOKMARK` line of `hub`'s kind at `rv` (with the initial-events-end annotation).
+fn bookmark(hub: &Hub, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({INITIAL_EVENTS_END: "true"});
+    }
+    let object = json!({
+        "kind": hub.names.kind,
+        "apiVersion": hub.names.api_version,
+        "metadata": meta,
+    });
+    Bytes::from(k8s_wire::encode_line(EventType::Bookmark.as_str(), &object))
+}
+
+/// Counts an open watch for as long as its body lives.
 struct OpenWatch(Arc<Counters>);
 
 impl OpenWatch {
@@ -187,18 +211,6 @@ impl Drop for OpenWatch {
     }
 }
 
-struct Watcher {
-    hub: Arc<Hub>,
-    filter: Filter,
-    tx: mpsc::Sender<Bytes>,
-    bookmarks: bool,
-    initial_events_end: bool,
-    deadline: Option<Instant>,
-    config: WatchConfig,
-    kill: Arc<Notify>,
-    counters: Arc<Counters>,
-}
-
 /// The live events a watch already has (from its initial state) or asked not to get.
 #[derive(Clone, Copy)]
 struct Skip {
@@ -208,192 +220,177 @@ struct Skip {
     rv: u64,
 }
 
-/// Events a watch takes from the ring in one go before it yields.
-const DRAIN: usize = 64;
-
-/// Why a watch ended.
-enum End {
-    /// The client went away, or the time ran out.
-    Done,
-    /// The kind's cache stopped.
-    CacheStopped,
-    /// The client fell behind: its connection is closed.
-    Slow(&'static str),
+/// Lines gathered for one write: a single line is sent as is (shared, no copy); more are
+/// copied into one buffer.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+    len: usize,
 }
 
-impl Watcher {
-    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
-        let mut meta = json!({"resourceVersion": rv.to_string()});
-        if initial_end {
-            meta["annotations"] = json!({INITIAL_EVENTS_END: "true"});
-        }
-        let object = json!({
-            "kind": self.hub.names.kind,
-            "apiVersion": self.hub.names.api_version,
-            "metadata": meta,
-        });
-        Bytes::from(k8s_wire::encode_line(EventType::Bookmark.as_str(), &object))
-    }
-
-    /// Queues a line, waiting for room (the initial state and replays).
-    async fn send(&self, line: Bytes) -> Result<(), End> {
-        self.tx.send(line).await.map_err(|_| End::Done)
-    }
-
-    /// Queues a live line: a buffer still full after the grace period means the client fell
-    /// behind (a burst that the client drains in time is no reason to close it).
-    async fn push(&self, line: Bytes) -> Result<(), End> {
-        match self.tx.try_send(line) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Done),
-            Err(mpsc::error::TrySendError::Full(line)) => {
-                match tokio::time::timeout(self.config.grace, self.tx.send(line)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(End::Done),
-                    Err(_) => Err(End::Slow("its buffer stayed full")),
-                }
+impl Batch {
+    fn push(&mut self, line: Bytes) {
+        self.len += line.len();
+        match (&self.first, &mut self.more) {
+            (None, _) => self.first = Some(line),
+            (Some(first), None) => {
+                let mut more = BytesMut::with_capacity(self.len * 2);
+                more.extend_from_slice(first);
+                more.extend_from_slice(&line);
+                self.more = Some(more);
             }
+            (Some(_), Some(more)) => more.extend_from_slice(&line),
         }
     }
 
-    async fn run(self, subscribed: Subscribed) {
-        match self.run_inner(subscribed).await {
-            End::Done => debug!(kind = %self.hub.names.kind, "relay watch ended"),
-            End::CacheStopped => {
-                self.counters
-                    .watches_ended_cache_stopped
-                    .fetch_add(1, Ordering::Relaxed);
-                debug!(kind = %self.hub.names.kind, "relay watch ended: the kind's cache stopped");
-            }
-            End::Slow(why) => {
-                self.counters
-                    .watches_closed_slow
-                    .fetch_add(1, Ordering::Relaxed);
-                debug!(kind = %self.hub.names.kind, why, "relay watch fell behind; closing its connection");
-                self.kill.notify_one();
-            }
-        }
+    fn is_full(&self) -> bool {
+        self.len >= MAX_WRITE
     }
 
-    async fn run_inner(&self, subscribed: Subscribed) -> End {
-        let Subscribed {
-            initial,
-            replay,
-            mut rx,
-            skip_through,
-            after_rv,
-        } = subscribed;
-        let skip = Skip {
-            generation: skip_through,
-            rv: after_rv,
-        };
-        if let Some(held) = initial {
-            let initial = held.initial(&self.filter);
-            drop(held);
-            for line in initial.lines {
-                if let Err(end) = self.send(line).await {
-                    return end;
-                }
+    fn into_frame(self) -> Option<Frame<Bytes>> {
+        match (self.first, self.more) {
+            (_, Some(more)) => Some(Frame::data(more.freeze())),
+            (Some(first), None) => Some(Frame::data(first)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The body of a watch served from a hub: the initial state or replay, then the ring's events
+/// from the watch's cursor, bookmarks, until the client goes away, `timeoutSeconds` pass, the
+/// kind's cache stops (a clean end) or the watch falls behind (the connection is dropped).
+struct WatchBody {
+    hub: Arc<Hub>,
+    filter: Filter,
+    skip: Skip,
+    /// Lines to send before the live events (initial state, its end bookmark, a replay).
+    pending: VecDeque<Bytes>,
+    cursor: Arc<Cursor>,
+    bookmarks: Option<Interval>,
+    /// A bookmark is to be sent once the watch has every event before it.
+    bookmark_due: bool,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The events of one take (kept for its capacity).
+    taken: Vec<Arc<WireEvent>>,
+    ended: bool,
+    /// Counted open until the watch ends.
+    open: Option<OpenWatch>,
+    counters: Arc<Counters>,
+}
+
+impl WatchBody {
+    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ended = true;
+        self.open = None;
+        Poll::Ready(None)
+    }
+
+    fn fell_behind(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ended = true;
+        self.open = None;
+        self.cursor.close_slow(why);
+        Poll::Ready(Some(Err(why.into())))
+    }
+}
+
+/// The line a live event becomes for a watch, if it gets one.
+fn wanted(filter: &Filter, skip: Skip, event: &WireEvent) -> Option<Bytes> {
+    if event.generation <= skip.generation || event.rv <= skip.rv {
+        return None;
+    }
+    filter.line_for(event)
+}
+
+impl Body for WatchBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.cursor.is_closed() {
+            return this.fell_behind("its buffer stayed full");
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            debug!(kind = %this.hub.names.kind, "relay watch ended: timeoutSeconds");
+            return this.end();
+        }
+        if let Some(ticker) = this.bookmarks.as_mut() {
+            while ticker.poll_tick(cx).is_ready() {
+                this.bookmark_due = true;
             }
-            if self.initial_events_end
-                && let Err(end) = self.send(self.bookmark(initial.rv, true)).await
+        }
+        let mut batch = Batch::default();
+        if !this.pending.is_empty() {
+            while !batch.is_full()
+                && let Some(line) = this.pending.pop_front()
             {
-                return end;
+                batch.push(line);
             }
-        }
-        for event in &replay {
-            if let Some(line) = self.filter.line_for(event)
-                && let Err(end) = self.send(line).await
-            {
-                return end;
+            if this.pending.is_empty() {
+                this.cursor.set_live();
             }
+            return Poll::Ready(batch.into_frame().map(Ok));
         }
-        drop(replay);
-        let mut stop = self.hub.stopped();
-        let stopped = async move {
-            // An error is a hub gone: ended too.
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        };
-        tokio::pin!(stopped);
-        let period = self.config.bookmark_interval.max(Duration::from_millis(10));
-        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        this.cursor.set_live();
         loop {
-            tokio::select! {
-                biased;
-                _ = self.tx.closed() => return End::Done,
-                _ = sleep_opt(self.deadline) => return End::Done,
-                // The kind's cache stopped: end the stream cleanly (after what was queued), so
-                // that the client resumes or re-lists (upstream, as the hub no longer serves).
-                _ = &mut stopped => return End::CacheStopped,
-                _ = ticker.tick(), if self.bookmarks => {
-                    // Read the version first, then take every event already in the ring: the
-                    // hub updates both under one lock, so the bookmark never overtakes an event.
-                    let rv = self.hub.current();
-                    loop {
-                        match rx.try_recv() {
-                            Ok(event) => {
-                                if let Err(end) = self.deliver(&event, skip).await {
-                                    return end;
-                                }
-                            }
-                            Err(broadcast::error::TryRecvError::Empty) => break,
-                            Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                                return End::Slow("it fell behind the kind's events");
-                            }
-                            Err(broadcast::error::TryRecvError::Closed) => return End::Done,
-                        }
-                    }
-                    if let Err(end) = self.push(self.bookmark(rv, false)).await {
-                        return end;
-                    }
+            this.taken.clear();
+            let took = this.hub.take(&this.cursor, &mut this.taken, TAKE, cx);
+            for event in &this.taken {
+                if let Some(line) = wanted(&this.filter, this.skip, event) {
+                    batch.push(line);
                 }
-                event = rx.recv() => match event {
-                    Ok(event) => {
-                        if let Err(end) = self.deliver(&event, skip).await {
-                            return end;
-                        }
-                        // Take what else is already in the ring before yielding: the
-                        // connection then writes it all at once.
-                        for _ in 0..DRAIN {
-                            match rx.try_recv() {
-                                Ok(event) => {
-                                    if let Err(end) = self.deliver(&event, skip).await {
-                                        return end;
-                                    }
-                                }
-                                Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                                    return End::Slow("it fell behind the kind's events");
-                                }
-                                Err(broadcast::error::TryRecvError::Closed) => return End::Done,
-                                Err(broadcast::error::TryRecvError::Empty) => break,
-                            }
-                        }
+            }
+            let bookmark_at = match took {
+                Took::Lagged => return this.fell_behind("it fell behind the kind's events"),
+                Took::Stopped => {
+                    if let Some(frame) = batch.into_frame() {
+                        return Poll::Ready(Some(Ok(frame)));
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        return End::Slow("it fell behind the kind's events");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return End::Done,
-                },
+                    this.counters
+                        .watches_ended_cache_stopped
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(kind = %this.hub.names.kind, "relay watch ended: the kind's cache stopped");
+                    return this.end();
+                }
+                Took::Events {
+                    caught_up: true,
+                    current,
+                }
+                | Took::Pending { current } => Some(current),
+                Took::Events {
+                    caught_up: false, ..
+                } => None,
+            };
+            if let Some(rv) = bookmark_at
+                && this.bookmark_due
+            {
+                // Every event at or below `rv` is in this batch or was sent before it.
+                this.bookmark_due = false;
+                batch.push(bookmark(&this.hub, rv, false));
+            }
+            if batch.is_full() || matches!(took, Took::Pending { .. }) {
+                return match batch.into_frame() {
+                    Some(frame) => Poll::Ready(Some(Ok(frame))),
+                    None => Poll::Pending,
+                };
+            }
+            if bookmark_at.is_some() {
+                // Caught up with events to send: out they go (the next poll registers).
+                if let Some(frame) = batch.into_frame() {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                batch = Batch::default();
             }
         }
-    }
-
-    async fn deliver(&self, event: &crate::hub::WireEvent, skip: Skip) -> Result<(), End> {
-        if event.generation <= skip.generation || event.rv <= skip.rv {
-            return Ok(());
-        }
-        match self.filter.line_for(event) {
-            Some(line) => self.push(line).await,
-            None => Ok(()),
-        }
-    }
-}
-
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -426,11 +423,14 @@ mod tests {
         }
     }
 
-    /// Open watches of a kind end cleanly when its cache stops (the reflector ends), and a
-    /// watch asked for afterwards is passed upstream instead of hanging on a hub that will never
-    /// send anything again.
-    #[tokio::test]
-    async fn open_watches_end_when_the_kinds_cache_stops() {
+    /// An apisim, a reflector of its PackageRepositories and the kind's hub, started.
+    async fn started_hub(
+        ring: usize,
+    ) -> (
+        apisim::ServerHandle,
+        repocache::ReflectorHandle,
+        Arc<hub::Hub>,
+    ) {
         let server = repocache_test_support::apisim().await;
         let client = repocache_test_support::client_without_retry(&server);
         let (cache, reflector) =
@@ -439,11 +439,20 @@ mod tests {
             cache,
             names(),
             HubConfig {
-                history: 100,
-                ring: 100,
+                history: ring,
+                ring,
             },
         );
         assert!(hub.wait_started(T).await, "the hub never started");
+        (server, reflector, hub)
+    }
+
+    /// Open watches of a kind end cleanly when its cache stops (the reflector ends), and a
+    /// watch asked for afterwards is passed upstream instead of hanging on a hub that will never
+    /// send anything again.
+    #[tokio::test]
+    async fn open_watches_end_when_the_kinds_cache_stops() {
+        let (_server, reflector, hub) = started_hub(100).await;
         let counters = Arc::new(Counters::default());
         let open = |query: &str| {
             serve(
@@ -491,7 +500,7 @@ mod tests {
             .await;
             assert_eq!(ended, Ok(true), "watch {i} did not end cleanly");
         }
-        repocache_test_support::eventually("both watch tasks end", || {
+        repocache_test_support::eventually("both watches end", || {
             counters.watches_open.load(Ordering::Relaxed) == 0
         })
         .await;
@@ -504,23 +513,67 @@ mod tests {
         assert!(open("watch=true").is_err());
     }
 
+    /// A watch that has not taken its events while more than the ring holds came (its client
+    /// stopped reading) is closed as slow when next polled — an error ends its body and its
+    /// connection is dropped — rather than skipping the events it missed.
+    #[tokio::test]
+    async fn a_watch_that_fell_out_of_the_ring_is_closed_as_slow() {
+        let (server, _reflector, hub) = started_hub(4).await;
+        let counters = Arc::new(Counters::default());
+        let kill = Arc::new(Notify::new());
+        let killed = kill.clone();
+        let killed = killed.notified();
+        tokio::pin!(killed);
+        killed.as_mut().enable();
+        let mut body = serve(
+            hub.clone(),
+            None,
+            &ListOptions::parse("watch=true&resourceVersion=0&sendInitialEvents=false").unwrap(),
+            config(),
+            kill,
+            counters.clone(),
+        )
+        .map_err(|p| p.0)
+        .unwrap()
+        .into_body();
+        let control = server.control();
+        let mut last = 0;
+        for i in 0..10 {
+            let created = control
+                .create(json!({
+                    "apiVersion": "packages.glasskube.dev/v1alpha1",
+                    "kind": "PackageRepository",
+                    "metadata": {"name": format!("ring-{i}")},
+                    "spec": {"url": "https://ring.example"},
+                }))
+                .unwrap();
+            last = created["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+        repocache_test_support::eventually("the hub has every event", || hub.current() >= last)
+            .await;
+        let frame = tokio::time::timeout(T, body.frame())
+            .await
+            .expect("the body neither ended nor sent");
+        assert!(
+            matches!(frame, Some(Err(_))),
+            "a watch that missed events went on"
+        );
+        assert_eq!(counters.watches_closed_slow.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.watches_open.load(Ordering::Relaxed), 0);
+        tokio::time::timeout(T, killed)
+            .await
+            .expect("its connection was not dropped");
+    }
+
     /// A watch option the hub does not implement (here KEP-5866's `shardSelector`, which narrows
     /// the answer) sends the watch upstream instead of being ignored; known options are served.
     #[tokio::test]
     async fn a_watch_option_the_hub_does_not_implement_goes_upstream() {
-        let server = repocache_test_support::apisim().await;
-        let client = repocache_test_support::client_without_retry(&server);
-        let (cache, _reflector) =
-            repocache::ReflectorBuilder::new(kube::Api::<PackageRepository>::all(client)).start();
-        let (hub, _task) = hub::start(
-            cache,
-            names(),
-            HubConfig {
-                history: 100,
-                ring: 100,
-            },
-        );
-        assert!(hub.wait_started(T).await, "the hub never started");
+        let (_server, _reflector, hub) = started_hub(100).await;
         let open = |query: &str| {
             serve(
                 hub.clone(),

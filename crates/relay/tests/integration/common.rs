@@ -22,6 +22,24 @@ pub async fn apisim() -> ServerHandle {
     .await
 }
 
+/// An apisim that serves pods too (`config`'s other settings kept), with one pod `web` in
+/// `default`: the target of the exec proofs.
+pub async fn apisim_with_pod(config: ServerConfig) -> ServerHandle {
+    let server =
+        repocache_test_support::apisim_with(config.with_resource(apisim::ResourceDef::pods()))
+            .await;
+    server
+        .control()
+        .create(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{"name": "main", "image": "example/web"}]},
+        }))
+        .unwrap();
+    server
+}
+
 /// A relay builder of the four Glasskube kinds over `server`.
 pub fn builder(server: &ServerHandle) -> RelayBuilder {
     Relay::builder(repocache_test_support::client_without_retry(server))

@@ -4,8 +4,7 @@
 
 use std::process::Stdio;
 
-use apisim::{ResourceDef, ServerConfig};
-use serde_json::json;
+use apisim::ServerConfig;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::common::{self, T};
@@ -41,19 +40,7 @@ async fn exec(kubectl: &Kubectl, args: &[&str], stdin: Option<&str>) -> (i32, St
 #[tokio::test]
 async fn kubectl_exec_through_the_relay_answers_as_apisim_does() {
     common::apisim().await; // tracing
-    let server = repocache_test_support::apisim_with(
-        ServerConfig::default().with_resource(ResourceDef::pods()),
-    )
-    .await;
-    server
-        .control()
-        .create(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"containers": [{"name": "main", "image": "example/web"}]},
-        }))
-        .unwrap();
+    let server = common::apisim_with_pod(ServerConfig::default()).await;
     let relay = common::ready(common::builder(&server)).await;
     let direct = Kubectl::new(&server.kubeconfig_yaml().unwrap());
     let via = Kubectl::new(&relay.kubeconfig(Some("default")).unwrap());

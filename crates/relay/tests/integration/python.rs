@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use apisim::{ResourceDef, ServerConfig};
+use apisim::ServerConfig;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -79,21 +79,7 @@ async fn the_python_client_gets_the_same_answers_through_the_relay() {
     let python = python();
     require_client(&python).await;
     repocache_test_support::init_tracing();
-    let server = repocache_test_support::apisim_with(
-        ServerConfig::default()
-            .with_resource(ResourceDef::pods())
-            .with_history_size(16),
-    )
-    .await;
-    server
-        .control()
-        .create(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"containers": [{"name": "main", "image": "example/web"}]},
-        }))
-        .unwrap();
+    let server = common::apisim_with_pod(ServerConfig::default().with_history_size(16)).await;
     let relay = common::ready(common::builder(&server).history(16)).await;
     let dir = tempfile::tempdir().unwrap();
     let direct = dir.path().join("direct.kubeconfig");
