@@ -102,6 +102,22 @@ fn main() {
             .collect::<Vec<_>>()
     });
     println!("json decode 1 {:8.0} ns/object  {:6.1} ms", per(t), t / 1e6);
+    let (t, sonic) = best_cpu(3, || {
+        recs.iter()
+            .map(|(_, j)| sonic_rs::from_slice::<PackageRepository>(j).unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(sonic == decoded, "sonic-rs decodes what serde_json decodes");
+    println!("sonic-rs 1    {:8.0} ns/object  {:6.1} ms", per(t), t / 1e6);
+    let mut copies: Vec<Vec<u8>> = recs.iter().map(|(_, j)| j.to_vec()).collect();
+    let (t, simd) = best_cpu(1, || {
+        copies
+            .iter_mut()
+            .map(|j| simd_json::serde::from_slice::<PackageRepository>(j).unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(simd == decoded, "simd-json decodes what serde_json decodes");
+    println!("simd-json 1   {:8.0} ns/object  {:6.1} ms", per(t), t / 1e6);
     let (t, _) = best_cpu(3, || {
         recs.iter()
             .filter(|(_, j)| serde_json::from_slice::<serde::de::IgnoredAny>(j).is_ok())

@@ -524,7 +524,8 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
         None => {
             let (cluster, selection, caches) =
                 cluster_caches(&args.source, &kinds, args.max_staleness).await?;
-            let reports = caches.reports(args.show_secrets);
+            // Only the selected objects are serialized and redacted (`get NAME` of 10,000).
+            let reports = caches.selected_reports(args.show_secrets, &selection);
             for (kind, age) in &caches.warm {
                 eprintln!(
                     "note: {} answered from the warm-start cache file, {} old, not verified{}",

@@ -5,6 +5,7 @@
 //! only what they select); from an `--endpoint` the same filters apply to the endpoint's objects
 //! on the client side. Both use [`k8s_selectors`], the parser apisim and repocache use.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_selectors::{FieldSelector, LabelSelector};
 use repocache::debug::CacheReport;
 use serde_json::Value;
@@ -67,8 +68,42 @@ impl Selection {
     /// Whether `object` (of `kind`) is selected.
     pub fn matches(&self, kind: Kind, object: &Value) -> bool {
         let field = |p: &str| object.pointer(p).and_then(Value::as_str);
-        let name = field("/metadata/name");
-        let namespace = field("/metadata/namespace");
+        self.matches_parts(
+            kind,
+            field("/metadata/name"),
+            field("/metadata/namespace"),
+            |key| {
+                object
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(key))
+                    .and_then(Value::as_str)
+            },
+        )
+    }
+
+    /// Whether an object (of `kind`) with this metadata is selected: the same answer as
+    /// [`matches`](Self::matches) on the object's JSON, before it is serialized.
+    pub fn matches_meta(&self, kind: Kind, meta: &ObjectMeta) -> bool {
+        self.matches_parts(
+            kind,
+            meta.name.as_deref(),
+            meta.namespace.as_deref(),
+            |key| {
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .map(String::as_str)
+            },
+        )
+    }
+
+    fn matches_parts<'a>(
+        &self,
+        kind: Kind,
+        name: Option<&str>,
+        namespace: Option<&str>,
+        label: impl Fn(&str) -> Option<&'a str>,
+    ) -> bool {
         if let Some(wanted) = self.namespace_for(kind)
             && namespace != Some(wanted)
         {
@@ -77,16 +112,10 @@ impl Selection {
         if !self.names.is_empty() && !self.names.iter().any(|n| Some(n.as_str()) == name) {
             return false;
         }
-        if let Some(labels) = &self.label_selector {
-            let get = |key: &str| {
-                object
-                    .pointer("/metadata/labels")
-                    .and_then(|l| l.get(key))
-                    .and_then(Value::as_str)
-            };
-            if !labels.matches(get) {
-                return false;
-            }
+        if let Some(labels) = &self.label_selector
+            && !labels.matches(label)
+        {
+            return false;
         }
         if let Some(fields) = &self.field_selector
             && !fields.matches(name, namespace)

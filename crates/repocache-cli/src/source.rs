@@ -405,6 +405,22 @@ impl Caches {
             .collect()
     }
 
+    /// The caches' reports with the objects `selection` selects, redacted unless
+    /// `show_secrets`: what [`reports`](Self::reports) then [`Selection::filter`] give, but
+    /// the objects left out are never serialized nor redacted (`get NAME` of a large cache).
+    pub fn selected_reports(&self, show_secrets: bool, selection: &Selection) -> Vec<CacheReport> {
+        let redactor: repocache::debug::Redactor = std::sync::Arc::new(crate::redact);
+        self.views
+            .iter()
+            .map(|(kind, view)| {
+                view.report_where(
+                    &|meta| selection.matches_meta(*kind, meta),
+                    (!show_secrets).then_some(&redactor),
+                )
+            })
+            .collect()
+    }
+
     /// Stops the reflectors.
     pub async fn stop(self) {
         for handle in self.handles {

@@ -180,6 +180,28 @@ pub fn strip_inline_credentials(obj: &mut Value) -> bool {
     removed
 }
 
+/// Decodes one stored object's JSON (written by serde_json): with sonic-rs, a SIMD JSON parser
+/// that drives the same `Deserialize` implementations about a third faster than serde_json on
+/// these objects (decoding is most of a warm start), and with serde_json, the reference, when
+/// sonic-rs refuses the bytes (a type that relies on serde_json's internals, such as
+/// `RawValue`) or when they may hold a negative zero (`-0.0`, which sonic-rs reads as `0.0`):
+/// a file serde_json reads is never rejected, nor read differently, for the faster path's
+/// sake. Every other JSON in the crate is serde_json's.
+pub(crate) fn decode_object<K: DeserializeOwned>(json: &[u8]) -> Result<K, String> {
+    let reference = |json| serde_json::from_slice::<K>(json).map_err(|e| e.to_string());
+    // serde_json writes a negative zero as `-0.0` (and nothing else as those bytes outside a
+    // string): a match inside a string only costs the slower decoder.
+    if memchr::memmem::find(json, b"-0.0").is_some() {
+        return reference(json);
+    }
+    match sonic_rs::from_slice::<K>(json) {
+        Ok(object) => Ok(object),
+        Err(fast) => reference(json).inspect_err(|_| {
+            debug!(sonic_rs = %fast, "stored object refused by both JSON decoders");
+        }),
+    }
+}
+
 /// Why a warm-start file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -235,8 +257,9 @@ impl<K> Clone for Plan<K> {
 
 /// What a warm-start file held, as loaded.
 pub(crate) struct Loaded<K> {
-    /// The objects to serve unverified (those stored without credentials are left out).
-    pub(crate) objects: Vec<K>,
+    /// The objects to serve unverified (those stored without credentials are left out), each
+    /// in its `Arc` (allocated by the decoding threads).
+    pub(crate) objects: Vec<Arc<K>>,
     /// Objects stored without their credentials: not served until verified.
     pub(crate) withheld: usize,
     /// How old the file was when loaded.
@@ -307,7 +330,7 @@ where
     /// and moved aside).
     pub(crate) fn load(&self) -> Option<Loaded<K>>
     where
-        K: DeserializeOwned + Send,
+        K: DeserializeOwned + Send + Sync,
     {
         match self.try_load() {
             Ok(loaded) => loaded,
@@ -326,23 +349,25 @@ where
 
     /// Decodes the records, in up to [`DECODE_THREADS`] slices at once (decoding JSON into typed
     /// objects is most of a warm start's time: about 1 KB of JSON per object).
-    fn decode_all(&self, records: &[(usize, &[u8])]) -> Result<Vec<K>, PersistError>
+    fn decode_all(&self, records: &[(usize, &[u8])]) -> Result<Vec<Arc<K>>, PersistError>
     where
-        K: DeserializeOwned + Send,
+        K: DeserializeOwned + Send + Sync,
     {
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
             .min(DECODE_THREADS)
             .min(records.len() / DECODE_SLICE_MIN + 1);
-        let decode = |slice: &[(usize, &[u8])]| -> Result<Vec<K>, PersistError> {
+        let decode = |slice: &[(usize, &[u8])]| -> Result<Vec<Arc<K>>, PersistError> {
             slice
                 .iter()
                 .map(|&(index, json)| {
-                    serde_json::from_slice::<K>(json).map_err(|e| PersistError::Object {
-                        path: self.path.clone(),
-                        index,
-                        message: e.to_string(),
-                    })
+                    decode_object::<K>(json)
+                        .map(Arc::new)
+                        .map_err(|message| PersistError::Object {
+                            path: self.path.clone(),
+                            index,
+                            message,
+                        })
                 })
                 .collect()
         };
@@ -350,14 +375,15 @@ where
             return decode(records);
         }
         let slice = records.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<K>, PersistError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = records
+        // The first slice is decoded on this thread, the others on as many scoped threads.
+        let (first, rest) = records.split_at(slice.min(records.len()));
+        let parts: Vec<Result<Vec<Arc<K>>, PersistError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
                 .chunks(slice)
                 .map(|part| scope.spawn(move || decode(part)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
+            std::iter::once(decode(first))
+                .chain(handles.into_iter().map(|handle| {
                     handle.join().unwrap_or_else(|_| {
                         Err(PersistError::Object {
                             path: self.path.clone(),
@@ -365,7 +391,7 @@ where
                             message: "the decoder panicked".to_owned(),
                         })
                     })
-                })
+                }))
                 .collect()
         });
         let mut objects = Vec::with_capacity(records.len());
@@ -377,7 +403,7 @@ where
 
     fn try_load(&self) -> Result<Option<Loaded<K>>, PersistError>
     where
-        K: DeserializeOwned + Send,
+        K: DeserializeOwned + Send + Sync,
     {
         let io = |source| PersistError::Io {
             path: self.path.clone(),
@@ -540,6 +566,209 @@ impl<K> Drop for Persister<K> {
         let snapshot = self.shared.current.load_full();
         if let Err(err) = self.store.save(&snapshot) {
             warn!(error = %err, "warm-start file not written at shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glasskube_api::{ClusterPackage, Package, PackageInfo, PackageRepository};
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use proptest::prelude::*;
+    use serde::Serialize;
+    use serde_json::{Value, json};
+
+    use super::decode_object;
+
+    /// An object's JSON as a cache writes it to its file ([`super::Store::encode`]).
+    fn stored<K: Serialize>(object: &K) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::to_value(object).unwrap()).unwrap()
+    }
+
+    /// The fast decoder itself (not its serde_json fallback) reads `object`'s stored JSON back
+    /// as an object that serializes to the same bytes, and equal to serde_json's (the
+    /// reference) wherever serde_json reproduces those bytes too; [`decode_object`] gives the
+    /// fast decoder's. (serde_json's default float parsing may be one ULP off, which sonic-rs
+    /// is not: there the fast path is the exact one. A `Time` is stored at whole seconds, as
+    /// Kubernetes does, by both.)
+    fn same_through_both<K>(object: &K)
+    where
+        K: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let json = stored(object);
+        if memchr::memmem::find(&json, b"-0.0").is_some() {
+            // Left to serde_json by design (sonic-rs reads a negative zero as 0.0).
+            assert_eq!(
+                decode_object::<K>(&json).unwrap(),
+                serde_json::from_slice(&json).unwrap()
+            );
+            return;
+        }
+        let fast: K = sonic_rs::from_slice(&json)
+            .unwrap_or_else(|e| panic!("sonic-rs refused {}: {e}", String::from_utf8_lossy(&json)));
+        let reference: K = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&stored(&fast)),
+            String::from_utf8_lossy(&json),
+            "the fast decoder's object does not reproduce the stored JSON"
+        );
+        if stored(&reference) == json {
+            assert_eq!(fast, reference);
+        }
+        assert_eq!(decode_object::<K>(&json).unwrap(), fast);
+    }
+
+    fn each_fixture<K>(text: &str, kind: &str)
+    where
+        K: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let mut seen = 0;
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let value = Value::deserialize(doc).unwrap();
+            if value["kind"] == kind {
+                same_through_both(&serde_json::from_value::<K>(value).unwrap());
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no {kind} in the fixtures");
+    }
+
+    use serde::Deserialize as _;
+
+    #[test]
+    fn every_fixture_decodes_identically_through_both_decoders() {
+        let repositories = include_str!("../../../fixtures/packagerepositories.yaml");
+        let packages = include_str!("../../../fixtures/packages.yaml");
+        each_fixture::<PackageRepository>(repositories, "PackageRepository");
+        each_fixture::<Package>(packages, "Package");
+        each_fixture::<ClusterPackage>(packages, "ClusterPackage");
+        each_fixture::<PackageInfo>(packages, "PackageInfo");
+    }
+
+    #[test]
+    fn a_full_object_decodes_identically_through_both_decoders() {
+        // Every metadata field k8s-openapi carries (managedFields, owner references,
+        // timestamps with fractions), as a cache that keeps them (`no_transform`) writes it.
+        let object: ConfigMap = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "full", "namespace": "ns", "uid": "u-1", "resourceVersion": "42",
+                "generation": 7, "generateName": "full-",
+                "creationTimestamp": "2026-01-02T03:04:05Z",
+                "deletionTimestamp": "2026-01-02T03:04:05.123456789Z",
+                "deletionGracePeriodSeconds": 30,
+                "labels": {"a": "b", "é": "\u{1F600}"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"x\":\"\\\"\"}"},
+                "finalizers": ["f/1"],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u-2",
+                                     "controller": true, "blockOwnerDeletion": false}],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+                                   "time": "2026-01-02T03:04:05Z", "fieldsType": "FieldsV1",
+                                   "fieldsV1": {"f:data": {"f:k": {}}}}]
+            },
+            "data": {"k": "line\nbreak\ttab \\ \" \u{0001}", "empty": ""},
+            "binaryData": {"bin": "AAEC/w=="},
+            "immutable": true
+        }))
+        .unwrap();
+        same_through_both(&object);
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"p": "cGFzcw=="}, "stringData": {"q": "r"}, "type": "Opaque"
+        }))
+        .unwrap();
+        same_through_both(&secret);
+        // A PackageInfo's free-form manifest: numbers of every shape.
+        let info: PackageInfo = serde_json::from_value(json!({
+            "apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageInfo",
+            "metadata": {"name": "i"},
+            "spec": {"name": "i"},
+            "status": {"manifest": {"n": [0, -1, 1.5, -0.0, 1e300, 2.2250738585072014e-308,
+                18446744073709551615u64, -9223372036854775808i64, 0.1, 123_456_789.123_456_79],
+                "null": null, "t": true, "nested": {"a": [[], {}]}}}
+        }))
+        .unwrap();
+        same_through_both(&info);
+        // A negative zero keeps its sign (sonic-rs alone would drop it).
+        let zero: Value = decode_object(br#"{"z":-0.0}"#).unwrap();
+        assert!(zero["z"].as_f64().unwrap().is_sign_negative());
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        // Any Unicode, with what JSON must escape well represented.
+        prop_oneof![
+            any::<String>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('\n'),
+                    Just('\u{0}'),
+                    Just('\u{1f}'),
+                    Just('\u{7f}'),
+                    Just('\u{2028}'),
+                    Just('\u{1F600}'),
+                    any::<char>()
+                ],
+                0..24
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    fn manifest() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+                .prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Generated objects (any strings in names, labels, annotations and data; any JSON in a
+        /// manifest): the fast decoder reads each back equal, as serde_json does.
+        #[test]
+        fn generated_objects_decode_identically_through_both_decoders(
+            name in text(),
+            labels in proptest::collection::btree_map(text(), text(), 0..4),
+            data in proptest::collection::btree_map(text(), text(), 0..4),
+            generation in any::<i64>(),
+            manifest in manifest(),
+        ) {
+            let metadata = ObjectMeta {
+                name: Some(name.clone()),
+                generation: Some(generation),
+                labels: Some(labels.clone()),
+                annotations: Some(data.clone()),
+                ..ObjectMeta::default()
+            };
+            same_through_both(&ConfigMap {
+                metadata: metadata.clone(),
+                data: Some(data),
+                ..ConfigMap::default()
+            });
+            let json = stored(&json!({
+                "apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageInfo",
+                "metadata": metadata, "spec": {"name": name}, "status": {"manifest": manifest}
+            }));
+            let info: PackageInfo = serde_json::from_slice(&json).unwrap();
+            same_through_both(&info);
         }
     }
 }

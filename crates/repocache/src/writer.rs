@@ -515,12 +515,8 @@ where
     /// one unverified snapshot, last confirmed `age` ago: readers see it at once, the cache is
     /// not ready, and its version is unknown (none). The next completed relist verifies it,
     /// reusing the `Arc` of every object it returns unchanged (see [`crate::persist`]).
-    pub(crate) fn warm(&mut self, objects: Vec<K>, age: Duration) {
-        let objects = objects
-            .into_iter()
-            .filter(|o| has_name(o))
-            .map(Arc::new)
-            .collect();
+    pub(crate) fn warm(&mut self, mut objects: Vec<Arc<K>>, age: Duration) {
+        objects.retain(|o| has_name(o.as_ref()));
         self.relist = Some(objects);
         self.warming = true;
         self.finish_relist();

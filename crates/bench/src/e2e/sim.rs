@@ -63,6 +63,16 @@ impl Sim {
         }
     }
 
+    /// Writes a kubeconfig for this server to `path` (for a process that runs against it).
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        match &self.handle {
+            Some(handle) => handle
+                .write_kubeconfig(path)
+                .context("writing apisim's kubeconfig"),
+            None => unreachable!("the handle lives until drop"),
+        }
+    }
+
     /// A new `kube::Client` for this server, with a connection pool of its own. Call it inside
     /// the runtime that will use it (the client spawns its buffer task there).
     pub fn client(&self) -> anyhow::Result<kube::Client> {

@@ -18,7 +18,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_repocache");
+use crate::run::repocache_env as repocache;
+
 /// Longer than the shared `repocache_test_support::PATIENCE`: each test runs the binary
 /// several times.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -123,6 +124,7 @@ impl Setup {
     }
 }
 
+/// How a kubectl run ended (the `repocache` binary runs through [`crate::run`]).
 struct Out {
     ok: bool,
     stdout: String,
@@ -139,25 +141,6 @@ async fn run(mut command: Command) -> Out {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
-}
-
-async fn repocache(args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("REPOCACHE_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        // Warm-start files go to a scratch directory, never the user's ~/.cache.
-        .env(
-            "XDG_CACHE_HOME",
-            std::env::temp_dir().join("repocache-cli-tests"),
-        )
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    run(command).await
 }
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -218,7 +201,7 @@ async fn credentials_applied_with_kubectl_appear_on_no_output_path() {
     // 1. The command, from a fresh cache built from the cluster, every output, with logs on.
     for output in ["table", "wide", "json", "yaml", "name"] {
         let out = repocache(&["dump", "--kubeconfig", kc, "-o", output, "-vvv"], &[]).await;
-        assert!(out.ok, "{output}: {}", out.stderr);
+        assert_eq!(out.code, 0, "{output}: {}", out.stderr);
         assert!(out.stdout.contains("private-mirror"), "{}", out.stdout);
         assert_no_secret(&format!("dump -o {output}"), &out.stdout);
         assert_no_secret(&format!("dump -o {output} -vvv logs"), &out.stderr);
@@ -231,7 +214,7 @@ async fn credentials_applied_with_kubectl_appear_on_no_output_path() {
         wide.stdout
     );
     let out = repocache(&["verify", "--kubeconfig", kc, "-vvv"], &[]).await;
-    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_no_secret("verify", &(out.stdout + &out.stderr));
 
     // 2. A process whose cache keeps objects byte-equal (annotation included), behind a debug
@@ -273,7 +256,7 @@ async fn credentials_applied_with_kubectl_appear_on_no_output_path() {
                 &[("REPOCACHE_TOKEN", "t0k3n")],
             )
             .await;
-            assert!(out.ok, "{output}: {}", out.stderr);
+            assert_eq!(out.code, 0, "{output}: {}", out.stderr);
             assert_no_secret(&format!("dump --endpoint -o {output}"), &out.stdout);
             assert_no_secret("dump --endpoint logs", &out.stderr);
         }
@@ -306,7 +289,7 @@ async fn applying_a_redacted_dump_back_is_refused_and_changes_no_credential() {
     for output in ["yaml", "json"] {
         for validate in ["--validate=false", "--validate=true"] {
             let dump = repocache(&["dump", "--kubeconfig", s.kc(), "-o", output], &[]).await;
-            assert!(dump.ok, "{}", dump.stderr);
+            assert_eq!(dump.code, 0, "{}", dump.stderr);
             let file = s.write(&format!("dump.{output}"), &dump.stdout);
             let out = s
                 .kubectl(&["apply", validate, "-f", file.to_str().unwrap()])

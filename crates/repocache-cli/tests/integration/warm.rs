@@ -2,7 +2,7 @@
 //! once with `--max-staleness`, even when the API server is gone, and says how old the answer is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -25,14 +25,41 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
         .unwrap_or_default()
 }
 
+/// An apisim with the fixtures, its kubeconfig, and an empty `$XDG_CACHE_HOME`, all in a
+/// scratch directory.
+struct Scene {
+    server: apisim::ServerHandle,
+    scratch: tempfile::TempDir,
+    /// The kubeconfig's path.
+    kc: String,
+    /// `$XDG_CACHE_HOME` of the runs (the files land in its `repocache/`).
+    xdg: PathBuf,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let server = repocache_test_support::apisim().await;
+        let scratch = tempfile::tempdir().unwrap();
+        let kubeconfig = scratch.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        Self {
+            server,
+            kc: kubeconfig.to_str().unwrap().to_owned(),
+            xdg: scratch.path().join("xdg"),
+            scratch,
+        }
+    }
+}
+
 #[tokio::test]
 async fn get_answers_from_the_warm_file_even_when_the_server_is_gone() {
-    let server = repocache_test_support::apisim().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let kubeconfig = scratch.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
-    let kc = kubeconfig.to_str().unwrap();
-    let xdg = scratch.path().join("xdg");
+    let Scene {
+        server,
+        scratch,
+        kc,
+        xdg,
+    } = Scene::new().await;
+    let kc = kc.as_str();
     let cache_dir = xdg.join("repocache");
 
     // --no-cache-dir: no file.
@@ -122,12 +149,13 @@ async fn get_answers_from_the_warm_file_even_when_the_server_is_gone() {
 async fn a_warm_get_prints_before_its_verifying_list_answers() {
     use tokio::io::AsyncReadExt as _;
 
-    let server = repocache_test_support::apisim().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let kubeconfig = scratch.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
-    let kc = kubeconfig.to_str().unwrap();
-    let xdg = scratch.path().join("xdg");
+    let Scene {
+        server,
+        scratch: _scratch,
+        kc,
+        xdg,
+    } = Scene::new().await;
+    let kc = kc.as_str();
     let cold = repocache(&["get", "--kubeconfig", kc], &xdg).await;
     assert_eq!(cold.code, 0, "{}", cold.stderr);
 

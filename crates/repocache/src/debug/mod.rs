@@ -55,4 +55,4 @@ pub use server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BODY, DebugError,
     DebugHandle, DebugServer, DebugServerBuilder,
 };
-pub use view::{CacheView, ViewChange};
+pub use view::{CacheView, Keep, ViewChange};

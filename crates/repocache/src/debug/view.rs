@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::Serialize;
 use serde_json::Value;
@@ -54,11 +55,19 @@ fn view_change<K: Resource>(change: Change<K>) -> Option<ViewChange> {
     })
 }
 
-/// The objects of one snapshot of `cache`, serialized, with the snapshot's generation.
-fn objects_of<K: Resource + Serialize>(cache: &Cache<K, Local>) -> (u64, Vec<Value>) {
+/// Which objects a view serializes, by their metadata (see [`CacheView::objects_where`]).
+pub type Keep<'a> = dyn Fn(&ObjectMeta) -> bool + 'a;
+
+/// The objects of one snapshot of `cache` that `keep` keeps (all without it), serialized, with
+/// the snapshot's generation. Objects left out are never serialized.
+fn objects_of<K: Resource + Serialize>(
+    cache: &Cache<K, Local>,
+    keep: Option<&Keep<'_>>,
+) -> (u64, Vec<Value>) {
     let snapshot = cache.snapshot();
     let objects = snapshot
         .iter()
+        .filter(|obj| keep.is_none_or(|keep| keep(obj.meta())))
         .filter_map(|obj| match serde_json::to_value(&**obj) {
             Ok(value) => Some(value),
             Err(err) => {
@@ -71,7 +80,7 @@ fn objects_of<K: Resource + Serialize>(cache: &Cache<K, Local>) -> (u64, Vec<Val
 }
 
 /// What only a typed cache can do for the view: serialize its objects, and type its changes.
-type Objects = Arc<dyn Fn() -> (u64, Vec<Value>) + Send + Sync>;
+type Objects = Arc<dyn Fn(Option<&Keep<'_>>) -> (u64, Vec<Value>) + Send + Sync>;
 type Changes = Arc<dyn Fn() -> BoxStream<'static, ViewChange> + Send + Sync>;
 
 /// A cache of any kind whose objects serialize, seen as JSON: what the debug endpoint serves
@@ -100,7 +109,7 @@ impl CacheView {
         let typed = cache.local();
         let objects: Objects = {
             let cache = typed.clone();
-            Arc::new(move || objects_of(&cache))
+            Arc::new(move |keep| objects_of(&cache, keep))
         };
         let changes: Changes = Arc::new(move || {
             crate::controller::changes(&typed)
@@ -147,7 +156,23 @@ impl CacheView {
     /// The objects of one snapshot, serialized, in (namespace, name) order, each passed
     /// through `redact` when given; with the snapshot's generation.
     pub fn objects(&self, redact: Option<&Redactor>) -> (u64, Vec<Value>) {
-        let (generation, mut objects) = (self.objects)();
+        self.objects_selected(None, redact)
+    }
+
+    /// The objects of one snapshot that `keep` keeps, by their metadata, as
+    /// [`objects`](Self::objects) would list them (same order, same JSON, same redaction) but
+    /// without serializing or redacting the others: what a tool that shows a few objects of a
+    /// large cache (`repocache get NAME`) asks for.
+    pub fn objects_where(&self, keep: &Keep<'_>, redact: Option<&Redactor>) -> (u64, Vec<Value>) {
+        self.objects_selected(Some(keep), redact)
+    }
+
+    fn objects_selected(
+        &self,
+        keep: Option<&Keep<'_>>,
+        redact: Option<&Redactor>,
+    ) -> (u64, Vec<Value>) {
+        let (generation, mut objects) = (self.objects)(keep);
         if let Some(redact) = redact {
             objects.iter_mut().for_each(|o| redact(o));
         }
@@ -168,6 +193,15 @@ impl CacheView {
         if objects {
             report.objects = Some(self.objects(redact).1);
         }
+        report
+    }
+
+    /// The cache's report with the objects `keep` keeps (see
+    /// [`objects_where`](Self::objects_where)); its figures still describe the whole cache.
+    pub fn report_where(&self, keep: &Keep<'_>, redact: Option<&Redactor>) -> CacheReport {
+        let stats = self.stats();
+        let mut report = CacheReport::from_stats(&stats, self.is_stale());
+        report.objects = Some(self.objects_where(keep, redact).1);
         report
     }
 }
