@@ -210,6 +210,28 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, n] = args.as_slice()
+        && flag == repocache_bench::relay::IDLE_MEMORY_CHILD
+    {
+        let measured = n
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(repocache_bench::relay::idle_memory_child);
+        return match measured {
+            Ok(line) => {
+                // The parent reads this one line (`relay::idle_memory_in_child`).
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("repocache-bench: idle memory: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if matches!(args.first().map(String::as_str), Some("-h" | "--help")) {
         eprintln!("{USAGE}\n\n{HELP}");
         return ExitCode::SUCCESS;

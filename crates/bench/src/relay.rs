@@ -386,7 +386,7 @@ impl RelayResults {
 pub fn run(cfg: &RelayConfig, progress: impl Fn(&str)) -> RelayResults {
     // The timed parts first: the proof's 30 client processes lift the load average for a minute.
     let mut results = RelayResults {
-        idle: Some(idle_memory(cfg.idle).map_err(|e| format!("{e:#}"))),
+        idle: Some(idle_memory_in_child(cfg.idle).map_err(|e| format!("{e:#}"))),
         ..RelayResults::default()
     };
     progress("idle memory");
@@ -694,8 +694,46 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The argument with which the report binary runs [`idle_memory`] in a process of its own
+/// ([`idle_memory_in_child`]).
+pub const IDLE_MEMORY_CHILD: &str = "--relay-idle-memory-child";
+
+/// [`idle_memory`] in a fresh process (this executable, run with [`IDLE_MEMORY_CHILD`]): RSS
+/// growth means nothing in a process whose earlier parts freed hundreds of MB that the
+/// allocator hands out again (a full run measured 0.0 KiB per watch that way).
+pub fn idle_memory_in_child(idle: usize) -> anyhow::Result<IdleRow> {
+    let exe = std::env::current_exe().context("this executable")?;
+    let out = std::process::Command::new(exe)
+        .args([IDLE_MEMORY_CHILD, &idle.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("the idle-memory process")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the idle-memory process failed ({})",
+        out.status
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    match (fields.next(), fields.next()) {
+        (Some(Ok(load)), Some(Ok(bytes_per_watch))) => Ok(IdleRow {
+            load,
+            watches: idle,
+            bytes_per_watch,
+        }),
+        _ => anyhow::bail!("the idle-memory process printed `{}`", text.trim()),
+    }
+}
+
+/// The child's side of [`idle_memory_in_child`]: measures and prints `LOAD BYTES_PER_WATCH`.
+pub fn idle_memory_child(idle: usize) -> anyhow::Result<String> {
+    let row = idle_memory(idle)?;
+    Ok(format!("{} {}", row.load, row.bytes_per_watch))
+}
+
 /// RSS growth per idle downstream watch of PackageRepositories through one relay (`idle` of
-/// them, after a warm-up of 50 opened and closed).
+/// them, after a warm-up of 50 opened and closed). Run it in a fresh process: see
+/// [`idle_memory_in_child`].
 pub fn idle_memory(idle: usize) -> anyhow::Result<IdleRow> {
     let load = load_average();
     let rts = Runtimes::new()?;

@@ -161,9 +161,9 @@ impl<K: Resource> Table<K> {
 
 /// The delta is folded into the base once it holds more than `REBUILD_MIN + n / REBUILD_FRACTION`
 /// entries (n: the objects in the base).
-pub(crate) const REBUILD_FRACTION: usize = 16;
+pub(crate) const REBUILD_FRACTION: usize = 4;
 /// See [`REBUILD_FRACTION`].
-pub(crate) const REBUILD_MIN: usize = 32;
+pub(crate) const REBUILD_MIN: usize = 64;
 
 impl<K> Default for Index<K> {
     fn default() -> Self {
