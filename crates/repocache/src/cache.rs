@@ -471,7 +471,7 @@ impl<K: Resource, F> Cache<K, F> {
     /// Reads through the snapshot this thread keeps pinned for this cache, checked current with
     /// one relaxed load: no lock, no I/O, no read-modify-write of shared memory, and no
     /// allocation after the thread's first read of this cache. See
-    /// [`unpin_thread`](crate::cache::unpin_thread) for what a pin holds.
+    /// [`unpin_thread`] for what a pin holds.
     pub fn get(&self, name: &str) -> Option<Arc<K>>
     where
         K: 'static,
