@@ -15,16 +15,22 @@ use crate::snapshot::Snapshot;
 /// How many caches one thread keeps pinned for [`Cache::get`](crate::Cache::get).
 pub(crate) const PINS: usize = 8;
 
-/// One cache a thread has pinned, type-erased: `id` is the address of the cache's shared state
-/// (kept allocated by `cache`, a `Weak`, so no other cache can take the address while pinned),
-/// and `snapshot` the snapshot the thread last read there. Both erase their type behind the
+/// One cache a thread has pinned, type-erased: `cache` a `Weak` of the cache's shared state
+/// (its address identifies the cache: the `Weak` keeps it allocated, so no other cache can take
+/// the address while pinned), and `snapshot` the snapshot the thread last read there. Both erase their type behind the
 /// pointer they already are: reading through a pin touches the pinned snapshot itself and this
 /// thread's own storage, no further allocation (at 100,000 objects every page a read touches
 /// beyond those it must is a likely TLB miss).
 struct Pin {
-    id: usize,
     snapshot: Arc<dyn Any>,
     cache: Weak<dyn Any>,
+}
+
+impl Pin {
+    /// The address of the pinned cache's shared state.
+    fn id(&self) -> usize {
+        self.cache.as_ptr().cast::<()>() as usize
+    }
 }
 
 thread_local! {
@@ -60,10 +66,10 @@ pub(crate) fn read_current<K: 'static, R>(
         let mut pins = pins.try_borrow_mut().ok()?;
         let at = match pins
             .iter()
-            .position(|p| p.as_ref().is_some_and(|p| p.id == id))
+            .position(|p| p.as_ref().is_some_and(|p| p.id() == id))
         {
             Some(at) => at,
-            None => pin(&mut pins, id, shared)?,
+            None => pin(&mut pins, shared)?,
         };
         let pin = pins.get_mut(at)?.as_mut()?;
         if Arc::as_ptr(&pin.snapshot).cast::<()>() as usize != newest {
@@ -82,11 +88,7 @@ pub(crate) fn read_current<K: 'static, R>(
 /// Pins `shared`'s cache for this thread; returns its place, or `None` when every place is
 /// held by a live cache.
 #[cold]
-fn pin<K: 'static>(
-    pins: &mut [Option<Pin>; PINS],
-    id: usize,
-    shared: &Arc<Shared<K>>,
-) -> Option<usize> {
+fn pin<K: 'static>(pins: &mut [Option<Pin>; PINS], shared: &Arc<Shared<K>>) -> Option<usize> {
     let free = match pins.iter().position(Option::is_none) {
         Some(free) => free,
         None => {
@@ -104,7 +106,6 @@ fn pin<K: 'static>(
     let cache: Weak<Shared<K>> = Arc::downgrade(shared);
     let slot = pins.get_mut(free)?;
     *slot = Some(Pin {
-        id,
         snapshot: shared.current.load_full(),
         cache,
     });

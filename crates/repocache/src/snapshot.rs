@@ -5,10 +5,8 @@
 //! the next snapshot from the previous one in O(log n) per event and both share almost all of
 //! their memory.
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
@@ -230,9 +228,8 @@ impl<K: Resource> Index<K> {
     pub(crate) fn len(&self) -> usize {
         let mut len = self.base.len();
         for change in self.delta.entries.iter() {
-            let in_base = self
-                .base
-                .find(change.hash, change_ns(change), change_nm(change));
+            let obj = change.obj.as_ref();
+            let in_base = self.base.find(change.hash, namespace_of(obj), name_of(obj));
             match (in_base.is_some(), change.present) {
                 (false, true) => len += 1,
                 (true, false) => len -= 1,
@@ -268,16 +265,6 @@ impl<K: Resource> Index<K> {
             base.put(change.obj.clone(), change.present, false);
         }
     }
-}
-
-#[cfg(test)]
-fn change_ns<K: Resource>(change: &Entry<K>) -> Option<&str> {
-    namespace_of(change.obj.as_ref())
-}
-
-#[cfg(test)]
-fn change_nm<K: Resource>(change: &Entry<K>) -> &str {
-    name_of(change.obj.as_ref())
 }
 
 /// A cached object as the lookup map holds it: hashed and compared by its (namespace, name),
@@ -323,26 +310,6 @@ impl<K: Resource> KeyView for ObjView<'_, K> {
 /// Whether an object has a name (and so can be cached).
 pub(crate) fn has_name<K: Resource>(obj: &K) -> bool {
     obj.meta().name.as_deref().is_some_and(|n| !n.is_empty())
-}
-
-impl<K: Resource> Hash for Slot<K> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self as &dyn KeyView).hash(state);
-    }
-}
-
-impl<K: Resource> PartialEq for Slot<K> {
-    fn eq(&self, other: &Self) -> bool {
-        (self as &dyn KeyView) == (other as &dyn KeyView)
-    }
-}
-
-impl<K: Resource> Eq for Slot<K> {}
-
-impl<'a, K: Resource + 'a> Borrow<dyn KeyView + 'a> for Slot<K> {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
 }
 
 /// Looks an object up by a borrowed key (see [`Index::find`]).
@@ -907,17 +874,6 @@ mod tests {
         }
         assert_eq!(index.len(), 39);
         drop(published);
-    }
-
-    #[test]
-    fn slots_are_equal_exactly_when_their_keys_are() {
-        let a = Slot(cm_in(None, "a", 1));
-        assert!(
-            a == Slot(cm_in(None, "a", 2)),
-            "the same key at another version"
-        );
-        assert!(a != Slot(cm_in(None, "b", 1)), "another name");
-        assert!(a != Slot(cm_in(Some("ns"), "a", 1)), "another namespace");
     }
 
     #[test]
