@@ -1,9 +1,10 @@
 //! The immutable [`Snapshot`]: every object of one kind at one moment, with its indexes.
 //!
 //! A snapshot is built by the [`Writer`](crate::Writer) and published whole; readers get it with
-//! one atomic load and then only read. Its maps are persistent (`imbl`), so the writer derives
-//! the next snapshot from the previous one in O(log n) per event and both share almost all of
-//! their memory.
+//! one atomic load and then only read. Its lookup index is a flat base table under a small
+//! delta of recent changes (both shared between snapshots, the delta copied at most once per
+//! publish) and its sorted vector is persistent (`imbl`), so the writer derives the next
+//! snapshot from the previous one cheaply per event and both share almost all of their memory.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -267,9 +268,7 @@ impl<K: Resource> Index<K> {
     }
 }
 
-/// A cached object as the lookup map holds it: hashed and compared by its (namespace, name),
-/// so copying a map node (as every persistent update does) costs one reference count per entry
-/// and the names are not stored twice.
+/// A cached object handed to the index: its key is read from its own metadata.
 pub(crate) struct Slot<K>(pub(crate) Arc<K>);
 
 impl<K> Clone for Slot<K> {
