@@ -156,6 +156,8 @@ impl Watcher {
                 }
                 Ok(())
             }
+            // Ends the watch at once (see `Feed::Restart`); the dropped connection follows.
+            Feed::Restart => Err(Stop::Ended),
             Feed::Raw { res, line, cut } => {
                 if cut && res.is_none_or(|r| r == self.req.res) {
                     self.send(Bytes::from(line)).await?;

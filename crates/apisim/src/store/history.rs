@@ -68,6 +68,11 @@ pub(crate) enum Feed {
     /// Injected bytes (fault injection), sent to watches of `res` as they are: no newline is
     /// added and they need not be UTF-8.
     Bytes { res: ResId, bytes: bytes::Bytes },
+    /// The server restarted (objects kept or wiped): every watch subscribed before it ends
+    /// here, before it sends anything else — above all a bookmark, which would claim a
+    /// post-restart resourceVersion for a watch that never saw what the restart did (a wipe's
+    /// deletions), so that the client would resume from it instead of relisting.
+    Restart,
 }
 
 /// Where a watch starts.
@@ -163,6 +168,9 @@ impl Store {
         inner.history.clear();
         inner.compacted_rv = rv;
         inner.snapshots.clear();
+        // Under the lock: a watch that subscribed before this sees the marker before any
+        // later event, and `drain_at_current` (bookmarks) sees it before it can read `rv`.
+        let _ = self.feed.send(Feed::Restart);
         rv
     }
 
