@@ -20,7 +20,7 @@ use crate::change::{Batch, Change, diff_at_most};
 use crate::config::{CacheConfig, Transform};
 use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
-use crate::ordered::Ordered;
+use crate::ordered::{self, Ordered};
 use crate::shared::Shared;
 use crate::snapshot::{
     Index, ObjView, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
@@ -334,9 +334,7 @@ where
         }
         // User code first (the index functions, and `meta()` in the search and the key): when
         // it panics, the working state is as it was.
-        let position = self
-            .ordered
-            .binary_search_by(|o| cmp_objects(o.as_ref(), obj.as_ref()));
+        let position = ordered::search(&self.ordered, |o| cmp_objects(o.as_ref(), obj.as_ref()));
         let index_updates = self.index_updates(obj.as_ref(), old.as_deref(), Some(obj.as_ref()));
         let new_rv = obj.meta().resource_version.clone();
         let updating = Updating::begin(&self.shared, &mut self.poisoned);
@@ -387,9 +385,7 @@ where
         // User code first (the index functions, `meta()` in the search and the key); then the
         // update. `removed` (the same object as `old` unless `meta()` is inconsistent) is
         // dropped after the update.
-        let position = self
-            .ordered
-            .binary_search_by(|o| cmp_object_key(o.as_ref(), key));
+        let position = ordered::search(&self.ordered, |o| cmp_object_key(o.as_ref(), key));
         let index_updates = self.index_updates(old.as_ref(), Some(old.as_ref()), None);
         let updating = Updating::begin(&self.shared, &mut self.poisoned);
         // The one step that runs user code: the map hashes and compares by `meta()`.
@@ -706,6 +702,14 @@ where
 /// the integers once it holds one. When neither parses (a server with opaque versions), the
 /// later event wins, as the watch's order is the only order there is.
 fn is_newer(new: Option<&str>, old: Option<&str>) -> bool {
+    // The common case without parsing: two canonical decimals (digits, no leading zero) short
+    // enough for a u64 compare as numbers by length, then bytewise.
+    if let (Some(n), Some(o)) = (new, old)
+        && is_short_decimal(n)
+        && is_short_decimal(o)
+    {
+        return (n.len(), n.as_bytes()) > (o.len(), o.as_bytes());
+    }
     match (new, old) {
         (Some(new), Some(old)) => match (new.parse::<u64>(), old.parse::<u64>()) {
             (Ok(n), Ok(o)) => n > o,
@@ -716,6 +720,15 @@ fn is_newer(new: Option<&str>, old: Option<&str>) -> bool {
         (_, None) => true,
         (None, Some(_)) => true,
     }
+}
+
+/// Whether `rv` is a decimal of at most 19 digits without a leading zero (so it parses as a
+/// u64 and compares as one by length, then bytewise).
+fn is_short_decimal(rv: &str) -> bool {
+    let b = rv.as_bytes();
+    (1..=19).contains(&b.len())
+        && (b.len() == 1 || b.first() != Some(&b'0'))
+        && b.iter().all(u8::is_ascii_digit)
 }
 
 #[cfg(test)]
@@ -738,5 +751,26 @@ mod tests {
         assert!(!is_newer(Some("abc"), Some("abc")));
         assert!(is_newer(Some("1"), None));
         assert!(is_newer(None, Some("1")));
+        // Leading zeros compare as numbers.
+        assert!(is_newer(Some("010"), Some("9")));
+        assert!(!is_newer(Some("09"), Some("10")));
+    }
+
+    proptest::proptest! {
+        /// The comparison without parsing answers as parsing both would, for every shape of
+        /// decimal (leading zeros, past u64) and for opaque versions.
+        #[test]
+        fn the_unparsed_comparison_agrees_with_parsing(
+            new in "0{0,2}[0-9]{0,21}|[a-c0-9]{1,3}",
+            old in "0{0,2}[0-9]{0,21}|[a-c0-9]{1,3}",
+        ) {
+            let parsed = match (new.parse::<u64>(), old.parse::<u64>()) {
+                (Ok(n), Ok(o)) => n > o,
+                (Ok(_), Err(_)) => true,
+                (Err(_), Ok(_)) => false,
+                (Err(_), Err(_)) => new != old,
+            };
+            proptest::prop_assert_eq!(is_newer(Some(&new), Some(&old)), parsed);
+        }
     }
 }
