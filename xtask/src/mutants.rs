@@ -84,6 +84,18 @@ pub const TARGETS: &[Target] = &[
         test_args: &[],
     },
     Target {
+        file: "crates/repocache/src/pin.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &["--lib"],
+    },
+    Target {
+        file: "crates/repocache/src/base_key.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &["--lib"],
+    },
+    Target {
         file: "crates/repocache/src/subscription.rs",
         package: "repocache",
         test_packages: &["repocache"],
