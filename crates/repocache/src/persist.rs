@@ -45,7 +45,8 @@ pub mod key;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kube::Resource;
@@ -65,8 +66,15 @@ pub const DEFAULT_REWRITE_INTERVAL: Duration = Duration::from_secs(30);
 /// At most this many threads decode a warm-start file.
 const DECODE_THREADS: usize = 4;
 
-/// A decoding thread takes at least this many objects (fewer are decoded on the caller's).
+/// A decoding thread is started for every this many objects (fewer are decoded on the
+/// caller's thread alone).
 const DECODE_SLICE_MIN: usize = 1000;
+
+/// The decoding threads take the records this many at a time (see `Store::decode_all`).
+const DECODE_CHUNK: usize = 64;
+
+/// What one decoding thread decoded: chunks by their position among the chunks.
+type Decoded<K> = Vec<(usize, Vec<Arc<K>>)>;
 
 /// A hook that removes inline credentials from an object's JSON before it is written; returns
 /// whether it removed any.
@@ -190,8 +198,11 @@ pub fn strip_inline_credentials(obj: &mut Value) -> bool {
 pub(crate) fn decode_object<K: DeserializeOwned>(json: &[u8]) -> Result<K, String> {
     let reference = |json| serde_json::from_slice::<K>(json).map_err(|e| e.to_string());
     // serde_json writes a negative zero as `-0.0` (and nothing else as those bytes outside a
-    // string): a match inside a string only costs the slower decoder.
-    if memchr::memmem::find(json, b"-0.0").is_some() {
+    // string): a match inside a string only costs the slower decoder. (One searcher for every
+    // object: building one per call cost more than the search itself.)
+    static NEGATIVE_ZERO: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"-0.0"));
+    if NEGATIVE_ZERO.find(json).is_some() {
         return reference(json);
     }
     match sonic_rs::from_slice::<K>(json) {
@@ -347,8 +358,14 @@ where
         }
     }
 
-    /// Decodes the records, in up to [`DECODE_THREADS`] slices at once (decoding JSON into typed
-    /// objects is most of a warm start's time: about 1 KB of JSON per object).
+    /// Decodes the records (in file order), on this thread and up to [`DECODE_THREADS`] − 1
+    /// scoped threads at once (decoding JSON into typed objects is most of a warm start's time:
+    /// about 1 KB of JSON per object).
+    ///
+    /// The threads share the work: each takes the next [`DECODE_CHUNK`] records from a common
+    /// counter until none are left, so a thread that starts late or is descheduled (a busy
+    /// machine) leaves its part to the others instead of holding up the load, as fixed slices
+    /// did. The first error stops every thread at its next chunk.
     fn decode_all(&self, records: &[(usize, &[u8])]) -> Result<Vec<Arc<K>>, PersistError>
     where
         K: DeserializeOwned + Send + Sync,
@@ -374,17 +391,33 @@ where
         if threads <= 1 {
             return decode(records);
         }
-        let slice = records.len().div_ceil(threads);
-        // The first slice is decoded on this thread, the others on as many scoped threads.
-        let (first, rest) = records.split_at(slice.min(records.len()));
-        let parts: Vec<Result<Vec<Arc<K>>, PersistError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
-                .chunks(slice)
-                .map(|part| scope.spawn(move || decode(part)))
-                .collect();
-            std::iter::once(decode(first))
-                .chain(handles.into_iter().map(|handle| {
-                    handle.join().unwrap_or_else(|_| {
+        let chunks: Vec<&[(usize, &[u8])]> = records.chunks(DECODE_CHUNK).collect();
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        // One worker: decodes chunks until none is left (or one failed); returns them with
+        // their positions.
+        let work = || -> Result<Decoded<K>, PersistError> {
+            let mut done = Vec::new();
+            while !failed.load(AtomicOrdering::Relaxed) {
+                let at = next.fetch_add(1, AtomicOrdering::Relaxed);
+                let Some(chunk) = chunks.get(at) else {
+                    break;
+                };
+                match decode(chunk) {
+                    Ok(objects) => done.push((at, objects)),
+                    Err(err) => {
+                        failed.store(true, AtomicOrdering::Relaxed);
+                        return Err(err);
+                    }
+                }
+            }
+            Ok(done)
+        };
+        let parts: Vec<Result<Decoded<K>, PersistError>> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            std::iter::once(work())
+                .chain(helpers.into_iter().map(|helper| {
+                    helper.join().unwrap_or_else(|_| {
                         Err(PersistError::Object {
                             path: self.path.clone(),
                             index: 0,
@@ -394,9 +427,32 @@ where
                 }))
                 .collect()
         });
-        let mut objects = Vec::with_capacity(records.len());
+        debug!(
+            kind = %self.kind,
+            threads,
+            chunks = chunks.len(),
+            per_thread = ?parts.iter().map(|p| p.as_ref().map_or(0, Vec::len)).collect::<Vec<_>>(),
+            "warm-start file decoded (chunks decoded per thread, this one first)"
+        );
+        // Back into file order (an error anywhere fails the whole load).
+        let mut slots: Vec<Option<Vec<Arc<K>>>> = Vec::new();
+        slots.resize_with(chunks.len(), || None);
         for part in parts {
-            objects.extend(part?);
+            for (at, objects) in part? {
+                slots[at] = Some(objects);
+            }
+        }
+        let mut objects = Vec::with_capacity(records.len());
+        for (at, slot) in slots.into_iter().enumerate() {
+            // Every chunk was claimed and decoded unless a worker failed (returned above).
+            let Some(part) = slot else {
+                return Err(PersistError::Object {
+                    path: self.path.clone(),
+                    index: at * DECODE_CHUNK,
+                    message: "not decoded".to_owned(),
+                });
+            };
+            objects.extend(part);
         }
         Ok(objects)
     }
@@ -409,6 +465,8 @@ where
             path: self.path.clone(),
             source,
         };
+        // The stages' times go to the debug event below (see the `warm_profile` example).
+        let started = Instant::now();
         let Some(bytes) = file::read(&self.path).map_err(io)? else {
             debug!(kind = %self.kind, path = %self.path.display(), "no warm-start file");
             return Ok(None);
@@ -417,6 +475,7 @@ where
             path: self.path.clone(),
             source,
         };
+        let read = started.elapsed();
         let (header, records) = format::decode(&bytes).map_err(bad)?;
         format::check(
             &header,
@@ -434,12 +493,24 @@ where
             .map(|(index, (_, json))| (index, json))
             .collect();
         let withheld = header.objects as usize - wanted.len();
+        let checked = started.elapsed();
         let objects = self.decode_all(&wanted)?;
+        let decoded = started.elapsed();
         let written = UNIX_EPOCH + Duration::from_millis(header.written_at_ms);
         let age = SystemTime::now()
             .duration_since(written)
             .unwrap_or_default();
-        debug!(kind = %self.kind, objects = objects.len(), withheld, ?age, "warm-start file loaded");
+        debug!(
+            kind = %self.kind,
+            objects = objects.len(),
+            withheld,
+            ?age,
+            ?read,
+            ?checked,
+            ?decoded,
+            "warm-start file loaded (read, checked: checksum and records; decoded: since the \
+             load started)"
+        );
         Ok(Some(Loaded {
             objects,
             withheld,

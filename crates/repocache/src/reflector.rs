@@ -317,11 +317,15 @@ where
     K: Resource + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default,
 {
+    let started = Instant::now();
     let Some(loaded) = store.load() else {
         return;
     };
     let objects = loaded.objects.len();
+    let load = started.elapsed();
     writer.warm(loaded.objects, loaded.age);
+    let built = started.elapsed() - load;
+    debug!(kind = %shared.kind, ?load, ?built, "warm start: file loaded, snapshot built and published");
     let now = Instant::now();
     shared.set_state(CacheState::Stale {
         since: now.checked_sub(loaded.age).unwrap_or(now),

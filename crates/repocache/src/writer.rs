@@ -426,12 +426,19 @@ where
         // the relist returned unchanged.
         let mut entries: Vec<Arc<K>> = Vec::with_capacity(listed.len());
         let mut newest: Option<String> = None;
+        // Nothing to reuse from an empty state (a cold start's first LIST, a warm start).
+        let reuse = !self.ordered.is_empty();
         for obj in listed {
             let rv = obj.meta().resource_version.as_deref();
             if is_newer(rv, newest.as_deref()) {
                 newest = rv.map(str::to_owned);
             }
-            let obj = match lookup(&self.index, &ObjView(obj.as_ref())) {
+            let old = if reuse {
+                lookup(&self.index, &ObjView(obj.as_ref()))
+            } else {
+                None
+            };
+            let obj = match old {
                 // The uid too: a server restored or replaced between two runs of a warm start
                 // may reuse a resourceVersion for another object of the same name.
                 Some(old)
@@ -449,7 +456,7 @@ where
             }
         }
         let mut ordered = Ordered::new();
-        let mut index = Index::default();
+        let mut index = Index::with_capacity(entries.len());
         let mut indexes = vec![IndexMap::default(); self.indexers.len()];
         // The new state is built aside (user code included: index functions, `meta()`); a
         // panic leaves the working state as it was, without the relist.

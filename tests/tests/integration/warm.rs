@@ -790,3 +790,36 @@ async fn a_large_file_is_decoded_whole_on_several_threads() {
     assert_eq!(names(&warm), want);
     assert!(warm.get("bulk-01234").is_some());
 }
+
+#[tokio::test]
+async fn an_object_that_does_not_decode_in_a_large_file_is_one_warning_and_a_cold_start() {
+    // A whole file (good checksum, this cache's key) of enough objects for several decoding
+    // threads, one of which no longer decodes as the kind (its schema changed): the load fails
+    // as a whole, whichever thread meets the object, and the other threads stop.
+    let seeds: Vec<_> = (0..2500)
+        .map(|i| repository(&format!("bulk-{i:05}"), "https://bulk.example.com"))
+        .collect();
+    let server = repocache_test_support::start(ServerConfig::default().with_seed(seeds)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = first_run(&server, persist_to(dir.path())).await;
+    let bytes = std::fs::read(&path).unwrap();
+    let (header, records) = format::decode(&bytes).unwrap();
+    let mut records: Vec<format::Record> = records
+        .into_iter()
+        .map(|(flags, json)| format::Record {
+            flags,
+            json: json.to_vec(),
+        })
+        .collect();
+    records[2100].json = br#"{"apiVersion":"packages.glasskube.dev/v1alpha1","kind":"PackageRepository","metadata":{"name":7}}"#.to_vec();
+    std::fs::write(&path, format::encode(&header, &records)).unwrap();
+    let ((repos, handle), log) = logged(|| start(&server, dir.path()));
+    assert_eq!(log.matches("warm-start file ignored").count(), 1, "{log}");
+    assert!(log.contains("object 2100"), "the object's position: {log}");
+    assert_eq!(repos.state(), CacheState::Starting, "cold");
+    assert!(repos.list().is_empty(), "nothing served");
+    assert_eq!(moved_aside(dir.path()), 1);
+    repos.wait_ready(PATIENCE).await.unwrap();
+    assert_eq!(repos.list().len(), 2500);
+    handle.stop().await;
+}
