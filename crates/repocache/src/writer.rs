@@ -758,9 +758,50 @@ mod tests {
         assert!(!is_newer(Some("abc"), Some("abc")));
         assert!(is_newer(Some("1"), None));
         assert!(is_newer(None, Some("1")));
-        // Leading zeros compare as numbers.
+        // Leading zeros compare as numbers: the same number is not newer.
         assert!(is_newer(Some("010"), Some("9")));
         assert!(!is_newer(Some("09"), Some("10")));
+        assert!(!is_newer(Some("010"), Some("10")));
+        assert!(!is_newer(Some("10"), Some("010")));
+    }
+
+    fn cm(name: &str, rv: u64) -> k8s_openapi::api::core::v1::ConfigMap {
+        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+        cm.metadata.name = Some(name.to_owned());
+        cm.metadata.resource_version = Some(rv.to_string());
+        cm
+    }
+
+    /// The subscriber buffer holds at most `subscriber_buffer_changes` changes: a publish whose
+    /// changes would pass that bound together with those already buffered is sent without them
+    /// (subscribers diff), and the changes of a batch that leaves the buffer are freed from the
+    /// count, so that single changes keep being sent whole however many publishes go by.
+    #[test]
+    fn the_subscriber_buffer_holds_at_most_its_changes_and_frees_what_leaves_it() {
+        use kube::runtime::watcher::Event;
+        let config = crate::CacheConfig::new()
+            .subscriber_buffer(2)
+            .subscriber_buffer_changes(3);
+        let mut writer = super::Writer::with_config(config);
+        let mut rx = writer.changes.subscribe();
+        let mut rv = 0;
+        let mut next = |name: &str| {
+            rv += 1;
+            Event::Apply(cm(name, rv))
+        };
+        let recorded = |rx: &mut tokio::sync::broadcast::Receiver<_>| {
+            let batch: std::sync::Arc<super::Batch<_>> = rx.try_recv().unwrap();
+            batch.changes.as_ref().map(Vec::len)
+        };
+        // One change a publish, many more publishes than slots: each is sent whole.
+        for i in 0..8 {
+            writer.apply(next(&format!("single-{i}")));
+            assert_eq!(recorded(&mut rx), Some(1), "publish {i}");
+        }
+        // Two changes buffered (one in each slot); a batch of three more would hold five: the
+        // oldest slot's one is freed, 1 + 3 > 3, so it goes without its changes.
+        writer.apply_batch([next("a"), next("b"), next("c")]);
+        assert_eq!(recorded(&mut rx), None);
     }
 
     proptest::proptest! {
