@@ -166,11 +166,7 @@ pub(crate) const REBUILD_MIN: usize = 64;
 
 impl<K> Default for Index<K> {
     fn default() -> Self {
-        let base = Table::default();
-        Self {
-            delta: Arc::new(Table::with_hasher(base.hasher.clone())),
-            base: Arc::new(base),
-        }
+        Self::with_capacity(0)
     }
 }
 
