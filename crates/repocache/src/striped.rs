@@ -9,7 +9,9 @@
 //! whose threads come and go (a blocking pool, benchmark phases) keeps finding free slots; only
 //! threads beyond [`SLOTS`] *live at once* share one overflow slot, with an atomic add. The
 //! slots are summed when the figure is read (rarely: on a scrape), and a slot's count stays in
-//! it when its thread exits.
+//! it when its thread exits. Counts a thread makes in its own teardown after its slot went back
+//! (a thread-local's `Drop` that reads a cache) go to the overflow slot: the slot may have its
+//! next owner already.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -65,6 +67,10 @@ impl Drop for SlotRelease {
         if slot < SLOTS {
             // A poisoned lock only means another thread panicked while pushing: the list is
             // still a valid list.
+            // Counts made later in this thread's teardown (a `Drop` of another thread-local
+            // that reads a cache) go to the overflow slot with an atomic add: the slot given
+            // back here may already have its next owner, the only one allowed a plain store.
+            THREAD.with(|t| t.set(SLOTS));
             FREE.lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(slot);
@@ -130,7 +136,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// One test, so that its two parts never run at once: the first needs fewer than
+    /// One test, so that its parts never run at once: the first and the last need fewer than
     /// [`SLOTS`] counting threads alive, the second starts more.
     #[test]
     fn slots_of_exited_threads_are_taken_again_and_counts_add_up_beyond_the_slots() {
@@ -166,5 +172,35 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert!(counter.overflow.load(Ordering::Relaxed) > 0);
         assert_eq!(counter.get(), (SLOTS as u64 + 8) * 1000);
+
+        // A count made in the thread's teardown after its slot went back (here a thread-local's
+        // `Drop`, registered before the slot's release and so run after it) must not touch the
+        // slot, which the next thread may own already: it goes to the shared overflow slot.
+        struct CountsOnDrop(std::cell::RefCell<Option<Arc<StripedCounter>>>);
+        impl Drop for CountsOnDrop {
+            fn drop(&mut self) {
+                if let Some(c) = self.0.borrow_mut().take() {
+                    c.incr();
+                }
+            }
+        }
+        thread_local! {
+            static LATER: CountsOnDrop = const { CountsOnDrop(std::cell::RefCell::new(None)) };
+        }
+        let counter = Arc::new(StripedCounter::default());
+        let c = counter.clone();
+        std::thread::spawn(move || {
+            LATER.with(|l| *l.0.borrow_mut() = Some(c.clone()));
+            c.incr();
+            assert!(thread_slot() < SLOTS, "the thread has a slot of its own");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(counter.get(), 2);
+        assert_eq!(
+            counter.overflow.load(Ordering::Relaxed),
+            1,
+            "the count after the slot's release went to the released slot"
+        );
     }
 }
