@@ -48,7 +48,15 @@ pub struct Target {
     /// Extra `cargo test` arguments (test target selection; after a `--`, the test harness's
     /// filters: `cache_semantics::` is that module of the `integration` binary).
     pub test_args: &'static [&'static str],
+    /// Seconds one mutant's tests may run before cargo-mutants stops them and counts a
+    /// timeout (caught). Short where a mutant can turn the tested code into an endless loop
+    /// or a linear scan (a search's bounds, a hash that answers 0) and the file's tests
+    /// otherwise take seconds: each such mutant costs the whole timeout.
+    pub timeout_secs: u64,
 }
+
+/// The timeout of a file whose tests take minutes.
+const TIMEOUT_LONG: u64 = 300;
 
 /// The core files: the write path, the snapshot, the reflector, decoding, read policies,
 /// subscriptions and the layer's routing and serving.
@@ -64,42 +72,49 @@ pub const TARGETS: &[Target] = &[
             "cache_semantics::",
             "read_your_writes::",
         ],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/ordered.rs",
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &[],
+        timeout_secs: 60,
     },
     Target {
         file: "crates/repocache/src/writer.rs",
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &[],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/snapshot.rs",
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &[],
+        timeout_secs: 60,
     },
     Target {
         file: "crates/repocache/src/pin.rs",
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &["--lib"],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/base_key.rs",
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &["--lib"],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/subscription.rs",
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &[],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/decode/stream.rs",
@@ -116,6 +131,7 @@ pub const TARGETS: &[Target] = &[
             "--",
             "decod",
         ],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/reflector.rs",
@@ -136,6 +152,7 @@ pub const TARGETS: &[Target] = &[
             // The TTL, 410 and outage semantics (a run without them missed 9 mutants they catch).
             "cache_semantics::",
         ],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/layer/route.rs",
@@ -144,6 +161,7 @@ pub const TARGETS: &[Target] = &[
         // The lib's `layer::` unit tests and the `layer::` suite (repocache's own
         // `integration` binary has no `layer::` module: nothing of it runs).
         test_args: &["--lib", "--test", "integration", "--", "layer::"],
+        timeout_secs: TIMEOUT_LONG,
     },
     Target {
         file: "crates/repocache/src/layer/serve.rs",
@@ -158,6 +176,7 @@ pub const TARGETS: &[Target] = &[
             "serve_stale::",
             "read_your_writes::",
         ],
+        timeout_secs: TIMEOUT_LONG,
     },
 ];
 
@@ -902,9 +921,8 @@ fn command(root: &Path, target: &Target, out: &Path, in_place: bool) -> Command 
         // which name targets of other packages; the tests pass unmutated in CI anyway.
         "--baseline=skip",
         "--timeout",
-        "300",
-        "--output",
     ]);
+    cmd.arg(target.timeout_secs.to_string()).arg("--output");
     cmd.arg(out);
     for p in target.test_packages {
         cmd.args(["--test-package", p]);
