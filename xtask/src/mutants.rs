@@ -59,7 +59,8 @@ pub struct Target {
 const TIMEOUT_LONG: u64 = 300;
 
 /// The core files: the write path, the snapshot, the reflector, decoding, read policies,
-/// subscriptions and the layer's routing and serving.
+/// subscriptions and their diffs, the warm-start file's format and writing, and the layer's
+/// routing and serving.
 pub const TARGETS: &[Target] = &[
     Target {
         file: "crates/repocache/src/policy.rs",
@@ -115,6 +116,38 @@ pub const TARGETS: &[Target] = &[
         test_packages: &["repocache"],
         test_args: &[],
         timeout_secs: TIMEOUT_LONG,
+    },
+    Target {
+        file: "crates/repocache/src/change.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        test_args: &[],
+        timeout_secs: 60,
+    },
+    Target {
+        file: "crates/repocache/src/persist/format.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        // The format's own unit tests (round trip, every truncation and flipped bit, byte
+        // proptests) and the loader's.
+        test_args: &["--lib", "--", "persist::"],
+        timeout_secs: 60,
+    },
+    Target {
+        file: "crates/repocache/src/persist/file.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        // The atomic rewrite, permissions, moving a bad file aside: the `warm::` suite (a
+        // killed writer, concurrent writers, corrupt files).
+        test_args: &[
+            "--lib",
+            "--test",
+            "integration",
+            "--",
+            "persist::",
+            "warm::",
+        ],
+        timeout_secs: 120,
     },
     Target {
         file: "crates/repocache/src/decode/stream.rs",
