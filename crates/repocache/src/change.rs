@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kube::Resource;
 
-use crate::ordered::Ordered;
+use crate::ordered::{Ordered, search};
 use crate::snapshot::cmp_objects;
 
 /// One change to a cache, as a subscriber sees it. Every change carries the generation of the
@@ -199,11 +199,12 @@ pub(crate) fn diff_at_most<K: Resource>(
     (changes.len() <= limit).then_some(changes)
 }
 
-/// Applies one change to an ordered view of objects (a subscriber's view of the cache).
+/// Applies one change to an ordered view of objects (a subscriber's view of the cache), finding
+/// its place with [`search`].
 pub(crate) fn apply_to<K: Resource>(view: &mut Ordered<K>, change: &Change<K>) {
     match change {
         Change::Added { object, .. } | Change::Updated { new: object, .. } => {
-            match view.binary_search_by(|o| cmp_objects(o.as_ref(), object.as_ref())) {
+            match search(view, |o| cmp_objects(o.as_ref(), object.as_ref())) {
                 Ok(pos) => {
                     view.set(pos, object.clone());
                 }
@@ -211,7 +212,7 @@ pub(crate) fn apply_to<K: Resource>(view: &mut Ordered<K>, change: &Change<K>) {
             }
         }
         Change::Deleted { object, .. } => {
-            if let Ok(pos) = view.binary_search_by(|o| cmp_objects(o.as_ref(), object.as_ref())) {
+            if let Ok(pos) = search(view, |o| cmp_objects(o.as_ref(), object.as_ref())) {
                 view.remove(pos);
             }
         }
