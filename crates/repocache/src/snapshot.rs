@@ -208,17 +208,16 @@ impl<K: Resource> Index<K> {
         self.base.find(hash, namespace, name).map(|e| &e.obj)
     }
 
-    /// Inserts or replaces the object under the slot's key. (The unit value mirrors the map API
-    /// the writer calls.)
-    pub(crate) fn insert(&mut self, slot: Slot<K>, (): ()) {
-        self.change(slot.0, true);
+    /// Inserts `obj`, or replaces the object under its key.
+    pub(crate) fn insert(&mut self, obj: Arc<K>) {
+        self.change(obj, true);
     }
 
-    /// Removes the object under `key`; returns it (as its slot) when there was one.
-    pub(crate) fn remove_with_key(&mut self, key: &dyn KeyView) -> Option<(Slot<K>, ())> {
+    /// Removes the object under `key`; returns it when there was one.
+    pub(crate) fn remove_with_key(&mut self, key: &dyn KeyView) -> Option<Arc<K>> {
         let removed = lookup(self, key)?.clone();
         self.change(removed.clone(), false);
-        Some((Slot(removed), ()))
+        Some(removed)
     }
 
     /// Records one change: straight into the base when no snapshot shares it (a relist's index
@@ -276,24 +275,6 @@ impl<K: Resource> Index<K> {
         for change in delta.entries.iter() {
             base.put(change.obj.clone(), change.present, false);
         }
-    }
-}
-
-/// A cached object handed to the index: its key is read from its own metadata.
-pub(crate) struct Slot<K>(pub(crate) Arc<K>);
-
-impl<K> Clone for Slot<K> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<K: Resource> KeyView for Slot<K> {
-    fn ns(&self) -> Option<&str> {
-        namespace_of(self.0.as_ref())
-    }
-    fn nm(&self) -> &str {
-        name_of(self.0.as_ref())
     }
 }
 
@@ -757,7 +738,7 @@ mod tests {
                     Change::Put(ns, n, v) => {
                         let ns = ns.map(|i| format!("ns-{i}"));
                         let name = format!("cm-{n}");
-                        index.insert(Slot(cm_in(ns.as_deref(), &name, v)), ());
+                        index.insert(cm_in(ns.as_deref(), &name, v));
                         let found = lookup(&index, &(ns.as_deref(), name.as_str()))
                             .and_then(|o| o.metadata.resource_version.clone());
                         proptest::prop_assert_eq!(found, Some(v.to_string()));
@@ -817,8 +798,8 @@ mod tests {
                         let ns = ns.map(|i| format!("ns-{i}"));
                         let name = format!("cm-{n}");
                         let obj = cm_in(ns.as_deref(), &name, v);
-                        sized.insert(Slot(obj.clone()), ());
-                        grown.insert(Slot(obj), ());
+                        sized.insert(obj.clone());
+                        grown.insert(obj);
                         model.insert((ns, name), v);
                     }
                     Change::Remove(ns, n) => {
@@ -846,12 +827,12 @@ mod tests {
     fn a_published_base_is_not_changed_in_place_and_the_delta_is_folded() {
         let mut index: Index<ConfigMap> = Index::default();
         for n in 0..200 {
-            index.insert(Slot(cm_in(None, &format!("cm-{n}"), 1)), ());
+            index.insert(cm_in(None, &format!("cm-{n}"), 1));
         }
         // Nothing shares the base yet: every change went straight into it.
         assert_eq!(index.delta_len(), 0);
         let published = index.clone();
-        index.insert(Slot(cm_in(None, "cm-0", 2)), ());
+        index.insert(cm_in(None, "cm-0", 2));
         assert_eq!(
             index.delta_len(),
             1,
@@ -863,7 +844,7 @@ mod tests {
         assert_eq!(get(&index).as_deref(), Some("2"));
         assert_eq!(get(&published).as_deref(), Some("1"));
         for v in 3..(3 + REBUILD_MIN as u32 + 200 / REBUILD_FRACTION as u32) {
-            index.insert(Slot(cm_in(None, &format!("cm-{v}"), v)), ());
+            index.insert(cm_in(None, &format!("cm-{v}"), v));
         }
         assert_eq!(
             index.delta_len(),
@@ -879,7 +860,7 @@ mod tests {
     fn a_change_once_no_snapshot_shares_the_base_folds_the_delta_first() {
         let mut index: Index<ConfigMap> = Index::default();
         for n in 0..10 {
-            index.insert(Slot(cm_in(None, &format!("cm-{n}"), 1)), ());
+            index.insert(cm_in(None, &format!("cm-{n}"), 1));
         }
         let published = index.clone();
         // Shared: the removal goes to the delta.
@@ -888,7 +869,7 @@ mod tests {
         // The writer released the last snapshot that shared the base; the object comes back,
         // straight into the base, which must first take the delta's removal in.
         drop(published);
-        index.insert(Slot(cm_in(None, "cm-0", 2)), ());
+        index.insert(cm_in(None, "cm-0", 2));
         let found =
             lookup(&index, &(None, "cm-0")).and_then(|o| o.metadata.resource_version.clone());
         assert_eq!(found.as_deref(), Some("2"), "hidden by a stale removal");
@@ -906,11 +887,11 @@ mod tests {
         let long = |n: usize| format!("{}-{n}", "a-rather-long-package-repository-name".repeat(2));
         let mut index: Index<ConfigMap> = Index::default();
         for n in 0..20 {
-            index.insert(Slot(cm_in(None, &long(n), 1)), ());
-            index.insert(Slot(cm_in(Some(&long(n)), "short", 1)), ());
+            index.insert(cm_in(None, &long(n), 1));
+            index.insert(cm_in(Some(&long(n)), "short", 1));
         }
         let published = index.clone();
-        index.insert(Slot(cm_in(None, &long(3), 2)), ());
+        index.insert(cm_in(None, &long(3), 2));
         assert!(index.remove_with_key(&(None, long(4).as_str())).is_some());
         for n in 0..20 {
             let rv = |ns: Option<&str>, name: &str| {

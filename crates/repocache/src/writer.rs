@@ -22,9 +22,7 @@ use crate::index::{self, IndexMap, Indexer};
 use crate::key::{KeyView, ObjectKey};
 use crate::ordered::{self, Ordered};
 use crate::shared::Shared;
-use crate::snapshot::{
-    Index, ObjView, Slot, Snapshot, cmp_object_key, cmp_objects, has_name, lookup,
-};
+use crate::snapshot::{Index, ObjView, Snapshot, cmp_object_key, cmp_objects, has_name, lookup};
 
 /// Applies watcher events to a cache and publishes its snapshots.
 ///
@@ -339,7 +337,7 @@ where
         let new_rv = obj.meta().resource_version.clone();
         let updating = Updating::begin(&self.shared, &mut self.poisoned);
         // The one step that runs user code: the map hashes and compares by `meta()`.
-        self.index.insert(Slot(obj.clone()), ());
+        self.index.insert(obj.clone());
         match position {
             Ok(pos) => {
                 self.ordered.set(pos, obj.clone());
@@ -461,7 +459,7 @@ where
         // The new state is built aside (user code included: index functions, `meta()`); a
         // panic leaves the working state as it was, without the relist.
         for obj in &entries {
-            index.insert(Slot(obj.clone()), ());
+            index.insert(obj.clone());
             ordered.push_back(obj.clone());
             if !self.indexers.is_empty()
                 && let Some(key) = ObjectKey::of(obj.as_ref())
