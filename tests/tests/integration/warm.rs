@@ -769,13 +769,18 @@ async fn an_old_file_says_its_age_and_its_ttl_forces_no_second_list() {
     assert!(repos.snapshot().since_confirmed() < hour);
 }
 
-#[tokio::test]
-async fn a_large_file_is_decoded_whole_on_several_threads() {
-    // Enough objects for the decode to run on several threads.
+/// A server with 2,500 repositories: enough for a warm start to decode on several threads.
+async fn bulk_server() -> ServerHandle {
     let seeds: Vec<_> = (0..2500)
         .map(|i| repository(&format!("bulk-{i:05}"), "https://bulk.example.com"))
         .collect();
-    let server = repocache_test_support::start(ServerConfig::default().with_seed(seeds)).await;
+    repocache_test_support::start(ServerConfig::default().with_seed(seeds)).await
+}
+
+#[tokio::test]
+async fn a_large_file_is_decoded_whole_on_several_threads() {
+    // Enough objects for the decode to run on several threads.
+    let server = bulk_server().await;
     let dir = tempfile::tempdir().unwrap();
     let (cold, handle) = start(&server, dir.path());
     cold.wait_ready(PATIENCE).await.unwrap();
@@ -796,10 +801,7 @@ async fn an_object_that_does_not_decode_in_a_large_file_is_one_warning_and_a_col
     // A whole file (good checksum, this cache's key) of enough objects for several decoding
     // threads, one of which no longer decodes as the kind (its schema changed): the load fails
     // as a whole, whichever thread meets the object, and the other threads stop.
-    let seeds: Vec<_> = (0..2500)
-        .map(|i| repository(&format!("bulk-{i:05}"), "https://bulk.example.com"))
-        .collect();
-    let server = repocache_test_support::start(ServerConfig::default().with_seed(seeds)).await;
+    let server = bulk_server().await;
     let dir = tempfile::tempdir().unwrap();
     let path = first_run(&server, persist_to(dir.path())).await;
     let bytes = std::fs::read(&path).unwrap();
