@@ -219,3 +219,76 @@ pub(crate) fn apply_to<K: Resource>(view: &mut Ordered<K>, change: &Change<K>) {
         Change::Synced { .. } | Change::Lagged { .. } => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(name: &str, rv: u32) -> Arc<ConfigMap> {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.to_owned());
+        cm.metadata.resource_version = Some(rv.to_string());
+        Arc::new(cm)
+    }
+
+    fn ordered(objects: &[Arc<ConfigMap>]) -> Ordered<ConfigMap> {
+        objects.iter().cloned().collect()
+    }
+
+    fn names(changes: &[Change<ConfigMap>]) -> Vec<(&'static str, String)> {
+        changes
+            .iter()
+            .map(|c| {
+                let what = match c {
+                    Change::Added { .. } => "added",
+                    Change::Updated { .. } => "updated",
+                    Change::Deleted { .. } => "deleted",
+                    Change::Synced { .. } => "synced",
+                    Change::Lagged { .. } => "lagged",
+                };
+                let name = c
+                    .object()
+                    .and_then(|o| o.metadata.name.clone())
+                    .unwrap_or_default();
+                (what, name)
+            })
+            .collect()
+    }
+
+    /// Every change of a diff carries the generation it was made for, and says what happened
+    /// to which object, in (namespace, name) order.
+    #[test]
+    fn a_diff_tags_every_change_with_its_generation() {
+        let (a, b, c) = (cm("a", 1), cm("b", 1), cm("c", 1));
+        let old = ordered(&[a.clone(), b, c.clone()]);
+        let new = ordered(&[cm("a", 2), c, cm("d", 1)]);
+        let changes = diff(&old, &new, 7);
+        assert_eq!(
+            names(&changes),
+            [
+                ("updated", "a".to_owned()),
+                ("deleted", "b".to_owned()),
+                ("added", "d".to_owned())
+            ]
+        );
+        assert!(changes.iter().all(|c| c.generation() == 7));
+        let marker: Change<ConfigMap> = Change::Synced { generation: 9 };
+        assert_eq!(marker.generation(), 9);
+        assert_eq!(changes[0].clone().with_generation(3).generation(), 3);
+    }
+
+    /// The limit is the most changes a diff may hold: a diff of exactly `limit` changes is
+    /// given whole (even when unchanged objects follow), one change more gives `None`.
+    #[test]
+    fn a_diff_of_exactly_the_limit_is_given_and_one_more_is_not() {
+        let (c, d) = (cm("c", 1), cm("d", 1));
+        let old = ordered(&[cm("a", 1), cm("b", 1), c.clone(), d.clone()]);
+        let two = ordered(&[cm("a", 2), cm("b", 2), c.clone(), d.clone()]);
+        let three = ordered(&[cm("a", 2), cm("b", 2), c, cm("d", 2)]);
+        assert_eq!(diff_at_most(&old, &two, 1, 2).map(|c| c.len()), Some(2));
+        assert!(diff_at_most(&old, &three, 1, 2).is_none());
+        assert_eq!(diff_at_most(&old, &three, 1, 3).map(|c| c.len()), Some(3));
+        assert_eq!(diff_at_most(&old, &old, 1, 0).map(|c| c.len()), Some(0));
+    }
+}
