@@ -31,7 +31,7 @@ pub const PREAMBLE: usize = 8 + 4 + 4 + 8 + 4;
 /// The flag of an object stored without its inline credentials (never served unverified).
 pub const FLAG_REDACTED: u8 = 1;
 
-/// The longest header accepted (a header is a few hundred bytes).
+/// The longest header accepted, 64 KiB (a header is a few hundred bytes).
 const MAX_HEADER: u32 = 64 * 1024;
 
 /// What a warm-start file says about itself.
@@ -394,5 +394,40 @@ mod tests {
         trailing.push(0);
         assert_eq!(decode(&trailing), Err(FormatError::Trailing { extra: 1 }));
         assert_eq!(decode(b"{\"kind\":1}"), Err(FormatError::Magic));
+    }
+
+    /// A header of exactly 64 KiB ([`MAX_HEADER`]) is read; one byte more is refused before it
+    /// is parsed (a whole file with a good checksum, so nothing else rejects it).
+    #[test]
+    fn a_header_up_to_the_limit_is_read_and_a_longer_one_is_not() {
+        const LIMIT: u32 = 64 << 10;
+        let with_version = |len: usize| Header {
+            resource_version: Some("9".repeat(len)),
+            ..header()
+        };
+        let base = serde_json::to_vec(&with_version(0)).unwrap().len();
+        let longest = LIMIT as usize - base;
+        let bytes = encode(&with_version(longest), &[]);
+        assert_eq!(u32_at(&bytes, 12), LIMIT);
+        let (read, records) = decode(&bytes).unwrap();
+        assert_eq!(read.resource_version.map(|v| v.len()), Some(longest));
+        assert!(records.is_empty());
+        assert_eq!(
+            decode(&encode(&with_version(longest + 1), &[])),
+            Err(FormatError::Header(format!("{} bytes long", LIMIT + 1)))
+        );
+    }
+
+    /// A file of nothing but a whole preamble (empty header and body, their checksum right) is
+    /// an unreadable header, not "truncated: 28 bytes, 28 expected".
+    #[test]
+    fn a_file_of_only_a_preamble_is_an_unreadable_header() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&[]).to_le_bytes());
+        assert_eq!(bytes.len(), PREAMBLE);
+        assert!(matches!(decode(&bytes), Err(FormatError::Header(_))));
     }
 }
