@@ -393,6 +393,8 @@ mod tests {
         let mut trailing = sample();
         trailing.push(0);
         assert_eq!(decode(&trailing), Err(FormatError::Trailing { extra: 1 }));
+        trailing.extend_from_slice(&[0; 4]);
+        assert_eq!(decode(&trailing), Err(FormatError::Trailing { extra: 5 }));
         assert_eq!(decode(b"{\"kind\":1}"), Err(FormatError::Magic));
     }
 
@@ -415,6 +417,72 @@ mod tests {
         assert_eq!(
             decode(&encode(&with_version(longest + 1), &[])),
             Err(FormatError::Header(format!("{} bytes long", LIMIT + 1)))
+        );
+    }
+
+    /// A whole file (lengths and checksum right) around `body`, whose header announces
+    /// `objects` objects.
+    fn file_with_body(body: &[u8], objects: u64) -> Vec<u8> {
+        let header = serde_json::to_vec(&Header {
+            objects,
+            ..header()
+        })
+        .unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        let mut content = header;
+        content.extend_from_slice(body);
+        out.extend_from_slice(&crc32fast::hash(&content).to_le_bytes());
+        out.extend_from_slice(&content);
+        out
+    }
+
+    /// A body that does not hold its records whole is refused with where and what, even
+    /// when its checksum is right; an empty record is a record (its object fails later, to
+    /// decode as the kind).
+    #[test]
+    fn a_malformed_body_is_refused_with_where_and_what() {
+        let record = |json: &[u8]| {
+            let mut r = vec![0];
+            r.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            r.extend_from_slice(json);
+            r
+        };
+        let one = record(br#"{"a":1}"#);
+        for stray in 1..5 {
+            let mut body = one.clone();
+            body.extend_from_slice(&[0; 4][..stray]);
+            assert_eq!(
+                decode(&file_with_body(&body, 2)),
+                Err(FormatError::Body {
+                    at: one.len() as u64,
+                    why: "record header cut short"
+                }),
+                "{stray} stray bytes"
+            );
+        }
+        let mut long = vec![0];
+        long.extend_from_slice(&100u32.to_le_bytes());
+        long.extend_from_slice(&[b' '; 10]);
+        assert_eq!(
+            decode(&file_with_body(&long, 1)),
+            Err(FormatError::Body {
+                at: 0,
+                why: "record longer than the body"
+            })
+        );
+        let empty = [one.clone(), record(b"")].concat();
+        let bytes = file_with_body(&empty, 2);
+        let (_, records) = decode(&bytes).unwrap();
+        assert_eq!(records, vec![(0, &br#"{"a":1}"#[..]), (0, &b""[..])]);
+        assert_eq!(
+            decode(&file_with_body(&one, 2)),
+            Err(FormatError::Body {
+                at: one.len() as u64,
+                why: "object count differs from the header's"
+            })
         );
     }
 
