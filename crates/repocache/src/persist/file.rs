@@ -4,8 +4,8 @@
 //! A reader never sees a partial file: the new content is written to a temporary file in the
 //! same directory, flushed to disk (`fsync`), and renamed over the old one (atomic on POSIX
 //! file systems); the directory is then flushed so that the rename survives a power loss. A
-//! process killed mid-write leaves the old file intact (and a temporary file, removed by the
-//! next write in that directory). Two processes writing the same file end with one whole file:
+//! process killed mid-write leaves the old file intact (and a temporary file, which a later write
+//! of the same file removes once it is ten minutes old: no live writer still uses it). Two processes writing the same file end with one whole file:
 //! each renames its own temporary file, and the last rename wins.
 
 use std::fs;
@@ -141,4 +141,60 @@ pub fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A write removes the temporary files a crashed writer left for the same file once they
+    /// are older than [`STALE_TMP`], and nothing else: a young one (a live writer's, perhaps)
+    /// and an old one of another file stay.
+    #[test]
+    fn a_write_removes_a_crashed_writers_old_temporary_file_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".crash.snap.tmp-999-0");
+        let young = dir.path().join(".crash.snap.tmp-998-0");
+        let other = dir.path().join(".other.snap.tmp-997-0");
+        let past = SystemTime::now() - STALE_TMP - Duration::from_secs(60);
+        for path in [&old, &young, &other] {
+            fs::write(path, b"partial").unwrap();
+        }
+        for path in [&old, &other] {
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+        write_atomic(dir.path(), "crash.snap", b"whole").unwrap();
+        assert!(
+            !old.exists(),
+            "the crashed writer's old temporary file stayed"
+        );
+        assert!(young.exists(), "a young temporary file was removed");
+        assert!(other.exists(), "another file's temporary file was removed");
+        assert_eq!(fs::read(dir.path().join("crash.snap")).unwrap(), b"whole");
+    }
+
+    /// Reading a file that is not there is `None`, not an error; a file moved aside is gone
+    /// from its name and whole under `<name>.bad-<unix ms>`.
+    #[test]
+    fn absent_files_read_as_none_and_bad_ones_move_aside_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.snap");
+        assert!(read(&path).unwrap().is_none());
+        fs::write(&path, b"bad").unwrap();
+        assert_eq!(read(&path).unwrap().as_deref(), Some(&b"bad"[..]));
+        let before = unix_ms(SystemTime::now());
+        let aside = move_aside(&path).unwrap();
+        assert!(read(&path).unwrap().is_none());
+        assert_eq!(fs::read(&aside).unwrap(), b"bad");
+        let name = aside.file_name().unwrap().to_str().unwrap().to_owned();
+        let ms: u64 = name.strip_prefix("x.snap.bad-").unwrap().parse().unwrap();
+        assert!(ms >= before && ms <= unix_ms(SystemTime::now()), "{name}");
+        assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
 }
