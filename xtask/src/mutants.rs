@@ -414,6 +414,22 @@ const SERVE_PASS: &str = "tests/tests/integration/layer.rs: requests_the_layer_c
 
 const RECORDING: &str = "Writer::recording only chooses between recording each change as it is staged and letting subscribers diff the snapshots (a batch without changes); both bring every subscriber's view to every published snapshot, the documented contract, so only the cost differs (a diff per publish instead of a record per change).";
 
+const CHANGE: &str = "crates/repocache/src/change.rs";
+
+const CHANGE_GENERATION: &str = "crates/repocache/src/change.rs: a_diff_tags_every_change_with_its_generation (unit test; applied by hand)";
+
+const CHANGE_LIMIT: &str = "crates/repocache/src/change.rs: a_diff_of_exactly_the_limit_is_given_and_one_more_is_not (unit test: a diff of exactly the limit with an unchanged object after it; applied by hand)";
+
+const FORMAT: &str = "crates/repocache/src/persist/format.rs";
+
+const FORMAT_HEADER_LIMIT: &str = "crates/repocache/src/persist/format.rs: a_header_up_to_the_limit_is_read_and_a_longer_one_is_not (unit test: a 64 KiB header is read, one byte more refused; applied by hand)";
+
+const FORMAT_PREAMBLE_ONLY: &str = "crates/repocache/src/persist/format.rs: a_file_of_only_a_preamble_is_an_unreadable_header (unit test: the mutant called it truncated, 28 bytes of 28 expected; applied by hand)";
+
+const FORMAT_TRAILING: &str = "crates/repocache/src/persist/format.rs: wrong_version_kind_and_key (unit test, now with five trailing bytes: the mutant counted 1; applied by hand)";
+
+const FORMAT_BODY: &str = "crates/repocache/src/persist/format.rs: a_malformed_body_is_refused_with_where_and_what (unit test: stray bytes after the last record, an empty record; applied by hand)";
+
 const SNAPSHOT: &str = "crates/repocache/src/snapshot.rs";
 
 const REFLECTOR: &str = "crates/repocache/src/reflector.rs";
@@ -700,6 +716,66 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         REFLECTOR,
         "968:80: replace == with != in is_expired",
         REFLECTOR_EXPIRED_LIST,
+    ),
+    (
+        CHANGE,
+        "89:9: replace Change<K>::generation -> u64 with 0",
+        CHANGE_GENERATION,
+    ),
+    (
+        CHANGE,
+        "89:9: replace Change<K>::generation -> u64 with 1",
+        CHANGE_GENERATION,
+    ),
+    (
+        CHANGE,
+        "164:26: replace > with == in diff_at_most",
+        CHANGE_LIMIT,
+    ),
+    (
+        CHANGE,
+        "164:26: replace > with >= in diff_at_most",
+        CHANGE_LIMIT,
+    ),
+    (
+        FORMAT,
+        "35:28: replace * with +",
+        FORMAT_HEADER_LIMIT,
+    ),
+    (
+        FORMAT,
+        "184:19: replace > with == in decode",
+        FORMAT_HEADER_LIMIT,
+    ),
+    (
+        FORMAT,
+        "184:19: replace > with >= in decode",
+        FORMAT_HEADER_LIMIT,
+    ),
+    (
+        FORMAT,
+        "164:20: replace < with <= in decode",
+        FORMAT_PREAMBLE_ONLY,
+    ),
+    (
+        FORMAT,
+        "195:24: replace - with / in decode",
+        FORMAT_TRAILING,
+    ),
+    (
+        FORMAT,
+        "209:28: replace < with == in decode",
+        FORMAT_BODY,
+    ),
+    (
+        FORMAT,
+        "209:28: replace < with <= in decode",
+        FORMAT_BODY,
+    ),
+    (
+        FORMAT,
+        "209:23: replace - with + in decode",
+        FORMAT_BODY,
     ),
 ];
 

@@ -179,13 +179,15 @@ mod tests {
         assert_eq!(fs::read(dir.path().join("crash.snap")).unwrap(), b"whole");
     }
 
-    /// Reading a file that is not there is `None`, not an error; a file moved aside is gone
-    /// from its name and whole under `<name>.bad-<unix ms>`.
+    /// Reading a file that is not there is `None`, not an error, but a file that is there and
+    /// cannot be read is an error (reported, not taken for an absent file); a file moved aside
+    /// is gone from its name and whole under `<name>.bad-<unix ms>`.
     #[test]
     fn absent_files_read_as_none_and_bad_ones_move_aside_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.snap");
         assert!(read(&path).unwrap().is_none());
+        assert!(read(dir.path()).is_err(), "a directory read as an absent file");
         fs::write(&path, b"bad").unwrap();
         assert_eq!(read(&path).unwrap().as_deref(), Some(&b"bad"[..]));
         let before = unix_ms(SystemTime::now());
