@@ -398,6 +398,26 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
         "296:9: replace <impl KeyView for Slot<K>>::nm -> &str with \"xyzzy\"",
         SNAPSHOT_SLOT_KEY,
     ),
+    (
+        FILE,
+        "37:60: replace & with | in ensure_dir",
+        FILE_MODE_CHECK,
+    ),
+    (
+        FILE,
+        "37:60: replace & with ^ in ensure_dir",
+        FILE_MODE_CHECK,
+    ),
+    (
+        FILE,
+        "85:5: replace sync_dir -> io::Result<()> with Ok(())",
+        "Flushing the directory makes the rename survive a power loss or a kernel crash; a test's process can be killed (killed_mid_write_leaves_the_old_file does) but not the machine, and the page cache serves the renamed file either way, so no test can observe it.",
+    ),
+    (
+        FILE,
+        "113:40: replace > with >= in remove_stale_tmp",
+        "Differs only for a temporary file exactly STALE_TMP old, to the nanosecond of its modification time: removing it at that instant or the next is the same contract.",
+    ),
 ];
 
 const WRITER: &str = "crates/repocache/src/writer.rs";
@@ -413,6 +433,14 @@ const SERVE_WALKS: &str = "tests/tests/integration/layer.rs: walks_begun_on_diff
 const SERVE_PASS: &str = "tests/tests/integration/layer.rs: requests_the_layer_cannot_answer_as_the_server_would_pass_through";
 
 const RECORDING: &str = "Writer::recording only chooses between recording each change as it is staged and letting subscribers diff the snapshots (a batch without changes); both bring every subscriber's view to every published snapshot, the documented contract, so only the cost differs (a diff per publish instead of a record per change).";
+
+const FILE: &str = "crates/repocache/src/persist/file.rs";
+
+const FILE_MODE_CHECK: &str = "ensure_dir reads the directory's mode only to skip a chmod it does not need: with the mutant the mode always looks wrong and the directory is set to 0700 every time, which it was already (files_are_private_and_the_name_hides_the_identity checks the mode either way); only the cost differs.";
+
+const FILE_STALE: &str = "crates/repocache/src/persist/file.rs: a_write_removes_a_crashed_writers_old_temporary_file_and_nothing_else (unit test: an 11-minute-old temporary file is removed, a young one and another file's stay; applied by hand)";
+
+const FILE_READ: &str = "crates/repocache/src/persist/file.rs: absent_files_read_as_none_and_bad_ones_move_aside_whole (unit test: a directory is an error, not an absent file; applied by hand)";
 
 const CHANGE: &str = "crates/repocache/src/change.rs";
 
@@ -737,11 +765,7 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         "164:26: replace > with >= in diff_at_most",
         CHANGE_LIMIT,
     ),
-    (
-        FORMAT,
-        "35:28: replace * with +",
-        FORMAT_HEADER_LIMIT,
-    ),
+    (FORMAT, "35:28: replace * with +", FORMAT_HEADER_LIMIT),
     (
         FORMAT,
         "184:19: replace > with == in decode",
@@ -762,20 +786,19 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         "195:24: replace - with / in decode",
         FORMAT_TRAILING,
     ),
+    (FORMAT, "209:28: replace < with == in decode", FORMAT_BODY),
+    (FORMAT, "209:28: replace < with <= in decode", FORMAT_BODY),
+    (FORMAT, "209:23: replace - with + in decode", FORMAT_BODY),
+    (FILE, "99:5: replace remove_stale_tmp with ()", FILE_STALE),
     (
-        FORMAT,
-        "209:28: replace < with == in decode",
-        FORMAT_BODY,
+        FILE,
+        "113:40: replace > with == in remove_stale_tmp",
+        FILE_STALE,
     ),
     (
-        FORMAT,
-        "209:28: replace < with <= in decode",
-        FORMAT_BODY,
-    ),
-    (
-        FORMAT,
-        "209:23: replace - with + in decode",
-        FORMAT_BODY,
+        FILE,
+        "124:19: replace match guard e.kind() == io::ErrorKind::NotFound with true in read",
+        FILE_READ,
     ),
 ];
 
