@@ -187,7 +187,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.snap");
         assert!(read(&path).unwrap().is_none());
-        assert!(read(dir.path()).is_err(), "a directory read as an absent file");
+        assert!(
+            read(dir.path()).is_err(),
+            "a directory read as an absent file"
+        );
         fs::write(&path, b"bad").unwrap();
         assert_eq!(read(&path).unwrap().as_deref(), Some(&b"bad"[..]));
         let before = unix_ms(SystemTime::now());
