@@ -526,18 +526,6 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
                 cluster_caches(&args.source, &kinds, args.max_staleness).await?;
             // Only the selected objects are serialized and redacted (`get NAME` of 10,000).
             let reports = caches.selected_reports(args.show_secrets, &selection);
-            for (kind, age) in &caches.warm {
-                eprintln!(
-                    "note: {} answered from the warm-start cache file, {} old, not verified{}",
-                    kind.plural(),
-                    repocache_cli::human_duration(*age),
-                    if cluster.unreachable.is_some() {
-                        " (the API server is unreachable)"
-                    } else {
-                        ""
-                    }
-                );
-            }
             started = Some((cluster, caches));
             (reports, selection)
         }
@@ -560,7 +548,22 @@ async fn get(args: DumpArgs) -> anyhow::Result<i32> {
         eprintln!("error: {line}");
     }
     if let Some((cluster, caches)) = started {
-        if cluster.unreachable.is_none() {
+        // After the answer: the probe may still be running (a warm answer does not wait for
+        // it), and the note says whether the server answered it.
+        let unreachable = cluster.unreachable().await;
+        for (kind, age) in &caches.warm {
+            eprintln!(
+                "note: {} answered from the warm-start cache file, {} old, not verified{}",
+                kind.plural(),
+                repocache_cli::human_duration(*age),
+                if unreachable.is_some() {
+                    " (the API server is unreachable)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if unreachable.is_none() {
             // Verified after the answer is printed (a warm answer does not wait for its LIST),
             // so that the next run's file is current.
             caches

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
+use futures::future::{BoxFuture, FutureExt as _, Shared};
 use http_body_util::BodyExt as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -39,8 +40,41 @@ pub struct Cluster {
     /// The kubeconfig user the command reads as (`in-cluster` without a kubeconfig): part of the
     /// warm-start file's hashed key, never shown.
     pub user: String,
-    /// Why the server did not answer the probe, when [`connect_lenient`] let that pass.
-    pub unreachable: Option<String>,
+    /// The reachability probe (`GET /version`): why the server did not answer, or `None`.
+    /// A lenient connect does not wait for it (see [`Cluster::unreachable`]).
+    probe: Shared<BoxFuture<'static, Option<String>>>,
+}
+
+impl Cluster {
+    /// Why the server did not answer the reachability probe, `None` when it did: waits for
+    /// the probe (at most [`PROBE_TIMEOUT`] from the connect).
+    pub async fn unreachable(&self) -> Option<String> {
+        self.probe.clone().await
+    }
+}
+
+/// How long the reachability probe waits for the server's answer: a server that takes
+/// connections and never answers (a hung API server, a load balancer without backends) is
+/// unreachable after this, instead of a command that hangs (kube's client sets no read
+/// timeout).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends the probe: `GET /version`, any HTTP answer within [`PROBE_TIMEOUT`] means the server is
+/// there; otherwise why not, kubectl-style.
+async fn probe(client: Client, server: String) -> Option<String> {
+    let what = format!("the server {server}");
+    let request = match http::Request::get("/version").body(kube::client::Body::from(Vec::new())) {
+        Ok(request) => request,
+        Err(err) => return Some(format!("cannot build the request to {what}: {err}")),
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, client.send(request)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(err)) => Some(unreachable(&err, &what, "--kubeconfig or --context")),
+        Err(_) => Some(format!(
+            "{what} did not answer within {}s - is it reachable from here? (check --kubeconfig or --context)",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -112,8 +146,10 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Cluster> {
     connect_lenient(args, false).await
 }
 
-/// [`connect`], but with `lenient` an unreachable server is no error: the cluster comes back
-/// with the reason in [`Cluster::unreachable`] (for an answer from a warm-start file).
+/// [`connect`], but with `lenient` an unreachable server is no error, and the connect does not
+/// wait for the probe: it runs while the caller loads warm-start files, and
+/// [`Cluster::unreachable`] waits for its verdict when the caller needs it (an answer from a
+/// warm-start file needs none).
 pub async fn connect_lenient(args: &ClusterArgs, lenient: bool) -> anyhow::Result<Cluster> {
     let mut user = "in-cluster".to_owned();
     let options = KubeConfigOptions {
@@ -164,21 +200,15 @@ pub async fn connect_lenient(args: &ClusterArgs, lenient: bool) -> anyhow::Resul
     let namespace = config.default_namespace.clone();
     let client = Client::try_from(config)
         .map_err(|e| anyhow!("cannot build a client for {server}: {}", root_cause(&e)))?;
-    // One cheap request: any HTTP answer means the server is there.
-    let probe = http::Request::get("/version")
-        .body(kube::client::Body::from(Vec::new()))
-        .context("cannot build the request")?;
-    let mut down = None;
-    if let Err(err) = client.send(probe).await {
-        let why = unreachable(
-            &err,
-            &format!("the server {server}"),
-            "--kubeconfig or --context",
-        );
-        if !lenient {
-            bail!("{why}");
-        }
-        down = Some(why);
+    // One cheap request, on a task of its own so that it runs while the caller goes on.
+    let probe = tokio::spawn(probe(client.clone(), server.clone()))
+        .map(|done| {
+            done.unwrap_or_else(|err| Some(format!("the reachability probe failed: {err}")))
+        })
+        .boxed()
+        .shared();
+    if !lenient && let Some(why) = probe.clone().await {
+        bail!("{why}");
     }
     Ok(Cluster {
         client,
@@ -186,7 +216,7 @@ pub async fn connect_lenient(args: &ClusterArgs, lenient: bool) -> anyhow::Resul
         namespace,
         url,
         user,
-        unreachable: down,
+        probe,
     })
 }
 
@@ -378,7 +408,7 @@ impl Caches {
                 caches.warm.push((*kind, age));
                 continue;
             }
-            if let Some(why) = &cluster.unreachable {
+            if let Some(why) = cluster.unreachable().await {
                 bail!("{why}");
             }
             wait_synced(view, kind.plural(), &cluster.server, timeout).await?;

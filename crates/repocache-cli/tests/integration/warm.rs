@@ -141,6 +141,49 @@ async fn get_answers_from_the_warm_file_even_when_the_server_is_gone() {
     assert_eq!(other.code, 2, "{}", other.stdout);
 }
 
+/// A server that accepts connections and never answers (a hung API server, a load balancer
+/// without backends) is unreachable once the probe has waited [`PROBE_TIMEOUT`]: a warm `get
+/// --max-staleness` answers from the file and says so, and without `--max-staleness` it is one
+/// error line, never a command that hangs.
+///
+/// [`PROBE_TIMEOUT`]: repocache_cli::source::PROBE_TIMEOUT
+#[tokio::test]
+async fn a_server_that_never_answers_is_unreachable_and_the_warm_file_answers() {
+    let Scene {
+        server,
+        scratch: _scratch,
+        kc,
+        xdg,
+    } = Scene::new().await;
+    let kc = kc.as_str();
+    let cold = repocache(&["get", "--kubeconfig", kc], &xdg).await;
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    let addr = server.addr();
+    server.shutdown().await;
+    // The same address now takes connections and never reads from nor answers them.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let warm = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1h"], &xdg).await;
+    assert_eq!(warm.code, 0, "{}", warm.stderr);
+    assert!(warm.stdout.contains("glasskube"), "{}", warm.stdout);
+    let note = warm
+        .stderr
+        .lines()
+        .find(|l| l.contains("old, not verified"))
+        .unwrap_or_else(|| panic!("no age on stderr: {}", warm.stderr));
+    assert!(note.contains("the API server is unreachable"), "{note}");
+    let plain = repocache(&["get", "--kubeconfig", kc], &xdg).await;
+    assert_eq!(plain.code, 2, "{}", plain.stdout);
+    assert_eq!(plain.stderr.lines().count(), 1, "{}", plain.stderr);
+    assert!(plain.stderr.contains("did not answer"), "{}", plain.stderr);
+    holder.abort();
+}
+
 /// A warm `get --max-staleness` prints its answer before the LIST that verifies the file has
 /// answered (it verifies afterwards, so that the next run's file is current). That LIST is held
 /// back 8 s (under the reflector's 10 s list timeout, so it does complete), and apisim counts a
