@@ -49,6 +49,28 @@ impl Scene {
             scratch,
         }
     }
+
+    /// A scene after one cold `get`, which left the warm-start file.
+    async fn warmed() -> Self {
+        let scene = Self::new().await;
+        let cold = repocache(&["get", "--kubeconfig", &scene.kc], &scene.xdg).await;
+        assert_eq!(cold.code, 0, "{}", cold.stderr);
+        scene
+    }
+}
+
+/// `get --max-staleness 1h` with the server unreachable: answered from the warm file, with a note
+/// that says how old the answer is and that the server is unreachable.
+async fn answers_from_the_file_unreachable(kc: &str, xdg: &Path) {
+    let run = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1h"], xdg).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("glasskube"), "{}", run.stdout);
+    let note = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("old, not verified"))
+        .unwrap_or_else(|| panic!("no age on stderr: {}", run.stderr));
+    assert!(note.contains("the API server is unreachable"), "{note}");
 }
 
 #[tokio::test]
@@ -105,15 +127,7 @@ async fn get_answers_from_the_warm_file_even_when_the_server_is_gone() {
 
     // The server is gone: with --max-staleness the file still answers, saying how old it is.
     server.shutdown().await;
-    let offline = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1h"], &xdg).await;
-    assert_eq!(offline.code, 0, "{}", offline.stderr);
-    assert!(offline.stdout.contains("glasskube"), "{}", offline.stdout);
-    let note = offline
-        .stderr
-        .lines()
-        .find(|l| l.contains("old, not verified"))
-        .unwrap_or_else(|| panic!("no age on stderr: {}", offline.stderr));
-    assert!(note.contains("the API server is unreachable"), "{note}");
+    answers_from_the_file_unreachable(kc, &xdg).await;
     // A bound tighter than the file's age: an error, as without a file.
     let strict = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1ms"], &xdg).await;
     assert_eq!(strict.code, 2, "{}", strict.stdout);
@@ -154,29 +168,32 @@ async fn a_server_that_never_answers_is_unreachable_and_the_warm_file_answers() 
         scratch: _scratch,
         kc,
         xdg,
-    } = Scene::new().await;
+    } = Scene::warmed().await;
     let kc = kc.as_str();
-    let cold = repocache(&["get", "--kubeconfig", kc], &xdg).await;
-    assert_eq!(cold.code, 0, "{}", cold.stderr);
     let addr = server.addr();
     server.shutdown().await;
-    // The same address now takes connections and never reads from nor answers them.
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    // The same address now takes connections and never reads from nor answers them (once the
+    // stopped server has let the address go).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot take {addr} over: {e}"),
+        }
+    };
     let holder = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
             held.push(socket);
         }
     });
-    let warm = repocache(&["get", "--kubeconfig", kc, "--max-staleness", "1h"], &xdg).await;
-    assert_eq!(warm.code, 0, "{}", warm.stderr);
-    assert!(warm.stdout.contains("glasskube"), "{}", warm.stdout);
-    let note = warm
-        .stderr
-        .lines()
-        .find(|l| l.contains("old, not verified"))
-        .unwrap_or_else(|| panic!("no age on stderr: {}", warm.stderr));
-    assert!(note.contains("the API server is unreachable"), "{note}");
+    answers_from_the_file_unreachable(kc, &xdg).await;
     let plain = repocache(&["get", "--kubeconfig", kc], &xdg).await;
     assert_eq!(plain.code, 2, "{}", plain.stdout);
     assert_eq!(plain.stderr.lines().count(), 1, "{}", plain.stderr);
@@ -192,15 +209,8 @@ async fn a_server_that_never_answers_is_unreachable_and_the_warm_file_answers() 
 async fn a_warm_get_prints_before_its_verifying_list_answers() {
     use tokio::io::AsyncReadExt as _;
 
-    let Scene {
-        server,
-        scratch: _scratch,
-        kc,
-        xdg,
-    } = Scene::new().await;
-    let kc = kc.as_str();
-    let cold = repocache(&["get", "--kubeconfig", kc], &xdg).await;
-    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    let scene = Scene::warmed().await;
+    let (server, kc, xdg) = (&scene.server, scene.kc.as_str(), &scene.xdg);
 
     server.control().reset_requests();
     server.control().add_latency(apisim::LatencySpec {
@@ -214,7 +224,7 @@ async fn a_warm_get_prints_before_its_verifying_list_answers() {
         .env_remove("REPOCACHE_TOKEN")
         .env_remove("RUST_LOG")
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env("XDG_CACHE_HOME", &xdg)
+        .env("XDG_CACHE_HOME", xdg)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
