@@ -458,9 +458,8 @@ where
         let mut indexes = vec![IndexMap::default(); self.indexers.len()];
         // The new state is built aside (user code included: index functions, `meta()`); a
         // panic leaves the working state as it was, without the relist.
-        for obj in &entries {
+        for obj in entries {
             index.insert(obj.clone());
-            ordered.push_back(obj.clone());
             if !self.indexers.is_empty()
                 && let Some(key) = ObjectKey::of(obj.as_ref())
             {
@@ -468,6 +467,7 @@ where
                     index::insert(map, indexer, &key, obj.as_ref());
                 }
             }
+            ordered.push_back(obj);
         }
         debug!(kind = %self.shared.kind, objects = ordered.len(), rv = ?newest, "relist complete");
         // Everything staged since the last publish is covered by this diff (unless it has
