@@ -221,12 +221,12 @@ pub const CHECK_FILE: &str = "crates/repocache/src/policy.rs";
 pub const EXPLAINED: &[(&str, &str, &str)] = &[
     (
         WRITER,
-        "735:5: replace is_short_decimal -> bool with false",
+        "733:5: replace is_short_decimal -> bool with false",
         IS_NEWER_FAST_PATH,
     ),
     (
         WRITER,
-        "737:26: replace || with && in is_short_decimal",
+        "735:26: replace || with && in is_short_decimal",
         IS_NEWER_FAST_PATH,
     ),
     (
@@ -239,34 +239,34 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
     ),
     (
         WRITER,
-        "312:9: replace Writer<K>::recording -> bool with true",
+        "310:9: replace Writer<K>::recording -> bool with true",
         RECORDING,
     ),
     (
         WRITER,
-        "312:46: replace && with || in Writer<K>::recording",
+        "310:46: replace && with || in Writer<K>::recording",
         RECORDING,
     ),
     (
         WRITER,
-        "312:42: replace > with >= in Writer<K>::recording",
+        "310:42: replace > with >= in Writer<K>::recording",
         RECORDING,
     ),
     (
         WRITER,
-        "312:68: replace < with <= in Writer<K>::recording",
+        "310:68: replace < with <= in Writer<K>::recording",
         RECORDING,
     ),
     (
         WRITER,
-        "631:42: replace > with >= in Writer<K>::publish",
+        "629:42: replace > with >= in Writer<K>::publish",
         "Sends the batch also when nobody subscribed, where the broadcast channel drops it \
          (the send's error is ignored) and a later subscriber starts from the current \
          snapshot anyway: nothing observable changes.",
     ),
     (
         WRITER,
-        "599:40: replace < with <= in Writer<K>::publish_due",
+        "597:40: replace < with <= in Writer<K>::publish_due",
         "Only differs at the instant now == due to the nanosecond, which a real monotonic clock \
          cannot be made to hit in a test; publishing at that instant or the next is the same \
          contract (no publish sooner than the interval).",
@@ -424,8 +424,6 @@ const WRITER: &str = "crates/repocache/src/writer.rs";
 
 const IS_NEWER_FAST_PATH: &str = "is_short_decimal only picks the comparison without parsing; whatever it answers, the versions are then compared by parsing them, which gives the same answer for every pair (the proptest the_unparsed_comparison_agrees_with_parsing checks the two paths agree): only the cost differs.";
 
-const WRITER_BUFFER: &str = "crates/repocache/src/writer.rs: the_subscriber_buffer_holds_at_most_its_changes_and_frees_what_leaves_it (unit test; applied by hand)";
-
 const SERVE: &str = "crates/repocache/src/layer/serve.rs";
 
 const SERVE_WALKS: &str = "tests/tests/integration/layer.rs: walks_begun_on_different_snapshots_each_finish_on_their_own (a walk's snapshot stays held while another walk begins on a newer one)";
@@ -501,23 +499,8 @@ const ROUTE_GET: &str = "crates/repocache/src/layer/route.rs: only_what_a_single
 pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
     (
         WRITER,
-        "522:9: replace Writer<K>::warm with ()",
+        "520:9: replace Writer<K>::warm with ()",
         "tests/tests/integration/warm.rs: warm_answers_before_verification_and_is_ready_only_after_one_list and seven more warm:: tests (outside the run's narrowed test command; applied by hand)",
-    ),
-    (
-        WRITER,
-        "640:31: replace -= with += in Writer<K>::publish",
-        WRITER_BUFFER,
-    ),
-    (
-        WRITER,
-        "641:42: replace + with * in Writer<K>::publish",
-        WRITER_BUFFER,
-    ),
-    (
-        WRITER,
-        "722:33: replace > with >= in is_newer",
-        "crates/repocache/src/writer.rs: resource_version_ordering (unit test: 010 against 10 both ways; applied by hand)",
     ),
     (
         SERVE,
@@ -568,31 +551,6 @@ pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
         "crates/repocache/src/subscription.rs",
         "65:9: replace Subscription<K>::generation -> u64 with 1",
         "crates/repocache/tests/integration/subscriptions.rs: a_new_subscriber_gets_the_current_state_then_changes_including_deletes (generation() is 4 after three changes)",
-    ),
-    (
-        WRITER,
-        "489:9: replace Writer<K>::relist_in_progress -> bool with true",
-        "crates/repocache/tests/integration/writer.rs: relist_in_progress_is_true_between_init_and_init_done",
-    ),
-    (
-        WRITER,
-        "489:9: replace Writer<K>::relist_in_progress -> bool with false",
-        "crates/repocache/tests/integration/writer.rs: relist_in_progress_is_true_between_init_and_init_done",
-    ),
-    (
-        WRITER,
-        "503:9: replace Writer<K>::confirm with ()",
-        "crates/repocache/tests/integration/writer.rs: events_that_change_nothing_still_confirm_the_snapshot",
-    ),
-    (
-        WRITER,
-        "232:12: delete ! in Writer<K>::recording",
-        "crates/repocache/tests/integration/subscriptions.rs: changes_staged_before_a_subscriber_joined_reach_it_at_the_publish (changes staged with no subscriber must not go out as recorded ones)",
-    ),
-    (
-        WRITER,
-        "461:28: delete ! in Writer<K>::publish",
-        "crates/repocache/tests/integration/subscriptions.rs: changes_staged_before_a_subscriber_joined_reach_it_at_the_publish",
     ),
     (
         ROUTE,
