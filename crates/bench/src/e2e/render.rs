@@ -682,8 +682,9 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
          A cache with `CacheConfig::persist` starts from the file its previous run left: it \
          serves the file's objects at once (unverified, `Stale {{ reason: \"warm start\" }}`) and \
          is ready after one LIST; a cold cache answers its first read only after its initial \
-         sync. Both start in this process with a fresh `kube::Client`, alternately, against the \
-         same apisim; \"start\" is the `ReflectorBuilder::start()` call (for the warm cache it \
+         sync. Measured two ways against the same apisim. First in this process, which has run \
+         every part before (its allocator's heap is warm, and fragmented): both start with a \
+         fresh `kube::Client`, alternately; \"start\" is the `ReflectorBuilder::start()` call (for the warm cache it \
          reads, checks, decodes and publishes the file), \"first read\" the first `get` that \
          answers. Medians over the repetitions; requests are apisim's count from the start \
          until the cache is ready and watching.\n"
@@ -693,7 +694,8 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
         Err(e) => {
             not_measured(s, e);
             targets.push(TargetRow {
-                what: "warm start: first read within 10% of a cold start's".into(),
+                what: "warm start: first read within 10% of a cold start's, from process start"
+                    .into(),
                 measured: "—".into(),
                 met: None,
             });
@@ -722,8 +724,23 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
     );
     let _ = writeln!(
         s,
-        "Warm first read: {:.1}% of cold. File: {} bytes, {:.0} bytes per object. Load \
+        "Then from process start, as a short-lived tool such as Glasskube's CLI runs, and as \
+         the target is set: {} `repocache-bench-start` processes each way, alternately (cold, \
+         then warm from the same file); the time from `spawn` to the line a process prints at \
+         its first answered read (exec, runtime, client and the start included). The target's \
+         verdict is this figure's:\n\n\
+         | {} objects | process start → first answered read |\n| --- | ---: |\n\
+         | cold | {} |\n| warm | {} |\n",
+        w.process_cold.len(),
+        w.objects,
+        secs(w.process_cold()),
+        secs(w.process_warm())
+    );
+    let _ = writeln!(
+        s,
+        "Warm first read: {:.1}% of cold from process start, {:.1}% in one long-lived process. File: {} bytes, {:.0} bytes per object. Load \
          (the warm `start()` call): {:.0} objects/s.\n",
+        100.0 * w.process_warm_share(),
         100.0 * w.warm_share(),
         w.file_bytes,
         w.bytes_per_object(),
@@ -731,16 +748,20 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
     );
     targets.push(TargetRow {
         what: format!(
-            "warm start of {} objects: first read within 10% of a cold start's",
+            "warm start of {} objects: first read within 10% of a cold start's, from process \
+             start",
             w.objects
         ),
         measured: format!(
-            "{} vs {} ({:.1}%)",
+            "{} vs {} ({:.1}%); in one long-lived process {} vs {} ({:.1}%)",
+            secs(w.process_warm()),
+            secs(w.process_cold()),
+            100.0 * w.process_warm_share(),
             secs(w.warm()),
             secs(w.cold()),
             100.0 * w.warm_share()
         ),
-        met: Some(w.warm_share() <= 0.10),
+        met: Some(w.process_warm_share() <= 0.10),
     });
     targets.push(TargetRow {
         what:

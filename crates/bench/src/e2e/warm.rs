@@ -5,7 +5,8 @@
 //! same apisim; "start" is the `ReflectorBuilder::start()` call, so the warm figure includes
 //! reading, checking and decoding the file and publishing its snapshot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -36,6 +37,12 @@ pub struct WarmResult {
     pub warm_requests: (u64, u64, u64),
     /// Requests of one cold start until synced and watching: (LIST, WATCH, other).
     pub cold_requests: (u64, u64, u64),
+    /// Process start (`spawn`) → first answered read of a cold `repocache-bench-start`
+    /// process, sorted.
+    pub process_cold: Vec<Duration>,
+    /// Process start (`spawn`) → first answered read of a warm `repocache-bench-start`
+    /// process, sorted.
+    pub process_warm: Vec<Duration>,
 }
 
 fn median(v: &[Duration]) -> Duration {
@@ -63,6 +70,21 @@ impl WarmResult {
         self.warm().as_secs_f64() / self.cold().as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
+    /// Median process start → first read, cold.
+    pub fn process_cold(&self) -> Duration {
+        median(&self.process_cold)
+    }
+
+    /// Median process start → first read, warm.
+    pub fn process_warm(&self) -> Duration {
+        median(&self.process_warm)
+    }
+
+    /// Warm as a share of cold, from process start (target ≤ 10 %).
+    pub fn process_warm_share(&self) -> f64 {
+        self.process_warm().as_secs_f64() / self.process_cold().as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
     /// Objects loaded per second (the warm `start()` call).
     pub fn load_per_sec(&self) -> f64 {
         self.objects as f64 / median(&self.warm_load).as_secs_f64().max(f64::MIN_POSITIVE)
@@ -83,6 +105,67 @@ fn start(
         builder = builder.persist(Persist::new(dir, sim.url()).user("bench"));
     }
     Ok(builder.start())
+}
+
+/// The `repocache-bench-start` binary, built beside this one.
+fn start_binary() -> anyhow::Result<PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name(format!(
+        "repocache-bench-start{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing (build it with `cargo build -p repocache-bench --bins`)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// Starts a `repocache-bench-start` process (warm from `dir`, or cold) and returns the time from
+/// `spawn` to its `answered` line: a start measured from process start, exec and the
+/// process's own set-up (runtime, client) included. Waits for it to exit (0).
+async fn process_start(
+    bin: &Path,
+    url: &str,
+    probe: &str,
+    dir: Option<&Path>,
+) -> anyhow::Result<Duration> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .arg(url)
+        .arg(probe)
+        .args(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let t0 = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("the child's stdout")?;
+    let mut line = String::new();
+    tokio::time::timeout(
+        SYNC_TIMEOUT,
+        tokio::io::BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .context("no answer from the process")??;
+    let answered = t0.elapsed();
+    let out = tokio::time::timeout(SYNC_TIMEOUT, child.wait_with_output())
+        .await
+        .context("the process did not exit")??;
+    anyhow::ensure!(
+        line.trim() == "answered" && out.status.success(),
+        "{} ({}): {}{}",
+        bin.display(),
+        out.status,
+        line.trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(answered)
 }
 
 /// The requests counted since the last reset: (LIST, WATCH, other) on the resource.
@@ -122,6 +205,8 @@ pub async fn run(sim: &Sim, objects: usize, reps: usize) -> anyhow::Result<WarmR
         file_bytes,
         warm_requests: (0, 0, 0),
         cold_requests: (0, 0, 0),
+        process_cold: Vec::new(),
+        process_warm: Vec::new(),
     };
     for rep in 0..reps {
         // Cold.
@@ -163,8 +248,20 @@ pub async fn run(sim: &Sim, objects: usize, reps: usize) -> anyhow::Result<WarmR
         }
         handle.stop().await;
     }
+    // From process start: a short-lived process per start, alternately cold and warm.
+    let bin = start_binary()?;
+    for _ in 0..reps {
+        result
+            .process_cold
+            .push(process_start(&bin, sim.url(), &probe, None).await?);
+        result
+            .process_warm
+            .push(process_start(&bin, sim.url(), &probe, Some(&dir)).await?);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     for v in [
+        &mut result.process_cold,
+        &mut result.process_warm,
         &mut result.cold_first_read,
         &mut result.warm_first_read,
         &mut result.warm_verified,
