@@ -9,8 +9,9 @@
 //! The criterion benches (`benches/`) give the steady-state figures; the `repocache-bench`
 //! binary runs everything else, reads criterion's estimates and writes the report; the
 //! `repocache-bench-memory` binary measures heap use with a counting global allocator, in its
-//! own process so that its bookkeeping never slows the timed runs. `cargo xtask bench` drives
-//! all three. The end-to-end part ([`e2e`]) runs repocache, kube-runtime's reflector and
+//! own process so that its bookkeeping never slows the timed runs; the `repocache-bench-start`
+//! binary is one short-lived process that starts a cache and answers one read (the warm start
+//! from process start). `cargo xtask bench` drives them all. The end-to-end part ([`e2e`]) runs repocache, kube-runtime's reflector and
 //! uncached reads against `apisim` over HTTP; the relay part ([`relay`]) puts
 //! `repocache-relay` in front of it.
 
@@ -26,3 +27,15 @@ pub mod random_reads;
 pub mod relay;
 pub mod report;
 pub mod sides;
+
+/// Logs the library's events on stderr when `RUST_LOG` is set (e.g. `RUST_LOG=repocache=debug`
+/// shows the stages of every warm start); without it nothing is logged.
+pub fn log_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}

@@ -210,14 +210,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 
 fn main() -> ExitCode {
     // `RUST_LOG=repocache=debug` shows e.g. the stages of every warm start (part warm) on
-    // stderr; without it nothing is logged.
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    // stderr.
+    repocache_bench::log_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, n] = args.as_slice()
         && flag == repocache_bench::relay::IDLE_MEMORY_CHILD

@@ -31,13 +31,7 @@ const USAGE: &str = "usage: repocache-bench-start URL NAME [CACHE_DIR]";
 fn main() -> ExitCode {
     // `RUST_LOG=repocache=debug` shows the stages of the warm start on stderr (run it by hand:
     // the report binary starts it without `RUST_LOG`).
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    repocache_bench::log_from_env();
     let mut args = std::env::args().skip(1);
     let (Some(url), Some(name)) = (args.next(), args.next()) else {
         eprintln!("{USAGE}");
