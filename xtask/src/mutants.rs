@@ -150,6 +150,23 @@ pub const TARGETS: &[Target] = &[
         timeout_secs: 120,
     },
     Target {
+        file: "crates/repocache/src/persist.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        // The loader and writer of the warm start: the decoders' agreement and credential
+        // stripping (`persist::` unit tests) and the `warm::` suite (warm answers, verification,
+        // corrupt files, concurrent and killed writers, permissions, credentials).
+        test_args: &[
+            "--lib",
+            "--test",
+            "integration",
+            "--",
+            "persist::",
+            "warm::",
+        ],
+        timeout_secs: 120,
+    },
+    Target {
         file: "crates/repocache/src/decode/stream.rs",
         package: "repocache",
         test_packages: &["repocache", "repocache-tests"],
