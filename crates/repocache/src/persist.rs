@@ -842,4 +842,62 @@ mod tests {
             same_through_both(&info);
         }
     }
+
+    /// Each inline credential alone makes its object flagged (`true`) and is removed; the rest
+    /// of the object stays; an object without any is left alone (`false`). (Each case holds
+    /// one credential only: with two, one removal can hide a lost flag of the other.)
+    #[test]
+    fn every_inline_credential_alone_is_removed_and_flags_its_object() {
+        let repo = |spec: Value| {
+            json!({"apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+                   "metadata": {"name": "r"}, "spec": spec})
+        };
+        let url = "https://packages.example.org/index";
+        let cases = [
+            repo(json!({"url": url, "auth": {"basic": {"username": "u"}}})),
+            repo(json!({"url": url, "auth": {"basic": {"password": "p"}}})),
+            repo(json!({"url": url, "auth": {"bearer": {"token": "t"}}})),
+            repo(json!({"url": "https://u:p@packages.example.org/index"})),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "data": {"k": "dg=="}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "stringData": {"k": "v"}}),
+        ];
+        for mut object in cases {
+            let before = object.to_string();
+            assert!(super::strip_inline_credentials(&mut object), "{before}");
+            let after = object.to_string();
+            for secret in ["\"u\"", "\"p\"", "\"t\"", "u:p@", "\"data\"", "stringData"] {
+                assert!(!after.contains(secret), "{secret} left in {after}");
+            }
+            assert_eq!(object["metadata"]["name"].as_str().map(str::len), Some(1));
+        }
+        let mut clean = repo(json!({"url": url, "auth": {"basic": {
+            "usernameSecretRef": {"name": "c", "key": "username"}}}}));
+        let before = clean.clone();
+        assert!(!super::strip_inline_credentials(&mut clean));
+        assert_eq!(clean, before);
+        // A ConfigMap's `data` is not a credential.
+        let mut config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "c"}, "data": {"k": "v"}});
+        assert!(!super::strip_inline_credentials(&mut config));
+        assert_eq!(config["data"]["k"], "v");
+    }
+
+    /// `Persist`'s `Debug` names its directory and options but never the server or the user
+    /// (a user name is a credential; a server URL may carry userinfo).
+    #[test]
+    fn persist_debug_shows_the_directory_and_never_the_identity() {
+        let persist = super::Persist::new("/var/cache/x", "https://admin:hunter2@k8s.example")
+            .user("alice@example.org");
+        let shown = format!("{persist:?}");
+        assert!(shown.starts_with("Persist {"), "{shown}");
+        assert!(
+            shown.contains("/var/cache/x") && shown.contains("keep_credentials"),
+            "{shown}"
+        );
+        for secret in ["hunter2", "admin", "alice", "k8s.example"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
 }
