@@ -900,4 +900,55 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
+
+    /// A load serves only the objects stored with everything they had: one stored without its
+    /// inline credentials is withheld and counted (the count the warm start reports); with the
+    /// opt-in, both are stored whole and served.
+    #[test]
+    fn a_load_withholds_and_counts_the_objects_stored_without_their_credentials() {
+        use kube::runtime::watcher::Event;
+        use std::sync::Arc;
+        let repo = |name: &str, auth: Value| -> PackageRepository {
+            serde_json::from_value(json!({
+                "apiVersion": "packages.glasskube.dev/v1alpha1", "kind": "PackageRepository",
+                "metadata": {"name": name, "resourceVersion": "1"},
+                "spec": {"url": "https://packages.example.org/index", "auth": auth}}))
+            .unwrap()
+        };
+        let mut writer = crate::Writer::<PackageRepository>::new();
+        writer.apply(Event::Apply(repo("clean", json!({}))));
+        writer.apply(Event::Apply(repo(
+            "inline",
+            json!({"basic": {"password": "p"}}),
+        )));
+        writer.apply(Event::Apply(repo("other", json!({}))));
+        let snapshot = writer.cache().snapshot();
+        for keep in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = super::Store::new(
+                super::Plan::<PackageRepository> {
+                    persist: super::Persist::new(dir.path(), "https://k8s.example")
+                        .keep_credentials(keep),
+                    to_json: Arc::new(|o: &PackageRepository| serde_json::to_value(o)),
+                },
+                None,
+                None,
+                None,
+            );
+            assert!(store.save(&snapshot).unwrap());
+            let loaded = store.load().expect("the file just written loads");
+            let names: Vec<_> = loaded
+                .objects
+                .iter()
+                .map(|o| o.metadata.name.clone().unwrap())
+                .collect();
+            if keep {
+                assert_eq!(names, ["clean", "inline", "other"]);
+                assert_eq!(loaded.withheld, 0);
+            } else {
+                assert_eq!(names, ["clean", "other"]);
+                assert_eq!(loaded.withheld, 1);
+            }
+        }
+    }
 }
