@@ -951,4 +951,57 @@ mod tests {
             }
         }
     }
+
+    /// The reflector's housekeeping writes nothing before the cache is verified (the warm,
+    /// unverified snapshot is never written back: its file would look freshly verified), then
+    /// writes the first changed snapshot at once and no other within the rewrite interval.
+    #[tokio::test]
+    async fn ticks_write_only_verified_snapshots_and_at_most_once_per_interval() {
+        use kube::runtime::watcher::Event;
+        use std::sync::Arc;
+        use std::time::Duration;
+        let cm = |name: &str, rv: &str| -> ConfigMap {
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "resourceVersion": rv}}))
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(super::Store::new(
+            super::Plan::<ConfigMap> {
+                persist: super::Persist::new(dir.path(), "https://k8s.example")
+                    .rewrite_interval(Duration::from_secs(3600)),
+                to_json: Arc::new(|o: &ConfigMap| serde_json::to_value(o)),
+            },
+            None,
+            None,
+            None,
+        ));
+        let mut writer = crate::Writer::<ConfigMap>::new();
+        writer.apply(Event::Apply(cm("a", "1")));
+        let mut persister = super::Persister::new(store.clone(), writer.cache().shared.clone());
+        let written = || *store.written.lock().unwrap();
+        persister.tick();
+        assert!(
+            persister.last.is_none(),
+            "an unverified snapshot was written"
+        );
+        persister.verified();
+        persister.tick();
+        let first = persister
+            .last
+            .expect("the verified snapshot is written at once");
+        let generation = writer.cache().snapshot().generation();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while written() < generation {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        writer.apply(Event::Apply(cm("a", "2")));
+        persister.tick();
+        assert_eq!(persister.last, Some(first), "rewritten within the interval");
+        assert_eq!(written(), generation);
+    }
 }
