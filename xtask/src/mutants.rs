@@ -59,7 +59,7 @@ pub struct Target {
 const TIMEOUT_LONG: u64 = 300;
 
 /// The core files: the write path, the snapshot, the reflector, decoding, read policies,
-/// subscriptions and their diffs, the warm-start file's format and writing, and the layer's
+/// subscriptions and their diffs, the warm-start file's format, loading and writing, and the layer's
 /// routing and serving.
 pub const TARGETS: &[Target] = &[
     Target {
@@ -236,6 +236,41 @@ pub const CHECK_FILE: &str = "crates/repocache/src/policy.rs";
 /// Missed mutants that are explained: (file, the end of the mutant's name as cargo-mutants
 /// prints it, `line:col: description`, and one sentence why it is equivalent).
 pub const EXPLAINED: &[(&str, &str, &str)] = &[
+    (
+        PERSIST,
+        "376:32: replace / with % in Store<K>::decode_all",
+        PERSIST_THREADS,
+    ),
+    (
+        PERSIST,
+        "376:32: replace / with * in Store<K>::decode_all",
+        PERSIST_THREADS,
+    ),
+    (
+        PERSIST,
+        "376:51: replace + with * in Store<K>::decode_all",
+        PERSIST_THREADS,
+    ),
+    (
+        PERSIST,
+        "391:20: replace <= with > in Store<K>::decode_all",
+        "Swaps the one-thread path and the shared-counter path: each decodes every record and returns them in file order (the shared path with no helper thread is the calling thread alone), so only the cost differs.",
+    ),
+    (
+        PERSIST,
+        "451:31: replace * with + in Store<K>::decode_all",
+        PERSIST_UNREACHABLE,
+    ),
+    (
+        PERSIST,
+        "451:31: replace * with / in Store<K>::decode_all",
+        PERSIST_UNREACHABLE,
+    ),
+    (
+        PERSIST,
+        "613:48: replace < with <= in Persister<K>::tick",
+        "Differs only for a tick exactly one rewrite interval after the last write, to the nanosecond: writing then or at the next tick is the same contract (at most one write per interval).",
+    ),
     (
         WRITER,
         "733:5: replace is_short_decimal -> bool with false",
@@ -463,6 +498,20 @@ const CHANGE_GENERATION: &str = "crates/repocache/src/change.rs: a_diff_tags_eve
 
 const CHANGE_LIMIT: &str = "crates/repocache/src/change.rs: a_diff_of_exactly_the_limit_is_given_and_one_more_is_not (unit test: a diff of exactly the limit with an unchanged object after it; applied by hand)";
 
+const PERSIST: &str = "crates/repocache/src/persist.rs";
+
+const PERSIST_THREADS: &str = "Changes only how many threads decode (at most one per core, and the calling thread always): every record is decoded once and the result is in file order whatever the count, so only the cost differs.";
+
+const PERSIST_UNREACHABLE: &str = "The record index of the 'not decoded' error, which cannot happen: every chunk is claimed from the shared counter and decoded unless a worker failed, and a failure returns before the chunks are gathered.";
+
+const PERSIST_STRIP: &str = "crates/repocache/src/persist.rs: every_inline_credential_alone_is_removed_and_flags_its_object (unit test: one credential per object, so one removal no longer hides another's lost flag; a Secret's data and stringData; applied by hand)";
+
+const PERSIST_DEBUG: &str = "crates/repocache/src/persist.rs: persist_debug_shows_the_directory_and_never_the_identity (unit test; applied by hand)";
+
+const PERSIST_WITHHELD: &str = "crates/repocache/src/persist.rs: a_load_withholds_and_counts_the_objects_stored_without_their_credentials (unit test; applied by hand)";
+
+const PERSIST_TICK: &str = "crates/repocache/src/persist.rs: ticks_write_only_verified_snapshots_and_at_most_once_per_interval (unit test: no write before verification, none within the interval; applied by hand)";
+
 const FORMAT: &str = "crates/repocache/src/persist/format.rs";
 
 const FORMAT_HEADER_LIMIT: &str = "crates/repocache/src/persist/format.rs: a_header_up_to_the_limit_is_read_and_a_longer_one_is_not (unit test: a 64 KiB header is read, one byte more refused; applied by hand)";
@@ -514,6 +563,61 @@ const ROUTE_GET: &str = "crates/repocache/src/layer/route.rs: only_what_a_single
 /// Mutants a run missed and a test added since catches: (file, the mutant's description, the
 /// test). Kept in the report so that the history of each gap stays visible.
 pub const NOW_CAUGHT: &[(&str, &str, &str)] = &[
+    (
+        PERSIST,
+        "161:48: replace == with != in strip_inline_credentials",
+        PERSIST_STRIP,
+    ),
+    (
+        PERSIST,
+        "164:17: replace |= with &= in strip_inline_credentials",
+        PERSIST_STRIP,
+    ),
+    (
+        PERSIST,
+        "165:17: replace |= with &= in strip_inline_credentials",
+        PERSIST_STRIP,
+    ),
+    (
+        PERSIST,
+        "172:21: replace |= with &= in strip_inline_credentials",
+        PERSIST_STRIP,
+    ),
+    (
+        PERSIST,
+        "173:21: replace |= with &= in strip_inline_credentials",
+        PERSIST_STRIP,
+    ),
+    (
+        PERSIST,
+        "98:9: replace <impl fmt::Debug for Persist>::fmt -> fmt::Result with Ok(Default::default())",
+        PERSIST_DEBUG,
+    ),
+    (
+        PERSIST,
+        "495:48: replace - with + in Store<K>::try_load",
+        PERSIST_WITHHELD,
+    ),
+    (
+        PERSIST,
+        "495:48: replace - with / in Store<K>::try_load",
+        PERSIST_WITHHELD,
+    ),
+    (
+        PERSIST,
+        "611:13: replace || with && in Persister<K>::tick",
+        PERSIST_TICK,
+    ),
+    (
+        PERSIST,
+        "613:48: replace < with == in Persister<K>::tick",
+        PERSIST_TICK,
+    ),
+    (
+        PERSIST,
+        "337:9: replace Store<K>::rewrite_interval -> Duration with Default::default()",
+        PERSIST_TICK,
+    ),
     (
         WRITER,
         "520:9: replace Writer<K>::warm with ()",
