@@ -9,7 +9,7 @@
 //! the identity the report binary writes it with) and the first `get(NAME)` that answers is
 //! timed; without, the cache syncs first (`wait_ready`), as a cold start must. Prints
 //! `answered` on stdout, then stops the cache and exits 0; on any failure, one line on stderr
-//! and exit 1.
+//! and exit 1 (2 for a usage error).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write as _;
@@ -38,6 +38,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let dir = args.next().map(PathBuf::from);
+    if args.next().is_some() {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
     match run(&url, &name, dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
