@@ -58,6 +58,18 @@ pub struct Target {
 /// The timeout of a file whose tests take minutes.
 const TIMEOUT_LONG: u64 = 300;
 
+/// The warm-start file's tests: the `persist::` unit tests and the `warm::` integration suite
+/// (warm answers, verification, corrupt files, a killed writer, concurrent writers,
+/// permissions, credentials).
+const WARM_SUITE: &[&str] = &[
+    "--lib",
+    "--test",
+    "integration",
+    "--",
+    "persist::",
+    "warm::",
+];
+
 /// The core files: the write path, the snapshot, the reflector, decoding, read policies,
 /// subscriptions and their diffs, the warm-start file's format, loading and writing, and the layer's
 /// routing and serving.
@@ -137,33 +149,17 @@ pub const TARGETS: &[Target] = &[
         file: "crates/repocache/src/persist/file.rs",
         package: "repocache",
         test_packages: &["repocache", "repocache-tests"],
-        // The atomic rewrite, permissions, moving a bad file aside: the `warm::` suite (a
-        // killed writer, concurrent writers, corrupt files).
-        test_args: &[
-            "--lib",
-            "--test",
-            "integration",
-            "--",
-            "persist::",
-            "warm::",
-        ],
+        // The atomic rewrite, permissions, moving a bad file aside.
+        test_args: WARM_SUITE,
         timeout_secs: 120,
     },
     Target {
         file: "crates/repocache/src/persist.rs",
         package: "repocache",
         test_packages: &["repocache", "repocache-tests"],
-        // The loader and writer of the warm start: the decoders' agreement and credential
-        // stripping (`persist::` unit tests) and the `warm::` suite (warm answers, verification,
-        // corrupt files, concurrent and killed writers, permissions, credentials).
-        test_args: &[
-            "--lib",
-            "--test",
-            "integration",
-            "--",
-            "persist::",
-            "warm::",
-        ],
+        // The loader and writer of the warm start: the decoders' agreement, credential
+        // stripping, what a load withholds, when housekeeping writes.
+        test_args: WARM_SUITE,
         timeout_secs: 120,
     },
     Target {
