@@ -42,10 +42,10 @@
 pub mod file;
 pub mod format;
 pub mod key;
+mod load;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,19 +62,6 @@ pub use crate::state::WARM_START;
 
 /// How often a cache rewrites its file at most, while its snapshot changes: 30 s.
 pub const DEFAULT_REWRITE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// At most this many threads decode a warm-start file.
-const DECODE_THREADS: usize = 4;
-
-/// A decoding thread is started for every this many objects (fewer are decoded on the
-/// caller's thread alone).
-const DECODE_SLICE_MIN: usize = 1000;
-
-/// The decoding threads take the records this many at a time (see `Store::decode_all`).
-const DECODE_CHUNK: usize = 64;
-
-/// What one decoding thread decoded: chunks by their position among the chunks.
-type Decoded<K> = Vec<(usize, Vec<Arc<K>>)>;
 
 /// A hook that removes inline credentials from an object's JSON before it is written; returns
 /// whether it removed any.
@@ -358,105 +345,6 @@ where
         }
     }
 
-    /// Decodes the records (in file order), on this thread and up to [`DECODE_THREADS`] − 1
-    /// scoped threads at once (decoding JSON into typed objects is most of a warm start's time:
-    /// about 1 KB of JSON per object).
-    ///
-    /// The threads share the work: each takes the next [`DECODE_CHUNK`] records from a common
-    /// counter until none are left, so a thread that starts late or is descheduled (a busy
-    /// machine) leaves its part to the others instead of holding up the load, as fixed slices
-    /// did. The first error stops every thread at its next chunk.
-    fn decode_all(&self, records: &[(usize, &[u8])]) -> Result<Vec<Arc<K>>, PersistError>
-    where
-        K: DeserializeOwned + Send + Sync,
-    {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(DECODE_THREADS)
-            .min(records.len() / DECODE_SLICE_MIN + 1);
-        let decode = |slice: &[(usize, &[u8])]| -> Result<Vec<Arc<K>>, PersistError> {
-            slice
-                .iter()
-                .map(|&(index, json)| {
-                    decode_object::<K>(json)
-                        .map(Arc::new)
-                        .map_err(|message| PersistError::Object {
-                            path: self.path.clone(),
-                            index,
-                            message,
-                        })
-                })
-                .collect()
-        };
-        if threads <= 1 {
-            return decode(records);
-        }
-        let chunks: Vec<&[(usize, &[u8])]> = records.chunks(DECODE_CHUNK).collect();
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        // One worker: decodes chunks until none is left (or one failed); returns them with
-        // their positions.
-        let work = || -> Result<Decoded<K>, PersistError> {
-            let mut done = Vec::new();
-            while !failed.load(AtomicOrdering::Relaxed) {
-                let at = next.fetch_add(1, AtomicOrdering::Relaxed);
-                let Some(chunk) = chunks.get(at) else {
-                    break;
-                };
-                match decode(chunk) {
-                    Ok(objects) => done.push((at, objects)),
-                    Err(err) => {
-                        failed.store(true, AtomicOrdering::Relaxed);
-                        return Err(err);
-                    }
-                }
-            }
-            Ok(done)
-        };
-        let parts: Vec<Result<Decoded<K>, PersistError>> = std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            std::iter::once(work())
-                .chain(helpers.into_iter().map(|helper| {
-                    helper.join().unwrap_or_else(|_| {
-                        Err(PersistError::Object {
-                            path: self.path.clone(),
-                            index: 0,
-                            message: "the decoder panicked".to_owned(),
-                        })
-                    })
-                }))
-                .collect()
-        });
-        debug!(
-            kind = %self.kind,
-            threads,
-            chunks = chunks.len(),
-            per_thread = ?parts.iter().map(|p| p.as_ref().map_or(0, Vec::len)).collect::<Vec<_>>(),
-            "warm-start file decoded (chunks decoded per thread, this one first)"
-        );
-        // Back into file order (an error anywhere fails the whole load).
-        let mut slots: Vec<Option<Vec<Arc<K>>>> = Vec::new();
-        slots.resize_with(chunks.len(), || None);
-        for part in parts {
-            for (at, objects) in part? {
-                slots[at] = Some(objects);
-            }
-        }
-        let mut objects = Vec::with_capacity(records.len());
-        for (at, slot) in slots.into_iter().enumerate() {
-            // Every chunk was claimed and decoded unless a worker failed (returned above).
-            let Some(part) = slot else {
-                return Err(PersistError::Object {
-                    path: self.path.clone(),
-                    index: at * DECODE_CHUNK,
-                    message: "not decoded".to_owned(),
-                });
-            };
-            objects.extend(part);
-        }
-        Ok(objects)
-    }
-
     fn try_load(&self) -> Result<Option<Loaded<K>>, PersistError>
     where
         K: DeserializeOwned + Send + Sync,
@@ -467,53 +355,56 @@ where
         };
         // The stages' times go to the debug event below (see the `warm_profile` example).
         let started = Instant::now();
-        let Some(bytes) = file::read(&self.path).map_err(io)? else {
-            debug!(kind = %self.kind, path = %self.path.display(), "no warm-start file");
-            return Ok(None);
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                debug!(kind = %self.kind, path = %self.path.display(), "no warm-start file");
+                return Ok(None);
+            }
+            Err(e) => return Err(io(e)),
         };
-        let bad = |source| PersistError::Format {
-            path: self.path.clone(),
-            source,
-        };
-        let read = started.elapsed();
-        let (header, records) = format::decode(&bytes).map_err(bad)?;
-        format::check(
-            &header,
-            &self.api_version,
-            &self.kind,
-            &self.server,
-            self.key.hash(),
-        )
-        .map_err(bad)?;
-        let keep = self.plan.persist.keep_credentials;
-        let wanted: Vec<(usize, &[u8])> = records
-            .into_iter()
-            .enumerate()
-            .filter(|(_, (flags, _))| keep || flags & FLAG_REDACTED == 0)
-            .map(|(index, (_, json))| (index, json))
-            .collect();
-        let withheld = header.objects as usize - wanted.len();
-        let checked = started.elapsed();
-        let objects = self.decode_all(&wanted)?;
+        let len = file.metadata().map_err(io)?.len();
+        let reader = format::Reader::new(file, len).map_err(|e| match e {
+            format::ReadError::Io(source) => io(source),
+            format::ReadError::Format(source) => PersistError::Format {
+                path: self.path.clone(),
+                source,
+            },
+        })?;
+        let loaded = load::load::<K, _>(
+            reader,
+            &self.path,
+            self.plan.persist.keep_credentials,
+            |header| {
+                format::check(
+                    header,
+                    &self.api_version,
+                    &self.kind,
+                    &self.server,
+                    self.key.hash(),
+                )
+            },
+        )?;
         let decoded = started.elapsed();
-        let written = UNIX_EPOCH + Duration::from_millis(header.written_at_ms);
+        let written = UNIX_EPOCH + Duration::from_millis(loaded.header.written_at_ms);
         let age = SystemTime::now()
             .duration_since(written)
             .unwrap_or_default();
         debug!(
             kind = %self.kind,
-            objects = objects.len(),
-            withheld,
+            objects = loaded.objects.len(),
+            withheld = loaded.withheld,
             ?age,
-            ?read,
-            ?checked,
+            read = ?loaded.read,
             ?decoded,
-            "warm-start file loaded (read, checked: checksum and records; decoded: since the \
-             load started)"
+            threads = loaded.threads,
+            per_thread = ?loaded.per_thread,
+            "warm-start file loaded (read: the last batch read, decoded: all decoded and the \
+             file checked, since the load started; batches decoded per thread, this one first)"
         );
         Ok(Some(Loaded {
-            objects,
-            withheld,
+            objects: loaded.objects,
+            withheld: loaded.withheld,
             age,
         }))
     }
