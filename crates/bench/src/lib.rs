@@ -10,8 +10,9 @@
 //! binary runs everything else, reads criterion's estimates and writes the report; the
 //! `repocache-bench-memory` binary measures heap use with a counting global allocator, in its
 //! own process so that its bookkeeping never slows the timed runs; the `repocache-bench-start`
-//! binary is one short-lived process that starts a cache and answers one read (the warm start
-//! from process start). `cargo xtask bench` drives them all. The end-to-end part ([`e2e`]) runs repocache, kube-runtime's reflector and
+//! binaries ([`start`]) are one short-lived process that starts a cache and answers one read
+//! (the warm start from process start), on mimalloc as the CLI ships and on the system
+//! allocator. `cargo xtask bench` drives them all. The end-to-end part ([`e2e`]) runs repocache, kube-runtime's reflector and
 //! uncached reads against `apisim` over HTTP; the relay part ([`relay`]) puts
 //! `repocache-relay` in front of it.
 
@@ -27,6 +28,7 @@ pub mod random_reads;
 pub mod relay;
 pub mod report;
 pub mod sides;
+pub mod start;
 
 /// Logs the library's events on stderr when `RUST_LOG` is set (e.g. `RUST_LOG=repocache=debug`
 /// shows the stages of every warm start); without it nothing is logged.

@@ -21,6 +21,14 @@ use repocache_cli::table::{FORMATS, Format, write_format};
 use repocache_cli::watch::Follower;
 use repocache_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, parse_duration, parse_interval, verify};
 
+/// The allocator: mimalloc. A command that starts a cache warm decodes every stored object into
+/// fresh memory at once, and in a fresh process the first touch of those pages is much of that
+/// start: mimalloc reserves one large arena and asks the kernel to back it with transparent huge
+/// pages (`MADV_HUGEPAGE`), where glibc's malloc takes its memory 4 KiB page by page (about 10,000
+/// page faults for 10,000 objects, against a few hundred). docs/BENCHMARKS.md (6f) measures both.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success (verify: the cache and the server agree)

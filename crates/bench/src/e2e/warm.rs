@@ -5,7 +5,8 @@
 //! "start" is the `ReflectorBuilder::start()` call, so the warm figure includes reading,
 //! checking and decoding the file and publishing its snapshot), and from process start, the
 //! target's measure: one `repocache-bench-start` process per start, timed from `spawn` to the
-//! line it prints at its first answered read.
+//! line it prints at its first answered read, on mimalloc (as the `repocache` CLI ships) and on
+//! the system allocator (`repocache-bench-start-system`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,11 +41,15 @@ pub struct WarmResult {
     /// Requests of one cold start until synced and watching: (LIST, WATCH, other).
     pub cold_requests: (u64, u64, u64),
     /// Process start (`spawn`) → first answered read of a cold `repocache-bench-start`
-    /// process, sorted.
+    /// process (mimalloc, as the CLI ships), sorted.
     pub process_cold: Vec<Duration>,
     /// Process start (`spawn`) → first answered read of a warm `repocache-bench-start`
-    /// process, sorted.
+    /// process (mimalloc, as the CLI ships), sorted.
     pub process_warm: Vec<Duration>,
+    /// The same, cold, of `repocache-bench-start-system` (the system allocator), sorted.
+    pub process_cold_system: Vec<Duration>,
+    /// The same, warm, of `repocache-bench-start-system` (the system allocator), sorted.
+    pub process_warm_system: Vec<Duration>,
 }
 
 fn median(v: &[Duration]) -> Duration {
@@ -82,9 +87,29 @@ impl WarmResult {
         median(&self.process_warm)
     }
 
-    /// Warm as a share of cold, from process start (target ≤ 10 %).
+    /// Warm as a share of cold, from process start, on mimalloc as the CLI ships (target ≤ 10 %).
     pub fn process_warm_share(&self) -> f64 {
-        self.process_warm().as_secs_f64() / self.process_cold().as_secs_f64().max(f64::MIN_POSITIVE)
+        self.process_warm_share_of(false)
+    }
+
+    /// Median process-start → first read, cold, on the system allocator.
+    pub fn process_cold_system(&self) -> Duration {
+        median(&self.process_cold_system)
+    }
+
+    /// Median process-start → first read, warm, on the system allocator.
+    pub fn process_warm_system(&self) -> Duration {
+        median(&self.process_warm_system)
+    }
+
+    /// Warm over cold from process start, on the system allocator (`system`) or mimalloc.
+    pub fn process_warm_share_of(&self, system: bool) -> f64 {
+        let (warm, cold) = if system {
+            (self.process_warm_system(), self.process_cold_system())
+        } else {
+            (self.process_warm(), self.process_cold())
+        };
+        warm.as_secs_f64() / cold.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
     /// Objects loaded per second (the warm `start()` call).
@@ -109,12 +134,11 @@ fn start(
     Ok(builder.start())
 }
 
-/// The `repocache-bench-start` binary, built beside this one.
-fn start_binary() -> anyhow::Result<PathBuf> {
-    let bin = std::env::current_exe()?.with_file_name(format!(
-        "repocache-bench-start{}",
-        std::env::consts::EXE_SUFFIX
-    ));
+/// The `name` binary (`repocache-bench-start` or `repocache-bench-start-system`), built beside
+/// this one.
+fn start_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let bin =
+        std::env::current_exe()?.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     anyhow::ensure!(
         bin.exists(),
         "{} is missing (build it with `cargo build -p repocache-bench --bins`)",
@@ -209,6 +233,8 @@ pub async fn run(sim: &Sim, objects: usize, reps: usize) -> anyhow::Result<WarmR
         cold_requests: (0, 0, 0),
         process_cold: Vec::new(),
         process_warm: Vec::new(),
+        process_cold_system: Vec::new(),
+        process_warm_system: Vec::new(),
     };
     for rep in 0..reps {
         // Cold.
@@ -250,8 +276,10 @@ pub async fn run(sim: &Sim, objects: usize, reps: usize) -> anyhow::Result<WarmR
         }
         handle.stop().await;
     }
-    // From process start: a short-lived process per start, alternately cold and warm.
-    let bin = start_binary()?;
+    // From process start: a short-lived process per start, alternately cold and warm, and
+    // alternately on mimalloc (as the CLI ships) and on the system allocator.
+    let bin = start_binary("repocache-bench-start")?;
+    let system = start_binary("repocache-bench-start-system")?;
     for _ in 0..reps {
         result
             .process_cold
@@ -259,11 +287,19 @@ pub async fn run(sim: &Sim, objects: usize, reps: usize) -> anyhow::Result<WarmR
         result
             .process_warm
             .push(process_start(&bin, sim.url(), &probe, Some(&dir)).await?);
+        result
+            .process_cold_system
+            .push(process_start(&system, sim.url(), &probe, None).await?);
+        result
+            .process_warm_system
+            .push(process_start(&system, sim.url(), &probe, Some(&dir)).await?);
     }
     let _ = std::fs::remove_dir_all(&dir);
     for v in [
         &mut result.process_cold,
         &mut result.process_warm,
+        &mut result.process_cold_system,
+        &mut result.process_warm_system,
         &mut result.cold_first_read,
         &mut result.warm_first_read,
         &mut result.warm_verified,
