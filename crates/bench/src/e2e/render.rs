@@ -730,9 +730,11 @@ fn warm_section(s: &mut String, targets: &mut Vec<TargetRow>, r: &E2eResults) {
          `repocache-bench-start` on mimalloc, as the `repocache` CLI ships, and \
          `repocache-bench-start-system` on the system allocator (glibc's malloc on Linux). The \
          time is from `spawn` to the line a process prints at its first answered read (exec, \
-         runtime, client and the start included). A warm start decodes every object into fresh \
-         memory, so the allocator's way with fresh pages is much of it. The target's verdict is \
-         the CLI's build's:\n\n\
+         runtime, client and the start included; the client is given no CA roots, as apisim \
+         speaks plain HTTP, where a real cluster's kubeconfig gives its CA: without either kube \
+         would load the system's roots, ~4 ms of every start). A warm start decodes every \
+         object into fresh memory, so the allocator's way with fresh pages is much of it. The \
+         target's verdict is the CLI's build's:\n\n\
          | {} objects, process start → first answered read | cold | warm | warm / cold |\n\
          | --- | ---: | ---: | ---: |\n\
          | mimalloc (`repocache-bench-start`, as the CLI ships) | {} | {} | {:.1}% |\n\
