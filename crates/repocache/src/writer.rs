@@ -428,7 +428,8 @@ where
         let reuse = !self.ordered.is_empty();
         for obj in listed {
             let rv = obj.meta().resource_version.as_deref();
-            if is_newer(rv, newest.as_deref()) {
+            // A persisted snapshot proves no version (see below): nothing to track.
+            if !self.warming && is_newer(rv, newest.as_deref()) {
                 newest = rv.map(str::to_owned);
             }
             let old = if reuse {
