@@ -154,6 +154,15 @@ pub const TARGETS: &[Target] = &[
         timeout_secs: 120,
     },
     Target {
+        file: "crates/repocache/src/persist/load.rs",
+        package: "repocache",
+        test_packages: &["repocache", "repocache-tests"],
+        // The loader's batches and decoding threads: file order across batches and threads,
+        // withheld objects, the errors' precedence (its unit tests), and every warm start.
+        test_args: WARM_SUITE,
+        timeout_secs: 120,
+    },
+    Target {
         file: "crates/repocache/src/persist.rs",
         package: "repocache",
         test_packages: &["repocache", "repocache-tests"],
