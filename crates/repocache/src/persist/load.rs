@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -121,7 +122,14 @@ impl Shared<'_> {
                 if self.withheld(*flags) {
                     continue;
                 }
-                match decode_object::<K>(&job.bytes[json.clone()]) {
+                // A `Deserialize` that panics (user code) fails the load like an object that
+                // does not decode: a panic must not cross the queue, whose buffers and jobs
+                // the other threads wait for.
+                let json = &job.bytes[json.clone()];
+                let decoded =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| decode_object::<K>(json)))
+                        .unwrap_or_else(|_| Err("the decoder panicked".to_owned()));
+                match decoded {
                     Ok(object) => objects.push(Arc::new(object)),
                     Err(message) => {
                         self.fail(PersistError::Object {
@@ -462,5 +470,48 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Decodes like a ConfigMap, and panics on an object with a `boom` field.
+    #[derive(Debug)]
+    struct Boom;
+
+    impl<'de> serde::Deserialize<'de> for Boom {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let value = serde_json::Value::deserialize(d)?;
+            assert!(value.get("boom").is_none(), "boom");
+            Ok(Boom)
+        }
+    }
+
+    /// A `Deserialize` that panics (user code), on any decoding thread, fails the load with
+    /// the object's index like an object that does not decode, and the load returns: no thread
+    /// waits forever for a buffer or a job the panicking one held.
+    #[test]
+    fn a_panicking_decoder_fails_the_load_and_never_hangs_it() {
+        for bad in [0, 1234, 2999] {
+            let mut with_boom = records(3000, |_| false);
+            with_boom[bad].json = br#"{"boom":1}"#.to_vec();
+            let bytes = encode(&header(), &with_boom);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let reader = format::Reader::new(&bytes[..], bytes.len() as u64).unwrap();
+                let loaded = load::<Boom, _>(reader, Path::new("f"), false, kind_is_config_map);
+                let _ = tx.send(loaded.map(|l| l.objects.len()));
+            });
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(Err(PersistError::Object { index, message, .. })) => {
+                    assert_eq!(index, bad);
+                    assert!(message.contains("panicked"), "{message}");
+                }
+                Ok(other) => panic!("object {bad}: {:?}", other.map_err(|e| e.to_string())),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("object {bad}: the load hung")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("object {bad}: the panic crossed the load")
+                }
+            }
+        }
     }
 }
