@@ -16,7 +16,9 @@
 //!
 //! A phase runs the reader threads together for a fixed time, each reading in chunks of 1,024
 //! with the clock read once per chunk; the figure is nanoseconds of the thread's CPU time per
-//! read per thread ([`thread_cpu_ns`]; wall time where the system does not tell). Phases of
+//! read per thread ([`thread_cpu_ns`]; wall time where the system does not tell), and beside it
+//! the wall-clock time per read (the inverse of a thread's throughput: it also counts the time a
+//! reader waits, parked on a lock or descheduled while more threads than cores run). Phases of
 //! the stores alternate within a round, and the figure is the median over rounds, so drift of
 //! the machine falls on every store alike. With the writer, a thread applies `Apply` events at
 //! the paced rate to the store being read (for the unsynchronized map, which cannot be written
@@ -104,10 +106,13 @@ pub struct Row {
     pub readers: usize,
     /// Whether the paced writer ran.
     pub writer: bool,
-    /// Nanoseconds per read per thread: the median over rounds (each round the mean over the
-    /// reader threads).
+    /// Nanoseconds of CPU time per read per thread: the median over rounds (each round the
+    /// mean over the reader threads).
     pub ns_per_read: f64,
-    /// Every round's figure, in order.
+    /// Nanoseconds of wall-clock time per read per thread (1 / a thread's throughput): the
+    /// median over rounds (each round the mean over the reader threads).
+    pub wall_ns_per_read: f64,
+    /// Every round's CPU-time figure, in order.
     pub rounds: Vec<f64>,
     /// Events per second the writer achieved (mean over the rounds), when it ran.
     pub writer_events_per_sec: Option<f64>,
@@ -189,14 +194,14 @@ impl ThreadRead for PerThread {
     }
 }
 
-/// Runs `threads` readers together for `phase`; returns nanoseconds (of CPU time, see
-/// [`thread_cpu_ns`]) per read per thread (the mean over the threads).
+/// Runs `threads` readers together for `phase`; returns nanoseconds per read per thread (the
+/// mean over the threads) of CPU time (see [`thread_cpu_ns`]) and of wall-clock time.
 fn phase<T: ThreadRead + 'static>(
     handles: Vec<T>,
     keys: &Arc<Vec<T::Key>>,
     sequences: &[Arc<Vec<u32>>],
     phase: Duration,
-) -> f64 {
+) -> (f64, f64) {
     let threads = handles.len();
     let barrier = Arc::new(Barrier::new(threads));
     let found = Arc::new(AtomicU64::new(0));
@@ -222,17 +227,18 @@ fn phase<T: ThreadRead + 'static>(
                     let elapsed = start.elapsed();
                     if elapsed >= phase {
                         found.fetch_add(hits, Ordering::Relaxed);
+                        let wall = elapsed.as_nanos() as f64;
                         let spent = match (cpu, thread_cpu_ns()) {
                             (Some(a), Some(b)) if b > a => (b - a) as f64,
-                            _ => elapsed.as_nanos() as f64,
+                            _ => wall,
                         };
-                        return spent / reads as f64;
+                        return (spent / reads as f64, wall / reads as f64);
                     }
                 }
             })
         })
         .collect();
-    let per_thread: Vec<f64> = joins
+    let per_thread: Vec<(f64, f64)> = joins
         .into_iter()
         .map(|j| match j.join() {
             Ok(ns) => ns,
@@ -244,7 +250,9 @@ fn phase<T: ThreadRead + 'static>(
         found.load(Ordering::Relaxed) > 0,
         "random reads found no object"
     );
-    per_thread.iter().sum::<f64>() / threads.max(1) as f64
+    let mean =
+        |f: fn(&(f64, f64)) -> f64| per_thread.iter().map(f).sum::<f64>() / threads.max(1) as f64;
+    (mean(|t| t.0), mean(|t| t.1))
 }
 
 /// The stores of one size, filled with the same objects.
@@ -274,7 +282,7 @@ impl Stores {
     }
 
     /// Runs one phase of `store` with `readers` threads, the writer on or off; returns ns per
-    /// read per thread and the writer's achieved rate.
+    /// read per thread (CPU, wall clock) and the writer's achieved rate.
     fn measure(
         &mut self,
         store: &'static str,
@@ -282,7 +290,7 @@ impl Stores {
         writer: Option<f64>,
         sequences: &[Arc<Vec<u32>>],
         dur: Duration,
-    ) -> (f64, Option<f64>) {
+    ) -> ((f64, f64), Option<f64>) {
         let sequences = &sequences[..readers];
         match store {
             KUBE_GET => {
@@ -369,12 +377,13 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(usize)) -> Vec<Row> {
         for &readers in &cfg.readers {
             for writer in [false, true] {
                 let mut figures: Vec<Vec<f64>> = vec![Vec::new(); STORES.len()];
+                let mut walls: Vec<Vec<f64>> = vec![Vec::new(); STORES.len()];
                 let mut rates: Vec<Vec<f64>> = vec![Vec::new(); STORES.len()];
                 for round in 0..cfg.rounds {
                     // Rotate the order of the stores each round.
                     for k in 0..STORES.len() {
                         let s = (k + round) % STORES.len();
-                        let (ns, rate) = stores.measure(
+                        let ((ns, wall), rate) = stores.measure(
                             STORES[s],
                             readers,
                             writer.then_some(cfg.writer_rate),
@@ -382,6 +391,7 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(usize)) -> Vec<Row> {
                             cfg.phase,
                         );
                         figures[s].push(ns);
+                        walls[s].push(wall);
                         rates[s].extend(rate);
                     }
                 }
@@ -392,6 +402,7 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(usize)) -> Vec<Row> {
                         readers,
                         writer,
                         ns_per_read: median(&figures[s]),
+                        wall_ns_per_read: median(&walls[s]),
                         rounds: figures[s].clone(),
                         writer_events_per_sec: (!rates[s].is_empty())
                             .then(|| rates[s].iter().sum::<f64>() / rates[s].len() as f64),
@@ -441,6 +452,7 @@ mod tests {
                     for store in STORES {
                         let row = find(&rows, store, n, readers, writer).expect("measured");
                         assert!(row.ns_per_read.is_finite() && row.ns_per_read > 0.0);
+                        assert!(row.wall_ns_per_read.is_finite() && row.wall_ns_per_read > 0.0);
                         assert_eq!(row.rounds.len(), 2);
                         assert_eq!(row.writer_events_per_sec.is_some(), writer);
                     }
