@@ -399,6 +399,7 @@ where
             ?decoded,
             threads = loaded.threads,
             per_thread = ?loaded.per_thread,
+            buffers = loaded.buffers,
             "warm-start file loaded (read: the last batch read, decoded: all decoded and the \
              file checked, since the load started; batches decoded per thread, this one first)"
         );

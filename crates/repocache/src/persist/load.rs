@@ -52,6 +52,8 @@ pub(super) struct Batched<K> {
     pub(super) threads: usize,
     /// Batches decoded per thread, this one first.
     pub(super) per_thread: Vec<usize>,
+    /// Batch buffers allocated (at most [`BATCHES_PER_THREAD`] per thread; each reused).
+    pub(super) buffers: usize,
 }
 
 /// A batch on its way to a decoding thread.
@@ -173,12 +175,13 @@ impl Shared<'_> {
 
     /// The reading thread: reads batches and queues them, at most `limit` in memory at once
     /// (at the limit it decodes a queued batch itself, into `done`, or waits for a buffer).
+    /// Returns the objects withheld and the buffers allocated.
     fn produce<K: DeserializeOwned, R: Read>(
         &self,
         reader: &mut format::Reader<R>,
         limit: usize,
         done: &mut Done<K>,
-    ) -> Result<usize, ReadError> {
+    ) -> Result<(usize, usize), ReadError> {
         let (mut buffers, mut no, mut first, mut withheld) = (0, 0, 0, 0);
         while !self.failed() {
             let mut bytes = loop {
@@ -213,7 +216,7 @@ impl Shared<'_> {
             no += 1;
             first += records;
         }
-        Ok(withheld)
+        Ok((withheld, buffers))
     }
 }
 
@@ -295,7 +298,7 @@ where
         }
         (parts, produced, read)
     });
-    let withheld = produced.map_err(read_error)?;
+    let (withheld, buffers) = produced.map_err(read_error)?;
     let header = reader.finish().map_err(read_error)?;
     let first_error = shared
         .error
@@ -319,6 +322,7 @@ where
         read,
         threads,
         per_thread,
+        buffers,
     })
 }
 
@@ -358,7 +362,7 @@ mod tests {
         }
     }
 
-    /// `n` ConfigMaps of 100 to 300 bytes: about 1 MB at 5,000, four batches and more.
+    /// `n` ConfigMaps of 100 to 300 bytes: about 2.6 MB at 12,000, ten batches and more.
     fn records(n: usize, redacted: impl Fn(usize) -> bool) -> Vec<Record> {
         (0..n)
             .map(|i| Record {
@@ -388,10 +392,12 @@ mod tests {
     /// unless kept.
     #[test]
     fn objects_come_back_in_file_order_across_batches_and_threads() {
-        let n = 5000;
+        let n = 12_000;
         let bytes = encode(&header(), &records(n, |i| i % 7 == 3));
+        // More batches than any thread count may hold in memory at once.
+        let most = DECODE_THREADS * BATCHES_PER_THREAD;
         assert!(
-            bytes.len() > 4 * BATCH_BYTES,
+            bytes.len() > (most + 1) * BATCH_BYTES,
             "{} bytes: too few batches",
             bytes.len()
         );
@@ -406,12 +412,21 @@ mod tests {
                 .map(|o| o.as_ref())
                 .eq(expected.iter())
         );
-        assert!(
-            loaded.per_thread.iter().sum::<usize>() > 4,
-            "{:?}",
-            loaded.per_thread
-        );
+        let batches: usize = loaded.per_thread.iter().sum();
+        assert!(batches > most, "{:?}", loaded.per_thread);
         assert_eq!(loaded.per_thread.len(), loaded.threads);
+        // The file is never read ahead beyond a few batches: buffers are reused.
+        assert!(
+            (1..=loaded.threads * BATCHES_PER_THREAD).contains(&loaded.buffers),
+            "{} buffers for {} threads",
+            loaded.buffers,
+            loaded.threads
+        );
+        assert!(
+            loaded.buffers < batches,
+            "{} buffers, {batches} batches",
+            loaded.buffers
+        );
         let kept = load_bytes(&bytes, true).unwrap();
         assert_eq!(kept.withheld, 0);
         assert!(
