@@ -112,6 +112,12 @@ impl Shared<'_> {
         first.get_or_insert(error);
     }
 
+    /// No more jobs will come: the decoding threads finish what is queued and return.
+    fn close(&self) {
+        self.queue().closed = true;
+        self.changed.notify_all();
+    }
+
     fn withheld(&self, flags: u8) -> bool {
         !self.keep_credentials && flags & FLAG_REDACTED != 0
     }
@@ -220,6 +226,15 @@ impl Shared<'_> {
     }
 }
 
+/// Closes the queue when dropped (see [`Shared::close`]).
+struct Closing<'s, 'p>(&'s Shared<'p>);
+
+impl Drop for Closing<'_, '_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Loads the file `reader` reads (`path` names it in errors): `check` says whether its header
 /// belongs to the cache. Objects stored without their credentials are withheld (not decoded)
 /// unless `keep_credentials`.
@@ -276,14 +291,16 @@ where
         let helpers: Vec<_> = (1..threads)
             .map(|_| scope.spawn(|| shared.work::<K>()))
             .collect();
+        // Should this thread panic (a bug: decoders' panics are caught), the queue closes as it
+        // unwinds, so that the scope's join sees the helpers return instead of waiting forever.
+        let closing = Closing(&shared);
         let mut mine = Vec::new();
         let produced = shared.produce(&mut reader, threads * BATCHES_PER_THREAD, &mut mine);
         let read = started.elapsed();
         if produced.is_err() {
             shared.failed.store(true, Ordering::Relaxed);
         }
-        shared.queue().closed = true;
-        shared.changed.notify_all();
+        drop(closing);
         mine.extend(shared.work::<K>());
         let mut parts = vec![mine];
         for helper in helpers {
@@ -527,6 +544,48 @@ mod tests {
                     panic!("object {bad}: the panic crossed the load")
                 }
             }
+        }
+    }
+
+    /// Reads `bytes`, and panics once more than `limit` of them were read.
+    struct PanicsAfter {
+        bytes: Vec<u8>,
+        at: usize,
+        limit: usize,
+    }
+
+    impl Read for PanicsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.at <= self.limit, "the reader panicked");
+            let n = buf.len().min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// A panic on the reading thread (the file's `Read`, or a bug) reaches the caller as a
+    /// panic, and the decoding threads, which wait for batches, return: the load never hangs.
+    #[test]
+    fn a_panic_while_reading_reaches_the_caller_and_never_hangs_the_load() {
+        let bytes = encode(&header(), &records(12_000, |_| false));
+        let len = bytes.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(move || {
+                let source = PanicsAfter {
+                    bytes,
+                    at: 0,
+                    limit: len / 2,
+                };
+                let reader = format::Reader::new(source, len as u64).unwrap();
+                load::<ConfigMap, _>(reader, Path::new("f"), false, kind_is_config_map).is_ok()
+            });
+            let _ = tx.send(outcome.is_err());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(panicked) => assert!(panicked, "the load returned instead of panicking"),
+            Err(e) => panic!("the load hung ({e})"),
         }
     }
 }
