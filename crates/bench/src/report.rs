@@ -570,7 +570,7 @@ fn render_random(s: &mut String, r: &Results) {
         .map(|row| (row.objects, row.readers, row.writer))
         .collect();
     configs.dedup();
-    for (n, readers, writer) in configs {
+    for &(n, readers, writer) in &configs {
         let ns = |store| random_reads::find(&r.random, store, n, readers, writer);
         let v = |store| ns(store).map(|row| row.ns_per_read);
         let rate = ns(CACHE_GET)
@@ -604,13 +604,7 @@ fn render_random(s: &mut String, r: &Results) {
         s,
         "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let mut configs: Vec<(usize, usize, bool)> = r
-        .random
-        .iter()
-        .map(|row| (row.objects, row.readers, row.writer))
-        .collect();
-    configs.dedup();
-    for (n, readers, writer) in configs {
+    for &(n, readers, writer) in &configs {
         let v = |store| {
             random_reads::find(&r.random, store, n, readers, writer).map(|row| row.wall_ns_per_read)
         };

@@ -512,10 +512,11 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn header() -> Header {
+    /// A header of ConfigMaps (the loader's tests use it too).
+    pub(in crate::persist) fn header() -> Header {
         Header {
             kind: "ConfigMap".into(),
             api_version: "v1".into(),

@@ -351,20 +351,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
+    use crate::persist::format::tests::header;
     use crate::persist::format::{Record, encode};
-
-    fn header() -> Header {
-        Header {
-            kind: "ConfigMap".into(),
-            api_version: "v1".into(),
-            server: "srv".into(),
-            key: "abc".into(),
-            resource_version: Some("1".into()),
-            written_at_ms: 1,
-            objects: 0,
-            credentials: false,
-        }
-    }
 
     fn config_map(i: usize) -> ConfigMap {
         ConfigMap {
