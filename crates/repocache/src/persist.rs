@@ -364,13 +364,7 @@ where
             Err(e) => return Err(io(e)),
         };
         let len = file.metadata().map_err(io)?.len();
-        let reader = format::Reader::new(file, len).map_err(|e| match e {
-            format::ReadError::Io(source) => io(source),
-            format::ReadError::Format(source) => PersistError::Format {
-                path: self.path.clone(),
-                source,
-            },
-        })?;
+        let reader = format::Reader::new(file, len).map_err(|e| load::read_error(&self.path, e))?;
         let loaded = load::load::<K, _>(
             reader,
             &self.path,

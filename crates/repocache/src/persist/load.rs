@@ -226,6 +226,20 @@ impl Shared<'_> {
     }
 }
 
+/// A [`format::Reader`]'s error as a load reports it: naming the file.
+pub(super) fn read_error(path: &Path, error: ReadError) -> PersistError {
+    match error {
+        ReadError::Io(source) => PersistError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        ReadError::Format(source) => PersistError::Format {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
 /// Closes the queue when dropped (see [`Shared::close`]).
 struct Closing<'s, 'p>(&'s Shared<'p>);
 
@@ -253,13 +267,7 @@ where
         path: path.to_path_buf(),
         source,
     };
-    let read_error = |error| match error {
-        ReadError::Io(source) => PersistError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        ReadError::Format(source) => format_error(source),
-    };
+    let read_error = |error| read_error(path, error);
     // A header that does not parse or is another cache's: nothing to decode; the file's own
     // errors (its checksum first) come before the cache's.
     let objects = match reader.header().map(|h| check(h).map(|()| h.objects)) {
