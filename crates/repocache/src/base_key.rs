@@ -54,7 +54,7 @@ impl BaseKey {
 
     /// Whether this is the key of (namespace, name): `Some` when the stored bytes decide,
     /// `None` for a key too long to inline (compare the object's metadata instead).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn matches(&self, namespace: Option<&str>, name: &str) -> Option<bool> {
         if self.name_len == 0 {
             return None;

@@ -68,6 +68,7 @@ mod state;
 pub mod stats;
 mod striped;
 mod subscription;
+mod tables;
 pub mod writer;
 
 // The names a user needs on day one; the rest live in the modules above
