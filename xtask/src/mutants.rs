@@ -70,7 +70,7 @@ const WARM_SUITE: &[&str] = &[
     "warm::",
 ];
 
-/// The core files: the write path, the snapshot, the reflector, decoding, read policies,
+/// The core files: the write path, the snapshot and its tables, the reflector, decoding, read policies,
 /// subscriptions and their diffs, the warm-start file's format, loading and writing, and the layer's
 /// routing and serving.
 pub const TARGETS: &[Target] = &[
@@ -106,6 +106,14 @@ pub const TARGETS: &[Target] = &[
         package: "repocache",
         test_packages: &["repocache"],
         test_args: &[],
+        timeout_secs: 60,
+    },
+    Target {
+        file: "crates/repocache/src/tables.rs",
+        package: "repocache",
+        test_packages: &["repocache"],
+        // Its own unit tests and proptest, and the index's proptests above it.
+        test_args: &["--lib"],
         timeout_secs: 60,
     },
     Target {

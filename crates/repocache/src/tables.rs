@@ -30,9 +30,10 @@ pub(crate) trait Hashed {
 
 /// What the lookup index needs of a table of [`Hashed`] entries; `eq` tells the wanted entry
 /// among those with the same hash.
+///
+/// Sizing (`with_capacity`, `reserve`) is not part of it: only the base is sized, and only
+/// through its own type.
 pub(crate) trait Slots<T: Hashed>: Default + Clone {
-    /// An empty table that holds `capacity` entries without growing.
-    fn with_capacity(capacity: usize) -> Self;
     /// The number of entries.
     fn len(&self) -> usize;
     /// Whether the table holds no entry.
@@ -47,14 +48,9 @@ pub(crate) trait Slots<T: Hashed>: Default + Clone {
     fn remove(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T>;
     /// Inserts `entry`, which must not be in the table yet (the caller looked it up).
     fn insert_unique(&mut self, entry: T);
-    /// Makes room for `additional` more entries without growing again.
-    fn reserve(&mut self, additional: usize);
 }
 
 impl<T: Hashed + Clone> Slots<T> for hashbrown::HashTable<T> {
-    fn with_capacity(capacity: usize) -> Self {
-        hashbrown::HashTable::with_capacity(capacity)
-    }
     fn len(&self) -> usize {
         hashbrown::HashTable::len(self)
     }
@@ -72,9 +68,6 @@ impl<T: Hashed + Clone> Slots<T> for hashbrown::HashTable<T> {
     fn insert_unique(&mut self, entry: T) {
         let hash = entry.hash();
         hashbrown::HashTable::insert_unique(self, hash, entry, T::hash);
-    }
-    fn reserve(&mut self, additional: usize) {
-        hashbrown::HashTable::reserve(self, additional, T::hash);
     }
 }
 
@@ -117,13 +110,6 @@ fn empty_slots<T>(count: usize) -> Box<[Option<T>]> {
 }
 
 impl<T: Hashed + Clone> Slots<T> for FlatTable<T> {
-    fn with_capacity(capacity: usize) -> Self {
-        Self {
-            slots: empty_slots(slots_for(capacity)),
-            len: 0,
-        }
-    }
-
     fn len(&self) -> usize {
         self.len
     }
@@ -152,8 +138,19 @@ impl<T: Hashed + Clone> Slots<T> for FlatTable<T> {
         self.place(entry);
         self.len += 1;
     }
+}
 
-    fn reserve(&mut self, additional: usize) {
+impl<T: Hashed> FlatTable<T> {
+    /// An empty table that holds `capacity` entries without growing.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            slots: empty_slots(slots_for(capacity)),
+            len: 0,
+        }
+    }
+
+    /// Makes room for `additional` more entries without growing again.
+    pub(crate) fn reserve(&mut self, additional: usize) {
         let wanted = slots_for(self.len.saturating_add(additional));
         if wanted <= self.slots.len() {
             return;
@@ -163,9 +160,7 @@ impl<T: Hashed + Clone> Slots<T> for FlatTable<T> {
             self.place(entry);
         }
     }
-}
 
-impl<T: Hashed> FlatTable<T> {
     /// The entries, in no particular order.
     #[cfg(test)]
     fn iter(&self) -> impl Iterator<Item = &T> {
@@ -328,6 +323,45 @@ mod tests {
         assert_eq!(find(&table, 1, 3), Some(1));
     }
 
+    /// A step of the model test: put `value` under `key`, or remove `key`.
+    type Step = (u32, bool, u32);
+
+    /// Applies `steps` to `table` and to a `HashMap`, checking after every step that the two
+    /// agree on every key and on the length, and that `check` holds of the table.
+    fn agrees_with_a_model<S: Slots<Keyed>>(
+        mut table: S,
+        steps: Vec<Step>,
+        hash_of: impl Fn(u32) -> u64,
+        check: impl Fn(&S) -> bool,
+    ) -> Result<(S, HashMap<u32, u32>), proptest::test_runner::TestCaseError> {
+        let mut model: HashMap<u32, u32> = HashMap::new();
+        for (key, put, value) in steps {
+            let hash = hash_of(key);
+            if put {
+                match table.find_mut(hash, |e: &Keyed| e.key == key) {
+                    Some(held) => held.value = value,
+                    None => table.insert_unique(Keyed { key, hash, value }),
+                }
+                model.insert(key, value);
+            } else {
+                let removed = table.remove(hash, |e| e.key == key).map(|e| e.value);
+                proptest::prop_assert_eq!(removed, model.remove(&key));
+            }
+            proptest::prop_assert_eq!(table.len(), model.len());
+            proptest::prop_assert_eq!(table.is_empty(), model.is_empty());
+            proptest::prop_assert!(check(&table));
+            for k in 0..48 {
+                let found = table.find(hash_of(k), |e| e.key == k).map(|e| e.value);
+                proptest::prop_assert_eq!(found, model.get(&k).copied());
+            }
+        }
+        Ok((table, model))
+    }
+
+    fn few_hashes(hash_bits: u32) -> impl Fn(u32) -> u64 {
+        move |key| u64::from(key.wrapping_mul(2_654_435_761)) % (1u64 << hash_bits) * 3
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
@@ -335,37 +369,36 @@ mod tests {
         /// hashes (long clusters, wrap-around) agrees with a `HashMap` after every step, and
         /// the table keeps at least half of its slots empty.
         #[test]
-        fn agrees_with_a_hash_map(
+        fn a_flat_table_agrees_with_a_hash_map(
             steps in proptest::collection::vec((0u32..48, proptest::bool::ANY, 0u32..1000), 1..400),
             hash_bits in 1u32..7,
             capacity in 0usize..40,
         ) {
-            let hash_of = |key: u32| u64::from(key.wrapping_mul(2_654_435_761)) % (1u64 << hash_bits) * 3;
-            let mut table = FlatTable::with_capacity(capacity);
-            let mut model: HashMap<u32, u32> = HashMap::new();
-            for (key, put, value) in steps {
-                let hash = hash_of(key);
-                if put {
-                    match table.find_mut(hash, |e: &Keyed| e.key == key) {
-                        Some(held) => held.value = value,
-                        None => table.insert_unique(Keyed { key, hash, value }),
-                    }
-                    model.insert(key, value);
-                } else {
-                    let removed = table.remove(hash, |e| e.key == key).map(|e| e.value);
-                    proptest::prop_assert_eq!(removed, model.remove(&key));
-                }
-                proptest::prop_assert_eq!(table.len(), model.len());
-                proptest::prop_assert!(table.len() * 2 <= table.slots.len() || table.slots.is_empty());
-                for k in 0..48 {
-                    proptest::prop_assert_eq!(find(&table, k, hash_of(k)), model.get(&k).copied());
-                }
-            }
+            let (table, model) = agrees_with_a_model(
+                FlatTable::with_capacity(capacity),
+                steps,
+                few_hashes(hash_bits),
+                |t: &FlatTable<Keyed>| t.len() * 2 <= t.slots.len() || t.slots.is_empty(),
+            )?;
             let mut listed: Vec<u32> = table.iter().map(|e| e.key).collect();
             listed.sort_unstable();
             let mut want: Vec<u32> = model.keys().copied().collect();
             want.sort_unstable();
             proptest::prop_assert_eq!(listed, want);
+        }
+
+        /// The same for the delta's table: `hashbrown`'s, through the same trait.
+        #[test]
+        fn a_hashbrown_table_agrees_with_a_hash_map(
+            steps in proptest::collection::vec((0u32..48, proptest::bool::ANY, 0u32..1000), 1..400),
+            hash_bits in 1u32..7,
+        ) {
+            agrees_with_a_model(
+                hashbrown::HashTable::new(),
+                steps,
+                few_hashes(hash_bits),
+                |_| true,
+            )?;
         }
     }
 }
