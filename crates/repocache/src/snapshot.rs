@@ -940,6 +940,52 @@ mod tests {
         drop(published);
     }
 
+    /// Keys too long to inline are compared through the object's metadata, and only match
+    /// their own object: in the delta (a `hashbrown` table, which calls the comparison for every
+    /// entry whose 7-bit tag matches) as in the base. A comparison that answered "same key"
+    /// for every long key (a mutant cargo-mutants found unnoticed) fails here at once.
+    #[test]
+    fn a_long_key_answers_for_no_other_key_in_the_delta_or_the_base() {
+        let long = |n: usize| format!("{}-{n}", "a-rather-long-package-repository-name".repeat(2));
+        let mut index: Index<ConfigMap> = Index::default();
+        // A base of 800 short keys, then a publish: the 200 long keys go to the delta, which
+        // holds up to 64 + 800 / 4 entries before a fold.
+        for n in 0..800 {
+            index.insert(cm_in(None, &format!("short-{n}"), 1));
+        }
+        let published = index.clone();
+        for n in 0..200 {
+            index.insert(cm_in(None, &long(n), 1));
+        }
+        assert_eq!(index.delta_len(), 200, "the long keys are in the delta");
+        let name_found = |index: &Index<ConfigMap>, name: &str| {
+            lookup(index, &(None, name)).and_then(|o| o.metadata.name.clone())
+        };
+        for n in 0..200 {
+            assert_eq!(
+                name_found(&index, &long(n)).as_deref(),
+                Some(long(n).as_str())
+            );
+        }
+        for n in 200..2_000 {
+            assert_eq!(name_found(&index, &long(n)), None, "{}", long(n));
+        }
+        // Folded into the base: the same answers.
+        drop(published);
+        for n in 0..200 {
+            index.insert(cm_in(None, &long(n), 2));
+        }
+        for n in 0..200 {
+            assert_eq!(
+                name_found(&index, &long(n)).as_deref(),
+                Some(long(n).as_str())
+            );
+        }
+        for n in 200..2_000 {
+            assert_eq!(name_found(&index, &long(n)), None, "{}", long(n));
+        }
+    }
+
     #[test]
     fn iteration_knows_its_length_and_debug_shows_the_figures() {
         let snap = synced([String::from("a"), String::from("b"), String::from("c")]);
