@@ -25,20 +25,20 @@ use crate::tables::{FlatTable, Hashed, Slots};
 /// Objects by (namespace, name): a flat hash table (the *base*) under a small flat table of
 /// the changes made since the base was built (the *delta*), the LSM idea.
 ///
-/// A read hashes its key once, probes the delta (skipped when empty) and then the base, each
-/// one probe of a flat open-addressing table with the hash already computed, instead of a walk
-/// down a persistent trie, whose dependent loads cost about twice as much once the table
-/// outgrows the CPU caches. The base is a [`FlatTable`] (linear probing over the entries,
-/// inlined: reads mostly hit it), the delta a `hashbrown` table (control bytes answer a miss
-/// without touching an entry: reads mostly miss it); `tables` has the measurements. Both
-/// parts sit behind an `Arc`, so a snapshot is an O(1) clone of the index. The writer puts every change in the delta, copying the delta first when a
-/// published snapshot shares it (at most once per publish, at most [`REBUILD_MIN`] + n /
-/// [`REBUILD_FRACTION`] entries); when the delta outgrows that bound, it folds it into a new
-/// base, copying the base (one reference count per object, no rehashing: each entry keeps its
-/// hash) and applying the delta. While no snapshot shares the base (a relist's index, built
-/// aside; the writer's own between a fold and the next publish) changes go straight into it, in
-/// place. Amortized, a change costs [`REBUILD_FRACTION`] entry copies for the folds, plus the
-/// delta's copies at publishes, all on the writer.
+/// A read hashes its key once, probes the delta (skipped when empty) and then the base, each one
+/// probe of a flat open-addressing table with the hash already computed, instead of a walk down a
+/// persistent trie, whose dependent loads cost about twice as much once the table outgrows the CPU
+/// caches. The base is a [`FlatTable`] (linear probing over the entries, inlined: reads mostly hit
+/// it), the delta a `hashbrown` table (control bytes answer a miss without touching an entry: reads
+/// mostly miss it); `tables` has the measurements. Both parts sit behind an `Arc`, so a snapshot is
+/// an O(1) clone of the index. The writer puts every change in the delta, copying the delta first
+/// when a published snapshot shares it (at most once per publish, at most [`REBUILD_MIN`] + n /
+/// [`REBUILD_FRACTION`] entries); when the delta outgrows that bound, it folds it into a new base,
+/// copying the base (one reference count per object, no rehashing: each entry keeps its hash) and
+/// applying the delta. While no snapshot shares the base (a relist's index, built aside; the
+/// writer's own between a fold and the next publish) changes go straight into it, in place.
+/// Amortized, a change costs [`REBUILD_FRACTION`] entry copies for the folds, plus the delta's
+/// copies at publishes, all on the writer.
 ///
 /// Each entry stores the key's hash and the key itself inline when short ([`BaseKey`]), so that
 /// a probe compares names without loading the object or another allocation.
