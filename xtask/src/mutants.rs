@@ -305,7 +305,7 @@ pub const EXPLAINED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/repocache/src/pin.rs",
-        "83:9: delete match arm Ok(Some(out)) in read_current",
+        "86:9: delete match arm Ok(Some(out)) in read_current",
         "Every read then answers through arc-swap's guard after the pinned read ran and was \
          dropped: the same answer from the same current snapshot (the pin still pins and is \
          still re-pinned on every publish, which the pin tests check); only the cost differs, \
